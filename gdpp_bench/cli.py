@@ -1,0 +1,135 @@
+"""The `gdpp-bench` command: list, run, evaluate, report. Thin: parse, call, print."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from gdpp_bench.errors import UserError
+
+DEFAULT_DATA_ROOT = Path("~/.cache/gdpp-bench/data").expanduser()
+DEVICES = ["auto", "cpu", "cuda", "mps"]
+
+
+def _split(text: str | None) -> list[str] | None:
+    return [part.strip() for part in text.split(",") if part.strip()] if text else None
+
+
+def _seeds(text: str | None) -> list[int] | None:
+    parts = _split(text)
+    if parts is None:
+        return None
+    try:
+        return [int(p) for p in parts]
+    except ValueError:
+        raise UserError(f"--seeds takes integers separated by commas, e.g. 0,1,2; got {text!r}") from None
+
+
+def _format_values(values: dict[str, float]) -> str:
+    return "  ".join(f"{k}={v:.4g}" if v is not None else f"{k}=n/a" for k, v in values.items())
+
+
+@click.group()
+def cli() -> None:
+    """Train GANs under every loss variant of a suite, evaluate them, and report."""
+
+
+@cli.command("list")
+def list_cmd() -> None:
+    """Show the registered adversarial losses, terms, models, datasets, metrics and suites."""
+    from gdpp_bench.data import DATASETS
+    from gdpp_bench.losses import ADVERSARIAL, TERMS
+    from gdpp_bench.metrics import METRICS
+    from gdpp_bench.models import MODELS
+    from gdpp_bench.suites import suite_names
+
+    for title, names in [
+        ("adversarial losses", ADVERSARIAL.names()),
+        ("diversity terms", TERMS.names()),
+        ("models", MODELS.names()),
+        ("datasets", DATASETS.names()),
+        ("metrics", METRICS.names()),
+        ("suites", suite_names()),
+    ]:
+        click.echo(f"{title}: {', '.join(names)}")
+
+
+@cli.command()
+@click.option("--suite", required=True, help="Suite name (benchmarks/suites/NAME.toml) or path.")
+@click.option("--results", default="results", show_default=True, type=click.Path(path_type=Path))
+@click.option("--data-root", default=str(DEFAULT_DATA_ROOT), show_default=True)
+@click.option("--variants", help="Comma-separated variants replacing the suite's, e.g. bce,bce+gdpp@0.5")
+@click.option("--seeds", help="Comma-separated seeds replacing the suite's, e.g. 0,1,2")
+@click.option("--steps", type=int, help="Training steps replacing the suite's.")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Runs trained in parallel processes.")
+def run(suite: str, results: Path, data_root: str, variants: str | None, seeds: str | None,
+        steps: int | None, device: str, jobs: int) -> None:
+    """Train and evaluate every run of a suite; finished runs are skipped, others resumed."""
+    from gdpp_bench.pipeline import run_specs
+    from gdpp_bench.suites import expand, load_suite
+
+    loaded = load_suite(suite)
+    specs = expand(loaded, _split(variants), _seeds(seeds), steps)
+    click.echo(f"suite {loaded.name}: {len(specs)} runs -> {results / loaded.name}")
+    for outcome in run_specs(specs, results, data_root, device, jobs):
+        state = "skipped (done)" if outcome["skipped"] else outcome["status"]
+        detail = outcome.get("reason") or _format_values(outcome["values"])
+        click.echo(f"{outcome['key']}: {state}  {detail}")
+
+
+@cli.command()
+@click.option("--suite", required=True)
+@click.option("--results", default="results", show_default=True, type=click.Path(path_type=Path))
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--force", is_flag=True, help="Recompute metrics that are already in metrics.json.")
+def evaluate(suite: str, results: Path, device: str, force: bool) -> None:
+    """Write metrics.json for every finished run of a suite."""
+    from gdpp_bench.pipeline import evaluate_suite
+
+    suite_dir = _suite_dir(results, suite)
+    for outcome in evaluate_suite(suite_dir, device, force):
+        detail = outcome.get("reason") or _format_values(outcome.get("values", {}))
+        click.echo(f"{outcome['key']}: {outcome['status']}  {detail}")
+
+
+@cli.command()
+@click.option("--suite", required=True)
+@click.option("--results", default="results", show_default=True, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), help="Default: RESULTS/SUITE/report")
+def report(suite: str, results: Path, out: Path | None) -> None:
+    """Write runs.csv, summary tables and figures for a suite's runs."""
+    from gdpp_bench.report import build_report
+
+    for name, path in build_report(_suite_dir(results, suite), out).items():
+        click.echo(f"wrote {path}")
+
+
+def _suite_dir(results: Path, suite: str) -> Path:
+    suite_dir = results / suite
+    if not suite_dir.is_dir():
+        raise UserError(f"no results for suite {suite!r} in {suite_dir}; "
+                        f"run `gdpp-bench run --suite {suite}` first or pass --results")
+    return suite_dir
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors become one line on stderr and exit code 2."""
+    try:
+        cli.main(args=argv, prog_name="gdpp-bench", standalone_mode=False)
+    except UserError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("error: aborted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Adversarial losses. Each maps discriminator outputs to the D loss and the G loss."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gdpp_bench.models.base import DOut
+from gdpp_bench.registry import Registry
+
+
+@dataclass(frozen=True)
+class AdversarialLoss:
+    """`d_loss(real, fake)` and `g_loss(fake)`; a gradient penalty on D when `gp_weight` > 0."""
+
+    d_loss: Callable[[DOut, DOut], Tensor]
+    g_loss: Callable[[DOut], Tensor]
+    d_steps: int = 1
+    gp_weight: float = 0.0
+
+
+ADVERSARIAL: Registry[AdversarialLoss] = Registry("adversarial loss")
+
+
+def _bce_d(real: DOut, fake: DOut) -> Tensor:
+    ones, zeros = torch.ones_like(real.logits), torch.zeros_like(fake.logits)
+    return F.binary_cross_entropy_with_logits(
+        real.logits, ones
+    ) + F.binary_cross_entropy_with_logits(fake.logits, zeros)
+
+
+def _bce_g(fake: DOut) -> Tensor:
+    # non-saturating: the generator labels its samples real
+    return F.binary_cross_entropy_with_logits(fake.logits, torch.ones_like(fake.logits))
+
+
+def _hinge_d(real: DOut, fake: DOut) -> Tensor:
+    return F.relu(1.0 - real.logits).mean() + F.relu(1.0 + fake.logits).mean()
+
+
+def _wasserstein_d(real: DOut, fake: DOut) -> Tensor:
+    return fake.logits.mean() - real.logits.mean()
+
+
+def _mean_logit_g(fake: DOut) -> Tensor:
+    return -fake.logits.mean()
+
+
+ADVERSARIAL.register("bce")(AdversarialLoss(_bce_d, _bce_g))
+ADVERSARIAL.register("hinge")(AdversarialLoss(_hinge_d, _mean_logit_g))
+ADVERSARIAL.register("wgan-gp")(
+    AdversarialLoss(_wasserstein_d, _mean_logit_g, d_steps=5, gp_weight=10.0)
+)
+
+
+def gradient_penalty(
+    discriminator: nn.Module, real: Tensor, fake: Tensor, generator: torch.Generator
+) -> Tensor:
+    """WGAN-GP: mean (||grad_x D(x_hat)|| - 1)^2 on random interpolates of real and fake."""
+    shape = (real.shape[0],) + (1,) * (real.ndim - 1)
+    alpha = torch.rand(shape, generator=generator, device=real.device, dtype=real.dtype)
+    mixed = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+    logits = discriminator(mixed).logits
+    (grad,) = torch.autograd.grad(logits.sum(), mixed, create_graph=True)
+    return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()

@@ -1,0 +1,52 @@
+"""Report figures (seaborn/matplotlib), each written atomically as PNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from gdpp_bench.data import DATASETS  # noqa: E402
+from gdpp_bench.rundir import RunDir, write_atomic  # noqa: E402
+from gdpp_bench.samples import draw_samples_2d  # noqa: E402
+
+
+def _save(fig: plt.Figure, path: Path) -> None:
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=150))
+    plt.close(fig)
+
+
+def samples_over_modes(runs: pd.DataFrame, suite_dir: Path, dataset: str, path: Path) -> bool:
+    """Evaluation samples over the true mode centres: one column per variant, one row per seed."""
+    done = runs[(runs["dataset"] == dataset) & (runs["status"] == "done")]
+    if done.empty:
+        return False
+    variants = sorted(done["variant"].unique())
+    seeds = sorted(done["seed"].unique())
+    centers = DATASETS.get(dataset).centers_tensor()
+    fig, axes = plt.subplots(len(seeds), len(variants), squeeze=False,
+                             figsize=(3 * len(variants), 3 * len(seeds)))
+    for (row, seed), (col, variant) in (
+        (r, c) for r in enumerate(seeds) for c in enumerate(variants)
+    ):
+        ax = axes[row][col]
+        match = done[(done["variant"] == variant) & (done["seed"] == seed)]
+        if match.empty:
+            ax.set_axis_off()
+            continue
+        record = match.iloc[0]
+        samples = torch.load(RunDir(suite_dir / record["run"]).eval_samples, weights_only=True)
+        title = f"{variant}, seed {seed}\nmodes {record.get('modes', float('nan')):.0f}, " \
+                f"HQ {record.get('hq_percent', float('nan')):.1f}%"
+        draw_samples_2d(ax, samples, centers, title)
+    suite = done["suite"].iloc[0]
+    fig.suptitle(f"{suite} / {dataset}: generated samples (x = mode centres), "
+                 f"{int(done['steps'].iloc[0])} steps")
+    fig.tight_layout()
+    _save(fig, path)
+    return True

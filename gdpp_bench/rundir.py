@@ -1,0 +1,101 @@
+"""The run directory: the one place that knows the file names, and atomic writes."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """Write through `write(tmp_path)` into a temp file beside `path`, then rename over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Atomic JSON with NaN/inf written as null (strict JSON)."""
+    text = json.dumps(_json_safe(data), indent=2, sort_keys=True) + "\n"
+    write_atomic(path, lambda tmp: tmp.write_text(text))
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """RESULTS/SUITE/[DATASET/]VARIANT/seed-K/ and the files in it."""
+
+    path: Path
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def log(self) -> Path:
+        return self.path / "log.csv"
+
+    @property
+    def evals(self) -> Path:
+        return self.path / "evals.csv"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / "checkpoint.pt"
+
+    @property
+    def samples_png(self) -> Path:
+        return self.path / "samples.png"
+
+    @property
+    def eval_samples(self) -> Path:
+        return self.path / "eval_samples.pt"
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics.json"
+
+    @property
+    def done(self) -> Path:
+        return self.path / "DONE"
+
+    def is_done(self) -> bool:
+        return self.done.is_file()
+
+    def status(self) -> dict[str, Any]:
+        """{'status': 'done' | 'failed' | 'incomplete', ...} as recorded in DONE."""
+        if not self.is_done():
+            return {"status": "incomplete"}
+        return read_json(self.done)
+
+    def mark_done(self, status: str, **details: Any) -> None:
+        write_json(self.done, {"status": status, **details})
+
+
+def find_run_dirs(root: Path) -> list[RunDir]:
+    """Every run directory (one holding config.json) under `root`, sorted."""
+    return [RunDir(p.parent) for p in sorted(root.glob("**/config.json")) if "report" not in p.parts]

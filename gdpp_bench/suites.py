@@ -1,0 +1,212 @@
+"""Suite TOML files -> frozen dataclasses -> one RunSpec per dataset x variant x seed."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gdpp_bench.data import DATASETS
+from gdpp_bench.errors import UserError
+from gdpp_bench.losses import ADVERSARIAL, parse_variant
+from gdpp_bench.metrics import METRICS
+from gdpp_bench.models import MODELS
+
+SUITES_DIR = Path(
+    os.environ.get("GDPP_BENCH_SUITES", Path(__file__).resolve().parents[1] / "benchmarks" / "suites")
+)
+UPDATE_SCHEMES = ("alternating", "simultaneous")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings. Defaults are the GDPP paper's synthetic 2D recipe."""
+
+    steps: int = 25_000
+    batch_size: int = 512
+    lr_g: float = 1e-3
+    lr_d: float = 1e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    eps: float = 1e-8
+    d_steps: int = 0  # D updates per G update; 0 = the adversarial loss's default (wgan-gp 5, else 1)
+    update: str = "alternating"  # or "simultaneous": G and D gradients from the same forward pass
+    log_every: int = 100
+    checkpoint_every: int = 1_000
+
+    def resolved_d_steps(self, adversarial: str) -> int:
+        return self.d_steps or ADVERSARIAL.get(adversarial).d_steps
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation: `every` N steps during training (0 = only at the end) and after training."""
+
+    every: int = 0
+    metrics: tuple[str, ...] = ("modes2d",)
+    samples: int = 2_500
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    datasets: tuple[str, ...]
+    variants: tuple[str, ...]
+    seeds: tuple[int, ...] = (0, 1, 2)
+    model: str = ""  # "" = each dataset's default model
+    description: str = ""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything one training run needs; `key` is its folder under RESULTS/SUITE/."""
+
+    suite: str
+    dataset: str
+    model: str
+    variant: str
+    seed: int
+    train: TrainConfig
+    eval: EvalConfig
+    key: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def suite_names() -> list[str]:
+    return sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
+
+
+def load_suite(name_or_path: str) -> Suite:
+    """Load a suite by name (benchmarks/suites/NAME.toml) or by path to a TOML file."""
+    path = Path(name_or_path)
+    if path.suffix != ".toml":
+        path = SUITES_DIR / f"{name_or_path}.toml"
+        if not path.is_file():
+            raise UserError(
+                f"unknown suite {name_or_path!r}; known: {', '.join(suite_names())} "
+                "(or pass a path to a .toml file)"
+            )
+    try:
+        table = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise UserError(f"cannot read suite file {path}: {exc}") from None
+    return parse_suite(table, where=str(path))
+
+
+def parse_suite(table: dict[str, Any], where: str = "suite") -> Suite:
+    table = dict(table)
+    if "dataset" in table and "datasets" in table:
+        raise UserError(f"{where}: give either 'dataset' or 'datasets', not both")
+    if "dataset" in table:
+        table["datasets"] = [table.pop("dataset")]
+    train = _build(TrainConfig, table.pop("train", {}), f"{where} [train]")
+    evaluation = _build(EvalConfig, table.pop("eval", {}), f"{where} [eval]")
+    suite = _build(Suite, table, where, train=train, eval=evaluation)
+    _validate(suite, where)
+    canonical = tuple(str(parse_variant(v)) for v in suite.variants)
+    return dataclasses.replace(suite, variants=canonical)
+
+
+def expand(
+    suite: Suite,
+    variants: list[str] | None = None,
+    seeds: list[int] | None = None,
+    steps: int | None = None,
+) -> list[RunSpec]:
+    """One RunSpec per dataset x variant x seed; CLI overrides replace the suite's lists."""
+    train = suite.train if steps is None else dataclasses.replace(suite.train, steps=steps)
+    if steps is not None and steps < 1:
+        raise UserError(f"--steps must be >= 1, got {steps}")
+    names = [str(parse_variant(v)) for v in variants] if variants else list(suite.variants)
+    several = len(suite.datasets) > 1
+    return [
+        RunSpec(
+            suite=suite.name,
+            dataset=dataset,
+            model=suite.model or DATASETS.get(dataset).default_model,
+            variant=variant,
+            seed=seed,
+            train=train,
+            eval=suite.eval,
+            key=f"{dataset}/{variant}/seed-{seed}" if several else f"{variant}/seed-{seed}",
+        )
+        for dataset in suite.datasets
+        for variant in names
+        for seed in (seeds if seeds is not None else suite.seeds)
+    ]
+
+
+def _build(cls: type, table: Any, where: str, **ready: Any) -> Any:
+    if not isinstance(table, dict):
+        raise UserError(f"{where}: expected a table, got {table!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(table) - set(fields))
+    if unknown:
+        raise UserError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}"
+        )
+    values = dict(ready)
+    for key, value in table.items():
+        values[key] = _coerce(value, fields[key].type, f"{where}: {key}")
+    missing = [
+        f.name for f in fields.values()
+        if f.name not in values
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise UserError(f"{where}: missing required key(s) {', '.join(missing)}")
+    return cls(**values)
+
+
+def _coerce(value: Any, type_name: str, where: str) -> Any:
+    ok = {
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, int | float) and not isinstance(value, bool),
+        "str": isinstance(value, str),
+        "tuple[str, ...]": isinstance(value, list) and all(isinstance(v, str) for v in value),
+        "tuple[int, ...]": isinstance(value, list)
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value),
+    }.get(type_name, False)
+    if not ok:
+        raise UserError(f"{where} must be of type {type_name}, got {value!r}")
+    if type_name == "float":
+        return float(value)
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _validate(suite: Suite, where: str) -> None:
+    train, evaluation = suite.train, suite.eval
+    positive = {
+        "train.steps": train.steps, "train.batch_size": train.batch_size,
+        "train.lr_g": train.lr_g, "train.lr_d": train.lr_d, "train.eps": train.eps,
+        "train.log_every": train.log_every, "train.checkpoint_every": train.checkpoint_every,
+        "eval.samples": evaluation.samples,
+    }
+    for key, value in positive.items():
+        if not value > 0:
+            raise UserError(f"{where}: {key} must be > 0, got {value}")
+    for key, value in {"train.beta1": train.beta1, "train.beta2": train.beta2}.items():
+        if not 0 <= value < 1:
+            raise UserError(f"{where}: {key} must be in [0, 1), got {value}")
+    if train.d_steps < 0 or evaluation.every < 0:
+        raise UserError(f"{where}: train.d_steps and eval.every must be >= 0")
+    if train.update not in UPDATE_SCHEMES:
+        raise UserError(
+            f"{where}: train.update must be one of {', '.join(UPDATE_SCHEMES)}, got {train.update!r}"
+        )
+    if not suite.datasets or not suite.variants or not suite.seeds:
+        raise UserError(f"{where}: datasets, variants and seeds must not be empty")
+    for dataset in suite.datasets:
+        DATASETS.get(dataset)
+    if suite.model:
+        MODELS.get(suite.model)
+    for metric in evaluation.metrics:
+        METRICS.get(metric)

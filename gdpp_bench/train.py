@@ -1,0 +1,254 @@
+"""The training loop: one resumable, deterministic, device-aware function."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from gdpp_bench.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
+from gdpp_bench.data import DATASETS
+from gdpp_bench.environment import describe
+from gdpp_bench.errors import UserError
+from gdpp_bench.losses import ADVERSARIAL, TERMS, AdversarialLoss, gradient_penalty, parse_variant
+from gdpp_bench.models import MODELS
+from gdpp_bench.rundir import RunDir, read_json, write_json
+from gdpp_bench.samples import save_samples_2d
+from gdpp_bench.suites import RunSpec
+
+EvalHook = Callable[[nn.Module, int], dict[str, float]]
+FIXED_NOISE_SEED = 2019
+
+
+@dataclass
+class _Step:
+    """What one training step needs; built once per run."""
+
+    generator: nn.Module
+    discriminator: nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    adversarial: AdversarialLoss
+    terms: list[tuple[str, Callable[..., Tensor], float]]
+    sample_real: Callable[[int, torch.Generator], Tensor]
+    rng: torch.Generator
+    batch_size: int
+    d_steps: int
+    simultaneous: bool
+
+    def noise(self) -> Tensor:
+        z_dim = self.generator.z_dim
+        return torch.randn(self.batch_size, z_dim, generator=self.rng, device=self.rng.device)
+
+    def log_columns(self) -> list[str]:
+        return ["d_loss", "g_loss", "d_real", "d_fake", "gp"] + [name for name, _, _ in self.terms]
+
+
+def _set_grads(params: list[Tensor], loss: Tensor, retain_graph: bool = False) -> None:
+    """params' .grad = d(loss)/d(params), computing no gradient for any other module."""
+    grads = torch.autograd.grad(loss, params, retain_graph=retain_graph)
+    for param, grad in zip(params, grads, strict=True):
+        param.grad = grad
+
+
+def _d_loss(step: _Step, real: Tensor, fake: Tensor) -> tuple[Tensor, Any, Any, Tensor]:
+    out_real, out_fake = step.discriminator(real), step.discriminator(fake)
+    loss = step.adversarial.d_loss(out_real, out_fake)
+    penalty = torch.zeros((), device=real.device)
+    if step.adversarial.gp_weight:
+        penalty = gradient_penalty(step.discriminator, real, fake.detach(), step.rng)
+        loss = loss + step.adversarial.gp_weight * penalty
+    return loss, out_real, out_fake, penalty
+
+
+def _g_loss(step: _Step, out_real: Any, out_fake: Any) -> tuple[Tensor, list[Tensor]]:
+    term_values = [term(out_real, out_fake) for _, term, _ in step.terms]
+    loss = step.adversarial.g_loss(out_fake)
+    for (_, _, weight), value in zip(step.terms, term_values, strict=True):
+        loss = loss + weight * value
+    return loss, term_values
+
+
+def train_step(step: _Step) -> Tensor:
+    """D step(s) then a G step (or one simultaneous update); returns the values to log."""
+    g_params = list(step.generator.parameters())
+    d_params = list(step.discriminator.parameters())
+    for _ in range(step.d_steps - 1 if step.simultaneous else step.d_steps):
+        real = step.sample_real(step.batch_size, step.rng)
+        fake = step.generator(step.noise())
+        d_loss, out_real, out_fake, penalty = _d_loss(step, real, fake.detach())
+        _set_grads(d_params, d_loss)
+        step.opt_d.step()
+    if step.simultaneous:
+        # both gradients at the same parameters, from one forward pass (the official scripts)
+        real = step.sample_real(step.batch_size, step.rng)
+        fake = step.generator(step.noise())
+        d_loss, out_real, out_fake, penalty = _d_loss(step, real, fake)
+        g_loss, term_values = _g_loss(step, out_real, out_fake)
+        _set_grads(d_params, d_loss, retain_graph=True)
+        _set_grads(g_params, g_loss)
+        step.opt_d.step()
+        step.opt_g.step()
+    else:
+        out_fake_for_g = step.discriminator(fake)
+        with torch.no_grad():
+            out_real_for_g = step.discriminator(real) if step.terms else out_real
+        g_loss, term_values = _g_loss(step, out_real_for_g, out_fake_for_g)
+        _set_grads(g_params, g_loss)
+        step.opt_g.step()
+    logged = [d_loss, g_loss, out_real.logits.mean(), out_fake.logits.mean(), penalty, *term_values]
+    return torch.stack([v.detach().float() for v in logged])
+
+
+def _build(spec: RunSpec, device: torch.device, data_root: str | None) -> _Step:
+    variant = parse_variant(spec.variant)
+    torch.manual_seed(spec.seed)
+    generator, discriminator = (m.to(device) for m in MODELS.get(spec.model)())
+    cfg = spec.train
+    fused = device.type == "cuda"
+
+    def adam(module: nn.Module, lr: float) -> torch.optim.Optimizer:
+        return torch.optim.Adam(
+            module.parameters(), lr=lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, fused=fused
+        )
+
+    sampler = DATASETS.get(spec.dataset).sampler(device, data_root)
+    return _Step(
+        generator=generator,
+        discriminator=discriminator,
+        opt_g=adam(generator, cfg.lr_g),
+        opt_d=adam(discriminator, cfg.lr_d),
+        adversarial=ADVERSARIAL.get(variant.adversarial),
+        terms=[(name, TERMS.get(name), weight) for name, weight in variant.terms],
+        sample_real=sampler.sample,
+        rng=torch.Generator(device).manual_seed(spec.seed),
+        batch_size=cfg.batch_size,
+        d_steps=cfg.resolved_d_steps(variant.adversarial),
+        simultaneous=cfg.update == "simultaneous",
+    )
+
+
+def _append_csv(path: Path, columns: list[str], row: list[Any]) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as handle:
+        writer = csv.writer(handle)
+        if new:
+            writer.writerow(columns)
+        writer.writerow(row)
+
+
+def _truncate_csv(path: Path, last_step: int) -> None:
+    """Drop rows logged after the checkpoint we resume from, so they are not written twice."""
+    if not path.exists():
+        return
+    with path.open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    kept = rows[:1] + [r for r in rows[1:] if int(r[0]) <= last_step]
+    with path.open("w", newline="") as handle:
+        csv.writer(handle).writerows(kept)
+
+
+def _start_or_resume(spec: RunSpec, run_dir: RunDir, step: _Step, device: torch.device,
+                     log_sum: Tensor) -> tuple[int, int]:
+    """Write config.json or check it; load the checkpoint if any. Returns (step, log count)."""
+    spec_dict = spec.to_dict()
+    if run_dir.config.exists():
+        recorded = read_json(run_dir.config).get("spec")
+        if recorded != read_json_roundtrip(spec_dict):
+            raise UserError(
+                f"{run_dir.path} holds a run with another configuration; "
+                "use another --results folder or delete that run folder"
+            )
+    else:
+        write_json(run_dir.config, {"spec": spec_dict, "environment": describe(device)})
+    if not run_dir.checkpoint.exists():
+        for stale in (run_dir.log, run_dir.evals):
+            stale.unlink(missing_ok=True)
+        return 0, 0
+    state = load_checkpoint(run_dir.checkpoint, map_location=device)
+    step.generator.load_state_dict(state["generator"])
+    step.discriminator.load_state_dict(state["discriminator"])
+    step.opt_g.load_state_dict(state["opt_g"])
+    step.opt_d.load_state_dict(state["opt_d"])
+    restore_rng_state(step.rng, state["rng"])
+    log_sum.copy_(state["log_sum"])
+    for path in (run_dir.log, run_dir.evals):
+        _truncate_csv(path, state["step"])
+    return int(state["step"]), int(state["log_count"])
+
+
+def read_json_roundtrip(data: Any) -> Any:
+    """`data` as it reads back from JSON (tuples become lists), for comparison with a file."""
+    return json.loads(json.dumps(data))
+
+
+def _checkpoint_state(step: _Step, number: int, log_sum: Tensor, log_count: int) -> dict[str, Any]:
+    return {
+        "step": number,
+        "log_sum": log_sum.clone(),
+        "log_count": log_count,
+        "generator": step.generator.state_dict(),
+        "discriminator": step.discriminator.state_dict(),
+        "opt_g": step.opt_g.state_dict(),
+        "opt_d": step.opt_d.state_dict(),
+        "rng": rng_state(step.rng),
+    }
+
+
+def _save_fixed_samples(spec: RunSpec, run_dir: RunDir, generator: nn.Module,
+                        device: torch.device) -> None:
+    noise_rng = torch.Generator(device).manual_seed(FIXED_NOISE_SEED)
+    with torch.no_grad():
+        z = torch.randn(2_500, generator.z_dim, generator=noise_rng, device=device)
+        samples = generator(z)
+    dataset = DATASETS.get(spec.dataset)
+    title = f"{spec.suite}: {spec.variant}, seed {spec.seed}, step {spec.train.steps}"
+    save_samples_2d(run_dir.samples_png, samples, dataset.centers_tensor(), title)
+
+
+def train(spec: RunSpec, run_dir: RunDir, device: torch.device, data_root: str | None = None,
+          eval_hook: EvalHook | None = None) -> dict[str, Any]:
+    """Train one run to `spec.train.steps`, resuming from `run_dir` if it holds a checkpoint.
+
+    Returns the recorded status: {'status': 'done'} or {'status': 'failed', 'reason': ...}.
+    A non-finite loss (checked at each log step) ends the run as failed.
+    """
+    if run_dir.is_done():
+        return run_dir.status()
+    cfg = spec.train
+    step = _build(spec, device, data_root)
+    columns = ["step", *step.log_columns(), "imgs_per_s"]
+    running_sum = torch.zeros(len(columns) - 2, device=device)
+    start, since = _start_or_resume(spec, run_dir, step, device, running_sum)
+    tick = time.perf_counter()
+    for number in range(start + 1, cfg.steps + 1):
+        running_sum += train_step(step)
+        since += 1
+        if number % cfg.log_every == 0 or number == cfg.steps:
+            means = (running_sum / since).tolist()  # the only host sync, once per log interval
+            rate = since * cfg.batch_size / (time.perf_counter() - tick)
+            _append_csv(run_dir.log, columns, [number, *means, rate])
+            bad = [c for c, v in zip(columns[1:], means, strict=False) if not math.isfinite(v)]
+            if bad:
+                reason = f"diverged: non-finite {', '.join(bad)} by step {number}"
+                run_dir.mark_done("failed", reason=reason, step=number)
+                return run_dir.status()
+            running_sum.zero_()
+            since, tick = 0, time.perf_counter()
+        if eval_hook and spec.eval.every and number % spec.eval.every == 0:
+            values = eval_hook(step.generator, number)
+            _append_csv(run_dir.evals, ["step", *values], [number, *values.values()])
+        if number % cfg.checkpoint_every == 0 or number == cfg.steps:
+            state = _checkpoint_state(step, number, running_sum, since)
+            save_checkpoint(run_dir.checkpoint, state)
+    _save_fixed_samples(spec, run_dir, step.generator, device)
+    run_dir.mark_done("done", step=cfg.steps)
+    return run_dir.status()
