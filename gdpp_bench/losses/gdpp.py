@@ -15,7 +15,10 @@ from torch import Tensor
 MAGNITUDE_WEIGHT = 1e-4
 
 
-def _eigh(kernels: Tensor) -> tuple[Tensor, Tensor]:
+SAFE_RECIPROCAL_EPS = 1e-20
+
+
+def _eigh_forward(kernels: Tensor) -> tuple[Tensor, Tensor]:
     """Batched `eigh`; on a float32 convergence failure retry in float64 and cast back.
 
     Real cosine kernels are often near rank-2 with hundreds of near-zero eigenvalues, where
@@ -23,8 +26,8 @@ def _eigh(kernels: Tensor) -> tuple[Tensor, Tensor]:
     training loop records a diverged run instead of crashing.
     """
     if not torch.isfinite(kernels).all():
-        nan = kernels.sum() * float("nan")
-        return kernels.diagonal(dim1=-2, dim2=-1) * nan, kernels * nan
+        nan = torch.full_like(kernels, float("nan"))
+        return nan.diagonal(dim1=-2, dim2=-1).clone(), nan
     try:
         return torch.linalg.eigh(kernels)
     except torch.linalg.LinAlgError:
@@ -32,6 +35,40 @@ def _eigh(kernels: Tensor) -> tuple[Tensor, Tensor]:
             raise
         values, vectors = torch.linalg.eigh(kernels.double())
         return values.to(kernels.dtype), vectors.to(kernels.dtype)
+
+
+class _EighSafeGrad(torch.autograd.Function):
+    """`eigh` whose backward uses TensorFlow's safe reciprocal x / (x^2 + 1e-20) of eigengaps.
+
+    PyTorch's own eigh backward divides by lambda_j - lambda_i, which is exactly 0 for tied
+    eigenvalues; a B x B kernel of D < B features has B - D (near-)zero eigenvalues, ties happen
+    within a few dozen steps, and the generator's gradient turns NaN. The official GDPP code
+    ran on TensorFlow, whose self_adjoint_eig gradient uses this safe reciprocal (0 for a tie).
+    Elsewhere the two gradients agree.
+    """
+
+    @staticmethod
+    def forward(ctx, kernels: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        values, vectors = _eigh_forward(kernels)
+        ctx.save_for_backward(values, vectors)
+        return values, vectors
+
+    @staticmethod
+    def backward(ctx, grad_values: Tensor, grad_vectors: Tensor) -> Tensor:  # type: ignore[override]
+        values, vectors = ctx.saved_tensors
+        gaps = values.unsqueeze(-2) - values.unsqueeze(-1)  # [i, j] = lambda_j - lambda_i
+        inverse_gaps = gaps / (gaps * gaps + SAFE_RECIPROCAL_EPS)
+        inverse_gaps.diagonal(dim1=-2, dim2=-1).zero_()
+        inner = (vectors.transpose(-2, -1) @ grad_vectors) * inverse_gaps
+        inner = inner + torch.diag_embed(grad_values)
+        return vectors @ inner @ vectors.transpose(-2, -1)
+
+
+def _eigh(kernels: Tensor) -> tuple[Tensor, Tensor]:
+    """Ascending eigenvalues and column eigenvectors, with a tie-safe gradient."""
+    if not kernels.requires_grad:
+        return _eigh_forward(kernels)
+    return _EighSafeGrad.apply(kernels)
 
 
 def _min_max_weights(values: Tensor) -> Tensor:

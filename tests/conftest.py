@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from gdpp_bench.suites import EvalConfig, Suite, TrainConfig
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATASETS = REPO.parent / "shared" / "datasets"
+
+
+def tiny_suite(**overrides) -> Suite:
+    """A ring8 suite small enough to train in a second on a CPU."""
+    train = TrainConfig(steps=40, batch_size=64, log_every=10, checkpoint_every=10,
+                        update="simultaneous")
+    suite = Suite(
+        name="tiny", datasets=("ring8",), variants=("bce", "bce+gdpp@1"), seeds=(0,),
+        model="mlp2d", train=train, eval=EvalConfig(every=20, samples=500),
+    )
+    train_overrides = overrides.pop("train", {})
+    suite = dataclasses.replace(suite, **overrides)
+    return dataclasses.replace(suite, train=dataclasses.replace(suite.train, **train_overrides))
+
+
+@pytest.fixture
+def results(tmp_path: Path) -> Path:
+    return tmp_path / "results"

@@ -1,0 +1,152 @@
+"""Training: every loss x term trains, resume is bit-identical on CPU, divergence is recorded."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import pytest
+import torch
+from conftest import tiny_suite
+
+from gdpp_bench import train as train_module
+from gdpp_bench.checkpoint import load_checkpoint
+from gdpp_bench.errors import UserError
+from gdpp_bench.losses import ADVERSARIAL, TERMS
+from gdpp_bench.pipeline import run_specs
+from gdpp_bench.rundir import RunDir, read_json
+from gdpp_bench.suites import expand
+from gdpp_bench.train import train
+
+CPU = torch.device("cpu")
+
+
+def read_log(run_dir: RunDir) -> list[dict[str, str]]:
+    with run_dir.log.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.parametrize("update", ["alternating", "simultaneous"])
+@pytest.mark.parametrize("term", ["", *TERMS.names()])
+@pytest.mark.parametrize("adversarial", ADVERSARIAL.names())
+def test_every_loss_and_term_trains(tmp_path, adversarial, term, update):
+    variant = adversarial + (f"+{term}@0.5" if term else "")
+    suite = tiny_suite(variants=(variant,), train={"steps": 6, "log_every": 3, "update": update})
+    (spec,) = expand(suite)
+    torch.manual_seed(spec.seed)
+    run_dir = RunDir(tmp_path / spec.key)
+    assert train(spec, run_dir, CPU) == {"status": "done", "step": 6}
+    rows = read_log(run_dir)
+    assert [int(r["step"]) for r in rows] == [3, 6]
+    for row in rows:
+        for column in ["d_loss", "g_loss", *([term] if term else [])]:
+            assert math.isfinite(float(row[column]))
+    if adversarial == "wgan-gp":
+        assert float(rows[-1]["gp"]) > 0
+    state = load_checkpoint(run_dir.checkpoint)
+    assert state["step"] == 6
+    from gdpp_bench.models import MODELS
+
+    torch.manual_seed(spec.seed)
+    fresh_generator, _ = MODELS.get("mlp2d")()
+    changed = [
+        not torch.equal(fresh_generator.state_dict()[k], v)
+        for k, v in state["generator"].items()
+    ]
+    assert all(changed)
+
+
+def _states_equal(a: dict, b: dict) -> None:
+    for key in ("generator", "discriminator"):
+        assert a[key].keys() == b[key].keys()
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), (key, name)
+    for key in ("opt_g", "opt_d"):
+        for index, tensors in a[key]["state"].items():
+            for name, value in tensors.items():
+                assert torch.equal(value, b[key]["state"][index][name]), (key, index, name)
+    assert torch.equal(a["rng"]["generator"], b["rng"]["generator"])
+
+
+@pytest.mark.parametrize("variant", ["bce+gdpp@1", "wgan-gp+gdpp-si@0.5"])
+def test_resume_after_interruption_is_bit_identical(tmp_path, monkeypatch, variant):
+    suite = tiny_suite(variants=(variant,), train={"steps": 40, "log_every": 4,
+                                                    "checkpoint_every": 6, "update": "alternating"})
+    (spec,) = expand(suite)
+    straight = RunDir(tmp_path / "straight")
+    train(spec, straight, CPU)
+
+    saves = []
+    real_save = train_module.save_checkpoint
+
+    def save_then_die(path, state):
+        real_save(path, state)
+        saves.append(state["step"])
+        if len(saves) == 3:
+            raise KeyboardInterrupt  # killed mid-run, after the checkpoint at step 18
+
+    interrupted = RunDir(tmp_path / "interrupted")
+    monkeypatch.setattr(train_module, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(spec, interrupted, CPU)
+    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+    assert not interrupted.is_done() and load_checkpoint(interrupted.checkpoint)["step"] == 18
+
+    assert train(spec, interrupted, CPU)["status"] == "done"
+    _states_equal(load_checkpoint(straight.checkpoint), load_checkpoint(interrupted.checkpoint))
+    drop_rate = [{k: v for k, v in r.items() if k != "imgs_per_s"} for r in read_log(straight)]
+    resumed = [{k: v for k, v in r.items() if k != "imgs_per_s"} for r in read_log(interrupted)]
+    assert resumed == drop_rate  # same rows, no duplicates from the re-run steps 19..20
+
+
+def test_same_seed_same_run_and_other_seed_differs(tmp_path):
+    suite = tiny_suite(variants=("bce+gdpp@1",), seeds=(0, 1), train={"steps": 10})
+    spec0, spec1 = expand(suite)
+    runs = [RunDir(tmp_path / name) for name in ("a", "b", "c")]
+    for spec, run_dir in zip((spec0, spec0, spec1), runs, strict=True):
+        train(spec, run_dir, CPU)
+    a, b, c = (load_checkpoint(r.checkpoint)["generator"] for r in runs)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_nan_loss_fails_the_run_and_the_suite_goes_on(results, monkeypatch):
+    def poisoned(real, fake):
+        return fake.features.sum() * float("nan")
+
+    monkeypatch.setitem(TERMS._entries, "gdpp", poisoned)
+    suite = tiny_suite(variants=("bce", "bce+gdpp@1"), train={"steps": 20, "log_every": 5})
+    outcomes = run_specs(expand(suite), results, None, "cpu")
+    by_key = {o["key"]: o for o in outcomes}
+    assert by_key["bce/seed-0"]["status"] == "done"
+    failed = by_key["bce+gdpp@1/seed-0"]
+    assert failed["status"] == "failed"
+    assert failed["reason"].startswith("diverged: non-finite ")
+    assert failed["reason"].endswith("g_loss, d_real, d_fake, gdpp by step 5")
+    run_dir = RunDir(results / "tiny" / "bce+gdpp@1" / "seed-0")
+    assert read_json(run_dir.metrics)["status"] == "failed"
+    # a rerun does not retrain a failed run
+    again = {o["key"]: o for o in run_specs(expand(suite), results, None, "cpu")}
+    assert again["bce+gdpp@1/seed-0"]["skipped"] and again["bce+gdpp@1/seed-0"]["status"] == "failed"
+
+
+def test_changed_config_in_an_existing_run_dir_is_refused(tmp_path):
+    (spec,) = expand(tiny_suite(variants=("bce",), train={"steps": 10, "checkpoint_every": 5}))
+    run_dir = RunDir(tmp_path / "run")
+    train(spec, run_dir, CPU)
+    run_dir.done.unlink()
+    (other,) = expand(tiny_suite(variants=("bce",), train={"steps": 10, "lr_g": 0.5}))
+    with pytest.raises(UserError, match="another configuration"):
+        train(other, run_dir, CPU)
+
+
+def test_periodic_evaluation_is_logged(results):
+    suite = tiny_suite(variants=("bce",), train={"steps": 40}, eval=tiny_suite().eval)
+    (outcome,) = run_specs(expand(suite), results, None, "cpu")
+    run_dir = RunDir(results / "tiny" / "bce" / "seed-0")
+    with run_dir.evals.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["step"]) for r in rows] == [20, 40]
+    assert set(rows[0]) == {"step", "modes", "hq_percent", "kl_uniform"}
+    # the evaluation at step 40 used the same generator and noise as the final metrics.json
+    assert float(rows[-1]["hq_percent"]) == pytest.approx(outcome["values"]["hq_percent"])

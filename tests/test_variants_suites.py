@@ -1,0 +1,119 @@
+"""Variant names and suite files: what parses, what is refused, and how suites expand."""
+
+from __future__ import annotations
+
+import pytest
+
+from gdpp_bench.errors import UserError
+from gdpp_bench.losses import ADVERSARIAL, TERMS, Variant, parse_variant
+from gdpp_bench.suites import expand, load_suite, parse_suite, suite_names
+
+
+@pytest.mark.parametrize("text,expected,canonical", [
+    ("bce", Variant("bce"), "bce"),
+    ("bce+gdpp", Variant("bce", (("gdpp", 1.0),)), "bce+gdpp@1"),
+    ("bce+gdpp@0.1", Variant("bce", (("gdpp", 0.1),)), "bce+gdpp@0.1"),
+    ("hinge+gdpp@1", Variant("hinge", (("gdpp", 1.0),)), "hinge+gdpp@1"),
+    ("wgan-gp+gdpp-si@10", Variant("wgan-gp", (("gdpp-si", 10.0),)), "wgan-gp+gdpp-si@10"),
+    ("bce+gdpp@1e-3", Variant("bce", (("gdpp", 0.001),)), "bce+gdpp@0.001"),
+])
+def test_valid_variants_parse_to_canonical_names(text, expected, canonical):
+    variant = parse_variant(text)
+    assert variant == expected
+    assert str(variant) == canonical
+    assert parse_variant(canonical) == variant
+
+
+@pytest.mark.parametrize("text,message", [
+    ("bce+gdp", "unknown diversity term 'gdp'"),
+    ("bc+gdpp", "unknown adversarial loss 'bc'"),
+    ("bce+gdpp@abc", "malformed weight 'abc'"),
+    ("bce+gdpp@-1", "malformed weight '-1'"),
+    ("bce+gdpp@0", "malformed weight '0'"),
+    ("bce+gdpp@nan", "malformed weight 'nan'"),
+    ("bce+gdpp@", "malformed weight ''"),
+    ("bce+gdpp+gdpp@2", "appears twice"),
+])
+def test_invalid_variants_name_the_problem(text, message):
+    with pytest.raises(UserError, match=message):
+        parse_variant(text)
+
+
+def test_unknown_term_error_lists_the_known_names():
+    with pytest.raises(UserError) as info:
+        parse_variant("bce+gdp")
+    for name in TERMS.names():
+        assert name in str(info.value)
+
+
+@pytest.mark.parametrize("name", suite_names())
+def test_every_shipped_suite_loads_and_expands(name):
+    suite = load_suite(name)
+    specs = expand(suite)
+    assert len(specs) == len(suite.datasets) * len(suite.variants) * len(suite.seeds)
+    assert len({s.key for s in specs}) == len(specs)
+    for spec in specs:
+        assert spec.variant == str(parse_variant(spec.variant))
+
+
+def test_shipped_suites_cover_the_issue():
+    assert {"smoke", "ring8", "grid25", "synthetic"} <= set(suite_names())
+    ring8 = load_suite("ring8")
+    assert ring8.variants == ("bce", "bce+gdpp@1", "bce+gdpp-si@1")
+    assert ring8.train.steps == 25_000 and ring8.train.batch_size == 512
+    assert (ring8.train.lr_g, ring8.train.lr_d, ring8.train.beta1) == (1e-3, 1e-4, 0.5)
+    smoke = load_suite("smoke")
+    assert set(smoke.datasets) == {"ring8", "grid25"} and len(smoke.seeds) == 2
+
+
+def test_expand_keys_and_overrides():
+    suite = parse_suite({"name": "s", "dataset": "ring8", "variants": ["bce", "bce+gdpp"]})
+    specs = expand(suite, variants=["hinge+gdpp@0.5"], seeds=[4], steps=7)
+    assert [(s.key, s.train.steps, s.model) for s in specs] == [
+        ("hinge+gdpp@0.5/seed-4", 7, "mlp2d")
+    ]
+    two = parse_suite({"name": "s", "datasets": ["ring8", "grid25"], "variants": ["bce"]})
+    assert [s.key for s in expand(two, seeds=[0])] == ["ring8/bce/seed-0", "grid25/bce/seed-0"]
+
+
+BASE = {"name": "s", "dataset": "ring8", "variants": ["bce"]}
+
+
+@pytest.mark.parametrize("table,message", [
+    ({**BASE, "colour": "red"}, "unknown key.*colour"),
+    ({**BASE, "train": {"step": 5}}, r"\[train\]: unknown key.*step"),
+    ({**BASE, "train": {"steps": "many"}}, "steps must be of type int"),
+    ({**BASE, "train": {"steps": 0}}, "train.steps must be > 0"),
+    ({**BASE, "train": {"beta1": 1.5}}, r"beta1 must be in \[0, 1\)"),
+    ({**BASE, "train": {"update": "sometimes"}}, "train.update must be one of"),
+    ({**BASE, "seeds": [0, "one"]}, "seeds must be of type"),
+    ({**BASE, "dataset": "ring9"}, "unknown dataset 'ring9'"),
+    ({**BASE, "model": "resnet"}, "unknown model 'resnet'"),
+    ({**BASE, "variants": ["bce+gdpp@x"]}, "malformed weight 'x'"),
+    ({**BASE, "eval": {"metrics": ["fid"]}}, "unknown metric 'fid'"),
+    ({"name": "s", "variants": ["bce"]}, "missing required key.*datasets"),
+    ({**BASE, "datasets": ["grid25"]}, "either 'dataset' or 'datasets'"),
+])
+def test_bad_suite_tables_are_user_errors(table, message):
+    with pytest.raises(UserError, match=message):
+        parse_suite(table)
+
+
+def test_unknown_suite_lists_known_ones():
+    with pytest.raises(UserError, match="unknown suite 'nope'.*ring8"):
+        load_suite("nope")
+
+
+def test_suite_from_a_path(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('name = "mine"\ndataset = "grid25"\nvariants = ["hinge"]\n[train]\nsteps = 3\n')
+    suite = load_suite(str(path))
+    assert (suite.name, suite.datasets, suite.train.steps) == ("mine", ("grid25",), 3)
+
+
+def test_d_steps_default_comes_from_the_loss():
+    suite = parse_suite(BASE)
+    assert suite.train.resolved_d_steps("wgan-gp") == ADVERSARIAL.get("wgan-gp").d_steps == 5
+    assert suite.train.resolved_d_steps("bce") == 1
+    explicit = parse_suite({**BASE, "train": {"d_steps": 2}})
+    assert explicit.train.resolved_d_steps("wgan-gp") == 2
