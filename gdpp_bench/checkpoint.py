@@ -22,9 +22,9 @@ def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dic
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserError(
-            f"corrupt checkpoint {path} ({reason}); delete it to restart that run from scratch"
+            f"corrupt checkpoint {path} (unreadable as a torch checkpoint: {type(exc).__name__}); "
+            "delete it to restart that run from scratch"
         ) from None
     if not isinstance(state, dict) or "step" not in state:
         raise UserError(

@@ -104,7 +104,7 @@ def report(suite: str, results: Path, out: Path | None) -> None:
     """Write runs.csv, summary tables and figures for a suite's runs."""
     from gdpp_bench.report import build_report
 
-    for name, path in build_report(_suite_dir(results, suite), out).items():
+    for path in build_report(_suite_dir(results, suite), out).values():
         click.echo(f"wrote {path}")
 
 

@@ -50,7 +50,10 @@ def describe(device: torch.device) -> dict[str, Any]:
             versions[name] = None
     return {
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+        "device_name": (
+            torch.cuda.get_device_name(device) if device.type == "cuda"
+            else platform.processor() or platform.machine()
+        ),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "platform": platform.platform(),

@@ -32,7 +32,7 @@ def run_specs(specs: list[RunSpec], results: Path, data_root: str | None, device
     executor = make_executor(jobs)
     try:
         futures = [executor.submit(run_one, s, results, data_root, device_name) for s in specs]
-        return [f.result() for f in tqdm(futures, desc="runs", unit="run", leave=False)]
+        return [f.result() for f in tqdm(futures, desc="runs", unit="run", leave=False, disable=None)]
     finally:
         executor.shutdown()
 

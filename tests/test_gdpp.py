@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gdpp_bench.losses import gdpp_loss, gdpp_si_loss
 from gdpp_bench.losses import gdpp as gdpp_module
+from gdpp_bench.losses import gdpp_loss, gdpp_si_loss
 
 
 def reference_gdpp(phi_fake: torch.Tensor, phi_real: torch.Tensor, sign_invariant=False,

@@ -1,0 +1,143 @@
+"""End to end through the command line: the smoke suite twice, the report, and user errors."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from gdpp_bench.rundir import RunDir
+
+
+def gdpp_bench(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "gdpp_bench.cli", *args],
+        capture_output=True, text=True, cwd=cwd, timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """The CI suite, run once for the module (two datasets x two variants x two seeds)."""
+    results = tmp_path_factory.mktemp("smoke") / "results"
+    first = gdpp_bench("run", "--suite", "smoke", "--results", str(results), "--device", "cpu")
+    return results, first
+
+
+def test_smoke_run_trains_and_evaluates_every_run(smoke):
+    results, first = smoke
+    assert first.returncode == 0, first.stderr
+    lines = [line for line in first.stdout.splitlines() if "seed-" in line]
+    assert len(lines) == 8 and all(": done" in line for line in lines)
+    for run_dir in (results / "smoke").glob("*/*/seed-*"):
+        run = RunDir(run_dir)
+        assert run.status() == {"status": "done", "step": 200}
+        for path in (run.config, run.log, run.checkpoint, run.metrics, run.samples_png):
+            assert path.is_file(), path
+
+
+def test_second_run_skips_finished_runs(smoke):
+    results, _ = smoke
+    before = {p: p.stat().st_mtime_ns for p in (results / "smoke").glob("**/checkpoint.pt")}
+    second = gdpp_bench("run", "--suite", "smoke", "--results", str(results), "--device", "cpu")
+    assert second.returncode == 0, second.stderr
+    lines = [line for line in second.stdout.splitlines() if "seed-" in line]
+    assert len(lines) == 8 and all("skipped (done)" in line for line in lines)
+    assert before == {p: p.stat().st_mtime_ns for p in before}
+
+
+def test_report_numbers_come_from_the_runs(smoke):
+    results, _ = smoke
+    done = gdpp_bench("report", "--suite", "smoke", "--results", str(results))
+    assert done.returncode == 0, done.stderr
+    report = results / "smoke" / "report"
+    runs = pd.read_csv(report / "runs.csv")
+    assert len(runs) == 8 and set(runs["status"]) == {"done"}
+    summary = pd.read_csv(report / "summary.csv")
+    for (dataset, variant), group in runs.groupby(["dataset", "variant"]):
+        for metric in ("modes", "hq_percent"):
+            row = summary[(summary.dataset == dataset) & (summary.variant == variant)
+                          & (summary.metric == metric)].iloc[0]
+            assert row["mean"] == pytest.approx(group[metric].mean())
+            assert row["std"] == pytest.approx(group[metric].std(ddof=1))
+            assert row["n"] == 2
+    # every number in runs.csv is the one in that run's metrics.json
+    import json
+    for record in runs.itertuples():
+        values = json.loads((results / "smoke" / record.run / "metrics.json").read_text())["values"]
+        assert record.modes == values["modes"] and record.hq_percent == values["hq_percent"]
+    markdown = (report / "summary.md").read_text()
+    assert "### ring8" in markdown and "bce+gdpp@1" in markdown
+    for dataset in ("ring8", "grid25"):
+        with Image.open(report / f"samples_{dataset}.png") as image:
+            assert image.width > 600 and image.height > 400
+            assert len(np.unique(np.asarray(image.convert("L")))) > 10  # not a blank canvas
+
+
+def test_evaluate_reuses_metrics_unless_forced(smoke):
+    results, _ = smoke
+    metrics = next((results / "smoke").glob("**/metrics.json"))
+    stamp = metrics.stat().st_mtime_ns
+    assert gdpp_bench("evaluate", "--suite", "smoke", "--results", str(results)).returncode == 0
+    assert metrics.stat().st_mtime_ns == stamp
+    forced = gdpp_bench("evaluate", "--suite", "smoke", "--results", str(results), "--force")
+    assert forced.returncode == 0 and metrics.stat().st_mtime_ns != stamp
+
+
+def test_list_shows_every_registry():
+    shown = gdpp_bench("list")
+    assert shown.returncode == 0
+    for expected in ("bce", "hinge", "wgan-gp", "gdpp-si", "mlp2d", "ring8", "grid25",
+                     "modes2d", "smoke", "synthetic"):
+        assert expected in shown.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["run", "--suite", "nope"], "error: unknown suite 'nope'; known: "),
+    (["run", "--suite", "smoke", "--variants", "bce+gdp"], "error: unknown diversity term 'gdp'"),
+    (["run", "--suite", "smoke", "--variants", "bce+gdpp@x"], "error: malformed weight 'x'"),
+    (["run", "--suite", "smoke", "--seeds", "0,a"], "error: --seeds takes integers"),
+    (["run", "--suite", "smoke", "--steps", "0"], "error: --steps must be >= 1"),
+    (["run", "--suite", "smoke", "--device", "tpu"], "error: "),
+    (["report", "--suite", "ring8", "--results", "nowhere"], "error: no results for suite 'ring8'"),
+])
+def test_user_errors_are_one_line_and_exit_2(tmp_path, args, message):
+    done = gdpp_bench(*args, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.startswith(message)
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_corrupt_checkpoint_is_named_and_left_alone(tmp_path):
+    results = tmp_path / "results"
+    args = ["run", "--suite", "smoke", "--results", str(results), "--device", "cpu",
+            "--variants", "bce", "--seeds", "0", "--steps", "20"]
+    assert gdpp_bench(*args).returncode == 0
+    run_dir = RunDir(results / "smoke" / "ring8" / "bce" / "seed-0")
+    run_dir.done.unlink()
+    run_dir.metrics.unlink()
+    run_dir.checkpoint.write_bytes(b"not a checkpoint")
+    done = gdpp_bench(*args)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"error: corrupt checkpoint {run_dir.checkpoint}")
+    assert "delete it to restart" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert run_dir.checkpoint.read_bytes() == b"not a checkpoint"
+
+
+def test_metrics_json_states_the_protocol(smoke):
+    import json
+
+    results, _ = smoke
+    record = json.loads(next((results / "smoke").glob("**/metrics.json")).read_text())
+    protocol = record["protocol"]["modes2d"]
+    assert protocol["generated_samples"] == 1000
+    assert protocol["checkpoint"] == "checkpoint.pt" and protocol["checkpoint_step"] == 200
+    assert set(record["values"]) == {"modes", "hq_percent", "kl_uniform"}
+    assert all(v is None or math.isfinite(v) for v in record["values"].values())
