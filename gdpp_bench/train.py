@@ -111,7 +111,8 @@ def train_step(step: _Step) -> Tensor:
 def _build(spec: RunSpec, device: torch.device, data_root: str | None) -> _Step:
     variant = parse_variant(spec.variant)
     torch.manual_seed(spec.seed)
-    generator, discriminator = (m.to(device) for m in MODELS.get(spec.model)())
+    data_shape = DATASETS.get(spec.dataset).shape
+    generator, discriminator = (m.to(device) for m in MODELS.get(spec.model)(data_shape))
     cfg = spec.train
     fused = device.type == "cuda"
 

@@ -48,7 +48,7 @@ def test_every_loss_and_term_trains(tmp_path, adversarial, term, update):
     from gdpp_bench.models import MODELS
 
     torch.manual_seed(spec.seed)
-    fresh_generator, _ = MODELS.get("mlp2d")()
+    fresh_generator, _ = MODELS.get("mlp2d")((2,))
     changed = [
         not torch.equal(fresh_generator.state_dict()[k], v)
         for k, v in state["generator"].items()

@@ -34,7 +34,7 @@ def harness_stepper(variant: str, batch_size: int):
 def plain_bce_stepper(batch_size: int):
     """The reference: a hand-written simultaneous BCE step, no harness code at all."""
     torch.manual_seed(0)
-    generator, discriminator = MODELS.get("mlp2d")()
+    generator, discriminator = MODELS.get("mlp2d")((2,))
     opt_g = torch.optim.Adam(generator.parameters(), lr=1e-3, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=1e-4, betas=(0.5, 0.999))
     angles = torch.arange(8) * (2 * torch.pi / 8)

@@ -17,6 +17,7 @@ class Mixture2D:
     centers: tuple[tuple[float, float], ...]
     std: float
     default_model: str = "mlp2d"
+    shape: tuple[int, ...] = (2,)
 
     def centers_tensor(self, device: torch.device | str = "cpu") -> Tensor:
         return torch.tensor(self.centers, dtype=torch.float32, device=device)

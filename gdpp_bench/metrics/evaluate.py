@@ -38,7 +38,7 @@ def evaluate_run(run_dir: RunDir, device: torch.device, force: bool = False) -> 
         write_json(run_dir.metrics, {**status, "values": {}})
         return read_json(run_dir.metrics)
     spec = read_json(run_dir.config)["spec"]
-    generator, _ = MODELS.get(spec["model"])()
+    generator, _ = MODELS.get(spec["model"])(DATASETS.get(spec["dataset"]).shape)
     state = load_checkpoint(run_dir.checkpoint, map_location=device)
     generator.load_state_dict(state["generator"])
     generator.to(device)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from gdpp_bench.errors import UserError
 from gdpp_bench.models.base import DOut
 
 Z_DIM = 256
@@ -52,7 +53,9 @@ def init_orthogonal(module: nn.Module) -> None:
             nn.init.zeros_(layer.bias)
 
 
-def build_mlp2d() -> tuple[nn.Module, nn.Module]:
+def build_mlp2d(data_shape: tuple[int, ...] = (2,)) -> tuple[nn.Module, nn.Module]:
+    if tuple(data_shape) != (2,):
+        raise UserError(f"model mlp2d needs 2D points, the dataset has samples of shape {data_shape}")
     generator, discriminator = Generator2D(), Discriminator2D()
     init_orthogonal(generator)
     init_orthogonal(discriminator)
