@@ -12,6 +12,7 @@ from collections.abc import Callable
 from torch import nn
 
 from gdpp_bench.models.base import DOut
+from gdpp_bench.models.dcgan import build_dcgan28, build_dcgan32
 from gdpp_bench.models.mlp2d import build_mlp2d
 from gdpp_bench.registry import Registry
 
@@ -19,5 +20,7 @@ ModelBuilder = Callable[[tuple[int, ...]], tuple[nn.Module, nn.Module]]
 
 MODELS: Registry[ModelBuilder] = Registry("model")
 MODELS.register("mlp2d")(build_mlp2d)
+MODELS.register("dcgan32")(build_dcgan32)
+MODELS.register("dcgan28")(build_dcgan28)
 
 __all__ = ["DOut", "MODELS", "ModelBuilder"]

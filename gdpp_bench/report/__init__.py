@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gdpp_bench.errors import UserError
-from gdpp_bench.report.figures import samples_over_modes
+from gdpp_bench.report.figures import evaluation_curves, samples_over_modes
 from gdpp_bench.report.tables import collect_runs, summarize, summary_markdown
 from gdpp_bench.rundir import write_atomic
 
@@ -28,9 +28,10 @@ def build_report(suite_dir: Path, out_dir: Path | None = None) -> dict[str, Path
     markdown = title + summary_markdown(summary, runs)
     write_atomic(written["summary.md"], lambda tmp: tmp.write_text(markdown))
     for dataset in sorted(runs["dataset"].unique()):
-        figure = out_dir / f"samples_{dataset}.png"
-        if samples_over_modes(runs, suite_dir, dataset, figure):
-            written[figure.name] = figure
+        for prefix, draw in (("samples", samples_over_modes), ("evals", evaluation_curves)):
+            figure = out_dir / f"{prefix}_{dataset}.png"
+            if draw(runs, suite_dir, dataset, figure):
+                written[figure.name] = figure
     return written
 
 

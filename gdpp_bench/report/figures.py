@@ -50,3 +50,32 @@ def samples_over_modes(runs: pd.DataFrame, suite_dir: Path, dataset: str, path: 
     fig.tight_layout()
     _save(fig, path)
     return True
+
+
+def evaluation_curves(runs: pd.DataFrame, suite_dir: Path, dataset: str, path: Path) -> bool:
+    """Metrics of the periodic evaluations (evals.csv) against training step, mean and 95% band
+    over seeds per variant, every seed drawn faintly: shows how much the final number depends on
+    the step at which it is read."""
+    import seaborn as sns
+
+    frames = []
+    for record in runs[(runs["dataset"] == dataset) & (runs["status"] == "done")].itertuples():
+        evals = RunDir(suite_dir / record.run).evals
+        if evals.exists():
+            frames.append(pd.read_csv(evals).assign(variant=record.variant, seed=record.seed))
+    if not frames:
+        return False
+    curves = pd.concat(frames, ignore_index=True)
+    metrics = [c for c in ("modes", "hq_percent", "kl_uniform") if c in curves.columns]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.8), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        sns.lineplot(data=curves, x="step", y=metric, hue="variant", errorbar=("ci", 95), ax=ax)
+        sns.lineplot(data=curves, x="step", y=metric, hue="variant", units="seed", estimator=None,
+                     alpha=0.25, linewidth=0.8, legend=False, ax=ax)
+        ax.set_title(metric, fontsize=10)
+    n_seeds = curves["seed"].nunique()
+    fig.suptitle(f"{runs['suite'].iloc[0]} / {dataset}: periodic evaluation, mean and 95% CI over "
+                 f"{n_seeds} seed(s)")
+    fig.tight_layout()
+    _save(fig, path)
+    return True

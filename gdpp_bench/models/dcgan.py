@@ -1,0 +1,158 @@
+"""DCGAN image models, one parameterised family: `dcgan32` (32x32 seed DCGAN) and `dcgan28` (MNIST).
+
+D: stride-2 convs (the first without BatchNorm) with LeakyReLU 0.2; its features are the last map
+flattened, followed by a linear logit. G: z (100-d) -> linear -> small map (BatchNorm + ReLU) ->
+stride-2 transposed convs (BatchNorm + ReLU, the last without) -> tanh. Every conv, transposed conv
+and linear layer has a bias, as in the tflib layers the official GDPP code uses, even where a
+BatchNorm follows. Init (DCGAN): weights N(0, 0.02), BatchNorm scales N(1, 0.02), biases 0, drawn
+from the global torch RNG.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from gdpp_bench.errors import UserError
+from gdpp_bench.models.base import DOut
+
+Z_DIM = 100
+LEAK = 0.2
+INIT_STD = 0.02
+
+
+@dataclass(frozen=True)
+class Arch:
+    """One resolution of the family: everything that differs between dcgan32 and dcgan28."""
+
+    name: str
+    size: int  # image height = width
+    channels: tuple[int, ...] | None  # accepted image channels; None accepts any
+    kernel: int
+    padding: int  # of every conv and transposed conv
+    d_widths: tuple[int, ...]  # D's conv output channels
+    g_widths: tuple[int, ...]  # G's map channels, from the linear layer's map on
+    g_start: int  # spatial size of the linear layer's map
+    output_padding: tuple[int, ...]  # one per transposed conv
+
+    def __post_init__(self) -> None:
+        if len(self.output_padding) != len(self.g_widths):
+            raise ValueError(f"{self.name}: one output_padding per transposed conv")
+        size = self.g_start
+        for extra in self.output_padding:
+            size = (size - 1) * 2 - 2 * self.padding + self.kernel + extra
+        if size != self.size:
+            raise ValueError(f"{self.name}: generator makes {size}x{size} images, not {self.size}")
+
+    @property
+    def feature_size(self) -> int:
+        """Spatial size of D's last map."""
+        size = self.size
+        for _ in self.d_widths:
+            size = (size + 2 * self.padding - self.kernel) // 2 + 1
+        return size
+
+    @property
+    def feature_dim(self) -> int:
+        """Length of D's flattened features (the GDPP features)."""
+        return self.d_widths[-1] * self.feature_size**2
+
+
+DCGAN32 = Arch(
+    name="dcgan32", size=32, channels=(1, 3), kernel=4, padding=1,
+    d_widths=(64, 128, 256), g_widths=(512, 256, 128, 64), g_start=2, output_padding=(0, 0, 0, 0),
+)
+# With kernel 5, stride 2, padding 2 a transposed conv maps n -> 2n - 1 + output_padding, so
+# 4 -> 7 needs 0 and 7 -> 14 -> 28 need 1: the inverse of D's 28 -> 14 -> 7 -> 4.
+DCGAN28 = Arch(
+    name="dcgan28", size=28, channels=None, kernel=5, padding=2,
+    d_widths=(64, 128, 256), g_widths=(256, 128, 64), g_start=4, output_padding=(0, 1, 1),
+)
+
+
+class Generator(nn.Module):
+    """z [B, 100] -> images [B, C, size, size] in [-1, 1]."""
+
+    z_dim = Z_DIM
+
+    def __init__(self, arch: Arch, channels: int) -> None:
+        super().__init__()
+        width, start = arch.g_widths[0], arch.g_start
+        self.stem = nn.Sequential(
+            nn.Linear(Z_DIM, width * start * start),
+            nn.Unflatten(1, (width, start, start)),
+            nn.BatchNorm2d(width), nn.ReLU(),
+        )
+        outputs = (*arch.g_widths[1:], channels)
+        layers: list[nn.Module] = []
+        steps = zip(arch.g_widths, outputs, arch.output_padding, strict=True)
+        for index, (c_in, c_out, extra) in enumerate(steps):
+            layers.append(nn.ConvTranspose2d(c_in, c_out, arch.kernel, 2, arch.padding, extra))
+            if index < len(outputs) - 1:
+                layers += [nn.BatchNorm2d(c_out), nn.ReLU()]
+        layers.append(nn.Tanh())
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.body(self.stem(z))
+
+
+class Discriminator(nn.Module):
+    """Images [B, C, size, size] -> DOut(logits [B], flattened last conv map [B, feature_dim])."""
+
+    def __init__(self, arch: Arch, channels: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        inputs = (channels, *arch.d_widths[:-1])
+        for index, (c_in, c_out) in enumerate(zip(inputs, arch.d_widths, strict=True)):
+            layers.append(nn.Conv2d(c_in, c_out, arch.kernel, 2, arch.padding))
+            if index > 0:
+                layers.append(nn.BatchNorm2d(c_out))
+            layers.append(nn.LeakyReLU(LEAK))
+        # flatten (a reshape) reads the logical C, H, W order, so features do not depend on
+        # whether the map is channels_last
+        layers.append(nn.Flatten())
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(arch.feature_dim, 1)
+
+    def forward(self, x: Tensor) -> DOut:
+        features = self.body(x)
+        return DOut(self.head(features).squeeze(1), features)
+
+
+def init_dcgan(module: nn.Module) -> None:
+    """DCGAN init in place: conv/linear weights N(0, 0.02), BatchNorm scales N(1, 0.02), biases 0."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(layer.weight, 0.0, INIT_STD)
+            nn.init.zeros_(layer.bias)
+        elif isinstance(layer, nn.BatchNorm2d):
+            nn.init.normal_(layer.weight, 1.0, INIT_STD)
+            nn.init.zeros_(layer.bias)
+
+
+def build_dcgan(arch: Arch, data_shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
+    """An initialised (generator, discriminator) of `arch` for samples of `data_shape` (C, H, W)."""
+    shape = tuple(data_shape)
+    channels_ok = len(shape) == 3 and shape[0] >= 1 and (arch.channels is None or shape[0] in arch.channels)
+    if not channels_ok or shape[1:] != (arch.size, arch.size):
+        allowed = "" if arch.channels is None else f" with C in {arch.channels}"
+        raise UserError(
+            f"model {arch.name} needs images of shape (C, {arch.size}, {arch.size}){allowed}, "
+            f"the dataset has samples of shape {shape}"
+        )
+    generator, discriminator = Generator(arch, shape[0]), Discriminator(arch, shape[0])
+    init_dcgan(generator)
+    init_dcgan(discriminator)
+    return generator, discriminator
+
+
+def build_dcgan32(data_shape: tuple[int, ...] = (3, 32, 32)) -> tuple[nn.Module, nn.Module]:
+    """The seed DCGAN for 32x32 images with 1 or 3 channels."""
+    return build_dcgan(DCGAN32, data_shape)
+
+
+def build_dcgan28(data_shape: tuple[int, ...] = (1, 28, 28)) -> tuple[nn.Module, nn.Module]:
+    """The MNIST DCGAN for 28x28 images (any number of channels, e.g. Stacked-MNIST's 3)."""
+    return build_dcgan(DCGAN28, data_shape)
