@@ -64,16 +64,21 @@ def list_cmd() -> None:
 @click.option("--seeds", help="Comma-separated seeds replacing the suite's, e.g. 0,1,2")
 @click.option("--steps", type=int, help="Training steps replacing the suite's.")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]),
+              help="Replaces the suite's: bf16 autocasts the forward passes.")
+@click.option("--compile/--no-compile", "compile_models", default=None,
+              help="torch.compile G and D (replaces the suite's setting).")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Runs trained in parallel processes.")
 def run(suite: str, results: Path, data_root: str, variants: str | None, seeds: str | None,
-        steps: int | None, device: str, jobs: int) -> None:
+        steps: int | None, device: str, precision: str | None, compile_models: bool | None,
+        jobs: int) -> None:
     """Train and evaluate every run of a suite; finished runs are skipped, others resumed."""
     from gdpp_bench.pipeline import run_specs
     from gdpp_bench.suites import expand, load_suite
 
     loaded = load_suite(suite)
-    specs = expand(loaded, _split(variants), _seeds(seeds), steps)
+    specs = expand(loaded, _split(variants), _seeds(seeds), steps, precision, compile_models)
     click.echo(f"suite {loaded.name}: {len(specs)} runs -> {results / loaded.name}")
     for outcome in run_specs(specs, results, data_root, device, jobs):
         state = "skipped (done)" if outcome["skipped"] else outcome["status"]

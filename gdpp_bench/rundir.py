@@ -68,8 +68,16 @@ class RunDir:
         return self.path / "checkpoint.pt"
 
     @property
+    def best(self) -> Path:
+        return self.path / "best.pt"
+
+    @property
     def samples_png(self) -> Path:
         return self.path / "samples.png"
+
+    def sample_grid(self, step: int) -> Path:
+        """The fixed-noise sample picture of the periodic evaluation at `step`."""
+        return self.path / "samples" / f"step-{step:07d}.png"
 
     @property
     def eval_samples(self) -> Path:

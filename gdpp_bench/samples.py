@@ -1,4 +1,4 @@
-"""Pictures of generated samples: a scatter over the true mode centres for 2D data."""
+"""Pictures of generated samples: a scatter over the mode centres (2D), an image grid otherwise."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
+from torchvision.utils import save_image  # noqa: E402
 
 from gdpp_bench.rundir import write_atomic  # noqa: E402
 
@@ -32,3 +34,26 @@ def save_samples_2d(path: Path, samples: Tensor, centers: Tensor, title: str) ->
     fig.tight_layout()
     write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
     plt.close(fig)
+
+
+def save_samples(path: Path, samples: Tensor, dataset: object, title: str) -> None:
+    """2D points [N, 2] over the dataset's mode centres, or images [N, C, H, W] in [-1, 1] as a grid."""
+    if samples.ndim == 2:
+        save_samples_2d(path, samples, dataset.centers_tensor(), title)
+        return
+    images = (samples.detach().float().cpu() + 1) / 2
+    nrow = max(1, int(len(images) ** 0.5))
+    write_atomic(path, lambda tmp: save_image(images.clamp(0, 1), tmp, nrow=nrow, format="png"))
+
+
+@torch.no_grad()
+def fixed_noise_samples(generator: torch.nn.Module, count: int, seed: int,
+                        device: torch.device) -> Tensor:
+    """G's samples for a noise batch that depends only on `seed`: comparable across runs."""
+    noise_rng = torch.Generator(device).manual_seed(seed)
+    z = torch.randn(count, generator.z_dim, generator=noise_rng, device=device)
+    was_training = generator.training
+    generator.eval()
+    samples = generator(z)
+    generator.train(was_training)
+    return samples

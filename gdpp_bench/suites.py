@@ -19,6 +19,8 @@ SUITES_DIR = Path(
     os.environ.get("GDPP_BENCH_SUITES", Path(__file__).resolve().parents[1] / "benchmarks" / "suites")
 )
 UPDATE_SCHEMES = ("alternating", "simultaneous")
+PRECISIONS = ("fp32", "bf16")
+SELECT_MODES = ("max", "min")
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,8 @@ class TrainConfig:
     update: str = "alternating"  # or "simultaneous": G and D gradients from the same forward pass
     log_every: int = 100
     checkpoint_every: int = 1_000
+    precision: str = "fp32"  # or "bf16": autocast of forward passes (GDPP itself stays float32)
+    compile: bool = False  # torch.compile the generator and discriminator
 
     def resolved_d_steps(self, adversarial: str) -> int:
         return self.d_steps or ADVERSARIAL.get(adversarial).d_steps
@@ -48,6 +52,10 @@ class EvalConfig:
     every: int = 0
     metrics: tuple[str, ...] = ("modes2d",)
     samples: int = 2_500
+    select: str = ""  # metric value that picks best.pt at periodic evaluations ("" = keep none)
+    select_mode: str = "max"  # or "min"
+    patience: int = 0  # stop after this many evaluations without a better `select` (0 = never)
+    grid_samples: int = 64  # images in each fixed-noise sample grid
 
 
 @dataclass(frozen=True)
@@ -119,11 +127,16 @@ def expand(
     variants: list[str] | None = None,
     seeds: list[int] | None = None,
     steps: int | None = None,
+    precision: str | None = None,
+    compile: bool | None = None,
 ) -> list[RunSpec]:
-    """One RunSpec per dataset x variant x seed; CLI overrides replace the suite's lists."""
-    train = suite.train if steps is None else dataclasses.replace(suite.train, steps=steps)
+    """One RunSpec per dataset x variant x seed; CLI overrides replace the suite's values."""
     if steps is not None and steps < 1:
         raise UserError(f"--steps must be >= 1, got {steps}")
+    overrides = {"steps": steps, "precision": precision, "compile": compile}
+    train = dataclasses.replace(
+        suite.train, **{key: value for key, value in overrides.items() if value is not None}
+    )
     names = [str(parse_variant(v)) for v in variants] if variants else list(suite.variants)
     several = len(suite.datasets) > 1
     return [
@@ -169,6 +182,7 @@ def _build(cls: type, table: Any, where: str, **ready: Any) -> Any:
 def _coerce(value: Any, type_name: str, where: str) -> Any:
     ok = {
         "int": isinstance(value, int) and not isinstance(value, bool),
+        "bool": isinstance(value, bool),
         "float": isinstance(value, int | float) and not isinstance(value, bool),
         "str": isinstance(value, str),
         "tuple[str, ...]": isinstance(value, list) and all(isinstance(v, str) for v in value),
@@ -188,7 +202,7 @@ def _validate(suite: Suite, where: str) -> None:
         "train.steps": train.steps, "train.batch_size": train.batch_size,
         "train.lr_g": train.lr_g, "train.lr_d": train.lr_d, "train.eps": train.eps,
         "train.log_every": train.log_every, "train.checkpoint_every": train.checkpoint_every,
-        "eval.samples": evaluation.samples,
+        "eval.samples": evaluation.samples, "eval.grid_samples": evaluation.grid_samples,
     }
     for key, value in positive.items():
         if not value > 0:
@@ -196,12 +210,18 @@ def _validate(suite: Suite, where: str) -> None:
     for key, value in {"train.beta1": train.beta1, "train.beta2": train.beta2}.items():
         if not 0 <= value < 1:
             raise UserError(f"{where}: {key} must be in [0, 1), got {value}")
-    if train.d_steps < 0 or evaluation.every < 0:
-        raise UserError(f"{where}: train.d_steps and eval.every must be >= 0")
-    if train.update not in UPDATE_SCHEMES:
-        raise UserError(
-            f"{where}: train.update must be one of {', '.join(UPDATE_SCHEMES)}, got {train.update!r}"
-        )
+    if train.d_steps < 0 or evaluation.every < 0 or evaluation.patience < 0:
+        raise UserError(f"{where}: train.d_steps, eval.every and eval.patience must be >= 0")
+    choices = {
+        "train.update": (train.update, UPDATE_SCHEMES),
+        "train.precision": (train.precision, PRECISIONS),
+        "eval.select_mode": (evaluation.select_mode, SELECT_MODES),
+    }
+    for key, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise UserError(f"{where}: {key} must be one of {', '.join(allowed)}, got {value!r}")
+    if (evaluation.select or evaluation.patience) and not evaluation.every:
+        raise UserError(f"{where}: eval.select and eval.patience need eval.every > 0")
     if not suite.datasets or not suite.variants or not suite.seeds:
         raise UserError(f"{where}: datasets, variants and seeds must not be empty")
     for dataset in suite.datasets:

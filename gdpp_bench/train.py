@@ -21,11 +21,12 @@ from gdpp_bench.errors import UserError
 from gdpp_bench.losses import ADVERSARIAL, TERMS, AdversarialLoss, gradient_penalty, parse_variant
 from gdpp_bench.models import MODELS
 from gdpp_bench.rundir import RunDir, read_json, write_json
-from gdpp_bench.samples import save_samples_2d
+from gdpp_bench.samples import fixed_noise_samples, save_samples
 from gdpp_bench.suites import RunSpec
 
 EvalHook = Callable[[nn.Module, int], dict[str, float]]
 FIXED_NOISE_SEED = 2019
+SCATTER_POINTS = 2_500
 
 
 @dataclass
@@ -112,9 +113,19 @@ def _build(spec: RunSpec, device: torch.device, data_root: str | None) -> _Step:
     variant = parse_variant(spec.variant)
     torch.manual_seed(spec.seed)
     data_shape = DATASETS.get(spec.dataset).shape
-    generator, discriminator = (m.to(device) for m in MODELS.get(spec.model)(data_shape))
+    generator, discriminator = MODELS.get(spec.model)(data_shape)
     cfg = spec.train
     fused = device.type == "cuda"
+    for module in (generator, discriminator):
+        module.to(device)
+        if fused and len(data_shape) == 3:
+            module.to(memory_format=torch.channels_last)
+        if cfg.compile:
+            module.compile()
+    if fused:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
 
     def adam(module: nn.Module, lr: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(
@@ -158,7 +169,7 @@ def _truncate_csv(path: Path, last_step: int) -> None:
 
 
 def _start_or_resume(spec: RunSpec, run_dir: RunDir, step: _Step, device: torch.device,
-                     log_sum: Tensor) -> tuple[int, int]:
+                     log_sum: Tensor, selection: _Selection) -> tuple[int, int]:
     """Write config.json or check it; load the checkpoint if any. Returns (step, log count)."""
     spec_dict = spec.to_dict()
     if run_dir.config.exists():
@@ -171,7 +182,7 @@ def _start_or_resume(spec: RunSpec, run_dir: RunDir, step: _Step, device: torch.
     else:
         write_json(run_dir.config, {"spec": spec_dict, "environment": describe(device)})
     if not run_dir.checkpoint.exists():
-        for stale in (run_dir.log, run_dir.evals):
+        for stale in (run_dir.log, run_dir.evals, run_dir.best):
             stale.unlink(missing_ok=True)
         return 0, 0
     state = load_checkpoint(run_dir.checkpoint, map_location=device)
@@ -181,6 +192,7 @@ def _start_or_resume(spec: RunSpec, run_dir: RunDir, step: _Step, device: torch.
     step.opt_d.load_state_dict(state["opt_d"])
     restore_rng_state(step.rng, state["rng"])
     log_sum.copy_(state["log_sum"])
+    selection.best, selection.stale = state["selection"]["best"], state["selection"]["stale"]
     for path in (run_dir.log, run_dir.evals):
         _truncate_csv(path, state["step"])
     return int(state["step"]), int(state["log_count"])
@@ -191,9 +203,11 @@ def read_json_roundtrip(data: Any) -> Any:
     return json.loads(json.dumps(data))
 
 
-def _checkpoint_state(step: _Step, number: int, log_sum: Tensor, log_count: int) -> dict[str, Any]:
+def _checkpoint_state(step: _Step, number: int, log_sum: Tensor, log_count: int,
+                      selection: _Selection) -> dict[str, Any]:
     return {
         "step": number,
+        "selection": {"best": selection.best, "stale": selection.stale},
         "log_sum": log_sum.clone(),
         "log_count": log_count,
         "generator": step.generator.state_dict(),
@@ -204,15 +218,52 @@ def _checkpoint_state(step: _Step, number: int, log_sum: Tensor, log_count: int)
     }
 
 
-def _save_fixed_samples(spec: RunSpec, run_dir: RunDir, generator: nn.Module,
-                        device: torch.device) -> None:
-    noise_rng = torch.Generator(device).manual_seed(FIXED_NOISE_SEED)
-    with torch.no_grad():
-        z = torch.randn(2_500, generator.z_dim, generator=noise_rng, device=device)
-        samples = generator(z)
+def _save_samples(spec: RunSpec, generator: nn.Module, device: torch.device, path: Path,
+                  step: int) -> None:
     dataset = DATASETS.get(spec.dataset)
-    title = f"{spec.suite}: {spec.variant}, seed {spec.seed}, step {spec.train.steps}"
-    save_samples_2d(run_dir.samples_png, samples, dataset.centers_tensor(), title)
+    count = SCATTER_POINTS if len(dataset.shape) == 1 else spec.eval.grid_samples
+    samples = fixed_noise_samples(generator, count, FIXED_NOISE_SEED, device)
+    title = f"{spec.suite}: {spec.variant}, seed {spec.seed}, step {step}"
+    save_samples(path, samples, dataset, title)
+
+
+@dataclass
+class _Selection:
+    """best.pt bookkeeping across periodic evaluations (saved in checkpoints for resume)."""
+
+    best: float | None = None
+    stale: int = 0
+
+    def update(self, value: float, mode: str) -> bool:
+        """Record `value`; True if it is the best so far."""
+        better = self.best is None or (value > self.best if mode == "max" else value < self.best)
+        if better:
+            self.best, self.stale = value, 0
+        else:
+            self.stale += 1
+        return better
+
+
+def _periodic_evaluation(spec: RunSpec, run_dir: RunDir, step: _Step, number: int,
+                         eval_hook: EvalHook | None, selection: _Selection) -> bool:
+    """Metrics to evals.csv, a sample picture, best.pt; returns True when patience ran out."""
+    values = eval_hook(step.generator, number) if eval_hook else {}
+    _save_samples(spec, step.generator, step.rng.device, run_dir.sample_grid(number), number)
+    if values:
+        _append_csv(run_dir.evals, ["step", *values], [number, *values.values()])
+    selected = spec.eval.select
+    if not selected:
+        return False
+    value = values.get(selected)
+    if value is None:
+        raise UserError(f"eval.select = {selected!r} is not among the values of the suite's "
+                        f"metrics ({', '.join(values) or 'none'}); pick one of those")
+    if math.isfinite(value) and selection.update(value, spec.eval.select_mode):
+        best = {"step": number, "generator": step.generator.state_dict(), selected: value}
+        save_checkpoint(run_dir.best, best)
+    elif not math.isfinite(value):
+        selection.stale += 1
+    return bool(spec.eval.patience) and selection.stale >= spec.eval.patience
 
 
 def train(spec: RunSpec, run_dir: RunDir, device: torch.device, data_root: str | None = None,
@@ -228,10 +279,15 @@ def train(spec: RunSpec, run_dir: RunDir, device: torch.device, data_root: str |
     step = _build(spec, device, data_root)
     columns = ["step", *step.log_columns(), "imgs_per_s"]
     running_sum = torch.zeros(len(columns) - 2, device=device)
-    start, since = _start_or_resume(spec, run_dir, step, device, running_sum)
+    selection = _Selection()
+    start, since = _start_or_resume(spec, run_dir, step, device, running_sum, selection)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
     tick = time.perf_counter()
-    for number in range(start + 1, cfg.steps + 1):
-        running_sum += train_step(step)
+    number, stop_early = start, False
+    while number < cfg.steps and not stop_early:
+        number += 1
+        with autocast:
+            running_sum += train_step(step)
         since += 1
         if number % cfg.log_every == 0 or number == cfg.steps:
             means = (running_sum / since).tolist()  # the only host sync, once per log interval
@@ -244,12 +300,12 @@ def train(spec: RunSpec, run_dir: RunDir, device: torch.device, data_root: str |
                 return run_dir.status()
             running_sum.zero_()
             since, tick = 0, time.perf_counter()
-        if eval_hook and spec.eval.every and number % spec.eval.every == 0:
-            values = eval_hook(step.generator, number)
-            _append_csv(run_dir.evals, ["step", *values], [number, *values.values()])
-        if number % cfg.checkpoint_every == 0 or number == cfg.steps:
-            state = _checkpoint_state(step, number, running_sum, since)
+        if spec.eval.every and number % spec.eval.every == 0:
+            stop_early = _periodic_evaluation(spec, run_dir, step, number, eval_hook, selection)
+        if number % cfg.checkpoint_every == 0 or number == cfg.steps or stop_early:
+            state = _checkpoint_state(step, number, running_sum, since, selection)
             save_checkpoint(run_dir.checkpoint, state)
-    _save_fixed_samples(spec, run_dir, step.generator, device)
-    run_dir.mark_done("done", step=cfg.steps)
+    _save_samples(spec, step.generator, device, run_dir.samples_png, number)
+    details = {"stopped_early": True, "patience": spec.eval.patience} if stop_early else {}
+    run_dir.mark_done("done", step=number, **details)
     return run_dir.status()

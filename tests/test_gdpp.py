@@ -203,3 +203,16 @@ def test_tied_eigenvalues_keep_the_gradient_finite():
     values, vectors = torch.linalg.eigh(kernel)
     (vectors[:, -1].sum() + values.sum()).backward()
     assert not torch.isfinite(fake_torch.grad).all()  # the failure the safe reciprocal avoids
+
+
+@pytest.mark.parametrize("loss", [gdpp_loss, gdpp_si_loss])
+def test_bfloat16_features_under_autocast_are_computed_in_float32(loss):
+    fake, real = features(32, 16, 0, torch.float32), features(32, 16, 1, torch.float32)
+    expected = loss(fake.bfloat16().float(), real.bfloat16().float())
+    fake16 = fake.bfloat16().requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        value = loss(fake16, real.bfloat16())
+    assert value.dtype == torch.bfloat16
+    torch.testing.assert_close(value, expected.bfloat16())
+    value.backward()
+    assert fake16.grad.dtype == torch.bfloat16 and torch.isfinite(fake16.grad.float()).all()

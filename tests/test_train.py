@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 
 import pytest
@@ -150,3 +151,42 @@ def test_periodic_evaluation_is_logged(results):
     assert set(rows[0]) == {"step", "modes", "hq_percent", "kl_uniform"}
     # the evaluation at step 40 used the same generator and noise as the final metrics.json
     assert float(rows[-1]["hq_percent"]) == pytest.approx(outcome["values"]["hq_percent"])
+
+
+def test_best_checkpoint_and_early_stopping_follow_the_evaluations(results):
+    evaluation = dataclasses.replace(tiny_suite().eval, every=5, select="kl_uniform",
+                                     select_mode="min", patience=2)
+    suite = tiny_suite(variants=("bce",), train={"steps": 200, "log_every": 5}, eval=evaluation)
+    (outcome,) = run_specs(expand(suite), results, None, "cpu")
+    run_dir = RunDir(results / "tiny" / "bce" / "seed-0")
+    with run_dir.evals.open() as handle:
+        rows = [(int(r["step"]), float(r["kl_uniform"] or "nan")) for r in csv.DictReader(handle)]
+    finite = [(value, step) for step, value in rows if math.isfinite(value)]
+    best_value, best_step = min(finite, key=lambda pair: (pair[0], pair[1]))
+    best = load_checkpoint(run_dir.best)
+    assert (best["step"], best["kl_uniform"]) == (best_step, pytest.approx(best_value))
+    status = run_dir.status()
+    if status.get("stopped_early"):
+        # exactly `patience` evaluations after the best one, none better
+        assert rows[-1][0] == status["step"] == best_step + 2 * 5
+    else:
+        assert status["step"] == 200
+    record = read_json(run_dir.metrics)
+    assert record["protocol"]["modes2d"]["checkpoint"] == "best.pt"
+    assert record["protocol"]["modes2d"]["checkpoint_step"] == best_step
+    assert (run_dir.path / "samples" / "step-0000005.png").is_file()
+    assert outcome["status"] == "done"
+
+
+def test_bf16_autocast_trains_with_gdpp(tmp_path):
+    suite = tiny_suite(variants=("bce+gdpp@1",), train={"steps": 4, "log_every": 2,
+                                                        "precision": "bf16"})
+    (spec,) = expand(suite)
+    run_dir = RunDir(tmp_path / "run")
+    assert train(spec, run_dir, CPU)["status"] == "done"
+    assert all(math.isfinite(float(row["gdpp"])) for row in read_log(run_dir))
+
+
+def test_cli_overrides_reach_the_spec():
+    (spec,) = expand(tiny_suite(variants=("bce",)), steps=3, precision="bf16", compile=True)
+    assert (spec.train.steps, spec.train.precision, spec.train.compile) == (3, "bf16", True)

@@ -8,13 +8,14 @@ real eigenvalues. Only the fake side carries a gradient (the official code updat
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 MAGNITUDE_WEIGHT = 1e-4
-
-
 SAFE_RECIPROCAL_EPS = 1e-20
 
 
@@ -23,18 +24,19 @@ def _eigh_forward(kernels: Tensor) -> tuple[Tensor, Tensor]:
 
     Real cosine kernels are often near rank-2 with hundreds of near-zero eigenvalues, where
     float32 LAPACK/cuSOLVER can fail (error 510). A NaN/inf kernel yields NaN so that the
-    training loop records a diverged run instead of crashing.
+    training loop records a diverged run instead of crashing; that is done with tensor ops,
+    not a Python branch, to avoid a host sync on the GPU.
     """
-    if not torch.isfinite(kernels).all():
-        nan = torch.full_like(kernels, float("nan"))
-        return nan.diagonal(dim1=-2, dim2=-1).clone(), nan
+    finite = torch.isfinite(kernels).all()
+    safe = torch.where(finite, kernels, torch.zeros_like(kernels))
     try:
-        return torch.linalg.eigh(kernels)
+        values, vectors = torch.linalg.eigh(safe)
     except torch.linalg.LinAlgError:
         if kernels.dtype == torch.float64:
             raise
-        values, vectors = torch.linalg.eigh(kernels.double())
-        return values.to(kernels.dtype), vectors.to(kernels.dtype)
+        values, vectors = (t.to(kernels.dtype) for t in torch.linalg.eigh(safe.double()))
+    poison = torch.where(finite, 0.0, float("nan")).to(kernels.dtype)
+    return values + poison, vectors + poison
 
 
 class _EighSafeGrad(torch.autograd.Function):
@@ -94,6 +96,22 @@ def _gdpp_from_eigen(
     return magnitude + structure
 
 
+def _full_precision(loss: Callable[[Tensor, Tensor], Tensor]) -> Callable[[Tensor, Tensor], Tensor]:
+    """Compute in at least float32 with autocast off (eigh has no bf16/fp16 kernels, and the
+    spectrum needs the precision); return the input dtype."""
+
+    @functools.wraps(loss)
+    def wrapper(phi_fake: Tensor, phi_real: Tensor) -> Tensor:
+        dtype = phi_fake.dtype
+        with torch.autocast(phi_fake.device.type, enabled=False):
+            if dtype in (torch.float16, torch.bfloat16):
+                return loss(phi_fake.float(), phi_real.float()).to(dtype)
+            return loss(phi_fake, phi_real)
+
+    return wrapper
+
+
+@_full_precision
 def gdpp_loss(phi_fake: Tensor, phi_real: Tensor) -> Tensor:
     """GDPP loss of fake features [B, D] against real features [B, D], as published.
 
@@ -106,6 +124,7 @@ def gdpp_loss(phi_fake: Tensor, phi_real: Tensor) -> Tensor:
     return _gdpp_from_eigen(values, vectors, phi_fake.shape[0], sign_invariant=False)
 
 
+@_full_precision
 def gdpp_si_loss(phi_fake: Tensor, phi_real: Tensor) -> Tensor:
     """Sign-invariant GDPP: the structure term uses |<v_fake_i, v_real_i>|.
 

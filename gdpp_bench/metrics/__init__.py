@@ -25,6 +25,9 @@ class EvalContext:
     seed: int
     _samples: Tensor | None = field(default=None, repr=False)
 
+    def has_samples(self) -> bool:
+        return self._samples is not None
+
     @torch.no_grad()
     def samples(self) -> Tensor:
         if self._samples is None:

@@ -39,7 +39,9 @@ def evaluate_run(run_dir: RunDir, device: torch.device, force: bool = False) -> 
         return read_json(run_dir.metrics)
     spec = read_json(run_dir.config)["spec"]
     generator, _ = MODELS.get(spec["model"])(DATASETS.get(spec["dataset"]).shape)
-    state = load_checkpoint(run_dir.checkpoint, map_location=device)
+    # best.pt exists only when the suite selects a checkpoint by a metric (eval.select)
+    checkpoint = run_dir.best if run_dir.best.exists() else run_dir.checkpoint
+    state = load_checkpoint(checkpoint, map_location=device)
     generator.load_state_dict(state["generator"])
     generator.to(device)
     evaluation = spec["eval"]
@@ -49,8 +51,9 @@ def evaluate_run(run_dir: RunDir, device: torch.device, force: bool = False) -> 
     started = time.perf_counter()
     values = compute_metrics(evaluation["metrics"], ctx)
     wall_s = time.perf_counter() - started
-    samples = ctx.samples().cpu()
-    write_atomic(run_dir.eval_samples, lambda tmp: torch.save(samples, tmp))
+    if ctx.has_samples() and ctx.samples().ndim == 2:  # 2D points, small: kept for the report
+        points = ctx.samples().cpu()
+        write_atomic(run_dir.eval_samples, lambda tmp: torch.save(points, tmp))
     record = {
         "status": "done",
         "values": values,
@@ -59,7 +62,7 @@ def evaluate_run(run_dir: RunDir, device: torch.device, force: bool = False) -> 
                 "description": (METRICS.get(name).__doc__ or "").strip(),
                 "generated_samples": evaluation["samples"],
                 "noise_seed": spec["seed"] + SAMPLE_SEED_OFFSET,
-                "checkpoint": run_dir.checkpoint.name,
+                "checkpoint": checkpoint.name,
                 "checkpoint_step": int(state["step"]),
             }
             for name in evaluation["metrics"]
