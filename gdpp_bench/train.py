@@ -99,17 +99,17 @@ def train_step(step: _Step) -> Tensor:
         step.opt_d.step()
         step.opt_g.step()
     else:
-        out_fake_for_g = step.discriminator(fake)
-        with torch.no_grad():
-            out_real_for_g = step.discriminator(real) if step.terms else out_real
-        g_loss, term_values = _g_loss(step, out_real_for_g, out_fake_for_g)
+        # diversity terms compare with the real features of the D step's forward pass (one D
+        # update older) rather than paying a second D forward on the real batch
+        g_loss, term_values = _g_loss(step, out_real, step.discriminator(fake))
         _set_grads(g_params, g_loss)
         step.opt_g.step()
     logged = [d_loss, g_loss, out_real.logits.mean(), out_fake.logits.mean(), penalty, *term_values]
     return torch.stack([v.detach().float() for v in logged])
 
 
-def _build(spec: RunSpec, device: torch.device, data_root: str | None) -> _Step:
+def build_step(spec: RunSpec, device: torch.device, sampler: Any) -> _Step:
+    """Models, optimisers and RNG of a fresh run, drawing real batches from `sampler`."""
     variant = parse_variant(spec.variant)
     torch.manual_seed(spec.seed)
     data_shape = DATASETS.get(spec.dataset).shape
@@ -132,7 +132,6 @@ def _build(spec: RunSpec, device: torch.device, data_root: str | None) -> _Step:
             module.parameters(), lr=lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, fused=fused
         )
 
-    sampler = DATASETS.get(spec.dataset).sampler(device, data_root)
     return _Step(
         generator=generator,
         discriminator=discriminator,
@@ -276,7 +275,7 @@ def train(spec: RunSpec, run_dir: RunDir, device: torch.device, data_root: str |
     if run_dir.is_done():
         return run_dir.status()
     cfg = spec.train
-    step = _build(spec, device, data_root)
+    step = build_step(spec, device, DATASETS.get(spec.dataset).sampler(device, data_root))
     columns = ["step", *step.log_columns(), "imgs_per_s"]
     running_sum = torch.zeros(len(columns) - 2, device=device)
     selection = _Selection()

@@ -16,9 +16,10 @@ import time
 import torch
 import torch.nn.functional as F
 
+from gdpp_bench.data import DATASETS
 from gdpp_bench.models import MODELS
 from gdpp_bench.suites import expand, load_suite
-from gdpp_bench.train import _build, train_step
+from gdpp_bench.train import build_step, train_step
 
 VARIANTS = ["bce", "bce+gdpp@1", "bce+gdpp-si@1"]
 
@@ -27,7 +28,8 @@ def harness_stepper(variant: str, batch_size: int):
     suite = load_suite("ring8")
     (spec,) = expand(suite, variants=[variant], seeds=[0])
     spec = dataclasses.replace(spec, train=dataclasses.replace(spec.train, batch_size=batch_size))
-    step = _build(spec, torch.device("cpu"), None)
+    cpu = torch.device("cpu")
+    step = build_step(spec, cpu, DATASETS.get("ring8").sampler(cpu, None))
     return lambda: train_step(step)
 
 
