@@ -224,3 +224,17 @@ def test_gdpp_step_reaches_the_generator():
     assert not torch.equal(grad, torch.zeros_like(grad))
     optimizer.step()
     assert torch.isfinite(first.weight).all() and not torch.equal(first.weight.detach(), before)
+
+
+def test_dcgan64_shapes_and_parameter_count():
+    generator, discriminator = MODELS.get("dcgan64")((3, 64, 64))
+    images = generator(torch.randn(2, 100))
+    assert images.shape == (2, 3, 64, 64)
+    out = discriminator(images)
+    assert out.logits.shape == (2,) and out.features.shape == (2, 512 * 4 * 4)
+    d_params = (3 * 64 * 16 + 64) + (64 * 128 * 16 + 128 + 2 * 128) + (128 * 256 * 16 + 256 + 2 * 256) \
+        + (256 * 512 * 16 + 512 + 2 * 512) + (8192 + 1)
+    g_params = (100 * 512 * 16 + 512 * 16) + 2 * 512 + (512 * 256 * 16 + 256 + 2 * 256) \
+        + (256 * 128 * 16 + 128 + 2 * 128) + (128 * 64 * 16 + 64 + 2 * 64) + (64 * 3 * 16 + 3)
+    assert sum(p.numel() for p in discriminator.parameters()) == d_params
+    assert sum(p.numel() for p in generator.parameters()) == g_params

@@ -1,4 +1,4 @@
-"""DCGAN image models, one parameterised family: `dcgan32` (32x32 seed DCGAN) and `dcgan28` (MNIST).
+"""DCGAN image models, one parameterised family: `dcgan32` (32x32 seed DCGAN), `dcgan64` and `dcgan28`.
 
 D: stride-2 convs (the first without BatchNorm) with LeakyReLU 0.2; its features are the last map
 flattened, followed by a linear logit. G: z (100-d) -> linear -> small map (BatchNorm + ReLU) ->
@@ -62,6 +62,11 @@ class Arch:
 DCGAN32 = Arch(
     name="dcgan32", size=32, channels=(1, 3), kernel=4, padding=1,
     d_widths=(64, 128, 256), g_widths=(512, 256, 128, 64), g_start=2, output_padding=(0, 0, 0, 0),
+)
+# the standard 64x64 DCGAN (Radford et al.): one more stride-2 block on each side; 8192 features
+DCGAN64 = Arch(
+    name="dcgan64", size=64, channels=(1, 3), kernel=4, padding=1,
+    d_widths=(64, 128, 256, 512), g_widths=(512, 256, 128, 64), g_start=4, output_padding=(0, 0, 0, 0),
 )
 # With kernel 5, stride 2, padding 2 a transposed conv maps n -> 2n - 1 + output_padding, so
 # 4 -> 7 needs 0 and 7 -> 14 -> 28 need 1: the inverse of D's 28 -> 14 -> 7 -> 4.
@@ -151,6 +156,11 @@ def build_dcgan(arch: Arch, data_shape: tuple[int, ...]) -> tuple[nn.Module, nn.
 def build_dcgan32(data_shape: tuple[int, ...] = (3, 32, 32)) -> tuple[nn.Module, nn.Module]:
     """The seed DCGAN for 32x32 images with 1 or 3 channels."""
     return build_dcgan(DCGAN32, data_shape)
+
+
+def build_dcgan64(data_shape: tuple[int, ...] = (3, 64, 64)) -> tuple[nn.Module, nn.Module]:
+    """The standard DCGAN for 64x64 images (CelebA at 64 px)."""
+    return build_dcgan(DCGAN64, data_shape)
 
 
 def build_dcgan28(data_shape: tuple[int, ...] = (1, 28, 28)) -> tuple[nn.Module, nn.Module]:
