@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -9,7 +10,15 @@ import click
 
 from gdpp_bench.errors import UserError
 
-DEFAULT_DATA_ROOT = Path("~/.cache/gdpp-bench/data").expanduser()
+
+def default_data_root() -> str:
+    """$GDPP_BENCH_DATA, else the team's shared copy ../shared/datasets when it exists, else the
+    user cache (where torchvision downloads what is missing, on machines with internet)."""
+    if os.environ.get("GDPP_BENCH_DATA"):
+        return os.environ["GDPP_BENCH_DATA"]
+    shared = Path("..") / "shared" / "datasets"
+    return str(shared) if shared.is_dir() else str(Path("~/.cache/gdpp-bench/data").expanduser())
+
 DEVICES = ["auto", "cpu", "cuda", "mps"]
 
 
@@ -59,7 +68,9 @@ def list_cmd() -> None:
 @cli.command()
 @click.option("--suite", required=True, help="Suite name (benchmarks/suites/NAME.toml) or path.")
 @click.option("--results", default="results", show_default=True, type=click.Path(path_type=Path))
-@click.option("--data-root", default=str(DEFAULT_DATA_ROOT), show_default=True)
+@click.option("--data-root", default=default_data_root, show_default="$GDPP_BENCH_DATA, else "
+              "../shared/datasets if present, else ~/.cache/gdpp-bench/data",
+              help="Folder holding the image datasets (torchvision layouts).")
 @click.option("--variants", help="Comma-separated variants replacing the suite's, e.g. bce,bce+gdpp@0.5")
 @click.option("--seeds", help="Comma-separated seeds replacing the suite's, e.g. 0,1,2")
 @click.option("--steps", type=int, help="Training steps replacing the suite's.")
@@ -80,10 +91,12 @@ def run(suite: str, results: Path, data_root: str, variants: str | None, seeds: 
     loaded = load_suite(suite)
     specs = expand(loaded, _split(variants), _seeds(seeds), steps, precision, compile_models)
     click.echo(f"suite {loaded.name}: {len(specs)} runs -> {results / loaded.name}")
-    for outcome in run_specs(specs, results, data_root, device, jobs):
+    def report(outcome: dict) -> None:
         state = "skipped (done)" if outcome["skipped"] else outcome["status"]
         detail = outcome.get("reason") or _format_values(outcome["values"])
         click.echo(f"{outcome['key']}: {state}  {detail}")
+
+    run_specs(specs, results, data_root, device, jobs, on_result=report)
 
 
 @cli.command()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +29,31 @@ def run_one(spec: RunSpec, results: Path, data_root: str | None, device_name: st
 
 
 def run_specs(specs: list[RunSpec], results: Path, data_root: str | None, device_name: str,
-              jobs: int = 1) -> list[dict[str, Any]]:
+              jobs: int = 1,
+              on_result: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """Train and evaluate every spec; `on_result` hears of each run as soon as it ends.
+
+    A run that raises (a corrupt checkpoint, say) does not stop the others; the first such error
+    is raised once all runs have ended.
+    """
     resolve_device(device_name)  # a missing device is reported once, before any job starts
     executor = make_executor(jobs)
+    progress = tqdm(total=len(specs), desc="runs", unit="run", leave=False, disable=None)
+
+    def finished(future: Future) -> None:
+        progress.update()
+        if on_result and future.exception() is None:
+            on_result(future.result())
+
     try:
-        futures = [executor.submit(run_one, s, results, data_root, device_name) for s in specs]
-        return [f.result() for f in tqdm(futures, desc="runs", unit="run", leave=False, disable=None)]
+        futures = []
+        for spec in specs:
+            futures.append(executor.submit(run_one, spec, results, data_root, device_name))
+            futures[-1].add_done_callback(finished)  # at once for the inline executor
+        return [future.result() for future in futures]
     finally:
         executor.shutdown()
+        progress.close()
 
 
 def evaluate_suite(suite_dir: Path, device_name: str, force: bool = False) -> list[dict[str, Any]]:

@@ -59,6 +59,15 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class DatasetSettings:
+    """What one dataset of a suite trains with: the suite's settings, or its [per_dataset.NAME]."""
+
+    model: str = ""  # "" = the dataset's default model
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+@dataclass(frozen=True)
 class Suite:
     name: str
     datasets: tuple[str, ...]
@@ -68,6 +77,14 @@ class Suite:
     description: str = ""
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    # (dataset, settings) for datasets whose [per_dataset.NAME] table replaces some of the above
+    per_dataset: tuple[tuple[str, DatasetSettings], ...] = ()
+
+    def settings(self, dataset: str) -> DatasetSettings:
+        for name, settings in self.per_dataset:
+            if name == dataset:
+                return settings
+        return DatasetSettings(self.model, self.train, self.eval)
 
 
 @dataclass(frozen=True)
@@ -85,6 +102,16 @@ class RunSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunSpec:
+        """Read back `to_dict()` (e.g. from config.json); fields added since take their defaults,
+        so runs started by an older version still resume. Unknown fields raise TypeError."""
+        fields = dict(data)
+        train = TrainConfig(**fields.pop("train"))
+        raw_eval = dict(fields.pop("eval"))
+        raw_eval["metrics"] = tuple(raw_eval.get("metrics", EvalConfig.metrics))
+        return cls(**fields, train=train, eval=EvalConfig(**raw_eval))
 
 
 def suite_names() -> list[str]:
@@ -114,12 +141,35 @@ def parse_suite(table: dict[str, Any], where: str = "suite") -> Suite:
         raise UserError(f"{where}: give either 'dataset' or 'datasets', not both")
     if "dataset" in table:
         table["datasets"] = [table.pop("dataset")]
-    train = _build(TrainConfig, table.pop("train", {}), f"{where} [train]")
-    evaluation = _build(EvalConfig, table.pop("eval", {}), f"{where} [eval]")
-    suite = _build(Suite, table, where, train=train, eval=evaluation)
+    train_table, eval_table = table.pop("train", {}), table.pop("eval", {})
+    train = _build(TrainConfig, train_table, f"{where} [train]")
+    evaluation = _build(EvalConfig, eval_table, f"{where} [eval]")
+    per_dataset = _per_dataset(table.pop("per_dataset", {}), table, train_table, eval_table, where)
+    suite = _build(Suite, table, where, train=train, eval=evaluation, per_dataset=per_dataset)
     _validate(suite, where)
     canonical = tuple(str(parse_variant(v)) for v in suite.variants)
     return dataclasses.replace(suite, variants=canonical)
+
+
+def _per_dataset(tables: Any, suite_table: dict[str, Any], train_table: Any, eval_table: Any,
+                 where: str) -> tuple[tuple[str, DatasetSettings], ...]:
+    """[per_dataset.NAME] tables: `model`, and `train`/`eval` keys that replace the suite's."""
+    if not isinstance(tables, dict) or not isinstance(train_table, dict) \
+            or not isinstance(eval_table, dict):
+        raise UserError(f"{where}: per_dataset, train and eval must be tables")
+    settings = []
+    for dataset, table in tables.items():
+        here = f"{where} [per_dataset.{dataset}]"
+        if dataset not in suite_table.get("datasets", []):
+            raise UserError(f"{here}: {dataset!r} is not one of the suite's datasets")
+        if not isinstance(table, dict):
+            raise UserError(f"{here}: expected a table, got {table!r}")
+        table = dict(table)
+        train = _build(TrainConfig, {**train_table, **table.pop("train", {})}, f"{here} train")
+        evaluation = _build(EvalConfig, {**eval_table, **table.pop("eval", {})}, f"{here} eval")
+        model = {"model": suite_table.get("model", ""), **table}
+        settings.append((dataset, _build(DatasetSettings, model, here, train=train, eval=evaluation)))
+    return tuple(settings)
 
 
 def expand(
@@ -134,26 +184,29 @@ def expand(
     if steps is not None and steps < 1:
         raise UserError(f"--steps must be >= 1, got {steps}")
     overrides = {"steps": steps, "precision": precision, "compile": compile}
-    train = dataclasses.replace(
-        suite.train, **{key: value for key, value in overrides.items() if value is not None}
-    )
     names = [str(parse_variant(v)) for v in variants] if variants else list(suite.variants)
     several = len(suite.datasets) > 1
-    return [
-        RunSpec(
-            suite=suite.name,
-            dataset=dataset,
-            model=suite.model or DATASETS.get(dataset).default_model,
-            variant=variant,
-            seed=seed,
-            train=train,
-            eval=suite.eval,
-            key=f"{dataset}/{variant}/seed-{seed}" if several else f"{variant}/seed-{seed}",
+    specs = []
+    for dataset in suite.datasets:
+        settings = suite.settings(dataset)
+        train = dataclasses.replace(
+            settings.train, **{key: value for key, value in overrides.items() if value is not None}
         )
-        for dataset in suite.datasets
-        for variant in names
-        for seed in (seeds if seeds is not None else suite.seeds)
-    ]
+        specs += [
+            RunSpec(
+                suite=suite.name,
+                dataset=dataset,
+                model=settings.model or DATASETS.get(dataset).default_model,
+                variant=variant,
+                seed=seed,
+                train=train,
+                eval=settings.eval,
+                key=f"{dataset}/{variant}/seed-{seed}" if several else f"{variant}/seed-{seed}",
+            )
+            for variant in names
+            for seed in (seeds if seeds is not None else suite.seeds)
+        ]
+    return specs
 
 
 def _build(cls: type, table: Any, where: str, **ready: Any) -> Any:
@@ -197,7 +250,17 @@ def _coerce(value: Any, type_name: str, where: str) -> Any:
 
 
 def _validate(suite: Suite, where: str) -> None:
-    train, evaluation = suite.train, suite.eval
+    if not suite.datasets or not suite.variants or not suite.seeds:
+        raise UserError(f"{where}: datasets, variants and seeds must not be empty")
+    _validate_settings(suite.settings(""), where)
+    for dataset in suite.datasets:
+        DATASETS.get(dataset)
+    for dataset, settings in suite.per_dataset:
+        _validate_settings(settings, f"{where} [per_dataset.{dataset}]")
+
+
+def _validate_settings(settings: DatasetSettings, where: str) -> None:
+    train, evaluation = settings.train, settings.eval
     positive = {
         "train.steps": train.steps, "train.batch_size": train.batch_size,
         "train.lr_g": train.lr_g, "train.lr_d": train.lr_d, "train.eps": train.eps,
@@ -222,11 +285,7 @@ def _validate(suite: Suite, where: str) -> None:
             raise UserError(f"{where}: {key} must be one of {', '.join(allowed)}, got {value!r}")
     if (evaluation.select or evaluation.patience) and not evaluation.every:
         raise UserError(f"{where}: eval.select and eval.patience need eval.every > 0")
-    if not suite.datasets or not suite.variants or not suite.seeds:
-        raise UserError(f"{where}: datasets, variants and seeds must not be empty")
-    for dataset in suite.datasets:
-        DATASETS.get(dataset)
-    if suite.model:
-        MODELS.get(suite.model)
+    if settings.model:
+        MODELS.get(settings.model)
     for metric in evaluation.metrics:
         METRICS.get(metric)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import math
 import time
 from collections.abc import Callable
@@ -172,8 +171,11 @@ def _start_or_resume(spec: RunSpec, run_dir: RunDir, step: _Step, device: torch.
     """Write config.json or check it; load the checkpoint if any. Returns (step, log count)."""
     spec_dict = spec.to_dict()
     if run_dir.config.exists():
-        recorded = read_json(run_dir.config).get("spec")
-        if recorded != read_json_roundtrip(spec_dict):
+        try:
+            same = RunSpec.from_dict(read_json(run_dir.config)["spec"]) == spec
+        except (KeyError, TypeError, ValueError):
+            same = False
+        if not same:
             raise UserError(
                 f"{run_dir.path} holds a run with another configuration; "
                 "use another --results folder or delete that run folder"
@@ -195,11 +197,6 @@ def _start_or_resume(spec: RunSpec, run_dir: RunDir, step: _Step, device: torch.
     for path in (run_dir.log, run_dir.evals):
         _truncate_csv(path, state["step"])
     return int(state["step"]), int(state["log_count"])
-
-
-def read_json_roundtrip(data: Any) -> Any:
-    """`data` as it reads back from JSON (tuples become lists), for comparison with a file."""
-    return json.loads(json.dumps(data))
 
 
 def _checkpoint_state(step: _Step, number: int, log_sum: Tensor, log_count: int,

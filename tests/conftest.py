@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,3 +29,11 @@ def tiny_suite(**overrides) -> Suite:
 @pytest.fixture
 def results(tmp_path: Path) -> Path:
     return tmp_path / "results"
+
+
+def gdpp_bench(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """The installed command line, run as users run it (a fresh process)."""
+    return subprocess.run(
+        [sys.executable, "-m", "gdpp_bench.cli", *args],
+        capture_output=True, text=True, cwd=cwd, timeout=600,
+    )

@@ -3,30 +3,22 @@
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import SHARED_DATASETS, gdpp_bench
 from PIL import Image
 
 from gdpp_bench.rundir import RunDir
 
 
-def gdpp_bench(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "gdpp_bench.cli", *args],
-        capture_output=True, text=True, cwd=cwd, timeout=600,
-    )
-
-
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
-    """The CI suite, run once for the module (two datasets x two variants x two seeds)."""
+    """The CI suite, run once for the module (three datasets x two variants x two seeds)."""
     results = tmp_path_factory.mktemp("smoke") / "results"
-    first = gdpp_bench("run", "--suite", "smoke", "--results", str(results), "--device", "cpu")
+    first = gdpp_bench("run", "--suite", "smoke", "--results", str(results), "--device", "cpu",
+                       "--data-root", str(SHARED_DATASETS))
     return results, first
 
 
@@ -34,21 +26,29 @@ def test_smoke_run_trains_and_evaluates_every_run(smoke):
     results, first = smoke
     assert first.returncode == 0, first.stderr
     lines = [line for line in first.stdout.splitlines() if "seed-" in line]
-    assert len(lines) == 8 and all(": done" in line for line in lines)
-    for run_dir in (results / "smoke").glob("*/*/seed-*"):
+    assert len(lines) == 12 and all(": done" in line for line in lines)
+    run_dirs = sorted((results / "smoke").glob("*/*/seed-*"))
+    assert len(run_dirs) == 12
+    for run_dir in run_dirs:
         run = RunDir(run_dir)
-        assert run.status() == {"status": "done", "step": 200}
+        image_run = run_dir.parts[-3] == "mnist"
+        assert run.status() == {"status": "done", "step": 8 if image_run else 200}
         for path in (run.config, run.log, run.checkpoint, run.metrics, run.samples_png):
             assert path.is_file(), path
+        if image_run:  # a grid of 16 28x28 digits, and one grid per periodic evaluation
+            with Image.open(run.samples_png) as grid:
+                assert grid.size == (4 * 30 + 2, 4 * 30 + 2)
+            assert run.sample_grid(4).is_file() and run.sample_grid(8).is_file()
 
 
 def test_second_run_skips_finished_runs(smoke):
     results, _ = smoke
     before = {p: p.stat().st_mtime_ns for p in (results / "smoke").glob("**/checkpoint.pt")}
-    second = gdpp_bench("run", "--suite", "smoke", "--results", str(results), "--device", "cpu")
+    second = gdpp_bench("run", "--suite", "smoke", "--results", str(results), "--device", "cpu",
+                        "--data-root", str(SHARED_DATASETS))
     assert second.returncode == 0, second.stderr
     lines = [line for line in second.stdout.splitlines() if "seed-" in line]
-    assert len(lines) == 8 and all("skipped (done)" in line for line in lines)
+    assert len(lines) == 12 and all("skipped (done)" in line for line in lines)
     assert before == {p: p.stat().st_mtime_ns for p in before}
 
 
@@ -58,9 +58,10 @@ def test_report_numbers_come_from_the_runs(smoke):
     assert done.returncode == 0, done.stderr
     report = results / "smoke" / "report"
     runs = pd.read_csv(report / "runs.csv")
-    assert len(runs) == 8 and set(runs["status"]) == {"done"}
+    assert len(runs) == 12 and set(runs["status"]) == {"done"}
     summary = pd.read_csv(report / "summary.csv")
-    for (dataset, variant), group in runs.groupby(["dataset", "variant"]):
+    assert set(summary["dataset"]) == {"ring8", "grid25"}  # mnist has no metric yet
+    for (dataset, variant), group in runs[runs["dataset"] != "mnist"].groupby(["dataset", "variant"]):
         for metric in ("modes", "hq_percent"):
             row = summary[(summary.dataset == dataset) & (summary.variant == variant)
                           & (summary.metric == metric)].iloc[0]
@@ -69,7 +70,7 @@ def test_report_numbers_come_from_the_runs(smoke):
             assert row["n"] == 2
     # every number in runs.csv is the one in that run's metrics.json
     import json
-    for record in runs.itertuples():
+    for record in runs[runs["dataset"] != "mnist"].itertuples():
         values = json.loads((results / "smoke" / record.run / "metrics.json").read_text())["values"]
         assert record.modes == values["modes"] and record.hq_percent == values["hq_percent"]
     markdown = (report / "summary.md").read_text()
@@ -117,10 +118,10 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path, args, message):
 
 def test_corrupt_checkpoint_is_named_and_left_alone(tmp_path):
     results = tmp_path / "results"
-    args = ["run", "--suite", "smoke", "--results", str(results), "--device", "cpu",
+    args = ["run", "--suite", "ring8", "--results", str(results), "--device", "cpu",
             "--variants", "bce", "--seeds", "0", "--steps", "20"]
     assert gdpp_bench(*args).returncode == 0
-    run_dir = RunDir(results / "smoke" / "ring8" / "bce" / "seed-0")
+    run_dir = RunDir(results / "ring8" / "bce" / "seed-0")
     run_dir.done.unlink()
     run_dir.metrics.unlink()
     run_dir.checkpoint.write_bytes(b"not a checkpoint")
@@ -135,7 +136,7 @@ def test_metrics_json_states_the_protocol(smoke):
     import json
 
     results, _ = smoke
-    record = json.loads(next((results / "smoke").glob("**/metrics.json")).read_text())
+    record = json.loads((results / "smoke" / "ring8" / "bce" / "seed-0" / "metrics.json").read_text())
     protocol = record["protocol"]["modes2d"]
     assert protocol["generated_samples"] == 1000
     assert protocol["checkpoint"] == "checkpoint.pt" and protocol["checkpoint_step"] == 200

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import math
 
 import pytest
@@ -16,7 +17,7 @@ from gdpp_bench.errors import UserError
 from gdpp_bench.losses import ADVERSARIAL, TERMS
 from gdpp_bench.pipeline import run_specs
 from gdpp_bench.rundir import RunDir, read_json
-from gdpp_bench.suites import expand
+from gdpp_bench.suites import RunSpec, expand
 from gdpp_bench.train import train
 
 CPU = torch.device("cpu")
@@ -190,3 +191,16 @@ def test_bf16_autocast_trains_with_gdpp(tmp_path):
 def test_cli_overrides_reach_the_spec():
     (spec,) = expand(tiny_suite(variants=("bce",)), steps=3, precision="bf16", compile=True)
     assert (spec.train.steps, spec.train.precision, spec.train.compile) == (3, "bf16", True)
+
+
+def test_a_run_started_before_new_config_fields_existed_still_resumes(tmp_path):
+    (spec,) = expand(tiny_suite(variants=("bce",), train={"steps": 10, "checkpoint_every": 5}))
+    run_dir = RunDir(tmp_path / "run")
+    train(spec, run_dir, CPU)
+    run_dir.done.unlink()
+    config = read_json(run_dir.config)
+    del config["spec"]["train"]["precision"]  # as written by a version without that field
+    del config["spec"]["eval"]["patience"]
+    run_dir.config.write_text(json.dumps(config))
+    assert train(spec, run_dir, CPU)["status"] == "done"
+    assert RunSpec.from_dict(spec.to_dict()) == spec

@@ -24,7 +24,7 @@ def _save(fig: plt.Figure, path: Path) -> None:
 def samples_over_modes(runs: pd.DataFrame, suite_dir: Path, dataset: str, path: Path) -> bool:
     """Evaluation samples over the true mode centres: one column per variant, one row per seed."""
     done = runs[(runs["dataset"] == dataset) & (runs["status"] == "done")]
-    if done.empty:
+    if done.empty or len(DATASETS.get(dataset).shape) != 1:
         return False
     variants = sorted(done["variant"].unique())
     seeds = sorted(done["seed"].unique())
