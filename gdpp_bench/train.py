@@ -25,6 +25,7 @@ from gdpp_bench.suites import RunSpec
 
 EvalHook = Callable[[nn.Module, int], dict[str, float]]
 FIXED_NOISE_SEED = 2019
+COMPILE_MODE: str | None = None  # torch.compile mode for `compile = true` (None = torch's default)
 SCATTER_POINTS = 2_500
 
 
@@ -120,7 +121,7 @@ def build_step(spec: RunSpec, device: torch.device, sampler: Any) -> _Step:
         if fused and len(data_shape) == 3:
             module.to(memory_format=torch.channels_last)
         if cfg.compile:
-            module.compile()
+            module.compile(mode=COMPILE_MODE)
     if fused:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
