@@ -116,6 +116,10 @@ def build_step(spec: RunSpec, device: torch.device, sampler: Any) -> _Step:
     generator, discriminator = MODELS.get(spec.model)(data_shape)
     cfg = spec.train
     fused = device.type == "cuda"
+    if cfg.compile:
+        # D is called on real, detached-fake and fake (grad) inputs, and on interpolates for
+        # WGAN-GP: each a guard variant; the default limit of 8 sent it back to eager mode
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
     for module in (generator, discriminator):
         module.to(device)
         if fused and len(data_shape) == 3:
@@ -194,7 +198,9 @@ def _start_or_resume(spec: RunSpec, run_dir: RunDir, step: _Step, device: torch.
     step.opt_d.load_state_dict(state["opt_d"])
     restore_rng_state(step.rng, state["rng"])
     log_sum.copy_(state["log_sum"])
-    selection.best, selection.stale = state["selection"]["best"], state["selection"]["stale"]
+    # checkpoints written before best.pt selection existed carry no "selection"
+    recorded = state.get("selection", {"best": None, "stale": 0})
+    selection.best, selection.stale = recorded["best"], recorded["stale"]
     for path in (run_dir.log, run_dir.evals):
         _truncate_csv(path, state["step"])
     return int(state["step"]), int(state["log_count"])

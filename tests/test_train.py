@@ -202,5 +202,8 @@ def test_a_run_started_before_new_config_fields_existed_still_resumes(tmp_path):
     del config["spec"]["train"]["precision"]  # as written by a version without that field
     del config["spec"]["eval"]["patience"]
     run_dir.config.write_text(json.dumps(config))
+    state = load_checkpoint(run_dir.checkpoint)
+    del state["selection"]  # nor did its checkpoints hold the best.pt bookkeeping
+    torch.save(state, run_dir.checkpoint)
     assert train(spec, run_dir, CPU)["status"] == "done"
     assert RunSpec.from_dict(spec.to_dict()) == spec

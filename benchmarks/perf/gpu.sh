@@ -9,4 +9,4 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 PYTHON="${PYTHON:-python3}"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 "$PYTHON" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
-"$PYTHON" benchmarks/perf/train_step.py --device cuda --steps 150 --rounds 3 --warmup 20
+"$PYTHON" benchmarks/perf/train_step.py --device cuda --steps 100 --rounds 3 --warmup 20 --skip-eigh --compile-modes default

@@ -5,11 +5,10 @@ CIFAR-shaped uint8 data kept on the device as the harness keeps small datasets:
 - `plain fp32`: the reference, an idiomatic DCGAN loop (alternating D then G step, default Adam,
   torch's default backend flags, no per-step host sync), written here without any harness code;
 - the harness's own `train_step` for `bce` and `bce+gdpp@1` in fp32, and on CUDA also with bf16
-  autocast, bf16 + torch.compile (default and CUDA-graph modes), and GDPP's eigh on the GPU
-  instead of the host.
+  autocast, and bf16 + torch.compile (modes chosen with --compile-modes).
 Ratios: harness / plain in steps per second (>= 1 means the harness is not slower), and the GDPP
 overhead (bce+gdpp time / bce time - 1). On CUDA it also times the batched eigh of GDPP's two
-B x B kernels on the GPU and through the host.
+B x B kernels on the GPU and through the host (--skip-eigh to leave it out).
 
     python benchmarks/perf/train_step.py [--device cpu|cuda] [--steps 20] [--rounds 5]
 """
@@ -28,7 +27,6 @@ import torch.nn.functional as F
 
 from gdpp_bench import train as train_module
 from gdpp_bench.data.images import TensorSampler
-from gdpp_bench.losses import gdpp as gdpp_module
 from gdpp_bench.models import MODELS
 from gdpp_bench.suites import EvalConfig, RunSpec, TrainConfig
 from gdpp_bench.train import build_step, train_step
@@ -84,7 +82,7 @@ def plain_stepper(images: torch.Tensor, device: torch.device) -> Callable[[], No
 
 
 def harness_stepper(images: torch.Tensor, device: torch.device, variant: str, precision: str,
-                    compile_mode: str | None, eigh_on_host: bool) -> Callable[[], None]:
+                    compile_mode: str | None) -> Callable[[], None]:
     train_module.COMPILE_MODE = compile_mode if compile_mode != "off" else None
     train = TrainConfig(steps=10**9, batch_size=BATCH, lr_g=2e-4, lr_d=2e-4, beta1=0.5,
                         precision=precision, compile=compile_mode not in (None, "off"))
@@ -92,17 +90,11 @@ def harness_stepper(images: torch.Tensor, device: torch.device, variant: str, pr
                    train=train, eval=EvalConfig(metrics=()), key="bench")
     step = build_step(spec, device, TensorSampler(images))
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-    host_size = gdpp_module.EIGH_ON_HOST_MAX_SIZE if eigh_on_host else 0
     cuda = device.type == "cuda"
 
     def run() -> None:
-        saved = gdpp_module.EIGH_ON_HOST_MAX_SIZE
-        gdpp_module.EIGH_ON_HOST_MAX_SIZE = host_size
-        try:
-            with backend_flags(tf32=cuda, benchmark=cuda), autocast:
-                train_step(step)
-        finally:
-            gdpp_module.EIGH_ON_HOST_MAX_SIZE = saved
+        with backend_flags(tf32=cuda, benchmark=cuda), autocast:
+            train_step(step)
 
     return run
 
@@ -148,30 +140,30 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--compile-modes", default="default,max-autotune-no-cudagraphs,reduce-overhead",
+                        help="torch.compile modes to measure on CUDA (comma-separated)")
+    parser.add_argument("--skip-eigh", action="store_true", help="skip the eigh timings")
     args = parser.parse_args()
     device = torch.device(args.device)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     print(f"dcgan32 batch {BATCH} on {device} ({where}), torch {torch.__version__}, "
           f"{torch.get_num_threads()} CPU threads; {args.rounds} rounds x {args.steps} steps, median")
-    if device.type == "cuda":
+    if device.type == "cuda" and not args.skip_eigh:
         eigh_timings(device)
     images = random_images(device)
-    # (precision, compile mode, GDPP eigh on the host)
-    configs = [("fp32", "off", True)]
+    configs = [("fp32", "off")]  # (precision, compile mode)
     if device.type == "cuda":
-        configs += [("fp32", "off", False), ("bf16", "off", True), ("bf16", "default", True),
-                    ("bf16", "max-autotune-no-cudagraphs", True), ("bf16", "reduce-overhead", True)]
+        configs += [("bf16", "off")] + [("bf16", m) for m in args.compile_modes.split(",") if m]
     steppers: dict[str, Callable[[], None]] = {"plain fp32": plain_stepper(images, device)}
-    for precision, mode, on_host in configs:
+    for precision, mode in configs:
         for variant in ("bce", "bce+gdpp@1"):
-            if variant == "bce" and not on_host:
-                continue  # the eigh route only matters with GDPP
-            label = f"{variant} {precision} compile={mode}" + ("" if on_host else " eigh=gpu")
+            label = f"{variant} {precision} compile={mode}"
             try:
-                steppers[label] = harness_stepper(images, device, variant, precision, mode, on_host)
+                steppers[label] = harness_stepper(images, device, variant, precision, mode)
                 steps_per_second(steppers[label], args.warmup, device)  # warm-up (and compilation)
             except Exception as exc:  # one configuration failing must not lose the others' numbers
-                print(f"{label}: failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+                first_line = (str(exc).strip().splitlines() or [""])[0][:200]
+                print(f"{label}: failed: {type(exc).__name__}: {first_line}")
                 steppers.pop(label, None)
     steps_per_second(steppers["plain fp32"], args.warmup, device)
     rates: dict[str, list[float]] = {name: [] for name in steppers}

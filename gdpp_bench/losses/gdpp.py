@@ -17,10 +17,6 @@ from torch import Tensor
 
 MAGNITUDE_WEIGHT = 1e-4
 SAFE_RECIPROCAL_EPS = 1e-20
-# GPU kernels up to this size are decomposed by LAPACK on the host: cuSOLVER launches many small
-# kernels per matrix and synchronises anyway, so for small batches the round trip is cheaper
-# (benchmarks/RESULTS.md), and the eigenvector signs then match a CPU run's. 0 disables it.
-EIGH_ON_HOST_MAX_SIZE = 256
 
 
 def _eigh_forward(kernels: Tensor) -> tuple[Tensor, Tensor]:
@@ -33,17 +29,12 @@ def _eigh_forward(kernels: Tensor) -> tuple[Tensor, Tensor]:
     """
     finite = torch.isfinite(kernels).all()
     safe = torch.where(finite, kernels, torch.zeros_like(kernels))
-    on_host = kernels.is_cuda and kernels.shape[-1] <= EIGH_ON_HOST_MAX_SIZE
-    if on_host:
-        safe = safe.cpu()
     try:
         values, vectors = torch.linalg.eigh(safe)
     except torch.linalg.LinAlgError:
         if kernels.dtype == torch.float64:
             raise
         values, vectors = (t.to(kernels.dtype) for t in torch.linalg.eigh(safe.double()))
-    if on_host:
-        values, vectors = values.to(kernels.device), vectors.to(kernels.device)
     poison = torch.where(finite, 0.0, float("nan")).to(kernels.dtype)
     return values + poison, vectors + poison
 
