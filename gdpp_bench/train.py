@@ -6,7 +6,7 @@ import csv
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -172,8 +172,8 @@ def _truncate_csv(path: Path, last_step: int) -> None:
 
 
 def _start_or_resume(spec: RunSpec, run_dir: RunDir, step: _Step, device: torch.device,
-                     log_sum: Tensor, selection: _Selection) -> tuple[int, int]:
-    """Write config.json or check it; load the checkpoint if any. Returns (step, log count)."""
+                     progress: _Progress) -> int:
+    """Write config.json or check it; load the checkpoint if any. Returns the step reached."""
     spec_dict = spec.to_dict()
     if run_dir.config.exists():
         try:
@@ -190,29 +190,31 @@ def _start_or_resume(spec: RunSpec, run_dir: RunDir, step: _Step, device: torch.
     if not run_dir.checkpoint.exists():
         for stale in (run_dir.log, run_dir.evals, run_dir.best):
             stale.unlink(missing_ok=True)
-        return 0, 0
+        return 0
     state = load_checkpoint(run_dir.checkpoint, map_location=device)
     step.generator.load_state_dict(state["generator"])
     step.discriminator.load_state_dict(state["discriminator"])
     step.opt_g.load_state_dict(state["opt_g"])
     step.opt_d.load_state_dict(state["opt_d"])
     restore_rng_state(step.rng, state["rng"])
-    log_sum.copy_(state["log_sum"])
-    # checkpoints written before best.pt selection existed carry no "selection"
+    progress.log_sum.copy_(state["log_sum"])
+    progress.log_count = int(state["log_count"])
+    # checkpoints written before these fields existed lack them
     recorded = state.get("selection", {"best": None, "stale": 0})
-    selection.best, selection.stale = recorded["best"], recorded["stale"]
+    progress.selection = _Selection(recorded["best"], recorded["stale"])
+    progress.wall_s = float(state.get("wall_s", 0.0))
     for path in (run_dir.log, run_dir.evals):
         _truncate_csv(path, state["step"])
-    return int(state["step"]), int(state["log_count"])
+    return int(state["step"])
 
 
-def _checkpoint_state(step: _Step, number: int, log_sum: Tensor, log_count: int,
-                      selection: _Selection) -> dict[str, Any]:
+def _checkpoint_state(step: _Step, number: int, progress: _Progress, wall_s: float) -> dict[str, Any]:
     return {
         "step": number,
-        "selection": {"best": selection.best, "stale": selection.stale},
-        "log_sum": log_sum.clone(),
-        "log_count": log_count,
+        "selection": {"best": progress.selection.best, "stale": progress.selection.stale},
+        "log_sum": progress.log_sum.clone(),
+        "log_count": progress.log_count,
+        "wall_s": wall_s,
         "generator": step.generator.state_dict(),
         "discriminator": step.discriminator.state_dict(),
         "opt_g": step.opt_g.state_dict(),
@@ -245,6 +247,16 @@ class _Selection:
         else:
             self.stale += 1
         return better
+
+
+@dataclass
+class _Progress:
+    """Loop bookkeeping that a resumed run restores from its checkpoint."""
+
+    log_sum: Tensor  # sum of the logged values since the last log row
+    log_count: int = 0  # steps in that sum
+    selection: _Selection = field(default_factory=_Selection)
+    wall_s: float = 0.0  # training wall time of this run's earlier sessions
 
 
 def _periodic_evaluation(spec: RunSpec, run_dir: RunDir, step: _Step, number: int,
@@ -281,34 +293,38 @@ def train(spec: RunSpec, run_dir: RunDir, device: torch.device, data_root: str |
     cfg = spec.train
     step = build_step(spec, device, DATASETS.get(spec.dataset).sampler(device, data_root))
     columns = ["step", *step.log_columns(), "imgs_per_s"]
-    running_sum = torch.zeros(len(columns) - 2, device=device)
-    selection = _Selection()
-    start, since = _start_or_resume(spec, run_dir, step, device, running_sum, selection)
+    progress = _Progress(log_sum=torch.zeros(len(columns) - 2, device=device))
+    start = _start_or_resume(spec, run_dir, step, device, progress)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
-    tick = time.perf_counter()
+    session_start = tick = time.perf_counter()
+
+    def wall_s() -> float:
+        return progress.wall_s + time.perf_counter() - session_start
+
     number, stop_early = start, False
     while number < cfg.steps and not stop_early:
         number += 1
         with autocast:
-            running_sum += train_step(step)
-        since += 1
+            progress.log_sum += train_step(step)
+        progress.log_count += 1
         if number % cfg.log_every == 0 or number == cfg.steps:
-            means = (running_sum / since).tolist()  # the only host sync, once per log interval
-            rate = since * cfg.batch_size / (time.perf_counter() - tick)
+            # the only host sync, once per log interval
+            means = (progress.log_sum / progress.log_count).tolist()
+            rate = progress.log_count * cfg.batch_size / (time.perf_counter() - tick)
             _append_csv(run_dir.log, columns, [number, *means, rate])
             bad = [c for c, v in zip(columns[1:], means, strict=False) if not math.isfinite(v)]
             if bad:
                 reason = f"diverged: non-finite {', '.join(bad)} by step {number}"
-                run_dir.mark_done("failed", reason=reason, step=number)
+                run_dir.mark_done("failed", reason=reason, step=number, train_wall_s=wall_s())
                 return run_dir.status()
-            running_sum.zero_()
-            since, tick = 0, time.perf_counter()
+            progress.log_sum.zero_()
+            progress.log_count, tick = 0, time.perf_counter()
         if spec.eval.every and number % spec.eval.every == 0:
-            stop_early = _periodic_evaluation(spec, run_dir, step, number, eval_hook, selection)
+            stop_early = _periodic_evaluation(spec, run_dir, step, number, eval_hook,
+                                              progress.selection)
         if number % cfg.checkpoint_every == 0 or number == cfg.steps or stop_early:
-            state = _checkpoint_state(step, number, running_sum, since, selection)
-            save_checkpoint(run_dir.checkpoint, state)
+            save_checkpoint(run_dir.checkpoint, _checkpoint_state(step, number, progress, wall_s()))
     _save_samples(spec, step.generator, device, run_dir.samples_png, number)
     details = {"stopped_early": True, "patience": spec.eval.patience} if stop_early else {}
-    run_dir.mark_done("done", step=number, **details)
+    run_dir.mark_done("done", step=number, train_wall_s=wall_s(), **details)
     return run_dir.status()

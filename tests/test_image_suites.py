@@ -31,7 +31,7 @@ def test_image_suite_trains_a_few_steps(tmp_path, fixture_root, monkeypatch, sui
                       "--steps", "20", "--variants", "bce+gdpp", "--seeds", "0", "--device", "cpu")
     assert done.returncode == 0, done.stderr
     run = RunDir(results / suite / "bce+gdpp@1" / "seed-0")
-    assert run.status() == {"status": "done", "step": 20}
+    assert (run.status()["status"], run.status()["step"]) == ("done", 20)
     spec = load_suite(suite)
     with run.log.open() as handle:
         rows = handle.read().splitlines()

@@ -40,6 +40,7 @@ def _run_row(run_dir: RunDir) -> dict:
         "update": spec["train"]["update"],
         "device": environment.get("device", ""),
         "torch": (environment.get("packages") or {}).get("torch", ""),
+        "train_wall_s": status.get("train_wall_s"),
         "eval_wall_s": metrics.get("wall_s"),
         "run": spec["key"],
     }
@@ -49,7 +50,7 @@ def _run_row(run_dir: RunDir) -> dict:
 
 def metric_columns(runs: pd.DataFrame) -> list[str]:
     fixed = {"suite", "dataset", "variant", "seed", "adversarial", "terms", "model", "status",
-             "reason", "steps", "update", "device", "torch", "eval_wall_s", "run"}
+             "reason", "steps", "update", "device", "torch", "train_wall_s", "eval_wall_s", "run"}
     return [c for c in runs.columns if c not in fixed]
 
 
