@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from gdpp_bench.errors import UserError
 
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
@@ -90,6 +94,23 @@ class RunDir:
     @property
     def done(self) -> Path:
         return self.path / "DONE"
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Exclusive use of this run directory; a second process gets a UserError, not a race."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with (self.path / ".lock").open("w") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise UserError(
+                    f"{self.path} is being trained by another process; "
+                    "wait for it to finish (a later run resumes or skips it)"
+                ) from None
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def is_done(self) -> bool:
         return self.done.is_file()

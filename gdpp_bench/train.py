@@ -290,8 +290,16 @@ def train(spec: RunSpec, run_dir: RunDir, device: torch.device, data_root: str |
     """
     if run_dir.is_done():
         return run_dir.status()
-    cfg = spec.train
     step = build_step(spec, device, DATASETS.get(spec.dataset).sampler(device, data_root))
+    with run_dir.lock():
+        if run_dir.is_done():  # finished by another process while we loaded the data
+            return run_dir.status()
+        return _train_loop(spec, run_dir, step, device, eval_hook)
+
+
+def _train_loop(spec: RunSpec, run_dir: RunDir, step: _Step, device: torch.device,
+                eval_hook: EvalHook | None) -> dict[str, Any]:
+    cfg = spec.train
     columns = ["step", *step.log_columns(), "imgs_per_s"]
     progress = _Progress(log_sum=torch.zeros(len(columns) - 2, device=device))
     start = _start_or_resume(spec, run_dir, step, device, progress)

@@ -6,6 +6,8 @@ import csv
 import dataclasses
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -208,3 +210,24 @@ def test_a_run_started_before_new_config_fields_existed_still_resumes(tmp_path):
     torch.save(state, run_dir.checkpoint)
     assert train(spec, run_dir, CPU)["status"] == "done"
     assert RunSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_a_run_dir_in_use_by_another_process_is_refused(tmp_path):
+    (spec,) = expand(tiny_suite(variants=("bce",), train={"steps": 4}))
+    run_dir = RunDir(tmp_path / "run")
+    run_dir.path.mkdir(parents=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys, time; h = open(sys.argv[1], 'w'); "
+         "fcntl.flock(h, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(60)",
+         str(run_dir.path / ".lock")],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        with pytest.raises(UserError, match="being trained by another process"):
+            train(spec, run_dir, CPU)
+        assert not run_dir.config.exists()  # nothing written while the other process owns it
+    finally:
+        holder.kill()
+        holder.wait()
+    assert train(spec, run_dir, CPU)["status"] == "done"
