@@ -63,7 +63,8 @@ def test_shipped_suites_cover_the_issue():
     assert ring8.train.steps == 25_000 and ring8.train.batch_size == 512
     assert (ring8.train.lr_g, ring8.train.lr_d, ring8.train.beta1) == (1e-3, 1e-4, 0.5)
     smoke = load_suite("smoke")
-    assert set(smoke.datasets) == {"ring8", "grid25"} and len(smoke.seeds) == 2
+    assert set(smoke.datasets) == {"ring8", "grid25", "mnist"} and len(smoke.seeds) == 2
+    assert smoke.settings("mnist").model == "" and smoke.settings("mnist").train.steps == 8
 
 
 def test_expand_keys_and_overrides():
@@ -117,3 +118,30 @@ def test_d_steps_default_comes_from_the_loss():
     assert suite.train.resolved_d_steps("bce") == 1
     explicit = parse_suite({**BASE, "train": {"d_steps": 2}})
     assert explicit.train.resolved_d_steps("wgan-gp") == 2
+
+
+def test_per_dataset_settings_replace_only_what_they_name():
+    suite = parse_suite({
+        "name": "s", "datasets": ["ring8", "mnist"], "variants": ["bce"], "model": "mlp2d",
+        "train": {"steps": 100, "batch_size": 256},
+        "per_dataset": {"mnist": {"model": "dcgan28", "train": {"steps": 5},
+                                  "eval": {"metrics": []}}},
+    })
+    ring, mnist = expand(suite, seeds=[0])
+    assert (ring.model, ring.train.steps, ring.train.batch_size, ring.eval.metrics) == (
+        "mlp2d", 100, 256, ("modes2d",))
+    assert (mnist.model, mnist.train.steps, mnist.train.batch_size, mnist.eval.metrics) == (
+        "dcgan28", 5, 256, ())
+
+
+@pytest.mark.parametrize("per_dataset,message", [
+    ({"grid25": {}}, "'grid25' is not one of the suite's datasets"),
+    ({"mnist": {"train": {"stepz": 5}}}, r"per_dataset.mnist\] train: unknown key.*stepz"),
+    ({"mnist": {"colour": 1}}, "unknown key.*colour"),
+    ({"mnist": {"train": {"steps": 0}}}, r"\[per_dataset.mnist\]: train.steps must be > 0"),
+])
+def test_bad_per_dataset_tables_are_user_errors(per_dataset, message):
+    table = {"name": "s", "datasets": ["ring8", "mnist"], "variants": ["bce"],
+             "per_dataset": per_dataset}
+    with pytest.raises(UserError, match=message):
+        parse_suite(table)
