@@ -19,7 +19,7 @@ from gdpp_bench.environment import describe
 from gdpp_bench.errors import UserError
 from gdpp_bench.losses import ADVERSARIAL, TERMS, AdversarialLoss, gradient_penalty, parse_variant
 from gdpp_bench.models import MODELS
-from gdpp_bench.rundir import RunDir, read_json, write_json
+from gdpp_bench.rundir import RunDir, read_json, write_atomic, write_json
 from gdpp_bench.samples import fixed_noise_samples, save_samples
 from gdpp_bench.suites import RunSpec
 
@@ -167,8 +167,12 @@ def _truncate_csv(path: Path, last_step: int) -> None:
     with path.open(newline="") as handle:
         rows = list(csv.reader(handle))
     kept = rows[:1] + [r for r in rows[1:] if int(r[0]) <= last_step]
-    with path.open("w", newline="") as handle:
-        csv.writer(handle).writerows(kept)
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="") as handle:
+            csv.writer(handle).writerows(kept)
+
+    write_atomic(path, write)
 
 
 def _start_or_resume(spec: RunSpec, run_dir: RunDir, step: _Step, device: torch.device,
