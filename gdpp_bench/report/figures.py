@@ -45,8 +45,8 @@ def samples_over_modes(runs: pd.DataFrame, suite_dir: Path, dataset: str, path: 
                 f"HQ {record.get('hq_percent', float('nan')):.1f}%"
         draw_samples_2d(ax, samples, centers, title)
     suite = done["suite"].iloc[0]
-    fig.suptitle(f"{suite} / {dataset}: generated samples (x = mode centres), "
-                 f"{int(done['steps'].iloc[0])} steps")
+    fig.suptitle(f"{suite} / {dataset}\ngenerated samples (x = mode centres), "
+                 f"{int(done['steps'].iloc[0])} steps", fontsize=10)
     fig.tight_layout()
     _save(fig, path)
     return True
