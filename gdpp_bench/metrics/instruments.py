@@ -215,7 +215,7 @@ def _record(model: DigitClassifier, info: ClassifierInfo) -> dict[str, Any]:
     return {
         "format": RECORD_FORMAT, "dataset": info.dataset, "config": info.config.as_dict(),
         "config_sha256": info.config_sha256, "test_accuracy": info.test_accuracy,
-        "train_seconds": info.train_seconds, "torch_version": torch.__version__,
+        "train_seconds": info.train_seconds, "torch_version": str(torch.__version__),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
 

@@ -1,0 +1,228 @@
+"""The project-trained classifiers used as metric instruments, and their torch-fidelity extractor.
+
+The MNIST classifier is trained once per session (default config, into a temporary cache) and shared by
+the tests; determinism, cache and corruption tests use a tiny config (1 epoch on 2,000 images).
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+import torch_fidelity
+from conftest import SHARED_DATASETS
+
+from gdpp_bench.data import load_split
+from gdpp_bench.data.images import to_signed_unit
+from gdpp_bench.metrics import instruments
+from gdpp_bench.metrics.fidelity_extractor import ClassifierFeatureExtractor, extractor_name, fidelity_kwargs
+from gdpp_bench.metrics.instruments import (
+    DEFAULT_CONFIGS,
+    ClassifierConfig,
+    classifier_path,
+    classify_channels,
+    load_or_train_classifier,
+    train_classifier,
+)
+
+TINY = ClassifierConfig(epochs=1, train_size=2000, seed=3)
+N_FID = 2000
+
+
+@pytest.fixture(scope="module")
+def cache_root(tmp_path_factory: pytest.TempPathFactory):
+    """A temporary $GDPP_BENCH_CACHE for the whole module; torch hub's home (torch-fidelity's caches) too."""
+    root = tmp_path_factory.mktemp("gdpp-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GDPP_BENCH_CACHE", str(root))
+        mp.setenv("TORCH_HOME", str(root / "torch-home"))
+        yield root
+
+
+@pytest.fixture(scope="module")
+def mnist(cache_root: Path):
+    """(model, info) of the default MNIST classifier, trained into the temporary cache."""
+    return load_or_train_classifier("mnist", SHARED_DATASETS)
+
+
+@pytest.fixture(scope="module")
+def tiny(cache_root: Path):
+    return load_or_train_classifier("mnist", SHARED_DATASETS, config=TINY)
+
+
+def test_mnist_classifier_reaches_99_percent_and_is_cached_with_its_accuracy(mnist, cache_root):
+    model, info = mnist
+    assert info.trained and info.test_accuracy >= 0.99
+    key = DEFAULT_CONFIGS["mnist"].sha256()
+    assert info.path == cache_root / "instruments" / f"mnist-classifier-{key[:16]}.pt"
+    assert info.weights_sha256 == instruments.file_sha256(info.path) and len(info.weights_sha256) == 64
+    record = torch.load(info.path, weights_only=True)
+    assert record["test_accuracy"] == info.test_accuracy and record["dataset"] == "mnist"
+    assert record["config_sha256"] == DEFAULT_CONFIGS["mnist"].sha256()
+    # the accuracy is recomputed from the reloaded weights, not only trusted from the record
+    images, labels = load_split("mnist", SHARED_DATASETS, "test")
+    reloaded, _ = instruments.load_classifier(info.path)
+    assert instruments.accuracy(reloaded, images, labels) == pytest.approx(info.test_accuracy, abs=1e-12)
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    assert model.features(torch.zeros(2, 1, 28, 28)).shape == (2, 1024)
+
+
+def test_same_seed_gives_identical_weights_and_another_seed_does_not():
+    first, info_a = train_classifier("mnist", SHARED_DATASETS, TINY)
+    second, info_b = train_classifier("mnist", SHARED_DATASETS, TINY)
+    other, _ = train_classifier("mnist", SHARED_DATASETS, ClassifierConfig(epochs=1, train_size=2000, seed=4))
+    a, b, c = first.state_dict(), second.state_dict(), other.state_dict()
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert info_a.test_accuracy == info_b.test_accuracy
+    assert not torch.equal(a["conv1.weight"], c["conv1.weight"])
+
+
+def test_training_leaves_the_global_rng_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    train_classifier("mnist", SHARED_DATASETS, ClassifierConfig(epochs=1, train_size=256))
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_cache_is_reused_and_keyed_by_config(tiny, cache_root):
+    _, info = tiny
+    mtime = info.path.stat().st_mtime_ns
+    model, again = load_or_train_classifier("mnist", SHARED_DATASETS, config=TINY)
+    assert not again.trained and again.path == info.path and info.path.stat().st_mtime_ns == mtime
+    assert again.weights_sha256 == info.weights_sha256 and again.test_accuracy == info.test_accuracy
+    assert all(torch.equal(v, tiny[0].state_dict()[k]) for k, v in model.state_dict().items())
+    # stacked-mnist is measured by the MNIST classifier: same file
+    _, stacked = load_or_train_classifier("stacked-mnist", SHARED_DATASETS, config=TINY)
+    assert stacked.path == info.path and not stacked.trained
+
+    longer = ClassifierConfig(epochs=2, train_size=2000, seed=3)
+    assert classifier_path("mnist", longer) != info.path
+    assert classifier_path("mnist", longer).parent == info.path.parent == cache_root / "instruments"
+    assert classifier_path("fashion-mnist", TINY) != info.path
+
+
+def test_corrupt_cache_file_is_retrained_and_overwritten(tiny):
+    _, info = tiny
+    info.path.write_bytes(b"not a torch file")
+    with pytest.warns(UserWarning, match="unusable"):
+        model, retrained = load_or_train_classifier("mnist", SHARED_DATASETS, config=TINY)
+    assert retrained.trained and retrained.weights_sha256 == info.weights_sha256  # deterministic retrain
+    # a readable file holding something else is no better
+    torch.save({"format": 1, "state_dict": {}}, info.path)
+    with pytest.warns(UserWarning, match="unusable"):
+        _, again = load_or_train_classifier("mnist", SHARED_DATASETS, config=TINY)
+    assert again.trained and instruments.file_sha256(info.path) == info.weights_sha256
+    assert all(torch.equal(v, tiny[0].state_dict()[k]) for k, v in model.state_dict().items())
+
+
+def test_classify_channels_reads_each_stacked_digit(mnist):
+    model, _ = mnist
+    images, modes = load_split("stacked-mnist", SHARED_DATASETS, "test", size=1000)
+    digits = torch.stack([modes // 100, modes // 10 % 10, modes % 10], dim=1)
+    predicted = classify_channels(model, images)
+    assert predicted.shape == (1000, 3) and predicted.dtype == torch.int64
+    assert (predicted == digits).double().mean().item() >= 0.98
+    assert torch.equal(classify_channels(model, images, batch_size=7), predicted)  # batching is invisible
+    # a single-channel batch gives the same labels as channel 0 classified alone
+    assert torch.equal(classify_channels(model, images[:, :1]), predicted[:, :1])
+
+
+class _UInt8Images(torch.utils.data.Dataset):
+    """What torch-fidelity reads: uint8 3 x H x W tensors (grayscale replicated to three channels)."""
+
+    def __init__(self, images: torch.Tensor) -> None:
+        self.images = images.expand(-1, 3, -1, -1)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.images[i]
+
+
+@torch.no_grad()
+def _features(model: instruments.DigitClassifier, images: torch.Tensor) -> np.ndarray:
+    return torch.cat([model.features(to_signed_unit(images[i: i + 500])) for i in range(0, len(images), 500)]
+                     ).double().numpy()
+
+
+def _frechet(a: np.ndarray, b: np.ndarray) -> float:
+    """Frechet distance between Gaussians fitted to feature rows a and b (independent of torch-fidelity)."""
+    mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean = scipy.linalg.sqrtm(cov_a @ cov_b)
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(covmean).real)
+
+
+def _fidelity(input1, input2, weights: Path, **metrics) -> dict[str, float]:
+    return torch_fidelity.calculate_metrics(
+        input1=input1, input2=input2, feature_extractor=extractor_name("mnist"),
+        feature_extractor_weights_path=str(weights), cuda=False, batch_size=500,
+        cache=False, save_cpu_ram=True, verbose=False, **metrics,
+    )
+
+
+def test_fid_with_the_classifier_matches_an_independent_frechet_distance(mnist, cache_root, monkeypatch):
+    model, info = mnist
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("torch-fidelity tried to reach the network")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    train, _ = load_split("mnist", SHARED_DATASETS, "train")
+    test, _ = load_split("mnist", SHARED_DATASETS, "test")
+    real_a, real_b = train[-N_FID:], test[:N_FID]  # disjoint from each other
+    copies = test[:1].repeat(N_FID, 1, 1, 1)
+
+    real = _fidelity(_UInt8Images(real_a), _UInt8Images(real_b), info.path, fid=True, isc=True)
+    collapsed = _fidelity(_UInt8Images(copies), _UInt8Images(real_b), info.path, fid=True, isc=True)
+    fid_real, fid_collapsed = real["frechet_inception_distance"], collapsed["frechet_inception_distance"]
+    print(f"FID real-train vs real-test: {fid_real:.4f}; "
+          f"one digit x {N_FID} vs real-test: {fid_collapsed:.4f}; "
+          f"IS real {real['inception_score_mean']:.3f}, collapsed {collapsed['inception_score_mean']:.3f}")
+
+    features_a, features_b = _features(model, real_a), _features(model, real_b)
+    assert fid_real == pytest.approx(_frechet(features_a, features_b), rel=1e-3)
+    assert fid_collapsed == pytest.approx(_frechet(_features(model, copies), features_b), rel=1e-3)
+    assert fid_collapsed > 50 * fid_real
+    # IS on a 10-class classifier: near 10 for real digits, 1 for a single repeated image
+    assert 8.5 < real["inception_score_mean"] <= 10.0
+    assert collapsed["inception_score_mean"] == pytest.approx(1.0, abs=1e-4)
+    assert not (cache_root / "torch-home" / "fidelity_cache").exists()  # nothing cached on disk
+
+
+def test_extractor_takes_one_channel_resizes_and_checks_its_weights(mnist, tiny):
+    model, info = mnist
+    extractor = ClassifierFeatureExtractor("gdpp-mnist-classifier", ["logits", "1024", "logits_unbiased"],
+                                           feature_extractor_weights_path=str(info.path))
+    images = load_split("mnist", SHARED_DATASETS, "test")[0][:16]
+    logits, features, unbiased = extractor(images.expand(-1, 3, -1, -1))
+    with torch.no_grad():
+        torch.testing.assert_close(features, model.features(to_signed_unit(images)))
+        torch.testing.assert_close(logits, model(to_signed_unit(images)))
+        torch.testing.assert_close(unbiased, logits - model.out.bias)
+        # a 56 x 56 copy of the digits gives nearly the same prediction as the 28 x 28 one
+        big = torch.nn.functional.interpolate(images.float(), scale_factor=2, mode="nearest").to(torch.uint8)
+        big_logits = extractor(big.expand(-1, 3, -1, -1))[0]
+    assert (big_logits.argmax(1) == logits.argmax(1)).double().mean() >= 0.9
+    with pytest.raises(ValueError, match="feature_extractor_weights_path"):
+        ClassifierFeatureExtractor("gdpp-mnist-classifier", ["1024"])
+    with pytest.raises(ValueError, match="mnist classifier, not"):
+        ClassifierFeatureExtractor("gdpp-fashion-mnist-classifier", ["1024"],
+                                   feature_extractor_weights_path=str(tiny[1].path))
+    with pytest.raises(ValueError, match="uint8"):
+        extractor(images.expand(-1, 3, -1, -1).float())
+
+
+def test_fidelity_kwargs_name_the_cached_classifier(mnist):
+    kwargs, info = fidelity_kwargs("stacked-mnist", SHARED_DATASETS)
+    assert not info.trained and info.path == mnist[1].path
+    assert kwargs == {"feature_extractor": "gdpp-mnist-classifier",
+                      "feature_extractor_weights_path": str(info.path)}
+    assert extractor_name("fashion-mnist") in torch_fidelity.registry.FEATURE_EXTRACTORS_REGISTRY
