@@ -9,6 +9,7 @@ real eigenvalues. Only the fake side carries a gradient (the official code updat
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 
 import torch
@@ -17,6 +18,7 @@ from torch import Tensor
 
 MAGNITUDE_WEIGHT = 1e-4
 SAFE_RECIPROCAL_EPS = 1e-20
+_TINY = 1e-12  # floor of eigenvalues under a square root (a zero eigenvalue's vector is 0 anyway)
 
 
 def _eigh_forward(kernels: Tensor) -> tuple[Tensor, Tensor]:
@@ -24,76 +26,99 @@ def _eigh_forward(kernels: Tensor) -> tuple[Tensor, Tensor]:
 
     Real cosine kernels are often near rank-2 with hundreds of near-zero eigenvalues, where
     float32 LAPACK/cuSOLVER can fail (error 510). A NaN/inf kernel yields NaN so that the
-    training loop records a diverged run instead of crashing; that is done with tensor ops,
-    not a Python branch, to avoid a host sync on the GPU.
+    training loop records a diverged run instead of crashing: on the CPU by a plain check, on
+    an accelerator with tensor ops, which need no host sync.
     """
-    finite = torch.isfinite(kernels).all()
-    safe = torch.where(finite, kernels, torch.zeros_like(kernels))
+    on_host = kernels.device.type == "cpu"
+    if on_host:
+        finite = bool(torch.isfinite(kernels).all())
+        safe = kernels if finite else torch.zeros_like(kernels)
+    else:
+        finite = torch.isfinite(kernels).all()
+        safe = torch.where(finite, kernels, torch.zeros_like(kernels))
     try:
         values, vectors = torch.linalg.eigh(safe)
     except torch.linalg.LinAlgError:
         if kernels.dtype == torch.float64:
             raise
         values, vectors = (t.to(kernels.dtype) for t in torch.linalg.eigh(safe.double()))
-    poison = torch.where(finite, 0.0, float("nan")).to(kernels.dtype)
+    if on_host:
+        return (values, vectors) if finite else (values * math.nan, vectors * math.nan)
+    poison = torch.where(finite, 0.0, math.nan).to(kernels.dtype)
     return values + poison, vectors + poison
 
 
-class _EighSafeGrad(torch.autograd.Function):
-    """`eigh` whose backward uses TensorFlow's safe reciprocal x / (x^2 + 1e-20) of eigengaps.
+def _safe_eigh_backward(values: Tensor, vectors: Tensor, grad_values: Tensor,
+                        grad_vectors: Tensor) -> Tensor:
+    """Gradient of a symmetric matrix from those of its eigenpairs, with TensorFlow's safe
+    reciprocal x / (x^2 + 1e-20) of the eigengaps.
 
     PyTorch's own eigh backward divides by lambda_j - lambda_i, which is exactly 0 for tied
     eigenvalues; a B x B kernel of D < B features has B - D (near-)zero eigenvalues, ties happen
-    within a few dozen steps, and the generator's gradient turns NaN. The official GDPP code
-    ran on TensorFlow, whose self_adjoint_eig gradient uses this safe reciprocal (0 for a tie).
-    Elsewhere the two gradients agree.
+    within a few dozen steps, and the generator's gradient turns NaN. The official GDPP code ran
+    on TensorFlow, whose self_adjoint_eig gradient uses this safe reciprocal (0 for a tie).
+    Where eigenvalues are distinct the two gradients agree.
     """
+    gaps = values.unsqueeze(-2) - values.unsqueeze(-1)  # [i, j] = lambda_j - lambda_i
+    inverse_gaps = gaps / (gaps * gaps + SAFE_RECIPROCAL_EPS)
+    inverse_gaps.diagonal(dim1=-2, dim2=-1).zero_()
+    inner = (vectors.transpose(-2, -1) @ grad_vectors) * inverse_gaps
+    inner = inner + torch.diag_embed(grad_values)
+    return vectors @ inner @ vectors.transpose(-2, -1)
+
+
+class _PairedEigh(torch.autograd.Function):
+    """Eigenpairs of the fake and the real kernel from one batched `eigh` call; only the fake
+    kernel gets a (tie-safe) gradient, so no backward work is spent on the real side."""
 
     @staticmethod
-    def forward(ctx, kernels: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
-        values, vectors = _eigh_forward(kernels)
-        ctx.save_for_backward(values, vectors)
-        return values, vectors
+    def forward(ctx, fake: Tensor, real: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # type: ignore[override]
+        values, vectors = _eigh_forward(torch.stack([fake, real]))
+        ctx.save_for_backward(values[0], vectors[0])
+        ctx.mark_non_differentiable(values[1], vectors[1])
+        return values[0], vectors[0], values[1], vectors[1]
 
     @staticmethod
-    def backward(ctx, grad_values: Tensor, grad_vectors: Tensor) -> Tensor:  # type: ignore[override]
+    def backward(ctx, grad_values: Tensor, grad_vectors: Tensor, *_real: Tensor
+                 ) -> tuple[Tensor, None]:  # type: ignore[override]
         values, vectors = ctx.saved_tensors
-        gaps = values.unsqueeze(-2) - values.unsqueeze(-1)  # [i, j] = lambda_j - lambda_i
-        inverse_gaps = gaps / (gaps * gaps + SAFE_RECIPROCAL_EPS)
-        inverse_gaps.diagonal(dim1=-2, dim2=-1).zero_()
-        inner = (vectors.transpose(-2, -1) @ grad_vectors) * inverse_gaps
-        inner = inner + torch.diag_embed(grad_values)
-        return vectors @ inner @ vectors.transpose(-2, -1)
+        return _safe_eigh_backward(values, vectors, grad_values, grad_vectors), None
 
 
-def _eigh(kernels: Tensor) -> tuple[Tensor, Tensor]:
-    """Ascending eigenvalues and column eigenvectors, with a tie-safe gradient."""
-    if not kernels.requires_grad:
-        return _eigh_forward(kernels)
-    return _EighSafeGrad.apply(kernels)
+def _paired_eigh(fake: Tensor, real: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(fake values, fake vectors, real values, real vectors): ascending, vectors as columns."""
+    return _PairedEigh.apply(fake, real.detach())
 
 
-def _min_max_weights(values: Tensor) -> Tensor:
-    """(v - min) / (max - min); all zeros when every value is equal (batch size 1, say)."""
+def _min_max_weights(values: Tensor, zero_in_spectrum: bool) -> Tensor:
+    """(v - min) / (max - min); all zeros when every value is equal (batch size 1, say).
+    `zero_in_spectrum`: the full spectrum also holds zeros that `values` leaves out."""
     low, high = values.min(), values.max()
+    if zero_in_spectrum:
+        low = torch.clamp(low, max=0.0)
     span = high - low
     safe_span = torch.where(span > 0, span, torch.ones_like(span))
     return torch.where(span > 0, (values - low) / safe_span, torch.zeros_like(values))
 
 
-def _gdpp_from_eigen(
-    values: Tensor, vectors: Tensor, batch_size: int, sign_invariant: bool
-) -> Tensor:
-    """Combine stacked (fake, real) eigenpairs into the loss; eigenvectors are columns."""
-    fake_values, real_values = values[0], values[1]
-    squared_gap = (fake_values - real_values).pow(2)
-    # the mean runs over the B eigenvalues of the B x B kernel; missing ones (D x D route) are 0
-    magnitude = MAGNITUDE_WEIGHT * squared_gap.sum() / batch_size
-    dots = (vectors[0] * vectors[1]).sum(dim=0)
+def _gdpp_from_eigen(fake_values: Tensor, fake_vectors: Tensor, real_values: Tensor,
+                     real_vectors: Tensor, batch_size: int, sign_invariant: bool) -> Tensor:
+    """Combine matched (fake, real) eigenpairs into the loss; eigenvectors are columns."""
+    dots = (fake_vectors * real_vectors).sum(dim=0)
+    return _gdpp_from_values_and_dots(fake_values, real_values, dots, batch_size, sign_invariant)
+
+
+def _gdpp_from_values_and_dots(fake_values: Tensor, real_values: Tensor, dots: Tensor,
+                               batch_size: int, sign_invariant: bool,
+                               zero_in_spectrum: bool = False) -> Tensor:
+    """The loss from matched eigenvalues and the dot products of matched eigenvectors."""
+    # the mean runs over the B eigenvalues of the B x B kernel; missing ones (D x D route) are
+    # zeros on both sides and add nothing to the sum
+    magnitude = MAGNITUDE_WEIGHT * (fake_values - real_values).pow(2).sum() / batch_size
     if sign_invariant:
         dots = dots.abs()
-    structure = -(_min_max_weights(real_values) * dots).sum()
-    return magnitude + structure
+    weights = _min_max_weights(real_values, zero_in_spectrum)
+    return magnitude - (weights * dots).sum()
 
 
 def _full_precision(loss: Callable[[Tensor, Tensor], Tensor]) -> Callable[[Tensor, Tensor], Tensor]:
@@ -119,9 +144,8 @@ def gdpp_loss(phi_fake: Tensor, phi_real: Tensor) -> Tensor:
     fake kernel equals the real one. Depends on the eigensolver's eigenvector signs.
     """
     _check_features(phi_fake, phi_real)
-    kernels = torch.stack([_cosine_kernel(phi_fake), _cosine_kernel(phi_real.detach())])
-    values, vectors = _eigh(kernels)
-    return _gdpp_from_eigen(values, vectors, phi_fake.shape[0], sign_invariant=False)
+    eigen = _paired_eigh(_cosine_kernel(phi_fake), _cosine_kernel(phi_real.detach()))
+    return _gdpp_from_eigen(*eigen, phi_fake.shape[0], sign_invariant=False)
 
 
 @_full_precision
@@ -135,17 +159,19 @@ def gdpp_si_loss(phi_fake: Tensor, phi_real: Tensor) -> Tensor:
     _check_features(phi_fake, phi_real)
     batch_size, dim = phi_fake.shape
     if batch_size <= dim:
-        kernels = torch.stack([_cosine_kernel(phi_fake), _cosine_kernel(phi_real.detach())])
-        values, vectors = _eigh(kernels)
-        return _gdpp_from_eigen(values, vectors, batch_size, sign_invariant=True)
-    units = torch.stack([F.normalize(phi_fake, dim=1), F.normalize(phi_real.detach(), dim=1)])
-    values, small_vectors = _eigh(units.transpose(1, 2) @ units)
-    vectors = F.normalize(units @ small_vectors, dim=1)
-    # the B x B spectrum also holds B - D zeros, which set the real minimum to 0
-    zeros = values.new_zeros(2, 1)
-    values = torch.cat([zeros, values], dim=1)
-    vectors = torch.cat([vectors.new_zeros(2, batch_size, 1), vectors], dim=2)
-    return _gdpp_from_eigen(values, vectors, batch_size, sign_invariant=True)
+        eigen = _paired_eigh(_cosine_kernel(phi_fake), _cosine_kernel(phi_real.detach()))
+        return _gdpp_from_eigen(*eigen, batch_size, sign_invariant=True)
+    fake_units = F.normalize(phi_fake, dim=1)
+    real_units = F.normalize(phi_real.detach(), dim=1)
+    fake_values, fake_small, real_values, real_small = _paired_eigh(
+        fake_units.T @ fake_units, real_units.T @ real_units
+    )
+    # <u_f w_f / ||u_f w_f||, u_r w_r / ||u_r w_r||> with ||u w||^2 = mu: only the diagonal of
+    # W_f^T (u_f^T u_r) W_r is needed, so the B x D eigenvectors are never formed
+    cross = (fake_small * ((fake_units.T @ real_units) @ real_small)).sum(dim=0)
+    dots = cross / (fake_values.clamp_min(_TINY) * real_values.clamp_min(_TINY)).sqrt()
+    return _gdpp_from_values_and_dots(fake_values, real_values, dots, batch_size,
+                                      sign_invariant=True, zero_in_spectrum=True)
 
 
 def _cosine_kernel(phi: Tensor) -> Tensor:
