@@ -136,6 +136,9 @@ def _suite_dir(results: Path, suite: str) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
+    from gdpp_bench.environment import git_hash
+
+    git_hash()  # pin the revision of the code this process imports, before anything can change it
     try:
         cli.main(args=argv, prog_name="gdpp-bench", standalone_mode=False)
     except UserError as exc:

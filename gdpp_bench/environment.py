@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import platform
 import subprocess
 from importlib import metadata
@@ -30,13 +31,19 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+@functools.lru_cache(maxsize=1)
 def git_hash() -> str:
+    """The checkout's commit when this process first asked (the code it imported), '+dirty'
+    when it had uncommitted changes; 'unknown' outside a git checkout."""
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
-            capture_output=True, text=True, timeout=5, check=True,
-        )
-        return out.stdout.strip()
+        def git(*args: str) -> str:
+            return subprocess.run(
+                ["git", *args], cwd=Path(__file__).parent,
+                capture_output=True, text=True, timeout=5, check=True,
+            ).stdout.strip()
+
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".")
+        return git("rev-parse", "HEAD") + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
