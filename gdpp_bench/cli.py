@@ -103,13 +103,15 @@ def run(suite: str, results: Path, data_root: str, variants: str | None, seeds: 
 @click.option("--suite", required=True)
 @click.option("--results", default="results", show_default=True, type=click.Path(path_type=Path))
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--data-root", default=default_data_root, show_default="as for run",
+              help="Real data for the metrics' instruments (MNIST classifiers).")
 @click.option("--force", is_flag=True, help="Recompute metrics that are already in metrics.json.")
-def evaluate(suite: str, results: Path, device: str, force: bool) -> None:
+def evaluate(suite: str, results: Path, device: str, data_root: str, force: bool) -> None:
     """Write metrics.json for every finished run of a suite."""
     from gdpp_bench.pipeline import evaluate_suite
 
     suite_dir = _suite_dir(results, suite)
-    for outcome in evaluate_suite(suite_dir, device, force):
+    for outcome in evaluate_suite(suite_dir, device, force, data_root):
         detail = outcome.get("reason") or _format_values(outcome.get("values", {}))
         click.echo(f"{outcome['key']}: {outcome['status']}  {detail}")
 

@@ -22,9 +22,9 @@ def run_one(spec: RunSpec, results: Path, data_root: str | None, device_name: st
     device = resolve_device(device_name)
     run_dir = RunDir(results / spec.suite / spec.key)
     already_done = run_dir.is_done()
-    hook = make_eval_hook(spec.dataset, spec.eval, spec.seed, device)
+    hook = make_eval_hook(spec.dataset, spec.eval, spec.seed, device, data_root)
     status = train(spec, run_dir, device, data_root, eval_hook=hook)
-    record = evaluate_run(run_dir, device)
+    record = evaluate_run(run_dir, device, data_root=data_root)
     return {"key": spec.key, "skipped": already_done, **status, "values": record.get("values", {})}
 
 
@@ -56,11 +56,12 @@ def run_specs(specs: list[RunSpec], results: Path, data_root: str | None, device
         progress.close()
 
 
-def evaluate_suite(suite_dir: Path, device_name: str, force: bool = False) -> list[dict[str, Any]]:
+def evaluate_suite(suite_dir: Path, device_name: str, force: bool = False,
+                   data_root: str | None = None) -> list[dict[str, Any]]:
     device = resolve_device(device_name)
     outcomes = []
     for run_dir in find_run_dirs(suite_dir):
-        record = evaluate_run(run_dir, device, force=force)
+        record = evaluate_run(run_dir, device, force=force, data_root=data_root)
         key = str(run_dir.path.relative_to(suite_dir))
         outcomes.append({"key": key, **record})
     return outcomes

@@ -37,3 +37,22 @@ def gdpp_bench(*args: str, cwd: Path | None = None) -> subprocess.CompletedProce
         [sys.executable, "-m", "gdpp_bench.cli", *args],
         capture_output=True, text=True, cwd=cwd, timeout=600,
     )
+
+
+@pytest.fixture(scope="session")
+def instrument_cache(tmp_path_factory):
+    """One $GDPP_BENCH_CACHE (and torch home) for the session, so the MNIST classifier the
+    metrics need is trained once; subprocesses inherit it through the environment."""
+    root = tmp_path_factory.mktemp("gdpp-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GDPP_BENCH_CACHE", str(root))
+        patch.setenv("TORCH_HOME", str(root / "torch-home"))
+        yield root
+
+
+@pytest.fixture(scope="session")
+def mnist_classifier(instrument_cache):
+    """(model, info) of the default MNIST classifier, trained once into the session cache."""
+    from gdpp_bench.metrics.instruments import load_or_train_classifier
+
+    return load_or_train_classifier("mnist", SHARED_DATASETS)

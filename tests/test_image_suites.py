@@ -3,6 +3,8 @@ real CIFAR-10 / CelebA on-disk formats; missing data gives one line and exit 2."
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import SHARED_DATASETS, gdpp_bench
 from image_fixtures import write_celeba_fixture, write_cifar10_fixture
@@ -23,8 +25,9 @@ def fixture_root(tmp_path_factory):
 @pytest.mark.parametrize("suite,grid_side", [
     ("mnist", 28), ("fashion-mnist", 28), ("stacked-mnist", 28), ("cifar10", 32), ("celeba", 32),
 ])
-def test_image_suite_trains_a_few_steps(tmp_path, fixture_root, monkeypatch, suite, grid_side):
-    monkeypatch.setenv("GDPP_BENCH_CACHE", str(tmp_path / "cache"))
+def test_image_suite_trains_a_few_steps(tmp_path, fixture_root, mnist_classifier, suite, grid_side):
+    # the session's instrument cache (GDPP_BENCH_CACHE) already holds the MNIST classifier that
+    # the MNIST-family suites' metrics use; the subprocess inherits it
     root = SHARED_DATASETS if "mnist" in suite else fixture_root
     results = tmp_path / "results"
     done = gdpp_bench("run", "--suite", suite, "--data-root", str(root), "--results", str(results),
@@ -42,6 +45,13 @@ def test_image_suite_trains_a_few_steps(tmp_path, fixture_root, monkeypatch, sui
         assert grid.mode == "RGB"
         assert len(set(grid.getpixel((x, x)) for x in range(2, 60))) > 5  # not blank
     assert spec.train.batch_size == 64
+    record = json.loads(run.metrics.read_text())
+    assert set(record["protocol"]) == set(spec.eval.metrics)
+    if suite == "stacked-mnist":  # 26,000 samples of an untrained generator: few triples
+        assert 1 <= record["values"]["modes"] <= 1000
+        assert record["protocol"]["stacked_mnist_modes"]["generated_samples"] == 26_000
+    if suite in ("mnist", "fashion-mnist"):
+        assert 1 <= record["values"]["classes"] <= 10
 
 
 @pytest.mark.parametrize("suite,looked_at", [

@@ -41,19 +41,15 @@ N_FID = 2000
 
 
 @pytest.fixture(scope="module")
-def cache_root(tmp_path_factory: pytest.TempPathFactory):
-    """A temporary $GDPP_BENCH_CACHE for the whole module; torch hub's home (torch-fidelity's caches) too."""
-    root = tmp_path_factory.mktemp("gdpp-cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GDPP_BENCH_CACHE", str(root))
-        mp.setenv("TORCH_HOME", str(root / "torch-home"))
-        yield root
+def cache_root(instrument_cache: Path):
+    """The session's temporary $GDPP_BENCH_CACHE (torch hub's home, torch-fidelity's caches, too)."""
+    return instrument_cache
 
 
 @pytest.fixture(scope="module")
-def mnist(cache_root: Path):
+def mnist(mnist_classifier):
     """(model, info) of the default MNIST classifier, trained into the temporary cache."""
-    return load_or_train_classifier("mnist", SHARED_DATASETS)
+    return mnist_classifier
 
 
 @pytest.fixture(scope="module")

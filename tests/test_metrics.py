@@ -49,3 +49,65 @@ def test_mixture_geometry():
     grid = DATASETS.get("grid25").centers_tensor()
     assert sorted(set(grid[:, 0].tolist())) == [-4.0, -2.0, 0.0, 2.0, 4.0]
     assert DATASETS.get("grid25").std == 0.05 and DATASETS.get("ring8").std == 0.01
+
+
+class Replay(torch.nn.Module):
+    """A 'generator' that hands out given images in order (real data as the generator)."""
+
+    z_dim = 4
+
+    def __init__(self, images: torch.Tensor) -> None:
+        super().__init__()
+        self.images, self.position = images, 0
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        out = self.images[self.position:self.position + len(z)]
+        self.position += len(z)
+        return out
+
+
+def _context(images_uint8, dataset):
+    from conftest import SHARED_DATASETS
+
+    from gdpp_bench.metrics import EvalContext
+
+    signed = images_uint8.float() / 127.5 - 1
+    return EvalContext(Replay(signed), DATASETS.get(dataset), torch.device("cpu"), len(signed),
+                       seed=0, data_root=str(SHARED_DATASETS))
+
+
+def test_stacked_mnist_modes_of_real_and_collapsed_samples(mnist_classifier):
+    from conftest import SHARED_DATASETS
+
+    from gdpp_bench.data import load_split
+    from gdpp_bench.metrics import stacked_mnist_modes
+
+    images, labels = load_split("stacked-mnist", SHARED_DATASETS, "test")  # 26,000, uniform digits
+    assert len(images) == 26_000 and len(torch.unique(labels)) == 1000
+    real = _context(images, "stacked-mnist")
+    values = stacked_mnist_modes(real)
+    assert values["modes"] >= 995  # every triple is there ~26 times; misreads only move counts
+    assert values["kl_uniform"] < 0.05
+    protocol = real.notes["stacked_mnist_modes"]["classifier"]
+    assert protocol["test_accuracy"] >= 0.99 and len(protocol["weights_sha256"]) == 64
+    one_triple = images[:1].repeat(26_000, 1, 1, 1)
+    collapsed = stacked_mnist_modes(_context(one_triple, "stacked-mnist"))
+    assert collapsed["modes"] <= 10
+    assert collapsed["kl_uniform"] > math.log(1000) - 1
+
+
+def test_mnist_classes_of_real_and_collapsed_samples(mnist_classifier):
+    from conftest import SHARED_DATASETS
+
+    from gdpp_bench.data import load_split
+    from gdpp_bench.metrics import mnist_classes
+
+    images, labels = load_split("mnist", SHARED_DATASETS, "test")
+    values = mnist_classes(_context(images, "mnist"))
+    true_p = torch.bincount(labels, minlength=10).double() / len(labels)
+    true_kl = float((true_p * (true_p * 10).log()).sum())
+    assert values["classes"] == 10
+    assert values["class_kl_uniform"] == pytest.approx(true_kl, abs=2e-3)  # 99 % right labels
+    one_digit = images[:1].repeat(2_000, 1, 1, 1)
+    assert mnist_classes(_context(one_digit, "mnist")) == {
+        "classes": 1.0, "class_kl_uniform": pytest.approx(math.log(10))}

@@ -12,6 +12,7 @@ from gdpp_bench.metrics.modes import modes2d as modes2d_values
 from gdpp_bench.registry import Registry
 
 SAMPLE_SEED_OFFSET = 1_000_003  # evaluation noise never shares a stream with training
+GEN_CHUNK = 1_000
 
 
 @dataclass
@@ -23,6 +24,8 @@ class EvalContext:
     device: torch.device
     n_samples: int
     seed: int
+    data_root: str | None = None  # for instruments trained on the real data (MNIST classifiers)
+    notes: dict[str, dict] = field(default_factory=dict)  # metric -> protocol details it adds
     _samples: Tensor | None = field(default=None, repr=False)
 
     def has_samples(self) -> bool:
@@ -37,7 +40,8 @@ class EvalContext:
             z = torch.randn(
                 self.n_samples, self.generator.z_dim, generator=rng, device=self.device
             )
-            self._samples = self.generator(z).float()
+            # in chunks: 26,000 Stacked-MNIST samples at once would hold gigabytes of activations
+            self._samples = torch.cat([self.generator(part).float() for part in z.split(GEN_CHUNK)])
             self.generator.train(was_training)
         return self._samples
 
@@ -62,3 +66,54 @@ def compute_metrics(names: tuple[str, ...] | list[str], ctx: EvalContext) -> dic
 
 
 __all__ = ["METRICS", "EvalContext", "Metric", "compute_metrics"]
+
+
+def _classified(ctx: EvalContext, dataset: str) -> Tensor:
+    """Each generated sample's channels classified by the project's classifier of `dataset`:
+    int64 [N, C]. The classifier's identity goes into the metric's protocol."""
+    from gdpp_bench.metrics.instruments import classify_channels, load_or_train_classifier
+
+    model, info = load_or_train_classifier(dataset, ctx.data_root, device=ctx.device)
+    images = ((ctx.samples().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    ctx.notes[dataset] = {"classifier": info.protocol()}
+    return classify_channels(model, images)
+
+
+def _histogram_values(codes: Tensor, n_modes: int) -> dict[str, float]:
+    counts = torch.bincount(codes.flatten().cpu(), minlength=n_modes).double()
+    p = counts / counts.sum()
+    nonzero = p > 0
+    return {
+        "modes": float(nonzero.sum().item()),
+        "kl_uniform": float((p[nonzero] * (p[nonzero] * n_modes).log()).sum().item()),
+    }
+
+
+@METRICS.register("stacked_mnist_modes")
+def stacked_mnist_modes(ctx: EvalContext) -> dict[str, float]:
+    """Stacked-MNIST: each channel classified by the MNIST classifier; modes = distinct triples
+    (of 1000) among the generated samples, and KL(triple histogram || uniform), natural log."""
+    labels = _classified(ctx, "mnist")
+    codes = labels[:, 0] * 100 + labels[:, 1] * 10 + labels[:, 2]
+    values = _histogram_values(codes, 1000)
+    ctx.notes["stacked_mnist_modes"] = ctx.notes.pop("mnist")
+    return values
+
+
+def _class_coverage(ctx: EvalContext, dataset: str, name: str) -> dict[str, float]:
+    values = _histogram_values(_classified(ctx, dataset)[:, 0], 10)
+    ctx.notes[name] = ctx.notes.pop(dataset)
+    return {"classes": values["modes"], "class_kl_uniform": values["kl_uniform"]}
+
+
+@METRICS.register("mnist_classes")
+def mnist_classes(ctx: EvalContext) -> dict[str, float]:
+    """MNIST: generated samples classified by the MNIST classifier; classes covered (of 10) and
+    KL(class histogram || uniform), natural log."""
+    return _class_coverage(ctx, "mnist", "mnist_classes")
+
+
+@METRICS.register("fashion_mnist_classes")
+def fashion_mnist_classes(ctx: EvalContext) -> dict[str, float]:
+    """Fashion-MNIST: as mnist_classes, with the Fashion-MNIST classifier."""
+    return _class_coverage(ctx, "fashion-mnist", "fashion_mnist_classes")

@@ -16,18 +16,20 @@ from gdpp_bench.rundir import RunDir, read_json, write_atomic, write_json
 from gdpp_bench.suites import EvalConfig
 
 
-def make_eval_hook(dataset: str, evaluation: EvalConfig, seed: int, device: torch.device):
+def make_eval_hook(dataset: str, evaluation: EvalConfig, seed: int, device: torch.device,
+                   data_root: str | None = None):
     """The periodic-evaluation hook that training calls: metrics of the current generator."""
     mixture = DATASETS.get(dataset)
 
     def hook(generator: nn.Module, step: int) -> dict[str, float]:
-        ctx = EvalContext(generator, mixture, device, evaluation.samples, seed)
+        ctx = EvalContext(generator, mixture, device, evaluation.samples, seed, data_root)
         return compute_metrics(evaluation.metrics, ctx)
 
     return hook
 
 
-def evaluate_run(run_dir: RunDir, device: torch.device, force: bool = False) -> dict[str, Any]:
+def evaluate_run(run_dir: RunDir, device: torch.device, force: bool = False,
+                 data_root: str | None = None) -> dict[str, Any]:
     """Write metrics.json for a finished run (or its failure record); reuse it unless `force`."""
     if run_dir.metrics.exists() and not force:
         return read_json(run_dir.metrics)
@@ -46,7 +48,8 @@ def evaluate_run(run_dir: RunDir, device: torch.device, force: bool = False) -> 
     generator.to(device)
     evaluation = spec["eval"]
     ctx = EvalContext(
-        generator, DATASETS.get(spec["dataset"]), device, evaluation["samples"], spec["seed"]
+        generator, DATASETS.get(spec["dataset"]), device, evaluation["samples"], spec["seed"],
+        data_root,
     )
     started = time.perf_counter()
     values = compute_metrics(evaluation["metrics"], ctx)
@@ -64,6 +67,7 @@ def evaluate_run(run_dir: RunDir, device: torch.device, force: bool = False) -> 
                 "noise_seed": spec["seed"] + SAMPLE_SEED_OFFSET,
                 "checkpoint": checkpoint.name,
                 "checkpoint_step": int(state["step"]),
+                **ctx.notes.get(name, {}),
             }
             for name in evaluation["metrics"]
         },
