@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from gdpp_bench.metrics.modes import kl_to_uniform
 from gdpp_bench.metrics.modes import modes2d as modes2d_values
 from gdpp_bench.registry import Registry
 
@@ -65,45 +66,29 @@ def compute_metrics(names: tuple[str, ...] | list[str], ctx: EvalContext) -> dic
     return values
 
 
-__all__ = ["METRICS", "EvalContext", "Metric", "compute_metrics"]
-
-
-def _classified(ctx: EvalContext, dataset: str) -> Tensor:
+def _classified(ctx: EvalContext, dataset: str, metric: str) -> Tensor:
     """Each generated sample's channels classified by the project's classifier of `dataset`:
-    int64 [N, C]. The classifier's identity goes into the metric's protocol."""
+    int64 [N, C]. The classifier's identity goes into `metric`'s protocol."""
     from gdpp_bench.metrics.instruments import classify_channels, load_or_train_classifier
 
     model, info = load_or_train_classifier(dataset, ctx.data_root, device=ctx.device)
     images = ((ctx.samples().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    ctx.notes[dataset] = {"classifier": info.protocol()}
+    ctx.notes[metric] = {"classifier": info.protocol()}
     return classify_channels(model, images)
-
-
-def _histogram_values(codes: Tensor, n_modes: int) -> dict[str, float]:
-    counts = torch.bincount(codes.flatten().cpu(), minlength=n_modes).double()
-    p = counts / counts.sum()
-    nonzero = p > 0
-    return {
-        "modes": float(nonzero.sum().item()),
-        "kl_uniform": float((p[nonzero] * (p[nonzero] * n_modes).log()).sum().item()),
-    }
 
 
 @METRICS.register("stacked_mnist_modes")
 def stacked_mnist_modes(ctx: EvalContext) -> dict[str, float]:
     """Stacked-MNIST: each channel classified by the MNIST classifier; modes = distinct triples
     (of 1000) among the generated samples, and KL(triple histogram || uniform), natural log."""
-    labels = _classified(ctx, "mnist")
-    codes = labels[:, 0] * 100 + labels[:, 1] * 10 + labels[:, 2]
-    values = _histogram_values(codes, 1000)
-    ctx.notes["stacked_mnist_modes"] = ctx.notes.pop("mnist")
-    return values
+    labels = _classified(ctx, "mnist", "stacked_mnist_modes")
+    counts = torch.bincount(labels[:, 0] * 100 + labels[:, 1] * 10 + labels[:, 2], minlength=1000)
+    return {"modes": float((counts > 0).sum().item()), "kl_uniform": kl_to_uniform(counts)}
 
 
-def _class_coverage(ctx: EvalContext, dataset: str, name: str) -> dict[str, float]:
-    values = _histogram_values(_classified(ctx, dataset)[:, 0], 10)
-    ctx.notes[name] = ctx.notes.pop(dataset)
-    return {"classes": values["modes"], "class_kl_uniform": values["kl_uniform"]}
+def _class_coverage(ctx: EvalContext, dataset: str, metric: str) -> dict[str, float]:
+    counts = torch.bincount(_classified(ctx, dataset, metric)[:, 0], minlength=10)
+    return {"classes": float((counts > 0).sum().item()), "class_kl_uniform": kl_to_uniform(counts)}
 
 
 @METRICS.register("mnist_classes")
@@ -117,3 +102,6 @@ def mnist_classes(ctx: EvalContext) -> dict[str, float]:
 def fashion_mnist_classes(ctx: EvalContext) -> dict[str, float]:
     """Fashion-MNIST: as mnist_classes, with the Fashion-MNIST classifier."""
     return _class_coverage(ctx, "fashion-mnist", "fashion_mnist_classes")
+
+
+__all__ = ["METRICS", "EvalContext", "Metric", "compute_metrics"]

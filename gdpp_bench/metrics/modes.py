@@ -20,16 +20,19 @@ def mode_assignment(samples: Tensor, centers: Tensor, std: float) -> tuple[Tenso
 def modes2d(samples: Tensor, centers: Tensor, std: float) -> dict[str, float]:
     """modes (with >= 1 high-quality sample), hq_percent, and KL(HQ mode histogram || uniform)."""
     nearest, high_quality = mode_assignment(samples, centers, std)
-    counts = torch.bincount(nearest[high_quality], minlength=len(centers)).double()
-    total = counts.sum().item()
-    if total > 0:
-        p = counts / total
-        nonzero = p > 0
-        kl = (p[nonzero] * (p[nonzero] * len(centers)).log()).sum().item()
-    else:
-        kl = math.nan  # no high-quality sample: the histogram is undefined
+    counts = torch.bincount(nearest[high_quality], minlength=len(centers))
     return {
         "modes": float((counts > 0).sum().item()),
-        "hq_percent": 100.0 * total / len(samples),
-        "kl_uniform": kl,
+        "hq_percent": 100.0 * counts.sum().item() / len(samples),
+        "kl_uniform": kl_to_uniform(counts),
     }
+
+
+def kl_to_uniform(counts: Tensor) -> float:
+    """KL(histogram || uniform over its bins), natural log; NaN for an empty histogram."""
+    total = counts.sum().item()
+    if total == 0:
+        return math.nan
+    p = counts.double() / total
+    p = p[p > 0]
+    return float((p * (p * len(counts)).log()).sum().item())
