@@ -11,9 +11,9 @@ from torch import Tensor, nn
 from gdpp_bench.metrics.modes import kl_to_uniform
 from gdpp_bench.metrics.modes import modes2d as modes2d_values
 from gdpp_bench.registry import Registry
+from gdpp_bench.samples import fixed_noise_samples
 
 SAMPLE_SEED_OFFSET = 1_000_003  # evaluation noise never shares a stream with training
-GEN_CHUNK = 1_000
 
 
 @dataclass
@@ -32,18 +32,11 @@ class EvalContext:
     def has_samples(self) -> bool:
         return self._samples is not None
 
-    @torch.no_grad()
     def samples(self) -> Tensor:
         if self._samples is None:
-            rng = torch.Generator(self.device).manual_seed(self.seed + SAMPLE_SEED_OFFSET)
-            was_training = self.generator.training
-            self.generator.eval()
-            z = torch.randn(
-                self.n_samples, self.generator.z_dim, generator=rng, device=self.device
-            )
-            # in chunks: 26,000 Stacked-MNIST samples at once would hold gigabytes of activations
-            self._samples = torch.cat([self.generator(part).float() for part in z.split(GEN_CHUNK)])
-            self.generator.train(was_training)
+            self._samples = fixed_noise_samples(
+                self.generator, self.n_samples, self.seed + SAMPLE_SEED_OFFSET, self.device
+            ).float()
         return self._samples
 
 
