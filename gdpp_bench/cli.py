@@ -79,17 +79,21 @@ def list_cmd() -> None:
               help="Replaces the suite's: bf16 autocasts the forward passes.")
 @click.option("--compile/--no-compile", "compile_models", default=None,
               help="torch.compile G and D (replaces the suite's setting).")
+@click.option("--cuda-graph/--no-cuda-graph", "cuda_graph", default=None,
+              help="On CUDA, replay each training step from one CUDA graph where the variant allows "
+              "(default: the suite's setting, on).")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Runs trained in parallel processes.")
 def run(suite: str, results: Path, data_root: str, variants: str | None, seeds: str | None,
         steps: int | None, device: str, precision: str | None, compile_models: bool | None,
-        jobs: int) -> None:
+        cuda_graph: bool | None, jobs: int) -> None:
     """Train and evaluate every run of a suite; finished runs are skipped, others resumed."""
     from gdpp_bench.pipeline import run_specs
     from gdpp_bench.suites import expand, load_suite
 
     loaded = load_suite(suite)
-    specs = expand(loaded, _split(variants), _seeds(seeds), steps, precision, compile_models)
+    specs = expand(loaded, _split(variants), _seeds(seeds), steps, precision, compile_models,
+                   cuda_graph)
     click.echo(f"suite {loaded.name}: {len(specs)} runs -> {results / loaded.name}")
     def report(outcome: dict) -> None:
         state = "skipped (done)" if outcome["skipped"] else outcome["status"]

@@ -40,6 +40,7 @@ class TrainConfig:
     checkpoint_every: int = 1_000
     precision: str = "fp32"  # or "bf16": autocast of forward passes (GDPP itself stays float32)
     compile: bool = False  # torch.compile the generator and discriminator
+    cuda_graph: bool = True  # on CUDA, replay each step from one CUDA graph where the variant allows
 
     def resolved_d_steps(self, adversarial: str) -> int:
         return self.d_steps or ADVERSARIAL.get(adversarial).d_steps
@@ -179,11 +180,12 @@ def expand(
     steps: int | None = None,
     precision: str | None = None,
     compile: bool | None = None,
+    cuda_graph: bool | None = None,
 ) -> list[RunSpec]:
     """One RunSpec per dataset x variant x seed; CLI overrides replace the suite's values."""
     if steps is not None and steps < 1:
         raise UserError(f"--steps must be >= 1, got {steps}")
-    overrides = {"steps": steps, "precision": precision, "compile": compile}
+    overrides = {"steps": steps, "precision": precision, "compile": compile, "cuda_graph": cuda_graph}
     names = [str(parse_variant(v)) for v in variants] if variants else list(suite.variants)
     several = len(suite.datasets) > 1
     specs = []

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from gdpp_bench.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
+from gdpp_bench.cuda_graph import GraphedStep, graph_blocker
 from gdpp_bench.data import DATASETS
 from gdpp_bench.environment import describe
 from gdpp_bench.errors import UserError
@@ -44,6 +45,7 @@ class _Step:
     batch_size: int
     d_steps: int
     simultaneous: bool
+    graph_blocker: str | None  # why the step runs eagerly; None = captured in a CUDA graph
 
     def noise(self) -> Tensor:
         z_dim = self.generator.z_dim
@@ -116,6 +118,8 @@ def build_step(spec: RunSpec, device: torch.device, sampler: Any) -> _Step:
     generator, discriminator = MODELS.get(spec.model)(data_shape)
     cfg = spec.train
     fused = device.type == "cuda"
+    term_names = [name for name, _ in variant.terms]
+    blocker = graph_blocker(device, term_names, sampler) if cfg.cuda_graph else "cuda_graph = false"
     if cfg.compile:
         # D is called on real, detached-fake and fake (grad) inputs, and on interpolates for
         # WGAN-GP: each a guard variant; the default limit of 8 sent it back to eager mode
@@ -132,9 +136,8 @@ def build_step(spec: RunSpec, device: torch.device, sampler: Any) -> _Step:
         torch.backends.cudnn.benchmark = True
 
     def adam(module: nn.Module, lr: float) -> torch.optim.Optimizer:
-        return torch.optim.Adam(
-            module.parameters(), lr=lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, fused=fused
-        )
+        return torch.optim.Adam(module.parameters(), lr=lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
+                                fused=fused, capturable=blocker is None)
 
     return _Step(
         generator=generator,
@@ -148,7 +151,21 @@ def build_step(spec: RunSpec, device: torch.device, sampler: Any) -> _Step:
         batch_size=cfg.batch_size,
         d_steps=cfg.resolved_d_steps(variant.adversarial),
         simultaneous=cfg.update == "simultaneous",
+        graph_blocker=blocker,
     )
+
+
+def make_stepper(step: _Step) -> Callable[[], Tensor]:
+    """What the loop calls once per step: train_step, replayed from a CUDA graph where it can be."""
+    if step.graph_blocker is None:
+        return GraphedStep(lambda: train_step(step), [step.rng])
+    return lambda: train_step(step)
+
+
+def step_autocast(step: _Step, precision: str) -> torch.autocast:
+    """bf16 autocast of forward passes; its cast cache must be off in a captured step."""
+    return torch.autocast(step.rng.device.type, dtype=torch.bfloat16, enabled=precision == "bf16",
+                          cache_enabled=step.graph_blocker is not None)
 
 
 def _append_csv(path: Path, columns: list[str], row: list[Any]) -> None:
@@ -307,7 +324,8 @@ def _train_loop(spec: RunSpec, run_dir: RunDir, step: _Step, device: torch.devic
     columns = ["step", *step.log_columns(), "imgs_per_s"]
     progress = _Progress(log_sum=torch.zeros(len(columns) - 2, device=device))
     start = _start_or_resume(spec, run_dir, step, device, progress)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+    autocast = step_autocast(step, cfg.precision)
+    run_step = make_stepper(step)
     session_start = tick = time.perf_counter()
 
     def wall_s() -> float:
@@ -317,7 +335,7 @@ def _train_loop(spec: RunSpec, run_dir: RunDir, step: _Step, device: torch.devic
     while number < cfg.steps and not stop_early:
         number += 1
         with autocast:
-            progress.log_sum += train_step(step)
+            progress.log_sum += run_step()
         progress.log_count += 1
         if number % cfg.log_every == 0 or number == cfg.steps:
             # the only host sync, once per log interval
@@ -338,5 +356,6 @@ def _train_loop(spec: RunSpec, run_dir: RunDir, step: _Step, device: torch.devic
             save_checkpoint(run_dir.checkpoint, _checkpoint_state(step, number, progress, wall_s()))
     _save_samples(spec, step.generator, device, run_dir.samples_png, number)
     details = {"stopped_early": True, "patience": spec.eval.patience} if stop_early else {}
+    details["step_execution"] = "cuda graph" if step.graph_blocker is None else f"eager: {step.graph_blocker}"
     run_dir.mark_done("done", step=number, train_wall_s=wall_s(), **details)
     return run_dir.status()

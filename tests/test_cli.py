@@ -10,7 +10,7 @@ import pytest
 from conftest import SHARED_DATASETS, gdpp_bench
 from PIL import Image
 
-from gdpp_bench.rundir import RunDir
+from gdpp_bench.rundir import RunDir, read_json
 
 
 @pytest.fixture(scope="module")
@@ -120,9 +120,10 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path, args, message):
 def test_corrupt_checkpoint_is_named_and_left_alone(tmp_path):
     results = tmp_path / "results"
     args = ["run", "--suite", "ring8", "--results", str(results), "--device", "cpu",
-            "--variants", "bce", "--seeds", "0", "--steps", "20"]
+            "--variants", "bce", "--seeds", "0", "--steps", "20", "--no-cuda-graph"]
     assert gdpp_bench(*args).returncode == 0
     run_dir = RunDir(results / "ring8" / "bce" / "seed-0")
+    assert read_json(run_dir.config)["spec"]["train"]["cuda_graph"] is False
     run_dir.done.unlink()
     run_dir.metrics.unlink()
     run_dir.checkpoint.write_bytes(b"not a checkpoint")

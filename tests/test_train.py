@@ -9,12 +9,15 @@ import math
 import subprocess
 import sys
 
+import numpy
 import pytest
 import torch
 from conftest import tiny_suite
 
 from gdpp_bench import train as train_module
 from gdpp_bench.checkpoint import load_checkpoint
+from gdpp_bench.cuda_graph import GraphedStep
+from gdpp_bench.data import DATASETS
 from gdpp_bench.errors import UserError
 from gdpp_bench.losses import ADVERSARIAL, TERMS
 from gdpp_bench.pipeline import run_specs
@@ -192,8 +195,45 @@ def test_bf16_autocast_trains_with_gdpp(tmp_path):
 
 
 def test_cli_overrides_reach_the_spec():
-    (spec,) = expand(tiny_suite(variants=("bce",)), steps=3, precision="bf16", compile=True)
+    (spec,) = expand(tiny_suite(variants=("bce",)), steps=3, precision="bf16", compile=True,
+                     cuda_graph=False)
     assert (spec.train.steps, spec.train.precision, spec.train.compile) == (3, "bf16", True)
+    assert spec.train.cuda_graph is False
+
+
+CUDA = torch.device("cuda")  # only compared against, never allocated on
+
+
+@pytest.mark.parametrize(("device", "terms", "sampler", "reason"), [
+    (CUDA, ["gdpp"], "mixture", "gdpp synchronises with the host"),
+    (CUDA, ["gdpp-si"], "mixture", "gdpp-si synchronises with the host"),
+    (CUDA, [], "streaming", "MemmapSampler copies batches from the host"),
+    (CPU, [], "mixture", "CUDA graphs need a CUDA device"),
+    (CUDA, [], "mixture", None),
+    (CUDA, [], "tensor", None),
+])
+def test_what_blocks_a_cuda_graph(device, terms, sampler, reason):
+    from gdpp_bench.cuda_graph import graph_blocker
+    from gdpp_bench.data.celeba import MemmapSampler
+    from gdpp_bench.data.images import TensorSampler
+
+    samplers = {
+        "mixture": DATASETS.get("ring8").sampler(CPU, None),
+        "tensor": TensorSampler(torch.zeros(4, 1, 2, 2, dtype=torch.uint8)),
+        "streaming": MemmapSampler(numpy.zeros((4, 3, 2, 2), dtype=numpy.uint8), CPU),
+    }
+    blocker = graph_blocker(device, terms, samplers[sampler])
+    assert blocker == reason if reason is None else blocker.startswith(reason)
+
+
+def test_a_cpu_run_records_why_its_step_ran_eagerly(tmp_path):
+    (spec,) = expand(tiny_suite(variants=("bce",), train={"steps": 2, "log_every": 1}))
+    run_dir = RunDir(tmp_path / "run")
+    status = train(spec, run_dir, CPU)
+    assert status["step_execution"] == "eager: CUDA graphs need a CUDA device, not cpu"
+    step = train_module.build_step(spec, CPU, DATASETS.get("ring8").sampler(CPU, None))
+    assert not isinstance(train_module.make_stepper(step), GraphedStep)
+    assert all(not group["capturable"] for group in step.opt_g.param_groups)
 
 
 def test_a_run_started_before_new_config_fields_existed_still_resumes(tmp_path):

@@ -4,11 +4,13 @@ Everything is measured in this one process, in interleaved rounds (median of rou
 CIFAR-shaped uint8 data kept on the device as the harness keeps small datasets:
 - `plain fp32`: the reference, an idiomatic DCGAN loop (alternating D then G step, default Adam,
   torch's default backend flags, no per-step host sync), written here without any harness code;
-- the harness's own `train_step` for `bce` and `bce+gdpp@1` in fp32, and on CUDA also with bf16
-  autocast, and bf16 + torch.compile (modes chosen with --compile-modes).
+- the harness's own step (what the training loop calls) for `bce` and `bce+gdpp@1` in fp32, and on
+  CUDA also eager vs replayed from a CUDA graph, with bf16 autocast, and bf16 + torch.compile (modes
+  chosen with --compile-modes). GDPP variants cannot be captured (eigh syncs) and run eagerly.
 Ratios: harness / plain in steps per second (>= 1 means the harness is not slower), and the GDPP
-overhead (bce+gdpp time / bce time - 1). On CUDA it also times the batched eigh of GDPP's two
-B x B kernels on the GPU and through the host (--skip-eigh to leave it out).
+overhead (bce+gdpp time / bce time - 1). On CUDA it also checks that the graphed step trains like the
+eager one (same seed, parameters after 30 steps), and times the batched eigh of GDPP's two B x B
+kernels on the GPU and through the host (--skip-eigh to leave it out).
 
     python benchmarks/perf/train_step.py [--device cpu|cuda] [--steps 20] [--rounds 5]
 """
@@ -29,7 +31,7 @@ from gdpp_bench import train as train_module
 from gdpp_bench.data.images import TensorSampler
 from gdpp_bench.models import MODELS
 from gdpp_bench.suites import EvalConfig, RunSpec, TrainConfig
-from gdpp_bench.train import build_step, train_step
+from gdpp_bench.train import build_step, make_stepper, step_autocast
 
 BATCH = 64
 IMAGES = 50_000
@@ -81,22 +83,52 @@ def plain_stepper(images: torch.Tensor, device: torch.device) -> Callable[[], No
     return run
 
 
-def harness_stepper(images: torch.Tensor, device: torch.device, variant: str, precision: str,
-                    compile_mode: str | None) -> Callable[[], None]:
+def harness_step(images: torch.Tensor, device: torch.device, variant: str, precision: str,
+                 compile_mode: str, cuda_graph: bool) -> train_module._Step:
     train_module.COMPILE_MODE = compile_mode if compile_mode != "off" else None
     train = TrainConfig(steps=10**9, batch_size=BATCH, lr_g=2e-4, lr_d=2e-4, beta1=0.5,
-                        precision=precision, compile=compile_mode not in (None, "off"))
+                        precision=precision, compile=compile_mode != "off", cuda_graph=cuda_graph)
     spec = RunSpec(suite="bench", dataset="cifar10", model="dcgan32", variant=variant, seed=0,
                    train=train, eval=EvalConfig(metrics=()), key="bench")
-    step = build_step(spec, device, TensorSampler(images))
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-    cuda = device.type == "cuda"
+    return build_step(spec, device, TensorSampler(images))
+
+
+def harness_stepper(step: train_module._Step, precision: str,
+                    deterministic: bool = False) -> Callable[[], None]:
+    """One harness training step, as the training loop runs it (graph replay where it can)."""
+    run_step = make_stepper(step)
+    autocast = step_autocast(step, precision)
+    fast = step.rng.device.type == "cuda" and not deterministic
 
     def run() -> None:
-        with backend_flags(tf32=cuda, benchmark=cuda), autocast:
-            train_step(step)
+        with backend_flags(tf32=fast, benchmark=fast), autocast:
+            run_step()
 
     return run
+
+
+def check_graph(images: torch.Tensor, device: torch.device, steps: int = 30) -> None:
+    """The graphed bce step must train like the eager one: same seed, compare G's parameters.
+
+    Two eager runs give the floor set by non-deterministic kernels; with cuDNN deterministic, no
+    autotuning and no TF32, eager and graphed runs should agree to rounding.
+    """
+    for deterministic in (False, True):
+        torch.backends.cudnn.deterministic = deterministic
+        params = []
+        for graph in (False, False, True):
+            step = harness_step(images, device, "bce", "fp32", "off", graph)
+            if not params:
+                initial = torch.cat([p.detach().flatten().clone() for p in step.generator.parameters()])
+            run = harness_stepper(step, "fp32", deterministic)
+            for _ in range(steps):
+                run()
+            params.append(torch.cat([p.detach().flatten() for p in step.generator.parameters()]))
+        moved = (params[0] - initial).norm().item()
+        rerun, graphed = ((p - params[0]).norm().item() / moved for p in params[1:])
+        print(f"graph check ({steps} bce steps, seed 0, deterministic={deterministic}): distance "
+              f"trained {moved:.4g}; eager rerun differs by {rerun:.3%} of it, graphed run by {graphed:.3%}")
+    torch.backends.cudnn.deterministic = False
 
 
 def steps_per_second(step: Callable[[], None], steps: int, device: torch.device) -> float:
@@ -143,6 +175,7 @@ def main() -> None:
     parser.add_argument("--compile-modes", default="default,max-autotune-no-cudagraphs,reduce-overhead",
                         help="torch.compile modes to measure on CUDA (comma-separated)")
     parser.add_argument("--skip-eigh", action="store_true", help="skip the eigh timings")
+    parser.add_argument("--check-only", action="store_true", help="only the graph-vs-eager check")
     args = parser.parse_args()
     device = torch.device(args.device)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
@@ -151,18 +184,26 @@ def main() -> None:
     if device.type == "cuda" and not args.skip_eigh:
         eigh_timings(device)
     images = random_images(device)
-    configs = [("fp32", "off")]  # (precision, compile mode)
+    configs = [("fp32", "off", False)]  # (precision, compile mode, CUDA graph)
     if device.type == "cuda":
-        configs += [("bf16", "off")] + [("bf16", m) for m in args.compile_modes.split(",") if m]
+        check_graph(images, device)
+        if args.check_only:
+            return
+        configs += [("fp32", "off", True), ("bf16", "off", False), ("bf16", "off", True)]
+        configs += [("bf16", m, g) for m in args.compile_modes.split(",") if m for g in (False, True)]
     steppers: dict[str, Callable[[], None]] = {"plain fp32": plain_stepper(images, device)}
-    for precision, mode in configs:
+    for precision, mode, graph in configs:
         for variant in ("bce", "bce+gdpp@1"):
             label = f"{variant} {precision} compile={mode}"
             try:
-                steppers[label] = harness_stepper(images, device, variant, precision, mode)
+                step = harness_step(images, device, variant, precision, mode, graph)
+                if graph and step.graph_blocker:  # measured already as the eager configuration
+                    continue
+                label += " graph" if graph else ""
+                steppers[label] = harness_stepper(step, precision)
                 steps_per_second(steppers[label], args.warmup, device)  # warm-up (and compilation)
             except Exception as exc:  # one configuration failing must not lose the others' numbers
-                first_line = (str(exc).strip().splitlines() or [""])[0][:200]
+                first_line = (str(exc).strip().splitlines() or [""])[0][:300]
                 print(f"{label}: failed: {type(exc).__name__}: {first_line}")
                 steppers.pop(label, None)
     steps_per_second(steppers["plain fp32"], args.warmup, device)
@@ -178,6 +219,9 @@ def main() -> None:
         if name.startswith("bce+gdpp@1") and name.replace("bce+gdpp@1", "bce", 1) in median:
             base = median[name.replace("bce+gdpp@1", "bce", 1)]
             print(f"GDPP overhead ({name[11:]}): {100 * (base / median[name] - 1):+.1f}% step time")
+    fastest = max((n for n in median if n.startswith("bce ")), key=median.get)
+    print(f"fastest bce configuration: {fastest}: {median[fastest]:.1f} it/s, "
+          f"{median[fastest] / median['plain fp32']:.2f}x the plain fp32 loop")
 
 
 if __name__ == "__main__":

@@ -88,6 +88,8 @@ def try_download(name: str, looked_at: Path, how: str, download: Callable[[], ob
 class TensorSampler:
     """Draws batches from uint8 images held in one tensor on the training device (no host round trip)."""
 
+    device_only = True  # no host copies: a CUDA graph can capture sample()
+
     def __init__(self, images: Tensor) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(f"expected uint8 NCHW images, got {images.dtype} {tuple(images.shape)}")

@@ -90,6 +90,8 @@ class StackedSampler:
     Draws the same images as `sample_stacked_mnist` does from the same generator state.
     """
 
+    device_only = True  # no host copies: a CUDA graph can capture sample()
+
     def __init__(self, digits: Tensor) -> None:
         self.digits = digits
 

@@ -29,6 +29,8 @@ class Mixture2D:
 class MixtureSampler:
     """Draws batches from a mixture with an explicit generator (no host round trip)."""
 
+    device_only = True  # no host copies: a CUDA graph can capture sample()
+
     def __init__(self, centers: Tensor, std: float) -> None:
         self.centers, self.std = centers, std
 
