@@ -40,6 +40,8 @@ class TrainConfig:
     checkpoint_every: int = 1_000
     precision: str = "fp32"  # or "bf16": autocast of forward passes (GDPP itself stays float32)
     compile: bool = False  # torch.compile the generator and discriminator
+    d_real_target: float = 1.0  # D's label for real samples (0.9 = the official one-sided smoothing)
+    d_fake_target: float = 0.0  # D's label for fake samples (bce only; hinge/wgan-gp have no labels)
     cuda_graph: bool = True  # on CUDA, replay each step from one CUDA graph where the variant allows
 
     def resolved_d_steps(self, adversarial: str) -> int:
@@ -275,6 +277,12 @@ def _validate_settings(settings: DatasetSettings, where: str) -> None:
     for key, value in {"train.beta1": train.beta1, "train.beta2": train.beta2}.items():
         if not 0 <= value < 1:
             raise UserError(f"{where}: {key} must be in [0, 1), got {value}")
+    targets = {"train.d_real_target": train.d_real_target, "train.d_fake_target": train.d_fake_target}
+    for key, value in targets.items():
+        if not 0 <= value <= 1:
+            raise UserError(f"{where}: {key} must be in [0, 1], got {value}")
+    if not train.d_fake_target < train.d_real_target:
+        raise UserError(f"{where}: train.d_fake_target must be below train.d_real_target")
     if train.d_steps < 0 or evaluation.every < 0 or evaluation.patience < 0:
         raise UserError(f"{where}: train.d_steps, eval.every and eval.patience must be >= 0")
     choices = {

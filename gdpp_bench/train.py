@@ -45,6 +45,7 @@ class _Step:
     batch_size: int
     d_steps: int
     simultaneous: bool
+    d_targets: tuple[float, float]  # D's labels for real and fake samples
     graph_blocker: str | None  # why the step runs eagerly; None = captured in a CUDA graph
 
     def noise(self) -> Tensor:
@@ -64,7 +65,7 @@ def _set_grads(params: list[Tensor], loss: Tensor, retain_graph: bool = False) -
 
 def _d_loss(step: _Step, real: Tensor, fake: Tensor) -> tuple[Tensor, Any, Any, Tensor]:
     out_real, out_fake = step.discriminator(real), step.discriminator(fake)
-    loss = step.adversarial.d_loss(out_real, out_fake)
+    loss = step.adversarial.d_loss(out_real, out_fake, step.d_targets)
     penalty = torch.zeros((), device=real.device)
     if step.adversarial.gp_weight:
         penalty = gradient_penalty(step.discriminator, real, fake.detach(), step.rng)
@@ -151,6 +152,7 @@ def build_step(spec: RunSpec, device: torch.device, sampler: Any) -> _Step:
         batch_size=cfg.batch_size,
         d_steps=cfg.resolved_d_steps(variant.adversarial),
         simultaneous=cfg.update == "simultaneous",
+        d_targets=(cfg.d_real_target, cfg.d_fake_target),
         graph_blocker=blocker,
     )
 

@@ -42,6 +42,19 @@ G28_PARAMS = (
     + (128 * 64 * 5 * 5 + 64) + 2 * 64
     + (64 * 1 * 5 * 5 + 1)
 )
+# the GDPP paper's Stacked-MNIST model: z 128, no BatchNorm in D, 3 channels
+D28_GDPP_PARAMS = (
+    (64 * 3 * 5 * 5 + 64)
+    + (128 * 64 * 5 * 5 + 128)
+    + (256 * 128 * 5 * 5 + 256)
+    + (256 * 4 * 4 * 1 + 1)
+)
+G28_GDPP_PARAMS = (
+    (128 * 256 * 4 * 4 + 256 * 4 * 4) + 2 * 256
+    + (256 * 128 * 5 * 5 + 128) + 2 * 128
+    + (128 * 64 * 5 * 5 + 64) + 2 * 64
+    + (64 * 3 * 5 * 5 + 3)
+)
 
 CONFIGS = [("dcgan32", (3, 32, 32)), ("dcgan32", (1, 32, 32)), ("dcgan28", (1, 28, 28))]
 WEIGHTED = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
@@ -67,15 +80,19 @@ def test_registered():
         ("dcgan32", (3, 32, 32), G32_PARAMS[3], D32_PARAMS[3]),
         ("dcgan32", (1, 32, 32), G32_PARAMS[1], D32_PARAMS[1]),
         ("dcgan28", (1, 28, 28), G28_PARAMS, D28_PARAMS),
+        ("dcgan28-gdpp", (3, 28, 28), G28_GDPP_PARAMS, D28_GDPP_PARAMS),
     ],
 )
 def test_parameter_counts(name, shape, g_params, d_params):
     generator, discriminator = build(name, shape)
     assert (n_params(generator), n_params(discriminator)) == (g_params, d_params)
-    # G: BN after the linear map and after every transposed conv but the last; D: none on the first conv
+    # G: BN after the linear map and after every transposed conv but the last; D: none on the first
+    # conv (none at all in the GDPP paper's Stacked-MNIST D)
     batchnorms = [sum(isinstance(m, nn.BatchNorm2d) for m in net.modules())
                   for net in (generator, discriminator)]
-    assert batchnorms == [4 if name == "dcgan32" else 3, 2]
+    assert batchnorms == [4 if name == "dcgan32" else 3, 0 if name == "dcgan28-gdpp" else 2]
+    assert generator.z_dim == (128 if name == "dcgan28-gdpp" else 100)
+    assert discriminator(torch.zeros(2, *shape)).features.shape == (2, 4096)
     assert [m.negative_slope for m in discriminator.modules() if isinstance(m, nn.LeakyReLU)] == [0.2] * 3
     assert sum(isinstance(m, nn.ReLU) for m in generator.modules()) == batchnorms[0]
 

@@ -194,6 +194,24 @@ def test_bf16_autocast_trains_with_gdpp(tmp_path):
     assert all(math.isfinite(float(row["gdpp"])) for row in read_log(run_dir))
 
 
+def test_label_smoothing_sets_the_bce_targets_and_label_free_losses_ignore_it():
+    from gdpp_bench.models import DOut
+
+    torch.manual_seed(0)
+    real, fake = (DOut(torch.randn(16), torch.randn(16, 4)) for _ in range(2))
+    smoothed = ADVERSARIAL.get("bce").d_loss(real, fake, (0.9, 0.1))
+
+    def cross_entropy(logits: torch.Tensor, target: float) -> torch.Tensor:
+        p = torch.sigmoid(logits.double())
+        return -(target * p.log() + (1 - target) * (1 - p).log()).mean()
+
+    expected = cross_entropy(real.logits, 0.9) + cross_entropy(fake.logits, 0.1)
+    assert torch.allclose(smoothed.double(), expected, rtol=1e-5)
+    assert not torch.allclose(smoothed, ADVERSARIAL.get("bce").d_loss(real, fake, (1.0, 0.0)))
+    hinge = ADVERSARIAL.get("hinge").d_loss
+    assert torch.equal(hinge(real, fake, (0.9, 0.1)), hinge(real, fake, (1.0, 0.0)))
+
+
 def test_cli_overrides_reach_the_spec():
     (spec,) = expand(tiny_suite(variants=("bce",)), steps=3, precision="bf16", compile=True,
                      cuda_graph=False)

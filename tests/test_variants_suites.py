@@ -87,6 +87,8 @@ BASE = {"name": "s", "dataset": "ring8", "variants": ["bce"]}
     ({**BASE, "train": {"steps": 0}}, "train.steps must be > 0"),
     ({**BASE, "train": {"beta1": 1.5}}, r"beta1 must be in \[0, 1\)"),
     ({**BASE, "train": {"update": "sometimes"}}, "train.update must be one of"),
+    ({**BASE, "train": {"d_real_target": 1.1}}, r"d_real_target must be in \[0, 1\]"),
+    ({**BASE, "train": {"d_real_target": 0.4, "d_fake_target": 0.6}}, "d_fake_target must be below"),
     ({**BASE, "seeds": [0, "one"]}, "seeds must be of type"),
     ({**BASE, "dataset": "ring9"}, "unknown dataset 'ring9'"),
     ({**BASE, "model": "resnet"}, "unknown model 'resnet'"),

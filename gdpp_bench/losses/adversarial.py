@@ -15,9 +15,13 @@ from gdpp_bench.registry import Registry
 
 @dataclass(frozen=True)
 class AdversarialLoss:
-    """`d_loss(real, fake)` and `g_loss(fake)`; a gradient penalty on D when `gp_weight` > 0."""
+    """`d_loss(real, fake, targets)` and `g_loss(fake)`; a gradient penalty on D when `gp_weight` > 0.
 
-    d_loss: Callable[[DOut, DOut], Tensor]
+    `targets` are D's labels for real and fake samples, (1, 0) unless the suite smooths them (the
+    official GDPP recipes use (0.9, 0.1)); losses without labels (hinge, Wasserstein) ignore them.
+    """
+
+    d_loss: Callable[[DOut, DOut, tuple[float, float]], Tensor]
     g_loss: Callable[[DOut], Tensor]
     d_steps: int = 1
     gp_weight: float = 0.0
@@ -26,11 +30,12 @@ class AdversarialLoss:
 ADVERSARIAL: Registry[AdversarialLoss] = Registry("adversarial loss")
 
 
-def _bce_d(real: DOut, fake: DOut) -> Tensor:
-    ones, zeros = torch.ones_like(real.logits), torch.zeros_like(fake.logits)
+def _bce_d(real: DOut, fake: DOut, targets: tuple[float, float] = (1.0, 0.0)) -> Tensor:
+    real_target = torch.full_like(real.logits, targets[0])
+    fake_target = torch.full_like(fake.logits, targets[1])
     return F.binary_cross_entropy_with_logits(
-        real.logits, ones
-    ) + F.binary_cross_entropy_with_logits(fake.logits, zeros)
+        real.logits, real_target
+    ) + F.binary_cross_entropy_with_logits(fake.logits, fake_target)
 
 
 def _bce_g(fake: DOut) -> Tensor:
@@ -38,11 +43,11 @@ def _bce_g(fake: DOut) -> Tensor:
     return F.binary_cross_entropy_with_logits(fake.logits, torch.ones_like(fake.logits))
 
 
-def _hinge_d(real: DOut, fake: DOut) -> Tensor:
+def _hinge_d(real: DOut, fake: DOut, targets: tuple[float, float] = (1.0, 0.0)) -> Tensor:
     return F.relu(1.0 - real.logits).mean() + F.relu(1.0 + fake.logits).mean()
 
 
-def _wasserstein_d(real: DOut, fake: DOut) -> Tensor:
+def _wasserstein_d(real: DOut, fake: DOut, targets: tuple[float, float] = (1.0, 0.0)) -> Tensor:
     return fake.logits.mean() - real.logits.mean()
 
 

@@ -35,6 +35,8 @@ class Arch:
     g_widths: tuple[int, ...]  # G's map channels, from the linear layer's map on
     g_start: int  # spatial size of the linear layer's map
     output_padding: tuple[int, ...]  # one per transposed conv
+    z_dim: int = 100
+    d_batchnorm: bool = True  # BatchNorm after D's convs (all but the first)
 
     def __post_init__(self) -> None:
         if len(self.output_padding) != len(self.g_widths):
@@ -74,18 +76,24 @@ DCGAN28 = Arch(
     name="dcgan28", size=28, channels=None, kernel=5, padding=2,
     d_widths=(64, 128, 256), g_widths=(256, 128, 64), g_start=4, output_padding=(0, 1, 1),
 )
+# the GDPP paper's Stacked-MNIST model: dcgan28 with a 128-d z and no BatchNorm in D (the official
+# code's D: three 5x5 stride-2 convs with LeakyReLU 0.2, 4096 features)
+DCGAN28_GDPP = Arch(
+    name="dcgan28-gdpp", size=28, channels=None, kernel=5, padding=2,
+    d_widths=(64, 128, 256), g_widths=(256, 128, 64), g_start=4, output_padding=(0, 1, 1),
+    z_dim=128, d_batchnorm=False,
+)
 
 
 class Generator(nn.Module):
-    """z [B, 100] -> images [B, C, size, size] in [-1, 1]."""
-
-    z_dim = Z_DIM
+    """z [B, z_dim] -> images [B, C, size, size] in [-1, 1]."""
 
     def __init__(self, arch: Arch, channels: int) -> None:
         super().__init__()
+        self.z_dim = arch.z_dim
         width, start = arch.g_widths[0], arch.g_start
         self.stem = nn.Sequential(
-            nn.Linear(Z_DIM, width * start * start),
+            nn.Linear(arch.z_dim, width * start * start),
             nn.Unflatten(1, (width, start, start)),
             nn.BatchNorm2d(width), nn.ReLU(),
         )
@@ -112,7 +120,7 @@ class Discriminator(nn.Module):
         inputs = (channels, *arch.d_widths[:-1])
         for index, (c_in, c_out) in enumerate(zip(inputs, arch.d_widths, strict=True)):
             layers.append(nn.Conv2d(c_in, c_out, arch.kernel, 2, arch.padding))
-            if index > 0:
+            if index > 0 and arch.d_batchnorm:
                 layers.append(nn.BatchNorm2d(c_out))
             layers.append(nn.LeakyReLU(LEAK))
         # flatten (a reshape) reads the logical C, H, W order, so features do not depend on
@@ -161,6 +169,11 @@ def build_dcgan32(data_shape: tuple[int, ...] = (3, 32, 32)) -> tuple[nn.Module,
 def build_dcgan64(data_shape: tuple[int, ...] = (3, 64, 64)) -> tuple[nn.Module, nn.Module]:
     """The standard DCGAN for 64x64 images (CelebA at 64 px)."""
     return build_dcgan(DCGAN64, data_shape)
+
+
+def build_dcgan28_gdpp(data_shape: tuple[int, ...] = (3, 28, 28)) -> tuple[nn.Module, nn.Module]:
+    """The GDPP paper's Stacked-MNIST model: dcgan28 with z 128 and a D without BatchNorm."""
+    return build_dcgan(DCGAN28_GDPP, data_shape)
 
 
 def build_dcgan28(data_shape: tuple[int, ...] = (1, 28, 28)) -> tuple[nn.Module, nn.Module]:
