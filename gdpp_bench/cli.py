@@ -40,6 +40,25 @@ def _format_values(values: dict[str, float]) -> str:
     return "  ".join(f"{k}={v:.4g}" if v is not None else f"{k}=n/a" for k, v in values.items())
 
 
+def _evaluation_options(command):
+    """--protocol, --inception-weights and --batch-size, shared by run and evaluate."""
+    for option in reversed([
+        click.option("--protocol", type=click.Choice(["quick", "paper"]), default="quick", show_default=True,
+                     help="quick: the suite's sample counts; paper: 50,000 generated and real samples "
+                     "for FID/IS/KID/precision/recall."),
+        click.option("--inception-weights", type=click.Path(dir_okay=False),
+                     help="Local Inception-v3 weights (" + _INCEPTION_FILE + ") for FID/IS/KID on "
+                     "colour datasets, where they cannot be downloaded."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
+                     help="Feature-extraction batch of the fidelity metrics."),
+    ]):
+        command = option(command)
+    return command
+
+
+_INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
+
+
 @click.group()
 def cli() -> None:
     """Train GANs under every loss variant of a suite, evaluate them, and report."""
@@ -84,23 +103,31 @@ def list_cmd() -> None:
               "(default: the suite's setting, on).")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Runs trained in parallel processes.")
+@click.option("--eval-samples", type=int,
+              help="Cap every evaluation sample count of the suite (generated, real, IvOM images) at N, "
+              "for a quick look; recorded in the runs' config.")
+@_evaluation_options
 def run(suite: str, results: Path, data_root: str, variants: str | None, seeds: str | None,
         steps: int | None, device: str, precision: str | None, compile_models: bool | None,
-        cuda_graph: bool | None, jobs: int) -> None:
+        cuda_graph: bool | None, jobs: int, eval_samples: int | None, protocol: str,
+        inception_weights: str | None, batch_size: int) -> None:
     """Train and evaluate every run of a suite; finished runs are skipped, others resumed."""
     from gdpp_bench.pipeline import run_specs
     from gdpp_bench.suites import expand, load_suite
 
     loaded = load_suite(suite)
     specs = expand(loaded, _split(variants), _seeds(seeds), steps, precision, compile_models,
-                   cuda_graph)
+                   cuda_graph, eval_samples)
     click.echo(f"suite {loaded.name}: {len(specs)} runs -> {results / loaded.name}")
     def report(outcome: dict) -> None:
         state = "skipped (done)" if outcome["skipped"] else outcome["status"]
         detail = outcome.get("reason") or _format_values(outcome["values"])
         click.echo(f"{outcome['key']}: {state}  {detail}")
 
-    run_specs(specs, results, data_root, device, jobs, on_result=report)
+    from gdpp_bench.metrics import EvalOptions
+
+    options = EvalOptions(protocol, inception_weights, batch_size)
+    run_specs(specs, results, data_root, device, jobs, on_result=report, options=options)
 
 
 @cli.command()
@@ -110,12 +137,16 @@ def run(suite: str, results: Path, data_root: str, variants: str | None, seeds: 
 @click.option("--data-root", default=default_data_root, show_default="as for run",
               help="Real data for the metrics' instruments (MNIST classifiers).")
 @click.option("--force", is_flag=True, help="Recompute metrics that are already in metrics.json.")
-def evaluate(suite: str, results: Path, device: str, data_root: str, force: bool) -> None:
-    """Write metrics.json for every finished run of a suite."""
+@_evaluation_options
+def evaluate(suite: str, results: Path, device: str, data_root: str, force: bool, protocol: str,
+             inception_weights: str | None, batch_size: int) -> None:
+    """Write metrics.json for every finished run of a suite (only what it lacks, unless --force)."""
+    from gdpp_bench.metrics import EvalOptions
     from gdpp_bench.pipeline import evaluate_suite
 
     suite_dir = _suite_dir(results, suite)
-    for outcome in evaluate_suite(suite_dir, device, force, data_root):
+    options = EvalOptions(protocol, inception_weights, batch_size)
+    for outcome in evaluate_suite(suite_dir, device, force, data_root, options):
         detail = outcome.get("reason") or _format_values(outcome.get("values", {}))
         click.echo(f"{outcome['key']}: {outcome['status']}  {detail}")
 
@@ -130,6 +161,28 @@ def report(suite: str, results: Path, out: Path | None) -> None:
 
     for path in build_report(_suite_dir(results, suite), out).values():
         click.echo(f"wrote {path}")
+
+
+@cli.group()
+def instruments() -> None:
+    """The project's measuring instruments (MNIST-family classifiers for FID/IS and mode counts)."""
+
+
+@instruments.command("train")
+@click.option("--dataset", "datasets", multiple=True, type=click.Choice(["mnist", "fashion-mnist"]),
+              help="Classifier to train (repeatable). Default: all.")
+@click.option("--data-root", default=default_data_root, show_default="as for run")
+@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
+              help="cpu gives the same weights on every machine.")
+def instruments_train(datasets: tuple[str, ...], data_root: str, device: str) -> None:
+    """Train (or find in the cache) the classifiers the metrics use; prints accuracy and file."""
+    from gdpp_bench.environment import resolve_device
+    from gdpp_bench.metrics.instruments import CLASSIFIER_DATASETS, load_or_train_classifier
+
+    for dataset in datasets or CLASSIFIER_DATASETS:
+        _, info = load_or_train_classifier(dataset, data_root, device=resolve_device(device))
+        state = "trained" if info.trained else "cached"
+        click.echo(f"{dataset}: {state}, test accuracy {info.test_accuracy:.4f}, {info.path}")
 
 
 def _suite_dir(results: Path, suite: str) -> Path:

@@ -11,26 +11,29 @@ from tqdm import tqdm
 
 from gdpp_bench.environment import resolve_device
 from gdpp_bench.executors import make_executor
+from gdpp_bench.metrics import EvalOptions
 from gdpp_bench.metrics.evaluate import evaluate_run, make_eval_hook
 from gdpp_bench.rundir import RunDir, find_run_dirs
 from gdpp_bench.suites import RunSpec
 from gdpp_bench.train import train
 
 
-def run_one(spec: RunSpec, results: Path, data_root: str | None, device_name: str) -> dict[str, Any]:
+def run_one(spec: RunSpec, results: Path, data_root: str | None, device_name: str,
+            options: EvalOptions | None = None) -> dict[str, Any]:
     """Train (or resume, or skip) one run and evaluate it. Safe to call again."""
     device = resolve_device(device_name)
     run_dir = RunDir(results / spec.suite / spec.key)
     already_done = run_dir.is_done()
-    hook = make_eval_hook(spec.dataset, spec.eval, spec.seed, device, data_root)
+    hook = make_eval_hook(spec, device, data_root, options)
     status = train(spec, run_dir, device, data_root, eval_hook=hook)
-    record = evaluate_run(run_dir, device, data_root=data_root)
+    record = evaluate_run(run_dir, device, data_root=data_root, options=options)
     return {"key": spec.key, "skipped": already_done, **status, "values": record.get("values", {})}
 
 
 def run_specs(specs: list[RunSpec], results: Path, data_root: str | None, device_name: str,
               jobs: int = 1,
-              on_result: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+              on_result: Callable[[dict[str, Any]], None] | None = None,
+              options: EvalOptions | None = None) -> list[dict[str, Any]]:
     """Train and evaluate every spec; `on_result` hears of each run as soon as it ends.
 
     A run that raises (a corrupt checkpoint, say) does not stop the others; the first such error
@@ -48,7 +51,7 @@ def run_specs(specs: list[RunSpec], results: Path, data_root: str | None, device
     try:
         futures = []
         for spec in specs:
-            futures.append(executor.submit(run_one, spec, results, data_root, device_name))
+            futures.append(executor.submit(run_one, spec, results, data_root, device_name, options))
             futures[-1].add_done_callback(finished)  # at once for the inline executor
         return [future.result() for future in futures]
     finally:
@@ -57,11 +60,11 @@ def run_specs(specs: list[RunSpec], results: Path, data_root: str | None, device
 
 
 def evaluate_suite(suite_dir: Path, device_name: str, force: bool = False,
-                   data_root: str | None = None) -> list[dict[str, Any]]:
+                   data_root: str | None = None, options: EvalOptions | None = None) -> list[dict[str, Any]]:
     device = resolve_device(device_name)
     outcomes = []
     for run_dir in find_run_dirs(suite_dir):
-        record = evaluate_run(run_dir, device, force=force, data_root=data_root)
+        record = evaluate_run(run_dir, device, force=force, data_root=data_root, options=options)
         key = str(run_dir.path.relative_to(suite_dir))
         outcomes.append({"key": key, **record})
     return outcomes

@@ -49,6 +49,11 @@ def save_samples(path: Path, samples: Tensor, dataset: object, title: str) -> No
 GEN_CHUNK = 1_000
 
 
+def to_uint8(samples: Tensor) -> Tensor:
+    """Generator output in [-1, 1] -> uint8 0..255 (what a saved PNG would hold), on its device."""
+    return ((samples.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
 @torch.no_grad()
 def fixed_noise_samples(generator: torch.nn.Module, count: int, seed: int,
                         device: torch.device) -> Tensor:

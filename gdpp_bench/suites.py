@@ -59,6 +59,13 @@ class EvalConfig:
     select_mode: str = "max"  # or "min"
     patience: int = 0  # stop after this many evaluations without a better `select` (0 = never)
     grid_samples: int = 64  # images in each fixed-noise sample grid
+    fidelity_samples: int = 10_000  # generated samples for FID/IS/KID/PR (metric "fidelity")
+    real_samples: int = 10_000  # real reference samples for them (the whole split if fewer)
+    reference_split: str = "train"  # or "test"
+    ivom_images: int = 1_000  # real test images for IvOM (metric "ivom"; the paper: 2,000)
+
+
+EVAL_SAMPLE_COUNTS = ("samples", "fidelity_samples", "real_samples", "ivom_images")
 
 
 @dataclass(frozen=True)
@@ -183,10 +190,16 @@ def expand(
     precision: str | None = None,
     compile: bool | None = None,
     cuda_graph: bool | None = None,
+    eval_samples: int | None = None,
 ) -> list[RunSpec]:
-    """One RunSpec per dataset x variant x seed; CLI overrides replace the suite's values."""
+    """One RunSpec per dataset x variant x seed; CLI overrides replace the suite's values.
+
+    `eval_samples` caps every evaluation sample count (generated, real, IvOM images) for quick looks.
+    """
     if steps is not None and steps < 1:
         raise UserError(f"--steps must be >= 1, got {steps}")
+    if eval_samples is not None and eval_samples < 1:
+        raise UserError(f"--eval-samples must be >= 1, got {eval_samples}")
     overrides = {"steps": steps, "precision": precision, "compile": compile, "cuda_graph": cuda_graph}
     names = [str(parse_variant(v)) for v in variants] if variants else list(suite.variants)
     several = len(suite.datasets) > 1
@@ -196,6 +209,11 @@ def expand(
         train = dataclasses.replace(
             settings.train, **{key: value for key, value in overrides.items() if value is not None}
         )
+        evaluation = settings.eval
+        if eval_samples is not None:
+            evaluation = dataclasses.replace(evaluation, **{
+                key: min(getattr(evaluation, key), eval_samples) for key in EVAL_SAMPLE_COUNTS
+            })
         specs += [
             RunSpec(
                 suite=suite.name,
@@ -204,7 +222,7 @@ def expand(
                 variant=variant,
                 seed=seed,
                 train=train,
-                eval=settings.eval,
+                eval=evaluation,
                 key=f"{dataset}/{variant}/seed-{seed}" if several else f"{variant}/seed-{seed}",
             )
             for variant in names
@@ -270,6 +288,8 @@ def _validate_settings(settings: DatasetSettings, where: str) -> None:
         "train.lr_g": train.lr_g, "train.lr_d": train.lr_d, "train.eps": train.eps,
         "train.log_every": train.log_every, "train.checkpoint_every": train.checkpoint_every,
         "eval.samples": evaluation.samples, "eval.grid_samples": evaluation.grid_samples,
+        "eval.fidelity_samples": evaluation.fidelity_samples, "eval.real_samples": evaluation.real_samples,
+        "eval.ivom_images": evaluation.ivom_images,
     }
     for key, value in positive.items():
         if not value > 0:
@@ -289,6 +309,7 @@ def _validate_settings(settings: DatasetSettings, where: str) -> None:
         "train.update": (train.update, UPDATE_SCHEMES),
         "train.precision": (train.precision, PRECISIONS),
         "eval.select_mode": (evaluation.select_mode, SELECT_MODES),
+        "eval.reference_split": (evaluation.reference_split, ("train", "test")),
     }
     for key, (value, allowed) in choices.items():
         if value not in allowed:

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from gdpp_bench.suites import EvalConfig, Suite, TrainConfig
 
@@ -56,3 +57,46 @@ def mnist_classifier(instrument_cache):
     from gdpp_bench.metrics.instruments import load_or_train_classifier
 
     return load_or_train_classifier("mnist", SHARED_DATASETS)
+
+
+class Replay(torch.nn.Module):
+    """A 'generator' that hands out given images in order (real data as the generator)."""
+
+    z_dim = 4
+
+    def __init__(self, images: torch.Tensor) -> None:
+        super().__init__()
+        self.images, self.position = images, 0
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        out = self.images[self.position:self.position + len(z)]
+        self.position += len(z)
+        return out
+
+
+def replay_context(images_uint8: torch.Tensor, dataset: str, **fields):
+    """An EvalContext whose generator replays `images_uint8` (so metrics see real data)."""
+    from gdpp_bench.data import DATASETS
+    from gdpp_bench.metrics import EvalContext
+
+    signed = images_uint8.float() / 127.5 - 1
+    return EvalContext(Replay(signed), DATASETS.get(dataset), torch.device("cpu"), len(signed),
+                       seed=0, data_root=str(SHARED_DATASETS), **fields)
+
+
+@pytest.fixture(scope="session")
+def random_inception_weights(tmp_path_factory):
+    """A weights file of torch-fidelity's Inception-v3 with its exact structure and random values: the
+    real loading path runs offline (the numbers it gives mean nothing)."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    path = tmp_path_factory.mktemp("inception") / "weights-inception-2015-12-05-6726825d.pth"
+    with pytest.MonkeyPatch.context() as patch:
+        # build the module without any weights: the file it names is never read
+        patch.setattr(FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None)
+        patch.setattr(torch, "load", lambda *args, **kwargs: {})
+        model = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
+                                            feature_extractor_weights_path="unused")
+    torch.manual_seed(0)
+    torch.save(model.state_dict(), path)
+    return path

@@ -14,7 +14,7 @@ from gdpp_bench.rundir import RunDir, read_json
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
+def smoke(tmp_path_factory, mnist_classifier):
     """The CI suite, run once for the module (three datasets x two variants x two seeds)."""
     results = tmp_path_factory.mktemp("smoke") / "results"
     first = gdpp_bench("run", "--suite", "smoke", "--results", str(results), "--device", "cpu",
@@ -61,7 +61,9 @@ def test_report_numbers_come_from_the_runs(smoke):
     runs = pd.read_csv(report / "runs.csv")
     assert len(runs) == 12 and set(runs["status"]) == {"done"}
     summary = pd.read_csv(report / "summary.csv")
-    assert set(summary["dataset"]) == {"ring8", "grid25"}  # mnist has no metric yet
+    assert set(summary["dataset"]) == {"ring8", "grid25", "mnist"}
+    mnist = summary[summary.dataset == "mnist"]
+    assert {"classes", "fid", "is", "kid", "precision", "recall", "density", "coverage"} <= set(mnist.metric)
     for (dataset, variant), group in runs[runs["dataset"] != "mnist"].groupby(["dataset", "variant"]):
         for metric in ("modes", "hq_percent"):
             row = summary[(summary.dataset == dataset) & (summary.variant == variant)
@@ -80,6 +82,23 @@ def test_report_numbers_come_from_the_runs(smoke):
         with Image.open(report / f"samples_{dataset}.png") as image:
             assert image.width > 600 and image.height > 400
             assert len(np.unique(np.asarray(image.convert("L")))) > 10  # not a blank canvas
+
+
+def test_smoke_image_runs_record_every_metric_with_its_protocol(smoke):
+    results, _ = smoke
+    import json
+    for path in (results / "smoke" / "mnist").glob("*/seed-*/metrics.json"):
+        record = json.loads(path.read_text())
+        assert set(record["protocol"]) == {"mnist_classes", "fidelity"}
+        fidelity = record["protocol"]["fidelity"]
+        assert fidelity["extractor"] == "gdpp-mnist-classifier"
+        assert (fidelity["generated_samples"], fidelity["real_samples"]) == (500, 1000)
+        assert fidelity["reference_split"] == "train" and fidelity["checkpoint"] == "checkpoint.pt"
+        assert len(fidelity["extractor_weights_sha256"]) == 64 and fidelity["wall_s"] > 0
+        assert fidelity["values"] == ["fid", "is", "is_std", "kid", "kid_std", "precision", "recall",
+                                      "density", "coverage"]
+        assert all(math.isfinite(record["values"][k]) for k in fidelity["values"])
+        assert record["values"]["fid"] > 0
 
 
 def test_evaluate_reuses_metrics_unless_forced(smoke):

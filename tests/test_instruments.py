@@ -233,7 +233,7 @@ def test_extractor_takes_one_channel_resizes_and_checks_its_weights(mnist, tiny)
 def test_fidelity_kwargs_name_the_cached_classifier(mnist):
     kwargs, info = fidelity_kwargs("stacked-mnist", SHARED_DATASETS)
     assert not info.trained and info.path == mnist[1].path
-    assert kwargs == {"feature_extractor": "gdpp-mnist-classifier",
+    assert kwargs == {"feature_extractor": "gdpp-stacked-mnist-classifier",
                       "feature_extractor_weights_path": str(info.path)}
     assert extractor_name("fashion-mnist") in torch_fidelity.registry.FEATURE_EXTRACTORS_REGISTRY
 

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from conftest import replay_context
 
 from gdpp_bench.data import DATASETS
 from gdpp_bench.metrics.modes import modes2d
@@ -51,29 +52,8 @@ def test_mixture_geometry():
     assert DATASETS.get("grid25").std == 0.05 and DATASETS.get("ring8").std == 0.01
 
 
-class Replay(torch.nn.Module):
-    """A 'generator' that hands out given images in order (real data as the generator)."""
-
-    z_dim = 4
-
-    def __init__(self, images: torch.Tensor) -> None:
-        super().__init__()
-        self.images, self.position = images, 0
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        out = self.images[self.position:self.position + len(z)]
-        self.position += len(z)
-        return out
-
-
 def _context(images_uint8, dataset):
-    from conftest import SHARED_DATASETS
-
-    from gdpp_bench.metrics import EvalContext
-
-    signed = images_uint8.float() / 127.5 - 1
-    return EvalContext(Replay(signed), DATASETS.get(dataset), torch.device("cpu"), len(signed),
-                       seed=0, data_root=str(SHARED_DATASETS))
+    return replay_context(images_uint8, dataset)
 
 
 def test_stacked_mnist_modes_of_real_and_collapsed_samples(mnist_classifier):

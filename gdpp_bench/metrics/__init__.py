@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -11,14 +12,31 @@ from torch import Tensor, nn
 from gdpp_bench.metrics.modes import kl_to_uniform
 from gdpp_bench.metrics.modes import modes2d as modes2d_values
 from gdpp_bench.registry import Registry
-from gdpp_bench.samples import fixed_noise_samples
+from gdpp_bench.samples import fixed_noise_samples, to_uint8
 
 SAMPLE_SEED_OFFSET = 1_000_003  # evaluation noise never shares a stream with training
+PROTOCOLS = ("quick", "paper")
+PAPER_FIDELITY_SAMPLES = 50_000  # generated and real samples for FID/IS/KID/PR under --protocol paper
+PAPER_IVOM_IMAGES = 2_000  # IvOM's target test images in the GDPP paper (../shared/PROTOCOLS.md)
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """How `evaluate` (and the evaluation at the end of `run`) measures; chosen on the command line.
+
+    `protocol`: "quick" uses the suite's sample counts; "paper" uses 50,000 generated and 50,000 real
+    samples (or the whole reference split if smaller) for the fidelity metrics.
+    """
+
+    protocol: str = "quick"
+    inception_weights: str | None = None  # local Inception-v3 weights for FID/IS/KID on colour data
+    batch_size: int = 256  # feature-extraction batch
 
 
 @dataclass
 class EvalContext:
-    """What a metric may use: the generator, the dataset, and generated samples (made once)."""
+    """What a metric may use: the generator, the dataset, its settings and generated samples (made
+    once per count)."""
 
     generator: nn.Module
     dataset: object
@@ -26,18 +44,34 @@ class EvalContext:
     n_samples: int
     seed: int
     data_root: str | None = None  # for instruments trained on the real data (MNIST classifiers)
+    fidelity_samples: int = 10_000  # generated samples for the fidelity metrics (quick protocol)
+    real_samples: int = 10_000  # real reference samples for them (quick protocol)
+    reference_split: str = "train"
+    ivom_images: int = 1_000  # real test images IvOM reconstructs (quick protocol)
+    options: EvalOptions = field(default_factory=EvalOptions)
     notes: dict[str, dict] = field(default_factory=dict)  # metric -> protocol details it adds
-    _samples: Tensor | None = field(default=None, repr=False)
+    _samples: dict[int, Tensor] = field(default_factory=dict, repr=False)
 
     def has_samples(self) -> bool:
-        return self._samples is not None
+        return self.n_samples in self._samples
 
-    def samples(self) -> Tensor:
-        if self._samples is None:
-            self._samples = fixed_noise_samples(
-                self.generator, self.n_samples, self.seed + SAMPLE_SEED_OFFSET, self.device
+    def samples(self, count: int | None = None) -> Tensor:
+        """`count` (default n_samples) generated samples from the evaluation noise seed."""
+        count = self.n_samples if count is None else count
+        if count not in self._samples:
+            self._samples[count] = fixed_noise_samples(
+                self.generator, count, self.seed + SAMPLE_SEED_OFFSET, self.device
             ).float()
-        return self._samples
+        return self._samples[count]
+
+    def fidelity_counts(self) -> tuple[int, int]:
+        """(generated, real) sample counts of the fidelity metrics under the chosen protocol."""
+        if self.options.protocol == "paper":
+            return PAPER_FIDELITY_SAMPLES, PAPER_FIDELITY_SAMPLES
+        return self.fidelity_samples, self.real_samples
+
+    def ivom_count(self) -> int:
+        return PAPER_IVOM_IMAGES if self.options.protocol == "paper" else self.ivom_images
 
 
 Metric = Callable[[EvalContext], dict[str, float]]
@@ -53,9 +87,31 @@ def modes2d(ctx: EvalContext) -> dict[str, float]:
 
 
 def compute_metrics(names: tuple[str, ...] | list[str], ctx: EvalContext) -> dict[str, float]:
+    """Every named metric's values; each metric's wall time and value names go into ctx.notes[name]."""
     values: dict[str, float] = {}
     for name in names:
-        values.update(METRICS.get(name)(ctx))
+        started = time.perf_counter()
+        result = METRICS.get(name)(ctx)
+        ctx.notes.setdefault(name, {}).update(wall_s=time.perf_counter() - started, values=list(result))
+        values.update(result)
+    return values
+
+
+@METRICS.register("fidelity")
+def fidelity_metric(ctx: EvalContext) -> dict[str, float]:
+    """FID, IS, KID and precision/recall (k = 3) via torch-fidelity, and density/coverage (k = 5,
+    Naeem et al. 2020) on the same features, generated samples against the real reference split;
+    Inception-v3 features for colour data, the project classifier's for the MNIST family."""
+    from gdpp_bench.metrics import fidelity as measure
+
+    n_fake, n_real = ctx.fidelity_counts()
+    extractor = measure.extractor_for(ctx.dataset.name, ctx.data_root, ctx.options.inception_weights)
+    real = measure.real_reference(ctx.dataset.name, ctx.data_root, ctx.reference_split, n_real)
+    fake = to_uint8(ctx.samples(n_fake)).cpu()  # torch-fidelity batches from a CPU dataset
+    name = measure.reference_name(ctx.dataset.name, ctx.reference_split, real, extractor)
+    values = measure.fidelity_metrics(fake, real, name, extractor, ctx.device, ctx.options.batch_size)
+    ctx.notes["fidelity"] = measure.protocol(extractor, len(fake), len(real), ctx.reference_split,
+                                             ctx.options.batch_size)
     return values
 
 
@@ -65,7 +121,7 @@ def _classified(ctx: EvalContext, dataset: str, metric: str) -> Tensor:
     from gdpp_bench.metrics.instruments import classify_channels, load_or_train_classifier
 
     model, info = load_or_train_classifier(dataset, ctx.data_root, device=ctx.device)
-    images = ((ctx.samples().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    images = to_uint8(ctx.samples())
     ctx.notes[metric] = {"classifier": info.protocol()}
     return classify_channels(model, images)
 
@@ -97,4 +153,24 @@ def fashion_mnist_classes(ctx: EvalContext) -> dict[str, float]:
     return _class_coverage(ctx, "fashion-mnist", "fashion_mnist_classes")
 
 
-__all__ = ["METRICS", "EvalContext", "Metric", "compute_metrics"]
+@METRICS.register("ivom")
+def ivom_metric(ctx: EvalContext) -> dict[str, float]:
+    """Inference via optimization (GDPP paper, CIFAR-10; from VEEGAN): for real test images, the
+    smallest MSE (images on the [0, 1] scale) between G(z) and the image that L-BFGS on z finds in
+    25 iterations from each of 3 random starts; the mean over images (lower = more modes reached)."""
+    from gdpp_bench.metrics.fidelity import SUBSET_SEED, real_reference
+    from gdpp_bench.metrics.ivom import ivom
+
+    count = ctx.ivom_count()
+    images = real_reference(ctx.dataset.name, ctx.data_root, "test", count)
+    targets = images.to(ctx.device).float().div(127.5).sub(1)
+    per_image = ivom(ctx.generator, targets, seed=ctx.seed + SAMPLE_SEED_OFFSET)
+    ctx.notes["ivom"] = {
+        "real_samples": len(images), "reference_split": "test", "real_subset_seed": SUBSET_SEED,
+        "optimizer": "lbfgs", "steps": 25, "restarts": 3, "mse_scale": "[0, 1]",
+        "noise_seed": ctx.seed + SAMPLE_SEED_OFFSET, "generated_samples": 0,
+    }
+    return {"ivom_mse": per_image.mean().item(), "ivom_mse_std": per_image.std().item()}
+
+
+__all__ = ["METRICS", "PROTOCOLS", "EvalContext", "EvalOptions", "Metric", "compute_metrics"]

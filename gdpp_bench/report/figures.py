@@ -52,6 +52,11 @@ def samples_over_modes(runs: pd.DataFrame, suite_dir: Path, dataset: str, path: 
     return True
 
 
+# the values drawn against training step, where a run's evaluations hold them
+CURVE_METRICS = ("modes", "hq_percent", "kl_uniform", "classes", "fid", "kid", "precision", "recall",
+                 "coverage", "ivom_mse")
+
+
 def evaluation_curves(runs: pd.DataFrame, suite_dir: Path, dataset: str, path: Path) -> bool:
     """Metrics of the periodic evaluations (evals.csv) against training step, mean and 95% band
     over seeds per variant, every seed drawn faintly: shows how much the final number depends on
@@ -66,7 +71,9 @@ def evaluation_curves(runs: pd.DataFrame, suite_dir: Path, dataset: str, path: P
     if not frames:
         return False
     curves = pd.concat(frames, ignore_index=True)
-    metrics = [c for c in ("modes", "hq_percent", "kl_uniform") if c in curves.columns]
+    metrics = [c for c in CURVE_METRICS if c in curves.columns]
+    if not metrics:
+        return False
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.8), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=True):
         sns.lineplot(data=curves, x="step", y=metric, hue="variant", errorbar=("ci", 95), ax=ax)

@@ -1,0 +1,212 @@
+"""FID, IS, KID and precision/recall through torch-fidelity, and density/coverage on the same features.
+
+Generated samples and the real reference set both go to `torch_fidelity.calculate_metrics` as datasets
+of uint8 3 x H x W images (grayscale replicated). The real set's features and FID statistics are cached
+by torch-fidelity under `$GDPP_BENCH_CACHE/fidelity/`, named by dataset, split, resolution, subset size
+and seed, and the extractor's weights (sha256), so a second evaluation against the same reference only
+extracts the generated samples.
+
+Extractors: torch-fidelity's `inception-v3-compat` (the standard; its weights come from
+`--inception-weights PATH` or torch's hub cache, which torch-fidelity fills by downloading) for colour
+datasets, and the project's classifiers for the MNIST family (offline; trained on first use).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch_fidelity
+from torch import Tensor
+from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+from torch_fidelity.utils import (
+    create_feature_extractor,
+    extract_featuresdict_from_input_id_cached,
+    resolve_feature_layer_for_metric,
+)
+
+from gdpp_bench.errors import UserError
+from gdpp_bench.metrics.fidelity_extractor import extractor_name
+from gdpp_bench.metrics.instruments import file_sha256, load_or_train_classifier
+from gdpp_bench.metrics.prdc import density_coverage, knn_radii
+from gdpp_bench.rundir import write_atomic
+
+INCEPTION = "inception-v3-compat"
+INCEPTION_FILE = URL_INCEPTION_V3.rsplit("/", 1)[-1]
+CLASSIFIED = ("mnist", "fashion-mnist", "stacked-mnist")  # datasets measured by a project classifier
+PRC_NEIGHBOURS = 3  # Kynkaanniemi et al. 2019
+DC_NEIGHBOURS = 5  # Naeem et al. 2020
+KID_SUBSETS = 100
+KID_SUBSET_SIZE = 1000
+IS_SPLITS = 10
+SUBSET_SEED = 0  # which real images form the reference subset when it is smaller than the split
+
+
+class UInt8Images(torch.utils.data.Dataset):
+    """What torch-fidelity reads: uint8 [N, C, H, W] served as 3 x H x W (one channel replicated)."""
+
+    def __init__(self, images: Tensor) -> None:
+        if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] not in (1, 3):
+            raise ValueError(f"expected uint8 [N, 1|3, H, W], got {images.dtype} {tuple(images.shape)}")
+        self.images = images.expand(-1, 3, -1, -1)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> Tensor:
+        return self.images[index]
+
+
+def fidelity_cache_dir() -> Path:
+    root = os.environ.get("GDPP_BENCH_CACHE") or "~/.cache/gdpp-bench"
+    return Path(root).expanduser() / "fidelity"
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    return file_sha256(Path(path))
+
+
+def weights_sha256(path: str | Path) -> str:
+    """sha256 of a weights file, computed once per process per file version."""
+    stat = Path(path).stat()
+    return _sha256(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+def inception_weights(path: str | Path | None) -> Path:
+    """The Inception-v3 weights file: `path`, else torch's hub cache, else downloaded there.
+
+    Any failure is one UserError naming the file to get and where to put it.
+    """
+    if path:
+        weights = Path(path).expanduser()
+        if not weights.is_file():
+            raise UserError(f"--inception-weights {weights} not found; download {URL_INCEPTION_V3} and "
+                            "pass its path")
+        return weights
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
+    if not cached.is_file():
+        try:
+            torch.hub.download_url_to_file(URL_INCEPTION_V3, str(cached), progress=False)
+        except Exception as exc:  # offline, proxy, read-only home: all need the same fix
+            cached.unlink(missing_ok=True)
+            first_line = (str(exc).strip().splitlines() or [""])[0]
+            raise UserError(
+                f"Inception-v3 weights for FID/IS/KID are missing: {cached} not found and downloading "
+                f"{URL_INCEPTION_V3} failed ({type(exc).__name__}: {first_line}); download it where "
+                "there is internet and pass --inception-weights PATH (or copy it to that path)"
+            ) from exc
+    return cached
+
+
+@dataclass(frozen=True)
+class Extractor:
+    """The feature extractor a dataset is measured with, as torch-fidelity arguments + protocol."""
+
+    name: str
+    weights: Path
+    weights_sha256: str
+    details: dict[str, Any]
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"feature_extractor": self.name, "feature_extractor_weights_path": str(self.weights)}
+
+
+def extractor_for(dataset: str, data_root: str | None, inception: str | Path | None) -> Extractor:
+    """The project classifier for the MNIST family (trained on first use), Inception-v3 otherwise."""
+    if dataset in CLASSIFIED:
+        _, info = load_or_train_classifier(dataset, data_root)
+        return Extractor(extractor_name(dataset), info.path, info.weights_sha256,
+                         {"classifier": info.protocol()})
+    weights = inception_weights(inception)
+    return Extractor(INCEPTION, weights, weights_sha256(weights), {})
+
+
+def real_reference(dataset: str, data_root: str | None, split: str, count: int) -> Tensor:
+    """uint8 images of `split`: all of them, or a fixed random subset of `count` (seed SUBSET_SEED)."""
+    from gdpp_bench.data import load_split
+
+    images, _ = load_split(dataset, data_root, split)
+    if count < len(images):
+        keep = torch.randperm(len(images), generator=torch.Generator().manual_seed(SUBSET_SEED))[:count]
+        images = images[keep.sort().values]
+    return images
+
+
+def fidelity_metrics(fake: Tensor, real: Tensor, real_name: str, extractor: Extractor,
+                     device: torch.device, batch_size: int = 256) -> dict[str, float]:
+    """FID, IS, KID, precision/recall (torch-fidelity) and density/coverage of uint8 images.
+
+    `real_name` names the real set in torch-fidelity's cache; it must change whenever the real images
+    or the extractor's weights do (see `reference_name`).
+    """
+    cache = fidelity_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    fake_name = f"generated-{uuid.uuid4().hex}"  # cached only for the feature read-back below
+    kwargs = {
+        "input1": UInt8Images(fake), "input2": UInt8Images(real),
+        "input1_cache_name": fake_name, "input2_cache_name": real_name,
+        "cache": True, "cache_root": str(cache), "cuda": device.type == "cuda",
+        "batch_size": batch_size, "save_cpu_ram": True, "verbose": False,
+        "isc_splits": IS_SPLITS, "kid_subsets": KID_SUBSETS,
+        "kid_subset_size": min(KID_SUBSET_SIZE, len(fake), len(real)),
+        "prc_neighborhood": PRC_NEIGHBOURS, **extractor.kwargs(),
+    }
+    try:
+        values = torch_fidelity.calculate_metrics(isc=True, fid=True, kid=True, prc=True, **kwargs)
+        layer = resolve_feature_layer_for_metric("prc", **kwargs)
+        features = create_feature_extractor(extractor.name, [layer], **kwargs)
+        fake_features, real_features = (
+            extract_featuresdict_from_input_id_cached(i, features, **kwargs)[layer].to(device) for i in (1, 2)
+        )
+    finally:
+        for stale in cache.glob(f"{fake_name}-*"):
+            stale.unlink(missing_ok=True)
+    radii = _real_radii(cache / f"{real_name}-radii-k{DC_NEIGHBOURS}.pt", real_features)
+    coverage = density_coverage(real_features, fake_features, k=DC_NEIGHBOURS, radii=radii)
+    return {
+        "fid": float(values["frechet_inception_distance"]),
+        "is": float(values["inception_score_mean"]),
+        "is_std": float(values["inception_score_std"]),
+        "kid": float(values["kernel_inception_distance_mean"]),
+        "kid_std": float(values["kernel_inception_distance_std"]),
+        "precision": float(values["precision"]),
+        "recall": float(values["recall"]),
+        "density": coverage["density"],
+        "coverage": coverage["coverage"],
+    }
+
+
+def _real_radii(path: Path, real_features: Tensor) -> Tensor:
+    """The real set's k-NN radii for density/coverage, cached beside its torch-fidelity statistics."""
+    if path.is_file():
+        radii = torch.load(path, map_location=real_features.device, weights_only=True)
+        if torch.is_tensor(radii) and radii.shape == (len(real_features),):
+            return radii
+    radii = knn_radii(real_features, DC_NEIGHBOURS)
+    write_atomic(path, lambda tmp: torch.save(radii.cpu(), tmp))
+    return radii
+
+
+def reference_name(dataset: str, split: str, images: Tensor, extractor: Extractor) -> str:
+    """Cache name of a real reference set: what it holds and what measures it."""
+    size = images.shape[-1]
+    return f"{dataset}-{split}-{size}px-n{len(images)}-s{SUBSET_SEED}-{extractor.weights_sha256[:16]}"
+
+
+def protocol(extractor: Extractor, fake: int, real: int, split: str, batch_size: int) -> dict[str, Any]:
+    """What metrics.json records with the values."""
+    return {
+        "generated_samples": fake, "real_samples": real, "reference_split": split,
+        "real_subset_seed": SUBSET_SEED, "extractor": extractor.name,
+        "extractor_weights_sha256": extractor.weights_sha256, **extractor.details,
+        "torch_fidelity": torch_fidelity.__version__, "batch_size": batch_size,
+        "is_splits": IS_SPLITS, "kid_subsets": KID_SUBSETS,
+        "kid_subset_size": min(KID_SUBSET_SIZE, fake, real), "prc_neighbours": PRC_NEIGHBOURS,
+        "density_coverage_neighbours": DC_NEIGHBOURS,
+    }

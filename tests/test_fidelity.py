@@ -1,0 +1,184 @@
+"""The fidelity metric (FID/IS/KID/PR via torch-fidelity, density/coverage) end to end, offline."""
+
+from __future__ import annotations
+
+import math
+import socket
+import urllib.error
+
+import pytest
+import torch
+from conftest import SHARED_DATASETS, replay_context
+
+from gdpp_bench.data import load_split
+from gdpp_bench.errors import UserError
+from gdpp_bench.metrics import EvalOptions, fidelity_metric
+from gdpp_bench.metrics import fidelity as measure
+
+N = 1000
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError("tried to reach the network")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+
+
+def _fidelity(images, dataset="mnist", **fields):
+    ctx = replay_context(images, dataset, fidelity_samples=len(images), real_samples=N,
+                         reference_split="test", **fields)
+    return fidelity_metric(ctx), ctx.notes["fidelity"]
+
+
+def test_real_digits_score_well_and_one_repeated_digit_badly(mnist_classifier, offline):
+    _, info = mnist_classifier
+    train, _ = load_split("mnist", SHARED_DATASETS, "train")
+    real, protocol = _fidelity(train[:N])  # against a 1,000-image subset of the test split
+    collapsed, _ = _fidelity(train[:1].repeat(N, 1, 1, 1))
+    print({k: round(v, 4) for k, v in real.items()}, {k: round(v, 4) for k, v in collapsed.items()})
+    assert set(real) == {"fid", "is", "is_std", "kid", "kid_std", "precision", "recall", "density",
+                         "coverage"}
+    assert all(math.isfinite(v) for v in [*real.values(), *collapsed.values()])
+    assert collapsed["fid"] > 20 * real["fid"] and collapsed["kid"] > 20 * real["kid"]
+    assert real["is"] > 8.5 and collapsed["is"] == pytest.approx(1.0, abs=1e-3)
+    assert real["precision"] > 0.6 and real["recall"] > 0.6 and real["coverage"] > 0.6
+    assert real["density"] > 0.6
+    assert collapsed["recall"] < 0.01 and collapsed["coverage"] < 0.01
+    assert protocol["extractor"] == "gdpp-mnist-classifier"
+    assert protocol["extractor_weights_sha256"] == info.weights_sha256
+    assert (protocol["generated_samples"], protocol["real_samples"]) == (N, N)
+    assert protocol["reference_split"] == "test" and protocol["torch_fidelity"] == "0.4.0"
+    assert protocol["classifier"]["test_accuracy"] >= 0.99
+
+
+def test_real_statistics_are_cached_and_generated_ones_are_not(mnist_classifier, offline, tmp_path,
+                                                               monkeypatch):
+    cache = tmp_path / "fidelity"
+    monkeypatch.setattr(measure, "fidelity_cache_dir", lambda: cache)
+    train, _ = load_split("mnist", SHARED_DATASETS, "train")
+    first, _ = _fidelity(train[:200])
+    files = sorted(p.name for p in cache.iterdir())
+    assert files and all(name.startswith("mnist-test-28px-n1000-s0-") for name in files)
+    again, _ = _fidelity(train[:200])
+    assert again == first  # the cached reference gives the same numbers
+    assert sorted(p.name for p in cache.iterdir()) == files
+
+
+def test_protocol_paper_asks_for_50000_samples():
+    ctx = replay_context(torch.zeros(4, 1, 28, 28, dtype=torch.uint8), "mnist",
+                         options=EvalOptions(protocol="paper"))
+    assert ctx.fidelity_counts() == (50_000, 50_000)
+    assert replay_context(torch.zeros(4, 1, 28, 28, dtype=torch.uint8), "mnist",
+                          fidelity_samples=7, real_samples=9).fidelity_counts() == (7, 9)
+
+
+def test_stacked_mnist_features_cover_all_three_channels(mnist_classifier, offline):
+    images, _ = load_split("stacked-mnist", SHARED_DATASETS, "test", size=300)
+    real, protocol = _fidelity(images, "stacked-mnist")
+    # the same digit in every sample's first channel only: a per-channel extractor must notice
+    shuffled = images.clone()
+    shuffled[:, 0] = images[:1, 0]
+    partly, _ = _fidelity(shuffled, "stacked-mnist")
+    assert protocol["extractor"] == "gdpp-stacked-mnist-classifier"
+    assert partly["fid"] > 3 * real["fid"] and partly["coverage"] < real["coverage"] / 2
+    # IS is computed in 10 splits of 30 samples, so at most 30: distinct triples come near it, and
+    # 100 possible triples (one channel fixed) repeat within a split
+    assert real["is"] > 25 and partly["is"] < 0.9 * real["is"]
+
+
+def test_inception_path_runs_with_a_local_weights_file(random_inception_weights, offline):
+    weights = random_inception_weights
+    generator = torch.Generator().manual_seed(0)
+    fake = torch.randint(0, 256, (12, 3, 32, 32), dtype=torch.uint8, generator=generator)
+    real = torch.randint(0, 256, (12, 3, 32, 32), dtype=torch.uint8, generator=generator)
+    extractor = measure.extractor_for("cifar10", None, weights)
+    assert extractor.name == "inception-v3-compat"
+    assert extractor.weights_sha256 == measure.weights_sha256(weights)
+    values = measure.fidelity_metrics(fake, real, "test-random-inception", extractor, torch.device("cpu"),
+                                      batch_size=6)
+    assert set(values) >= {"fid", "is", "kid", "precision", "recall", "density", "coverage"}
+    assert math.isfinite(values["fid"]) and values["fid"] >= 0
+
+
+def test_missing_inception_weights_name_the_file_and_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+
+    def offline_download(*args, **kwargs):
+        raise urllib.error.URLError("no route to host")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline_download)
+    with pytest.raises(UserError) as raised:
+        measure.extractor_for("cifar10", None, None)
+    message = str(raised.value)
+    assert measure.INCEPTION_FILE in message and "--inception-weights" in message
+    assert str(tmp_path / "torch-home") in message and "\n" not in message
+    with pytest.raises(UserError, match="--inception-weights .*nope.pth not found"):
+        measure.extractor_for("cifar10", None, tmp_path / "nope.pth")
+
+
+def test_ivom_metric_reconstructs_real_test_images(offline):
+    from gdpp_bench.metrics import METRICS, EvalContext
+    from gdpp_bench.models import MODELS
+
+    torch.manual_seed(0)
+    generator, _ = MODELS.get("dcgan28")((1, 28, 28))
+    ctx = EvalContext(generator, measure_dataset("mnist"), torch.device("cpu"), 10, seed=3,
+                      data_root=str(SHARED_DATASETS), ivom_images=6)
+    values = METRICS.get("ivom")(ctx)
+    assert set(values) == {"ivom_mse", "ivom_mse_std"}
+    assert 0 < values["ivom_mse"] < 1 and math.isfinite(values["ivom_mse_std"])
+    notes = ctx.notes["ivom"]
+    assert (notes["real_samples"], notes["reference_split"], notes["optimizer"]) == (6, "test", "lbfgs")
+    assert ctx.ivom_count() == 6
+    assert replace_options(ctx, EvalOptions(protocol="paper")).ivom_count() == 2_000
+
+
+def measure_dataset(name):
+    from gdpp_bench.data import DATASETS
+
+    return DATASETS.get(name)
+
+
+def replace_options(ctx, options):
+    import dataclasses
+
+    return dataclasses.replace(ctx, options=options)
+
+
+def test_evaluate_adds_missing_metrics_and_reuses_the_others(tmp_path, monkeypatch):
+    import dataclasses
+
+    from conftest import tiny_suite
+
+    from gdpp_bench.metrics import METRICS
+    from gdpp_bench.metrics.evaluate import evaluate_run
+    from gdpp_bench.rundir import RunDir, read_json, write_json
+    from gdpp_bench.suites import expand
+    from gdpp_bench.train import train
+
+    (spec,) = expand(tiny_suite(variants=("bce",), train={"steps": 10}))
+    spec = dataclasses.replace(spec, eval=dataclasses.replace(spec.eval, every=0))
+    run_dir = RunDir(tmp_path / "run")
+    cpu = torch.device("cpu")
+    train(spec, run_dir, cpu)
+    calls = []
+    modes2d = METRICS.get("modes2d")
+    monkeypatch.setitem(METRICS._entries, "modes2d", lambda ctx: calls.append(1) or modes2d(ctx))
+    first = evaluate_run(run_dir, cpu)
+    assert first["protocol"]["modes2d"]["protocol"] == "quick" and len(calls) == 1
+    assert evaluate_run(run_dir, cpu) == first and len(calls) == 1  # reused
+    # a suite that later lists one more metric: only that one is computed, the rest kept
+    config = read_json(run_dir.config)
+    config["spec"]["eval"]["metrics"] = ["modes2d", "kl_twin"]
+    write_json(run_dir.config, config)
+    monkeypatch.setitem(METRICS._entries, "kl_twin", lambda ctx: {"twin": 1.0})
+    grown = evaluate_run(run_dir, cpu)
+    assert len(calls) == 1 and grown["values"] == {**first["values"], "twin": 1.0}
+    assert grown["protocol"]["modes2d"] == first["protocol"]["modes2d"]
+    # another protocol, or --force, measures again
+    evaluate_run(run_dir, cpu, options=EvalOptions(protocol="paper"))
+    assert len(calls) == 2
+    evaluate_run(run_dir, cpu, options=EvalOptions(protocol="paper"), force=True)
+    assert len(calls) == 3
