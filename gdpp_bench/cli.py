@@ -152,15 +152,23 @@ def evaluate(suite: str, results: Path, device: str, data_root: str, force: bool
 
 
 @cli.command()
-@click.option("--suite", required=True)
+@click.option("--suite", help="One suite's report; default: every suite under --results and an overview.")
 @click.option("--results", default="results", show_default=True, type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), help="Default: RESULTS/SUITE/report")
-def report(suite: str, results: Path, out: Path | None) -> None:
-    """Write runs.csv, summary tables and figures for a suite's runs."""
-    from gdpp_bench.report import build_report
+@click.option("--out", type=click.Path(path_type=Path),
+              help="Default: RESULTS/SUITE/report (one suite) or RESULTS/report (overview).")
+@click.option("--baseline", default="bce", show_default=True,
+              help="The variant every other is tested against (stars, significance.csv).")
+def report(suite: str | None, results: Path, out: Path | None, baseline: str) -> None:
+    """Tables with statistics, figures and index.html from the run folders (nothing is recomputed)."""
+    from gdpp_bench.losses import parse_variant
+    from gdpp_bench.report import build_overview, build_report
 
-    for path in build_report(_suite_dir(results, suite), out).values():
-        click.echo(f"wrote {path}")
+    baseline = str(parse_variant(baseline))
+    written = (build_report(_suite_dir(results, suite), out, baseline) if suite
+               else build_overview(results, out, baseline))
+    for name, path in written.items():
+        if not name.endswith(".pdf"):
+            click.echo(f"wrote {path}")
 
 
 @cli.group()

@@ -78,8 +78,10 @@ def test_report_numbers_come_from_the_runs(smoke):
         assert record.modes == values["modes"] and record.hq_percent == values["hq_percent"]
     markdown = (report / "summary.md").read_text()
     assert "### ring8" in markdown and "bce+gdpp@1" in markdown
+    assert (report / "index.html").is_file() and (report / "summary.tex").is_file()
+    assert (report / "significance.csv").is_file()
     for dataset in ("ring8", "grid25"):
-        with Image.open(report / f"samples_{dataset}.png") as image:
+        with Image.open(report / "figures" / f"samples_{dataset}.png") as image:
             assert image.width > 600 and image.height > 400
             assert len(np.unique(np.asarray(image.convert("L")))) > 10  # not a blank canvas
 

@@ -16,6 +16,13 @@ from gdpp_bench.samples import fixed_noise_samples, to_uint8
 
 SAMPLE_SEED_OFFSET = 1_000_003  # evaluation noise never shares a stream with training
 PROTOCOLS = ("quick", "paper")
+# Whether a larger value of a metric's value is better: what reports rank and compare. Values not
+# listed (the spread within one run, such as is_std) are recorded but not compared.
+HIGHER_IS_BETTER = {
+    "modes": True, "hq_percent": True, "kl_uniform": False, "classes": True,
+    "class_kl_uniform": False, "fid": False, "is": True, "kid": False, "precision": True,
+    "recall": True, "density": True, "coverage": True, "ivom_mse": False,
+}
 PAPER_FIDELITY_SAMPLES = 50_000  # generated and real samples for FID/IS/KID/PR under --protocol paper
 PAPER_IVOM_IMAGES = 2_000  # IvOM's target test images in the GDPP paper (../shared/PROTOCOLS.md)
 
@@ -132,6 +139,7 @@ def stacked_mnist_modes(ctx: EvalContext) -> dict[str, float]:
     (of 1000) among the generated samples, and KL(triple histogram || uniform), natural log."""
     labels = _classified(ctx, "mnist", "stacked_mnist_modes")
     counts = torch.bincount(labels[:, 0] * 100 + labels[:, 1] * 10 + labels[:, 2], minlength=1000)
+    ctx.notes["stacked_mnist_modes"]["histogram"] = counts.tolist()  # samples per triple, for reports
     return {"modes": float((counts > 0).sum().item()), "kl_uniform": kl_to_uniform(counts)}
 
 
@@ -173,4 +181,5 @@ def ivom_metric(ctx: EvalContext) -> dict[str, float]:
     return {"ivom_mse": per_image.mean().item(), "ivom_mse_std": per_image.std().item()}
 
 
-__all__ = ["METRICS", "PROTOCOLS", "EvalContext", "EvalOptions", "Metric", "compute_metrics"]
+__all__ = ["HIGHER_IS_BETTER", "METRICS", "PROTOCOLS", "EvalContext", "EvalOptions", "Metric",
+           "compute_metrics"]

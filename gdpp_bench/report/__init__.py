@@ -1,38 +1,131 @@
-"""`gdpp-bench report`: tables and figures made only from run directories."""
+"""`gdpp-bench report`: tables, statistics, figures and one HTML page, made only from run directories."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
 from gdpp_bench.errors import UserError
-from gdpp_bench.report.figures import evaluation_curves, samples_over_modes
-from gdpp_bench.report.tables import collect_runs, summarize, summary_markdown
-from gdpp_bench.rundir import write_atomic
+from gdpp_bench.report import figures
+from gdpp_bench.report.html import page, suite_page, summary_table_html
+from gdpp_bench.report.tables import (
+    DEFAULT_BASELINE,
+    collect_runs,
+    metric_columns,
+    significance,
+    summarize,
+    summary_latex,
+    summary_markdown,
+)
+from gdpp_bench.rundir import find_run_dirs, write_atomic
 
 
-def build_report(suite_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
-    """Write runs.csv, summary.csv, summary.md and figures; return what was written."""
+def _write_text(path: Path, text: str) -> Path:
+    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return path
+
+
+def _write_csv(path: Path, frame: pd.DataFrame) -> Path:
+    write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
+    return path
+
+
+def _suite_figures(runs: pd.DataFrame, suite_dir: Path, fig_dir: Path,
+                   baseline: str) -> dict[str, list[Path]]:
+    """Every figure that applies, per dataset: {dataset: [PNG paths]}."""
+    made: dict[str, list[Path]] = {}
+    for dataset in sorted(runs["dataset"].unique()):
+        written: list[Path] = []
+        block = runs[runs["dataset"] == dataset]
+        for metric in metric_columns(block):
+            written += figures.metric_points(runs, dataset, metric, fig_dir / f"points_{dataset}_{metric}",
+                                             baseline)
+            written += figures.metric_vs_weight(runs, dataset, metric, fig_dir / f"weight_{dataset}_{metric}",
+                                                baseline)
+        for prefix, draw in (("training", figures.training_curves), ("grids", figures.sample_grids),
+                             ("samples", figures.samples_over_modes), ("modes", figures.mode_histograms),
+                             ("evals", figures.evaluation_curves)):
+            written += draw(runs, suite_dir, dataset, fig_dir / f"{prefix}_{dataset}", baseline=baseline)
+        made[dataset] = [p for p in written if p.suffix == ".png"]
+    return made
+
+
+def build_report(suite_dir: Path, out_dir: Path | None = None,
+                 baseline: str = DEFAULT_BASELINE) -> dict[str, Path]:
+    """Write runs.csv, summary.{csv,md,tex}, significance.csv, figures/ and index.html for one
+    suite's results folder; return what was written."""
     runs = collect_runs(suite_dir)
     if runs.empty:
         raise UserError(f"no runs under {suite_dir}; run `gdpp-bench run --suite NAME` first")
     out_dir = out_dir or suite_dir / "report"
+    suite = str(runs["suite"].iloc[0])
     summary = summarize(runs)
+    tests = significance(runs, baseline)
     written = {
-        "runs.csv": out_dir / "runs.csv",
-        "summary.csv": out_dir / "summary.csv",
-        "summary.md": out_dir / "summary.md",
+        "runs.csv": _write_csv(out_dir / "runs.csv", runs),
+        "summary.csv": _write_csv(out_dir / "summary.csv", summary),
+        "significance.csv": _write_csv(out_dir / "significance.csv", tests),
+        "summary.md": _write_text(out_dir / "summary.md", f"# {suite}\n\nmean ± std [95% t interval] "
+                                  f"over seeds; stars: Holm-corrected Welch test against {baseline}\n\n"
+                                  + summary_markdown(summary, tests, runs, baseline)),
+        "summary.tex": _write_text(out_dir / "summary.tex", summary_latex(summary, tests, baseline, suite)),
     }
-    write_atomic(written["runs.csv"], lambda tmp: runs.to_csv(tmp, index=False))
-    write_atomic(written["summary.csv"], lambda tmp: summary.to_csv(tmp, index=False))
-    title = f"# {runs['suite'].iloc[0]}: mean ± std over seeds\n\n"
-    markdown = title + summary_markdown(summary, runs)
-    write_atomic(written["summary.md"], lambda tmp: tmp.write_text(markdown))
-    for dataset in sorted(runs["dataset"].unique()):
-        for prefix, draw in (("samples", samples_over_modes), ("evals", evaluation_curves)):
-            figure = out_dir / f"{prefix}_{dataset}.png"
-            if draw(runs, suite_dir, dataset, figure):
-                written[figure.name] = figure
+    made = _suite_figures(runs, suite_dir, out_dir / "figures", baseline)
+    for png in (p for paths in made.values() for p in paths):
+        written[png.relative_to(out_dir).as_posix()] = png
+    written["index.html"] = _write_text(
+        out_dir / "index.html", suite_page(suite, runs, summary, tests, baseline, made, suite_dir, out_dir))
     return written
 
 
-__all__ = ["build_report", "collect_runs", "summarize"]
+def suite_dirs(results: Path) -> list[Path]:
+    """Folders directly under `results` that hold run directories."""
+    return sorted(p for p in results.iterdir() if p.is_dir() and p.name != "report" and find_run_dirs(p))
+
+
+def build_overview(results: Path, out_dir: Path | None = None,
+                   baseline: str = DEFAULT_BASELINE) -> dict[str, Path]:
+    """A report for every suite under `results`, and a cross-suite overview in results/report/."""
+    suites = suite_dirs(results) if results.is_dir() else []
+    if not suites:
+        raise UserError(f"no suite results under {results}; run `gdpp-bench run --suite NAME` first "
+                        "or pass --results")
+    out_dir = out_dir or results / "report"
+    written: dict[str, Path] = {}
+    summaries, sections = [], []
+    for suite_dir in suites:
+        report = build_report(suite_dir, baseline=baseline)
+        written.update({f"{suite_dir.name}/{name}": path for name, path in report.items()})
+        summary = summarize(collect_runs(suite_dir)).assign(suite=suite_dir.name)
+        summaries.append(summary)
+        tests = significance(collect_runs(suite_dir), baseline)
+        link = report["index.html"].relative_to(results).as_posix()
+        sections.append(f"<h2><a href='../{link}'>{suite_dir.name}</a></h2>")
+        for dataset, block in summary.groupby("dataset", sort=True):
+            sections.append(f"<h3>{dataset}</h3>"
+                            + summary_table_html(block, tests[tests["dataset"] == dataset], baseline))
+    combined = pd.concat(summaries, ignore_index=True)
+    written["summary.csv"] = _write_csv(out_dir / "summary.csv", combined)
+    effect = _relative_to_baseline(combined, baseline)
+    heat = [] if effect.empty else figures.gdpp_effect_heatmap(effect, out_dir / "figures" / "gdpp_effect")
+    for path in heat:
+        written[path.relative_to(out_dir).as_posix()] = path
+    images = "".join(f"<figure><img src='{p.relative_to(out_dir).as_posix()}' alt='GDPP effect'></figure>"
+                     for p in heat if p.suffix == ".png")
+    body = (f"<p>{len(suites)} suites; baseline <code>{baseline}</code>. The heat map shows each "
+            "variant's change of every metric relative to the baseline, signed so that positive is "
+            f"better.</p>{images}" + "\n".join(sections))
+    written["index.html"] = _write_text(out_dir / "index.html", page("gdpp-bench: all suites", body))
+    return written
+
+
+def _relative_to_baseline(summary: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """Rows of non-baseline variants with the baseline's mean of the same suite, dataset and metric."""
+    base = summary[summary["variant"] == baseline][["suite", "dataset", "metric", "mean"]]
+    merged = summary[summary["variant"] != baseline].merge(
+        base.rename(columns={"mean": "baseline_mean"}), on=["suite", "dataset", "metric"])
+    return merged[["suite", "dataset", "variant", "metric", "mean", "baseline_mean"]]
+
+
+__all__ = ["DEFAULT_BASELINE", "build_overview", "build_report", "collect_runs", "summarize"]

@@ -1,0 +1,128 @@
+"""The report's one self-contained HTML page: tables, figures (relative links) and protocol text."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import pandas as pd
+
+from gdpp_bench.metrics import HIGHER_IS_BETTER
+from gdpp_bench.report.tables import cell_texts, variant_order
+from gdpp_bench.rundir import RunDir, read_json
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
+th, td { border-bottom: 1px solid #ccc; padding: 0.25em 0.7em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+thead th { border-bottom: 2px solid #444; }
+figure { display: inline-block; margin: 0.5em; vertical-align: top; }
+figure img { max-width: 560px; border: 1px solid #eee; }
+figcaption { font-size: 0.8em; color: #555; max-width: 560px; }
+.failed { color: #a00; }
+"""
+
+
+def summary_table_html(summary: pd.DataFrame, tests: pd.DataFrame, baseline: str | None) -> str:
+    """One table: variants (baseline first) x metrics with their direction; best in bold."""
+    metrics = [m for m in HIGHER_IS_BETTER if m in set(summary["metric"])]
+    cells = cell_texts(summary, tests, ("<b>", "</b>"), "&plusmn;", "<sup>{}</sup>")
+    head = "".join(f"<th>{html.escape(m)} {'&uarr;' if HIGHER_IS_BETTER[m] else '&darr;'}</th>"
+                   for m in metrics)
+    rows = []
+    for variant in variant_order(summary["variant"].tolist(), baseline):
+        n = int(summary[summary["variant"] == variant]["n"].max())
+        tds = "".join(f"<td>{cells.get((variant, m), '')}</td>" for m in metrics)
+        rows.append(f"<tr><td>{html.escape(variant)}</td><td>{n}</td>{tds}</tr>")
+    return (f"<table><thead><tr><th>variant</th><th>n</th>{head}</tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>")
+
+
+def _figures_html(figures: list[Path], out_dir: Path) -> str:
+    parts = []
+    for png in figures:
+        link = png.relative_to(out_dir).as_posix()
+        pdf = png.with_suffix(".pdf")
+        pdf_link = ""
+        if pdf.exists():
+            pdf_link = f' (<a href="{html.escape(pdf.relative_to(out_dir).as_posix())}">PDF</a>)'
+        parts.append(f'<figure><a href="{html.escape(link)}"><img src="{html.escape(link)}" '
+                     f'alt="{html.escape(png.stem)}"></a><figcaption>{html.escape(png.stem)}{pdf_link}'
+                     "</figcaption></figure>")
+    return "\n".join(parts)
+
+
+def protocol_html(runs: pd.DataFrame, suite_dir: Path) -> str:
+    """Per dataset: the training recipe and every metric's protocol, read from one finished run."""
+    parts = []
+    for dataset, block in runs.groupby("dataset", sort=True):
+        done = block[block["status"] == "done"]
+        sample = (done if not done.empty else block).iloc[0]
+        run_dir = RunDir(suite_dir / sample["run"])
+        spec = read_json(run_dir.config)["spec"]
+        train = spec["train"]
+        seeds = ", ".join(str(s) for s in sorted(block["seed"].unique()))
+        items = [
+            f"model <code>{html.escape(spec['model'])}</code>, {train['steps']:,} steps, batch "
+            f"{train['batch_size']}, Adam lr G {train['lr_g']:g} / D {train['lr_d']:g}, betas "
+            f"({train['beta1']:g}, {train['beta2']:g}), {html.escape(train['update'])} updates, "
+            f"{html.escape(train.get('precision', 'fp32'))}; seeds {seeds}",
+        ]
+        if run_dir.metrics.exists():
+            for metric, entry in read_json(run_dir.metrics).get("protocol", {}).items():
+                details = ", ".join(
+                    f"{key.replace('_', ' ')} {html.escape(str(entry[key]))}"
+                    for key in ("protocol", "generated_samples", "real_samples", "reference_split",
+                                "extractor", "checkpoint")
+                    if key in entry
+                )
+                items.append(f"<b>{html.escape(metric)}</b>: {html.escape(entry.get('description', ''))} "
+                             f"({details})")
+        parts.append(f"<h3>{html.escape(dataset)}</h3><ul>" + "".join(f"<li>{i}</li>" for i in items)
+                     + "</ul>")
+    return "\n".join(parts)
+
+
+def not_done_html(runs: pd.DataFrame) -> str:
+    """Failed and incomplete runs, listed (never silently dropped)."""
+    missing = runs[runs["status"] != "done"]
+    if missing.empty:
+        return "<p>Every run finished.</p>"
+    rows = "".join(
+        f"<tr class='failed'><td>{html.escape(r.dataset)}</td><td>{html.escape(r.variant)}</td>"
+        f"<td>{r.seed}</td><td>{html.escape(r.status)}</td><td>{html.escape(str(r.reason or ''))}</td></tr>"
+        for r in missing.itertuples()
+    )
+    return ("<table><thead><tr><th>dataset</th><th>variant</th><th>seed</th><th>status</th>"
+            f"<th>reason</th></tr></thead><tbody>{rows}</tbody></table>")
+
+
+def page(title: str, body: str) -> str:
+    return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}"
+            f"</title><style>{STYLE}</style></head><body>\n<h1>{html.escape(title)}</h1>\n{body}\n"
+            "</body></html>\n")
+
+
+def suite_page(suite: str, runs: pd.DataFrame, summary: pd.DataFrame, tests: pd.DataFrame,
+               baseline: str | None, figures: dict[str, list[Path]], suite_dir: Path, out_dir: Path) -> str:
+    """index.html of one suite's report."""
+    sections = [
+        f"<p>{len(runs)} runs, {int((runs['status'] == 'done').sum())} finished. Cells: mean &plusmn; std "
+        "[95% t interval] over seeds; best mean in bold; arrows give the better direction; stars: "
+        f"Holm-corrected Welch t-test against <code>{html.escape(baseline or 'n/a')}</code> "
+        "(* p&lt;0.05, ** p&lt;0.01, *** p&lt;0.001); all tests in <a href='significance.csv'>"
+        "significance.csv</a>, per-run numbers in <a href='runs.csv'>runs.csv</a>, LaTeX in "
+        "<a href='summary.tex'>summary.tex</a>.</p>",
+    ]
+    for dataset in sorted(runs["dataset"].unique()):
+        block = summary[summary["dataset"] == dataset]
+        sections.append(f"<h2>{html.escape(dataset)}</h2>")
+        if block.empty:
+            sections.append("<p>No finished run with metrics.</p>")
+        else:
+            sections.append(summary_table_html(block, tests[tests["dataset"] == dataset], baseline))
+        sections.append(_figures_html(figures.get(dataset, []), out_dir))
+    sections += ["<h2>Runs not finished</h2>", not_done_html(runs),
+                 "<h2>Protocol</h2>", protocol_html(runs, suite_dir)]
+    return page(f"gdpp-bench report: {suite}", "\n".join(sections))
