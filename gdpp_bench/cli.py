@@ -101,16 +101,35 @@ def list_cmd() -> None:
 @click.option("--cuda-graph/--no-cuda-graph", "cuda_graph", default=None,
               help="On CUDA, replay each training step from one CUDA graph where the variant allows "
               "(default: the suite's setting, on).")
-@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Runs trained in parallel processes.")
+@click.option("--executor", type=click.Choice(["local", "slurm"]), default="local", show_default=True,
+              help="local: this machine, --workers processes (one GPU each when several are visible); "
+              "slurm: each run one task of a Slurm job array (submitit).")
+@click.option("--workers", "--jobs", "workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="--executor local: runs trained in parallel processes.")
+@click.option("--slurm-partition", help="Slurm partition [default: the cluster's].")
+@click.option("--slurm-time", type=click.IntRange(min=1),
+              help="Time limit of a run's task, minutes [default: 720]; a task that reaches it is "
+              "requeued (3 times at most) and resumes from its checkpoint.")
+@click.option("--slurm-gpus", type=click.IntRange(min=0),
+              help="GPUs per run [default: 0 with --device cpu/mps, else 1].")
+@click.option("--slurm-cpus", type=click.IntRange(min=1), help="CPUs per run [default: 4].")
+@click.option("--slurm-mem-gb", type=click.FloatRange(min=0, min_open=True),
+              help="Memory per run in GB [default: the partition's].")
+@click.option("--slurm-array-parallelism", type=click.IntRange(min=1),
+              help="Runs of the array running at once [default: 256].")
+@click.option("--slurm-folder", type=click.Path(path_type=Path),
+              help="submitit's job files and logs [default: RESULTS/.submitit/%j].")
 @click.option("--eval-samples", type=int,
               help="Cap every evaluation sample count of the suite (generated, real, IvOM images) at N, "
               "for a quick look; recorded in the runs' config.")
 @_evaluation_options
 def run(suite: str, results: Path, data_root: str, variants: str | None, seeds: str | None,
         steps: int | None, device: str, precision: str | None, compile_models: bool | None,
-        cuda_graph: bool | None, jobs: int, eval_samples: int | None, protocol: str,
-        inception_weights: str | None, batch_size: int) -> None:
+        cuda_graph: bool | None, executor: str, workers: int, slurm_partition: str | None,
+        slurm_time: int | None, slurm_gpus: int | None, slurm_cpus: int | None,
+        slurm_mem_gb: float | None, slurm_array_parallelism: int | None, slurm_folder: Path | None,
+        eval_samples: int | None, protocol: str, inception_weights: str | None,
+        batch_size: int) -> None:
     """Train and evaluate every run of a suite; finished runs are skipped, others resumed."""
     from gdpp_bench.pipeline import run_specs
     from gdpp_bench.suites import expand, load_suite
@@ -124,10 +143,18 @@ def run(suite: str, results: Path, data_root: str, variants: str | None, seeds: 
         detail = outcome.get("reason") or _format_values(outcome["values"])
         click.echo(f"{outcome['key']}: {state}  {detail}")
 
+    from gdpp_bench.executors import make_executor
     from gdpp_bench.metrics import EvalOptions
 
     options = EvalOptions(protocol, inception_weights, batch_size)
-    run_specs(specs, results, data_root, device, jobs, on_result=report, options=options)
+    slurm = {"partition": slurm_partition, "time_min": slurm_time, "gpus_per_run": slurm_gpus,
+             "cpus_per_run": slurm_cpus, "mem_gb": slurm_mem_gb,
+             "array_parallelism": slurm_array_parallelism, "folder": slurm_folder}
+    if executor == "slurm":
+        slurm["folder"] = slurm_folder or results / ".submitit" / "%j"
+        slurm["announce"] = lambda line: click.echo(line, err=True)
+    runner = make_executor(executor, workers, device=device, **slurm)
+    run_specs(specs, results, data_root, device, on_result=report, options=options, executor=runner)
 
 
 @cli.command()

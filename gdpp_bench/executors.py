@@ -1,14 +1,35 @@
-"""Executors share one `submit(fn, *args) -> Future`: inline (tests, debugging) or process pool."""
+"""Executors share one `submit(fn, *args) -> Future` and `shutdown()`.
+
+- `local`: one run after another in this process (workers = 1), or `workers` spawned processes
+  (with several CUDA devices, worker i is pinned to device i % n);
+- `slurm`: every submitted run becomes one task of a single Slurm job array, through submitit.
+
+Whatever the executor, a run computes the same thing: the executor only decides where `fn` runs.
+"""
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from typing import Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
-import torch
+from gdpp_bench.errors import UserError
+
+if TYPE_CHECKING:  # torch is imported where needed: a submitit task that runs no model starts faster
+    import torch
+
+EXECUTORS = ("local", "slurm")
+SLURM_FLAGS = {  # SlurmExecutor's arguments as `gdpp-bench run` names them, for messages
+    "partition": "--slurm-partition", "time_min": "--slurm-time", "gpus_per_run": "--slurm-gpus",
+    "cpus_per_run": "--slurm-cpus", "mem_gb": "--slurm-mem-gb",
+    "array_parallelism": "--slurm-array-parallelism", "folder": "--slurm-folder",
+}
 
 
 class Executor(Protocol):
@@ -32,20 +53,58 @@ class InlineExecutor:
         pass
 
 
-def _limit_threads(threads: int) -> None:
+# --- local processes, one CUDA device each -------------------------------------------------------
+
+def visible_cuda_devices() -> list[str]:
+    """The CUDA devices this process may use, as CUDA_VISIBLE_DEVICES entries (ids or UUIDs):
+    the entries of an inherited CUDA_VISIBLE_DEVICES, else 0..n-1."""
+    import torch
+
+    count = torch.cuda.device_count()
+    inherited = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if inherited is not None:
+        return [entry.strip() for entry in inherited.split(",") if entry.strip()][:count]
+    return [str(index) for index in range(count)]
+
+
+def assign_devices(workers: int, devices: Sequence[str] | int) -> list[str]:
+    """CUDA_VISIBLE_DEVICES of each of `workers` workers: worker i gets device i % n."""
+    devices = [str(d) for d in range(devices)] if isinstance(devices, int) else list(devices)
+    if not devices:
+        return []
+    return [devices[index % len(devices)] for index in range(workers)]
+
+
+def _init_worker(threads: int, device_queue: Any) -> None:
+    """Pool initializer: take this worker's device (before anything initialises CUDA), split CPUs."""
+    if device_queue is not None:
+        try:
+            os.environ["CUDA_VISIBLE_DEVICES"] = device_queue.get(timeout=10)
+        except Exception:  # noqa: BLE001 - a replacement worker finds the queue empty: no pinning
+            pass
+    import torch
+
     torch.set_num_threads(threads)
 
 
 class PoolExecutor:
-    """Independent runs in `workers` spawned processes, the CPU cores split between them."""
+    """Independent runs in `workers` spawned processes, the CPU cores split between them.
 
-    def __init__(self, workers: int) -> None:
+    With two or more `devices` (CUDA_VISIBLE_DEVICES entries), each worker process sees one of
+    them only, worker i device i % len(devices); a run's `cuda` then means that device.
+    """
+
+    def __init__(self, workers: int, devices: Sequence[str] = ()) -> None:
+        context = multiprocessing.get_context("spawn")
         threads = max(1, (os.cpu_count() or 1) // workers)
+        queue = None
+        if len(devices) > 1:
+            queue = context.Queue()
+            for device in assign_devices(workers, devices):
+                queue.put(device)
+        self.devices = assign_devices(workers, devices) if queue is not None else []
         self._pool = ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_limit_threads,
-            initargs=(threads,),
+            max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(threads, queue),
         )
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
@@ -55,5 +114,223 @@ class PoolExecutor:
         self._pool.shutdown()
 
 
-def make_executor(jobs: int) -> Executor:
-    return InlineExecutor() if jobs <= 1 else PoolExecutor(jobs)
+class LocalExecutor:
+    """This machine: inline for one worker, else a pool of `workers` processes (pinned to
+    `devices` when there are several)."""
+
+    def __init__(self, workers: int = 1, devices: Sequence[str] = ()) -> None:
+        if workers < 1:
+            raise UserError(f"--workers takes a number of processes >= 1; got {workers}")
+        self._inner: Executor = InlineExecutor() if workers == 1 else PoolExecutor(workers, devices)
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+        return self._inner.submit(fn, *args)
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+
+# --- Slurm job arrays through submitit -------------------------------------------------------------
+
+class _Failure:
+    """What a job returns when its function raised: the exception travels back as itself
+    (a UserError stays a UserError) rather than as submitit's FailedJobError with text."""
+
+    def __init__(self, exception: Exception, trace: str) -> None:
+        self.exception = exception
+        self.trace = trace
+
+
+class _RemoteTraceback(Exception):
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+class _Call:
+    """`fn(*args)` as a submitit job; checkpointable: on a timeout or preemption submitit
+    requeues the same call, which resumes the run from its last checkpoint.pt."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+
+    def __call__(self, *args: Any) -> Any:
+        cpus = os.environ.get("SLURM_CPUS_PER_TASK")
+        if cpus and cpus.isdigit() and "OMP_NUM_THREADS" not in os.environ:
+            import torch  # torch would size its thread pool by the node, not by the allocation
+
+            torch.set_num_threads(int(cpus))
+        try:
+            return self.fn(*args)
+        except Exception as exc:  # noqa: BLE001 - returned so that the caller re-raises it
+            return _Failure(exc, traceback.format_exc())
+
+    def checkpoint(self, *args: Any) -> Any:
+        from submitit.helpers import DelayedSubmission
+
+        return DelayedSubmission(self, *args)
+
+
+def _resolve(future: Future, job: Any) -> None:
+    """Hand a finished submitit job's outcome to its future."""
+    try:
+        outcome = job.result()
+    except Exception as exc:  # noqa: BLE001 - the job failed outside fn (time limit, node, pickle)
+        future.set_exception(exc)
+        return
+    if isinstance(outcome, _Failure):
+        outcome.exception.__cause__ = _RemoteTraceback(f'\n"""\n{outcome.trace}"""')
+        future.set_exception(outcome.exception)
+    else:
+        future.set_result(outcome)
+
+
+class _ArrayFuture(Future):
+    """A future of a run not yet submitted: waiting on it submits the pending array first."""
+
+    def __init__(self, flush: Callable[[], Any]) -> None:
+        super().__init__()
+        self._flush = flush
+
+    def result(self, timeout: float | None = None) -> Any:
+        self._flush()
+        return super().result(timeout)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        self._flush()
+        return super().exception(timeout)
+
+
+class SlurmExecutor:
+    """Each submitted run is one task of one Slurm job array, submitted through submitit.
+
+    `submit` only records the call; `flush()` (also called by `shutdown()` and by `result()` or
+    `exception()` of any returned future) submits everything recorded so far as one array; call
+    `flush()` yourself before `concurrent.futures.wait`/`as_completed`, which do not. A background
+    thread polls the jobs and resolves each future as its task ends, with the function's result or
+    the very exception it raised. Tasks that hit the time limit or are preempted are requeued by
+    submitit (up to 3 times) and resume from their checkpoint.
+
+    cluster: "slurm" (sbatch), "local" (submitit's local executor: subprocesses on this machine,
+    the real submitit path, used by the tests) or "debug" (in this process).
+    """
+
+    def __init__(self, folder: str | Path, partition: str | None = None, time_min: int = 12 * 60,
+                 gpus_per_run: int = 1, cpus_per_run: int = 4, array_parallelism: int = 256,
+                 mem_gb: float | None = None, cluster: str = "slurm", name: str = "gdpp-bench",
+                 parameters: dict[str, Any] | None = None, poll_s: float = 1.0,
+                 announce: Callable[[str], None] | None = None) -> None:
+        import submitit
+
+        try:
+            self._executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
+        except RuntimeError as exc:  # no sbatch/srun here
+            raise UserError(f"--executor slurm needs a Slurm cluster ({exc}); "
+                            "use --executor local on this machine") from None
+        self._executor.update_parameters(
+            name=name, timeout_min=time_min, gpus_per_node=gpus_per_run, cpus_per_task=cpus_per_run,
+            mem_gb=mem_gb, slurm_partition=partition, slurm_array_parallelism=array_parallelism,
+            **(parameters or {}),
+        )
+        self.cluster = cluster
+        self.jobs: list[Any] = []  # submitit jobs, in submission order
+        self._pending: list[tuple[Callable[..., Any], tuple[Any, ...], Future]] = []
+        self._lock = threading.RLock()
+        self._watchers: list[threading.Thread] = []
+        self._poll_s = poll_s
+        self._announce = announce
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+        future = _ArrayFuture(self.flush)
+        with self._lock:
+            self._pending.append((fn, args, future))
+        return future
+
+    def flush(self) -> list[Any]:
+        """Submit the runs recorded since the last flush as one job array; returns its jobs."""
+        with self._lock:
+            batch, self._pending = self._pending, []
+            if not batch:
+                return []
+            try:
+                with self._executor.batch():
+                    jobs = [self._executor.submit(_Call(fn), *args) for fn, args, _ in batch]
+            except Exception as exc:  # noqa: BLE001 - every run of the array gets the error
+                for _, _, future in batch:
+                    future.set_exception(exc)
+                return []
+            self.jobs.extend(jobs)
+            if self._announce:
+                ids = list(dict.fromkeys(str(job.job_id).split("_")[0] for job in jobs))
+                self._announce(f"submitted {len(jobs)} runs ({self.cluster} job {', '.join(ids)}); "
+                               f"logs in {self._executor.folder}")
+            watcher = threading.Thread(target=self._watch, args=(list(zip(jobs, batch, strict=True)),),
+                                       name="submitit-watcher", daemon=True)
+            watcher.start()
+            self._watchers.append(watcher)
+            return jobs
+
+    def _watch(self, pairs: list[tuple[Any, tuple[Any, Any, Future]]]) -> None:
+        pending = [(job, future) for job, (_, _, future) in pairs]
+        try:
+            while pending:
+                still = []
+                for job, future in pending:
+                    try:
+                        done = job.done()
+                    except Exception:  # noqa: BLE001 - let job.result() say what went wrong
+                        done = True
+                    if done:
+                        _resolve(future, job)
+                    else:
+                        still.append((job, future))
+                pending = still
+                if pending:
+                    time.sleep(self._poll_s)
+        finally:  # never leave a caller waiting forever
+            for _, future in pending:
+                if not future.done():
+                    future.set_exception(RuntimeError("stopped watching the submitit job"))
+
+    def shutdown(self) -> None:
+        """Submit what is pending and wait until every run has ended. Interrupting this leaves the
+        jobs running on the cluster; a later `run` skips the runs they finished."""
+        self.flush()
+        for watcher in self._watchers:
+            watcher.join()
+
+
+# --- choosing one ----------------------------------------------------------------------------------
+
+def uses_cuda(device: torch.device | str | None) -> bool:
+    """Whether runs on `device` (a torch device or a --device name such as auto) use CUDA here."""
+    if device is None:
+        return False
+    import torch
+
+    if device == "auto":
+        return torch.cuda.is_available()
+    return torch.device(device).type == "cuda"
+
+
+def make_executor(name: str = "local", workers: int = 1, *, device: torch.device | str | None = None,
+                  **slurm_options: Any) -> Executor:
+    """The executor `name` (local or slurm) for runs on `device` (a torch device or --device name).
+
+    local: `workers` processes, pinned one per GPU when the runs use CUDA and several GPUs are
+    visible. slurm: SlurmExecutor(**slurm_options) (folder is required; None values keep their
+    defaults); gpus_per_run defaults to 0 for --device cpu/mps, else 1.
+    """
+    slurm_options = {k: v for k, v in slurm_options.items() if v is not None}
+    if name == "local":
+        if slurm_options:
+            given = ", ".join(SLURM_FLAGS.get(key, key) for key in slurm_options)
+            raise UserError(f"{given}: only with --executor slurm")
+        return LocalExecutor(workers, visible_cuda_devices() if uses_cuda(device) else [])
+    if name == "slurm":
+        if workers != 1:
+            raise UserError("--workers is for --executor local; Slurm runs array tasks in parallel "
+                            "(see --slurm-array-parallelism)")
+        if device is not None and "gpus_per_run" not in slurm_options:
+            slurm_options["gpus_per_run"] = 0 if str(device) in ("cpu", "mps") else 1
+        return SlurmExecutor(**slurm_options)
+    raise UserError(f"unknown executor {name!r}; known executors: {', '.join(EXECUTORS)}")

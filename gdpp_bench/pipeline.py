@@ -10,7 +10,7 @@ from typing import Any
 from tqdm import tqdm
 
 from gdpp_bench.environment import resolve_device
-from gdpp_bench.executors import make_executor
+from gdpp_bench.executors import Executor, SlurmExecutor, make_executor
 from gdpp_bench.metrics import EvalOptions
 from gdpp_bench.metrics.evaluate import evaluate_run, make_eval_hook
 from gdpp_bench.rundir import RunDir, find_run_dirs
@@ -33,14 +33,16 @@ def run_one(spec: RunSpec, results: Path, data_root: str | None, device_name: st
 def run_specs(specs: list[RunSpec], results: Path, data_root: str | None, device_name: str,
               jobs: int = 1,
               on_result: Callable[[dict[str, Any]], None] | None = None,
-              options: EvalOptions | None = None) -> list[dict[str, Any]]:
+              options: EvalOptions | None = None,
+              executor: Executor | None = None) -> list[dict[str, Any]]:
     """Train and evaluate every spec; `on_result` hears of each run as soon as it ends.
 
     A run that raises (a corrupt checkpoint, say) does not stop the others; the first such error
     is raised once all runs have ended.
     """
-    resolve_device(device_name)  # a missing device is reported once, before any job starts
-    executor = make_executor(jobs)
+    if not isinstance(executor, SlurmExecutor):  # a Slurm task resolves the device on its node
+        resolve_device(device_name)  # a missing device is reported once, before any job starts
+    executor = executor or make_executor("local", jobs, device=device_name)
     progress = tqdm(total=len(specs), desc="runs", unit="run", leave=False, disable=None)
 
     def finished(future: Future) -> None:
