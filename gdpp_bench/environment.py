@@ -65,5 +65,6 @@ def describe(device: torch.device) -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "packages": versions,
+        "threads": torch.get_num_threads(),  # CPU results depend on it (float summation order)
         "git": git_hash(),
     }

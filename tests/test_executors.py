@@ -295,3 +295,34 @@ def test_run_specs_takes_a_slurm_executor_as_it_is(tmp_path, monkeypatch, one_th
     assert [o["key"] for o in outcomes] == [s.key for s in specs]
     assert sorted(o["key"] for o in heard) == sorted(s.key for s in specs)
     assert len(made[0].jobs) == len(specs) and all(o["status"] == "done" for o in outcomes)
+
+
+def test_workers_2_on_the_command_line_give_the_runs_of_a_sequential_call(tmp_path, monkeypatch):
+    """Bit-identical at the same CPU threads per run: 2 workers on 2 cores get 1 thread each, so the
+    sequential reference runs with 1 thread too (float sums depend on the thread count)."""
+    from conftest import gdpp_bench
+
+    from gdpp_bench.rundir import find_run_dirs, read_json
+
+    args = ["run", "--suite", "ring8", "--device", "cpu", "--steps", "30", "--seeds", "0,1",
+            "--variants", "bce,bce+gdpp"]
+    threads = max(1, (os.cpu_count() or 1) // 2)
+    for name, extra in (("sequential", []), ("parallel", ["--workers", "2"])):
+        with monkeypatch.context() as patch:
+            if not extra:
+                patch.setenv("OMP_NUM_THREADS", str(threads))
+            done = gdpp_bench(*args, "--results", str(tmp_path / name), *extra)
+        assert done.returncode == 0, done.stderr
+    sequential = find_run_dirs(tmp_path / "sequential" / "ring8")
+    parallel = find_run_dirs(tmp_path / "parallel" / "ring8")
+    assert [r.path.relative_to(tmp_path / "sequential") for r in sequential] == \
+        [r.path.relative_to(tmp_path / "parallel") for r in parallel]
+    assert len(sequential) == 4
+    for one, other in zip(sequential, parallel, strict=True):
+        weights = [torch.load(r.checkpoint, weights_only=True)["generator"] for r in (one, other)]
+        assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+        assert read_json(one.metrics)["values"] == read_json(other.metrics)["values"]
+        assert read_json(one.config)["environment"]["threads"] == threads
+        assert one.log.read_text().splitlines()[1:] and \
+            [row.split(",")[:-1] for row in one.log.read_text().splitlines()] == \
+            [row.split(",")[:-1] for row in other.log.read_text().splitlines()]  # all but imgs/s
