@@ -1,4 +1,6 @@
-"""dcgan32 (batch 64) training step: the harness against a plain hand-written PyTorch loop.
+"""DCGAN (batch 64) training step: the harness against a plain hand-written PyTorch loop.
+
+--model dcgan32 (CIFAR-10 shaped data, the default) or dcgan28 (MNIST shaped data).
 
 Everything is measured in this one process, in interleaved rounds (median of rounds), on random
 CIFAR-shaped uint8 data kept on the device as the harness keeps small datasets:
@@ -35,11 +37,15 @@ from gdpp_bench.train import build_step, make_stepper, step_autocast
 
 BATCH = 64
 IMAGES = 50_000
+# model -> (dataset whose shape and registry entry the harness uses, image shape)
+MODEL_DATA = {"dcgan32": ("cifar10", (3, 32, 32)), "dcgan28": ("mnist", (1, 28, 28))}
+MODEL = "dcgan32"  # set by --model
 
 
 def random_images(device: torch.device) -> torch.Tensor:
     g = torch.Generator().manual_seed(0)
-    return torch.randint(0, 256, (IMAGES, 3, 32, 32), generator=g, dtype=torch.uint8).to(device)
+    shape = MODEL_DATA[MODEL][1]
+    return torch.randint(0, 256, (IMAGES, *shape), generator=g, dtype=torch.uint8).to(device)
 
 
 @contextlib.contextmanager
@@ -57,7 +63,7 @@ def backend_flags(tf32: bool, benchmark: bool) -> Iterator[None]:
 def plain_stepper(images: torch.Tensor, device: torch.device) -> Callable[[], None]:
     """The reference loop: DCGAN as the PyTorch example writes it, fp32, data on the device."""
     torch.manual_seed(0)
-    netG, netD = (m.to(device) for m in MODELS.get("dcgan32")((3, 32, 32)))
+    netG, netD = (m.to(device) for m in MODELS.get(MODEL)(MODEL_DATA[MODEL][1]))
     opt_g = torch.optim.Adam(netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
     ones = torch.ones(BATCH, device=device)
@@ -66,7 +72,7 @@ def plain_stepper(images: torch.Tensor, device: torch.device) -> Callable[[], No
     def step() -> None:
         index = torch.randint(0, len(images), (BATCH,), device=device)
         real = images[index].float().div(127.5).sub(1)
-        fake = netG(torch.randn(BATCH, 100, device=device))
+        fake = netG(torch.randn(BATCH, netG.z_dim, device=device))
         opt_d.zero_grad(set_to_none=True)
         d_loss = F.binary_cross_entropy_with_logits(netD(real).logits, ones) \
             + F.binary_cross_entropy_with_logits(netD(fake.detach()).logits, zeros)
@@ -88,7 +94,7 @@ def harness_step(images: torch.Tensor, device: torch.device, variant: str, preci
     train_module.COMPILE_MODE = compile_mode if compile_mode != "off" else None
     train = TrainConfig(steps=10**9, batch_size=BATCH, lr_g=2e-4, lr_d=2e-4, beta1=0.5,
                         precision=precision, compile=compile_mode != "off", cuda_graph=cuda_graph)
-    spec = RunSpec(suite="bench", dataset="cifar10", model="dcgan32", variant=variant, seed=0,
+    spec = RunSpec(suite="bench", dataset=MODEL_DATA[MODEL][0], model=MODEL, variant=variant, seed=0,
                    train=train, eval=EvalConfig(metrics=()), key="bench")
     return build_step(spec, device, TensorSampler(images))
 
@@ -169,6 +175,7 @@ def eigh_timings(device: torch.device, repeats: int = 50) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--model", choices=sorted(MODEL_DATA), default="dcgan32")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=5)
@@ -177,9 +184,11 @@ def main() -> None:
     parser.add_argument("--skip-eigh", action="store_true", help="skip the eigh timings")
     parser.add_argument("--check-only", action="store_true", help="only the graph-vs-eager check")
     args = parser.parse_args()
+    global MODEL
+    MODEL = args.model
     device = torch.device(args.device)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-    print(f"dcgan32 batch {BATCH} on {device} ({where}), torch {torch.__version__}, "
+    print(f"{MODEL} batch {BATCH} on {device} ({where}), torch {torch.__version__}, "
           f"{torch.get_num_threads()} CPU threads; {args.rounds} rounds x {args.steps} steps, median")
     if device.type == "cuda" and not args.skip_eigh:
         eigh_timings(device)
