@@ -119,6 +119,10 @@ def list_cmd() -> None:
               help="Runs of the array running at once [default: 256].")
 @click.option("--slurm-folder", type=click.Path(path_type=Path),
               help="submitit's job files and logs [default: RESULTS/.submitit/%j].")
+@click.option("--seed-parallel", is_flag=True,
+              help="Train the seeds of each variant as one batched model (mlp2d only; others run "
+              "one by one). Same initial weights, data and noise per seed; results agree with "
+              "sequential runs to float rounding.")
 @click.option("--eval-samples", type=int,
               help="Cap every evaluation sample count of the suite (generated, real, IvOM images) at N, "
               "for a quick look; recorded in the runs' config.")
@@ -128,7 +132,7 @@ def run(suite: str, results: Path, data_root: str, variants: str | None, seeds: 
         cuda_graph: bool | None, executor: str, workers: int, slurm_partition: str | None,
         slurm_time: int | None, slurm_gpus: int | None, slurm_cpus: int | None,
         slurm_mem_gb: float | None, slurm_array_parallelism: int | None, slurm_folder: Path | None,
-        eval_samples: int | None, protocol: str, inception_weights: str | None,
+        seed_parallel: bool, eval_samples: int | None, protocol: str, inception_weights: str | None,
         batch_size: int) -> None:
     """Train and evaluate every run of a suite; finished runs are skipped, others resumed."""
     from gdpp_bench.pipeline import run_specs
@@ -154,7 +158,8 @@ def run(suite: str, results: Path, data_root: str, variants: str | None, seeds: 
         slurm["folder"] = slurm_folder or results / ".submitit" / "%j"
         slurm["announce"] = lambda line: click.echo(line, err=True)
     runner = make_executor(executor, workers, device=device, **slurm)
-    run_specs(specs, results, data_root, device, on_result=report, options=options, executor=runner)
+    run_specs(specs, results, data_root, device, on_result=report, options=options, executor=runner,
+              seed_parallel=seed_parallel)
 
 
 @cli.command()

@@ -14,6 +14,7 @@ from gdpp_bench.executors import Executor, SlurmExecutor, make_executor
 from gdpp_bench.metrics import EvalOptions
 from gdpp_bench.metrics.evaluate import evaluate_run, make_eval_hook
 from gdpp_bench.rundir import RunDir, find_run_dirs
+from gdpp_bench.seed_parallel import run_seed_group, seed_groups, supports_seed_parallel
 from gdpp_bench.suites import RunSpec
 from gdpp_bench.train import train
 
@@ -34,8 +35,12 @@ def run_specs(specs: list[RunSpec], results: Path, data_root: str | None, device
               jobs: int = 1,
               on_result: Callable[[dict[str, Any]], None] | None = None,
               options: EvalOptions | None = None,
-              executor: Executor | None = None) -> list[dict[str, Any]]:
+              executor: Executor | None = None,
+              seed_parallel: bool = False) -> list[dict[str, Any]]:
     """Train and evaluate every spec; `on_result` hears of each run as soon as it ends.
+
+    `seed_parallel`: the seeds of each variant that allows it (mlp2d) train as one batched model
+    (one job per variant); the others run one job per run as usual.
 
     A run that raises (a corrupt checkpoint, say) does not stop the others; the first such error
     is raised once all runs have ended.
@@ -46,16 +51,26 @@ def run_specs(specs: list[RunSpec], results: Path, data_root: str | None, device
     progress = tqdm(total=len(specs), desc="runs", unit="run", leave=False, disable=None)
 
     def finished(future: Future) -> None:
-        progress.update()
-        if on_result and future.exception() is None:
-            on_result(future.result())
+        outcomes = [] if future.exception() is not None else future.result()
+        outcomes = outcomes if isinstance(outcomes, list) else [outcomes]
+        progress.update(max(1, len(outcomes)))
+        for outcome in outcomes if on_result else ():
+            on_result(outcome)
 
+    groups = seed_groups(specs) if seed_parallel else [[spec] for spec in specs]
     try:
         futures = []
-        for spec in specs:
-            futures.append(executor.submit(run_one, spec, results, data_root, device_name, options))
-            futures[-1].add_done_callback(finished)  # at once for the inline executor
-        return [future.result() for future in futures]
+        for group in groups:
+            if len(group) > 1 and supports_seed_parallel(group[0]):
+                new = [executor.submit(run_seed_group, group, results, data_root, device_name, options)]
+            else:
+                new = [executor.submit(run_one, spec, results, data_root, device_name, options)
+                       for spec in group]
+            for future in new:
+                future.add_done_callback(finished)  # at once for the inline executor
+            futures += new
+        outcomes = [future.result() for future in futures]
+        return [o for outcome in outcomes for o in (outcome if isinstance(outcome, list) else [outcome])]
     finally:
         executor.shutdown()
         progress.close()

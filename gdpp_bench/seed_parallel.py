@@ -1,0 +1,420 @@
+"""Train K seeds of one variant in one process as one batched model (BatchNorm-free models only).
+
+Each seed's models, optimisers and RNG come from `build_step`, exactly as its sequential run builds
+them; the K parameter sets are stacked (`torch.func.stack_module_state`) and the forward passes run
+once for all seeds through `vmap(functional_call)`. Every seed draws its real batches, noise and
+gradient-penalty interpolation weights from its own generator in `train_step`'s order, and one Adam
+per network over the stacked parameters equals K separate Adams (Adam is element-wise). The seeds
+are independent, so the gradient of the summed per-seed losses with respect to the stacked
+parameters is, slice by slice, each seed's own gradient. Diversity terms (GDPP: data-dependent
+checks, a custom autograd Function, eigh) run per seed in a Python loop over the K slices.
+
+Each seed writes a normal run directory: config.json, log.csv (same columns and rows), checkpoints
+in `train.py`'s format (a sequential `train()` resumes them), samples.png, DONE. A seed whose logged
+means turn non-finite is marked failed and leaves the batch; the others go on.
+
+Differences from K sequential runs: results agree to float rounding only (batched matmuls sum in
+another order than the per-seed ones; GAN training then amplifies the differences over many
+steps), and `train_wall_s` of each seed is the wall time of the shared batched session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from gdpp_bench.checkpoint import save_checkpoint
+from gdpp_bench.data import DATASETS
+from gdpp_bench.models.base import DOut
+from gdpp_bench.rundir import RunDir
+from gdpp_bench.suites import RunSpec
+from gdpp_bench.train import (
+    EvalHook,
+    _append_csv,
+    _checkpoint_state,
+    _periodic_evaluation,
+    _Progress,
+    _save_samples,
+    _start_or_resume,
+    _Step,
+    build_step,
+)
+
+SUPPORTED_MODELS = ("mlp2d",)
+STEP_EXECUTION = "seed-parallel (eager, {k} seeds batched with vmap)"
+
+
+def check_seed_parallel(specs: Sequence[RunSpec]) -> None:
+    """Raise ValueError naming the reason when `specs` cannot be trained as one batched model."""
+    if not specs:
+        raise ValueError("seed-parallel training needs at least one run")
+    first = specs[0]
+    if first.model not in SUPPORTED_MODELS:
+        raise ValueError(
+            f"seed-parallel training supports only BatchNorm-free models ({', '.join(SUPPORTED_MODELS)}); "
+            f"model {first.model!r} is not supported (batch statistics would need per-seed buffers "
+            "under vmap); train these runs sequentially"
+        )
+    common = _without_seed(first)
+    for spec in specs[1:]:
+        if _without_seed(spec) != common:
+            raise ValueError(
+                "seed-parallel training batches seeds of one run configuration; "
+                f"{spec.key!r} differs from {first.key!r} in more than the seed"
+            )
+    seeds = [spec.seed for spec in specs]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seed-parallel training got a seed twice: {seeds}")
+    cfg = first.train
+    if cfg.precision != "fp32":
+        raise ValueError(f"seed-parallel training runs in fp32 only, not precision {cfg.precision!r}")
+    if cfg.compile:
+        raise ValueError("seed-parallel training does not support compile = true")
+
+
+def _without_seed(spec: RunSpec) -> dict[str, Any]:
+    data = spec.to_dict()
+    data.pop("seed")
+    data.pop("key")
+    return data
+
+
+def _check_module(module: nn.Module, what: str) -> None:
+    batch_norms = [name for name, m in module.named_modules()
+                   if isinstance(m, nn.modules.batchnorm._NormBase)]
+    buffers = [name for name, _ in module.named_buffers()]
+    if batch_norms or buffers:
+        raise ValueError(
+            f"seed-parallel training needs models without BatchNorm or buffers; the {what} has "
+            f"{', '.join(batch_norms or buffers)}"
+        )
+
+
+@dataclass
+class _Seed:
+    spec: RunSpec
+    run_dir: RunDir
+    step: _Step
+    progress: _Progress
+    eval_hook: EvalHook | None
+    start: int
+
+
+def _stacked_forward(module: nn.Module, names: list[str]) -> Callable[[list[Tensor], Tensor], Any]:
+    """f(stacked params [K, ...] in `names` order, x [K, B, ...]) -> the K modules' outputs."""
+    base = copy.deepcopy(module).to("meta")
+
+    def call(params: tuple[Tensor, ...], x: Tensor) -> Any:
+        out = functional_call(base, dict(zip(names, params, strict=True)), (x,))
+        return tuple(out) if isinstance(out, DOut) else out
+
+    batched = vmap(call)
+
+    def forward(params: list[Tensor], x: Tensor) -> Any:
+        out = batched(tuple(params), x)
+        return DOut(*out) if isinstance(out, tuple) else out
+
+    return forward
+
+
+class _Batch:
+    """The stacked parameters and Adam states of some seeds, and their batched training step."""
+
+    def __init__(self, seeds: list[_Seed], device: torch.device) -> None:
+        self.seeds = seeds
+        steps = [s.step for s in seeds]
+        first = steps[0]
+        self.device = device
+        g_params, _ = stack_module_state([s.generator for s in steps])
+        d_params, _ = stack_module_state([s.discriminator for s in steps])
+        self.g_params = list(g_params.values())
+        self.d_params = list(d_params.values())
+        self.g_forward = _stacked_forward(first.generator, list(g_params))
+        self.d_forward = _stacked_forward(first.discriminator, list(d_params))
+        self.opt_g = self._stacked_adam(self.g_params, [s.opt_g for s in steps],
+                                        [list(s.generator.parameters()) for s in steps])
+        self.opt_d = self._stacked_adam(self.d_params, [s.opt_d for s in steps],
+                                        [list(s.discriminator.parameters()) for s in steps])
+        adversarial, targets = first.adversarial, first.d_targets
+        self.adv_d = vmap(lambda rl, rf, fl, ff: adversarial.d_loss(DOut(rl, rf), DOut(fl, ff), targets))
+        self.adv_g = vmap(lambda fl, ff: adversarial.g_loss(DOut(fl, ff)))
+
+    def _stacked_adam(self, stacked: list[Tensor], opts: list[torch.optim.Optimizer],
+                      params: list[list[Tensor]]) -> torch.optim.Optimizer:
+        group = opts[0].param_groups[0]
+        adam = torch.optim.Adam(stacked, lr=group["lr"], betas=group["betas"], eps=group["eps"],
+                                fused=self.device.type == "cuda")
+        for i, param in enumerate(stacked):
+            states = [opt.state.get(seed_params[i]) for opt, seed_params in zip(opts, params, strict=True)]
+            if not any(states):
+                continue
+            if not all(states):
+                raise ValueError("seed-parallel training: some seeds have optimiser state, others not")
+            adam.state[param] = {
+                "step": states[0]["step"].clone().to(param.device if adam.defaults["fused"] else "cpu"),
+                "exp_avg": torch.stack([s["exp_avg"] for s in states]).to(param.device),
+                "exp_avg_sq": torch.stack([s["exp_avg_sq"] for s in states]).to(param.device),
+            }
+        return adam
+
+    def sync_to_seeds(self) -> None:
+        """Copy each seed's slice of the parameters and Adam state into its own modules/optimisers."""
+        for k, seed in enumerate(self.seeds):
+            step = seed.step
+            for module, opt, stacked, adam in (
+                (step.generator, step.opt_g, self.g_params, self.opt_g),
+                (step.discriminator, step.opt_d, self.d_params, self.opt_d),
+            ):
+                for param, big in zip(module.parameters(), stacked, strict=True):
+                    with torch.no_grad():
+                        param.copy_(big[k])
+                    state = adam.state.get(big)
+                    if state:
+                        own = opt.state.get(param)
+                        step_t = state["step"].detach().clone()
+                        if own is not None and "step" in own:
+                            step_t = step_t.to(own["step"].device)
+                        opt.state[param] = {
+                            "step": step_t,
+                            "exp_avg": state["exp_avg"][k].detach().clone(),
+                            "exp_avg_sq": state["exp_avg_sq"][k].detach().clone(),
+                        }
+
+    # --- the batched train_step -------------------------------------------------------------
+
+    def _draw(self) -> tuple[Tensor, Tensor]:
+        """Each seed's real batch then noise, from its own generator, in train_step's order."""
+        steps = [s.step for s in self.seeds]
+        real = torch.stack([s.sample_real(s.batch_size, s.rng) for s in steps])
+        noise = torch.stack([s.noise() for s in steps])
+        return real, noise
+
+    def _d_loss(self, real: Tensor, fake: Tensor) -> tuple[Tensor, DOut, DOut, Tensor]:
+        out_real, out_fake = self.d_forward(self.d_params, real), self.d_forward(self.d_params, fake)
+        loss = self.adv_d(out_real.logits, out_real.features, out_fake.logits, out_fake.features)
+        penalty = torch.zeros(len(self.seeds), device=real.device)
+        gp_weight = self.seeds[0].step.adversarial.gp_weight
+        if gp_weight:
+            fake = fake.detach()
+            shape = (real.shape[1],) + (1,) * (real.ndim - 2)
+            alpha = torch.stack([
+                torch.rand(shape, generator=s.step.rng, device=real.device, dtype=real.dtype)
+                for s in self.seeds
+            ])
+            mixed = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+            logits = self.d_forward(self.d_params, mixed).logits
+            (grad,) = torch.autograd.grad(logits.sum(), mixed, create_graph=True)
+            penalty = (grad.flatten(2).norm(dim=2) - 1).pow(2).mean(dim=1)
+            loss = loss + gp_weight * penalty
+        return loss, out_real, out_fake, penalty
+
+    def _g_loss(self, out_real: DOut, out_fake: DOut) -> tuple[Tensor, list[Tensor]]:
+        loss = self.adv_g(out_fake.logits, out_fake.features)
+        term_values = []
+        for _, term, weight in self.seeds[0].step.terms:
+            value = torch.stack([
+                term(DOut(out_real.logits[k], out_real.features[k]),
+                     DOut(out_fake.logits[k], out_fake.features[k]))
+                for k in range(len(self.seeds))
+            ])
+            term_values.append(value)
+            loss = loss + weight * value
+        return loss, term_values
+
+    @staticmethod
+    def _set_grads(params: list[Tensor], loss: Tensor, retain_graph: bool = False) -> None:
+        grads = torch.autograd.grad(loss.sum(), params, retain_graph=retain_graph)
+        for param, grad in zip(params, grads, strict=True):
+            param.grad = grad
+
+    def train_step(self) -> Tensor:
+        """One train_step for every seed; returns the logged values, [K, columns]."""
+        first = self.seeds[0].step
+        for _ in range(first.d_steps - 1 if first.simultaneous else first.d_steps):
+            real, noise = self._draw()
+            fake = self.g_forward(self.g_params, noise)
+            d_loss, out_real, out_fake, penalty = self._d_loss(real, fake.detach())
+            self._set_grads(self.d_params, d_loss)
+            self.opt_d.step()
+        if first.simultaneous:
+            real, noise = self._draw()
+            fake = self.g_forward(self.g_params, noise)
+            d_loss, out_real, out_fake, penalty = self._d_loss(real, fake)
+            g_loss, term_values = self._g_loss(out_real, out_fake)
+            self._set_grads(self.d_params, d_loss, retain_graph=True)
+            self._set_grads(self.g_params, g_loss)
+            self.opt_d.step()
+            self.opt_g.step()
+        else:
+            g_loss, term_values = self._g_loss(out_real, self.d_forward(self.d_params, fake))
+            self._set_grads(self.g_params, g_loss)
+            self.opt_g.step()
+        logged = [d_loss, g_loss, out_real.logits.mean(dim=1), out_fake.logits.mean(dim=1), penalty,
+                  *term_values]
+        return torch.stack([v.detach().float() for v in logged], dim=1)
+
+
+def train_seed_parallel(specs: Sequence[RunSpec], results: Path, device: torch.device,
+                        data_root: str | None = None,
+                        eval_hooks: Sequence[EvalHook | None] | None = None) -> list[dict[str, Any]]:
+    """Train the runs `specs` (one configuration, several seeds) as one batched model.
+
+    Run folders are RESULTS/SUITE/KEY as for `train`. Runs already done are skipped; runs with a
+    checkpoint resume (runs at the same step are batched together). `eval_hooks[i]` is the
+    periodic-evaluation hook of `specs[i]` (used when eval.every > 0, as `train` uses its hook).
+    Returns each run's recorded status, in the order of `specs`, as `train` does.
+    Raises ValueError for what cannot be batched (see `check_seed_parallel`).
+    """
+    specs = list(specs)
+    check_seed_parallel(specs)
+    hooks = list(eval_hooks) if eval_hooks is not None else [None] * len(specs)
+    if len(hooks) != len(specs):
+        raise ValueError("eval_hooks must have one entry per spec")
+    run_dirs = [RunDir(results / spec.suite / spec.key) for spec in specs]
+    pending = [i for i, run_dir in enumerate(run_dirs) if not run_dir.is_done()]
+    if pending:
+        sampler = DATASETS.get(specs[0].dataset).sampler(device, data_root)
+        with contextlib.ExitStack() as stack:
+            seeds = []
+            for i in pending:
+                step = build_step(specs[i], device, sampler)
+                _check_module(step.generator, "generator")
+                _check_module(step.discriminator, "discriminator")
+                stack.enter_context(run_dirs[i].lock())
+                if run_dirs[i].is_done():  # finished by another process meanwhile
+                    continue
+                columns = ["step", *step.log_columns(), "imgs_per_s"]
+                progress = _Progress(log_sum=torch.zeros(len(columns) - 2, device=device))
+                start = _start_or_resume(specs[i], run_dirs[i], step, device, progress)
+                seeds.append(_Seed(specs[i], run_dirs[i], step, progress, hooks[i], start))
+            groups: dict[tuple[int, int], list[_Seed]] = {}
+            for seed in seeds:
+                groups.setdefault((seed.start, seed.progress.log_count), []).append(seed)
+            for (start, _), group in sorted(groups.items(), key=lambda item: item[0]):
+                _train_group(group, start, device)
+    return [run_dir.status() for run_dir in run_dirs]
+
+
+def _train_group(seeds: list[_Seed], start: int, device: torch.device) -> None:
+    """The training loop of `train._train_loop`, for seeds that all stand at step `start`."""
+    spec = seeds[0].spec
+    cfg = spec.train
+    columns = ["step", *seeds[0].step.log_columns(), "imgs_per_s"]
+    batch = _Batch(seeds, device)
+    log_sum = torch.stack([s.progress.log_sum for s in seeds])
+    log_count = seeds[0].progress.log_count
+    session_start = tick = time.perf_counter()
+
+    def wall_s(seed: _Seed) -> float:
+        return seed.progress.wall_s + time.perf_counter() - session_start
+
+    number = start
+    while number < cfg.steps and batch.seeds:
+        number += 1
+        log_sum += batch.train_step()
+        log_count += 1
+        leaving: set[int] = set()  # indices of seeds that end at this step
+        stopped: set[int] = set()  # ... of which those whose patience ran out
+        if number % cfg.log_every == 0 or number == cfg.steps:
+            all_means = (log_sum / log_count).tolist()
+            rate = log_count * cfg.batch_size / (time.perf_counter() - tick)
+            for k, (seed, means) in enumerate(zip(batch.seeds, all_means, strict=True)):
+                _append_csv(seed.run_dir.log, columns, [number, *means, rate])
+                bad = [c for c, v in zip(columns[1:], means, strict=False) if not math.isfinite(v)]
+                if bad:
+                    reason = f"diverged: non-finite {', '.join(bad)} by step {number}"
+                    seed.run_dir.mark_done("failed", reason=reason, step=number, train_wall_s=wall_s(seed))
+                    leaving.add(k)
+            log_sum.zero_()
+            log_count, tick = 0, time.perf_counter()
+        evaluate = bool(spec.eval.every) and number % spec.eval.every == 0
+        save = number % cfg.checkpoint_every == 0 or number == cfg.steps
+        if evaluate or save or leaving:
+            batch.sync_to_seeds()
+        if evaluate:
+            for k, seed in enumerate(batch.seeds):
+                if k in leaving:
+                    continue
+                if _periodic_evaluation(seed.spec, seed.run_dir, seed.step, number, seed.eval_hook,
+                                        seed.progress.selection):
+                    stopped.add(k)
+        for k, seed in enumerate(batch.seeds):
+            if k in leaving:
+                continue
+            if save or k in stopped:
+                seed.progress.log_sum = log_sum[k].clone()
+                seed.progress.log_count = log_count
+                save_checkpoint(seed.run_dir.checkpoint,
+                                _checkpoint_state(seed.step, number, seed.progress, wall_s(seed)))
+            if k in stopped:
+                _finish(seed, device, number, wall_s(seed), len(seeds), stopped_early=True)
+        leaving |= stopped
+        if leaving:
+            keep = [k for k in range(len(batch.seeds)) if k not in leaving]
+            if not keep:
+                return
+            log_sum = log_sum[keep].clone()
+            batch = _Batch([batch.seeds[k] for k in keep], device)
+    if batch.seeds:
+        batch.sync_to_seeds()
+        for seed in batch.seeds:
+            _finish(seed, device, number, wall_s(seed), len(seeds), stopped_early=False)
+
+
+def _finish(seed: _Seed, device: torch.device, number: int, wall: float, batched: int,
+            stopped_early: bool) -> None:
+    _save_samples(seed.spec, seed.step.generator, device, seed.run_dir.samples_png, number)
+    details: dict[str, Any] = {}
+    if stopped_early:
+        details = {"stopped_early": True, "patience": seed.spec.eval.patience}
+    details["step_execution"] = STEP_EXECUTION.format(k=batched)
+    seed.run_dir.mark_done("done", step=number, train_wall_s=wall, **details)
+
+
+# --- grouping and the pipeline's entry point --------------------------------------------------
+
+
+def seed_groups(specs: Sequence[RunSpec]) -> list[list[RunSpec]]:
+    """Specs that differ only in the seed, grouped in first-seen order."""
+    groups: dict[str, list[RunSpec]] = {}
+    for spec in specs:
+        key = repr(sorted(_without_seed(spec).items(), key=lambda item: item[0]))
+        groups.setdefault(key, []).append(spec)
+    return list(groups.values())
+
+
+def supports_seed_parallel(spec: RunSpec) -> bool:
+    try:
+        check_seed_parallel([spec])
+    except ValueError:
+        return False
+    return True
+
+
+def run_seed_group(specs: Sequence[RunSpec], results: Path, data_root: str | None, device_name: str,
+                   options: Any = None) -> list[dict[str, Any]]:
+    """`pipeline.run_one` for a group of seeds: train them batched, then evaluate each run."""
+    from gdpp_bench.environment import resolve_device
+    from gdpp_bench.metrics.evaluate import evaluate_run, make_eval_hook
+
+    device = resolve_device(device_name)
+    run_dirs = [RunDir(results / spec.suite / spec.key) for spec in specs]
+    already = [run_dir.is_done() for run_dir in run_dirs]
+    hooks = [make_eval_hook(spec, device, data_root, options) for spec in specs]
+    statuses = train_seed_parallel(specs, results, device, data_root, eval_hooks=hooks)
+    outcomes = []
+    for spec, run_dir, skipped, status in zip(specs, run_dirs, already, statuses, strict=True):
+        record = evaluate_run(run_dir, device, data_root=data_root, options=options)
+        outcomes.append({"key": spec.key, "skipped": skipped, **status, "values": record.get("values", {})})
+    return outcomes
+
