@@ -7,6 +7,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+import torch
 from tqdm import tqdm
 
 from gdpp_bench.environment import resolve_device
@@ -45,8 +46,8 @@ def run_specs(specs: list[RunSpec], results: Path, data_root: str | None, device
     A run that raises (a corrupt checkpoint, say) does not stop the others; the first such error
     is raised once all runs have ended.
     """
-    if not isinstance(executor, SlurmExecutor):  # a Slurm task resolves the device on its node
-        resolve_device(device_name)  # a missing device is reported once, before any job starts
+    # a missing device is reported once, before any job starts; a Slurm task resolves it on its node
+    device = None if isinstance(executor, SlurmExecutor) else resolve_device(device_name)
     executor = executor or make_executor("local", jobs, device=device_name)
     progress = tqdm(total=len(specs), desc="runs", unit="run", leave=False, disable=None)
 
@@ -61,7 +62,8 @@ def run_specs(specs: list[RunSpec], results: Path, data_root: str | None, device
     try:
         futures = []
         for group in groups:
-            if len(group) > 1 and supports_seed_parallel(group[0]):
+            if len(group) > 1 and supports_seed_parallel(group[0], device or torch.device(
+                    "cpu" if device_name == "cpu" else "cuda")):  # Slurm: the nodes' device, as named
                 new = [executor.submit(run_seed_group, group, results, data_root, device_name, options)]
             else:
                 new = [executor.submit(run_one, spec, results, data_root, device_name, options)

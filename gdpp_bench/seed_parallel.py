@@ -277,6 +277,10 @@ def train_seed_parallel(specs: Sequence[RunSpec], results: Path, device: torch.d
     """
     specs = list(specs)
     check_seed_parallel(specs)
+    if device.type != "cpu":
+        # its one CUDA trial (H200) failed in fused Adam ("params, grads, exp_avgs, and exp_avg_sqs
+        # must have same dtype, device, and layout"); on CUDA the sequential steps replay CUDA graphs
+        raise ValueError(f"seed-parallel training runs on the CPU only, not {device.type}")
     hooks = list(eval_hooks) if eval_hooks is not None else [None] * len(specs)
     if len(hooks) != len(specs):
         raise ValueError("eval_hooks must have one entry per spec")
@@ -393,7 +397,10 @@ def seed_groups(specs: Sequence[RunSpec]) -> list[list[RunSpec]]:
     return list(groups.values())
 
 
-def supports_seed_parallel(spec: RunSpec) -> bool:
+def supports_seed_parallel(spec: RunSpec, device: torch.device | None = None) -> bool:
+    """Whether `spec`'s seeds can train batched on `device` (None: the CPU)."""
+    if device is not None and device.type != "cpu":
+        return False
     try:
         check_seed_parallel([spec])
     except ValueError:

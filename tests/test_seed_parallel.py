@@ -274,3 +274,13 @@ def test_seed_parallel_from_the_command_line_writes_every_run(tmp_path):
         status = RunDir(run_dir).status()
         assert status["status"] == "done" and status["step_execution"].startswith("seed-parallel")
         assert RunDir(run_dir).metrics.is_file()
+
+
+def test_seed_parallel_is_cpu_only():
+    from gdpp_bench.seed_parallel import supports_seed_parallel, train_seed_parallel
+
+    specs = expand(tiny_suite(variants=("bce",), seeds=(0, 1)))
+    assert supports_seed_parallel(specs[0], torch.device("cpu"))
+    assert not supports_seed_parallel(specs[0], torch.device("cuda"))
+    with pytest.raises(ValueError, match="CPU only"):
+        train_seed_parallel(specs, Path("unused"), torch.device("cuda"))
