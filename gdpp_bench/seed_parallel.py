@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -40,11 +39,12 @@ from gdpp_bench.rundir import RunDir
 from gdpp_bench.suites import RunSpec
 from gdpp_bench.train import (
     EvalHook,
-    _append_csv,
     _checkpoint_state,
+    _finish_run,
+    _log_row,
     _periodic_evaluation,
     _Progress,
-    _save_samples,
+    _set_grads,
     _start_or_resume,
     _Step,
     build_step,
@@ -231,12 +231,6 @@ class _Batch:
             loss = loss + weight * value
         return loss, term_values
 
-    @staticmethod
-    def _set_grads(params: list[Tensor], loss: Tensor, retain_graph: bool = False) -> None:
-        grads = torch.autograd.grad(loss.sum(), params, retain_graph=retain_graph)
-        for param, grad in zip(params, grads, strict=True):
-            param.grad = grad
-
     def train_step(self) -> Tensor:
         """One train_step for every seed; returns the logged values, [K, columns]."""
         first = self.seeds[0].step
@@ -244,20 +238,20 @@ class _Batch:
             real, noise = self._draw()
             fake = self.g_forward(self.g_params, noise)
             d_loss, out_real, out_fake, penalty = self._d_loss(real, fake.detach())
-            self._set_grads(self.d_params, d_loss)
+            _set_grads(self.d_params, d_loss.sum())  # seeds are independent: per-seed gradients
             self.opt_d.step()
         if first.simultaneous:
             real, noise = self._draw()
             fake = self.g_forward(self.g_params, noise)
             d_loss, out_real, out_fake, penalty = self._d_loss(real, fake)
             g_loss, term_values = self._g_loss(out_real, out_fake)
-            self._set_grads(self.d_params, d_loss, retain_graph=True)
-            self._set_grads(self.g_params, g_loss)
+            _set_grads(self.d_params, d_loss.sum(), retain_graph=True)
+            _set_grads(self.g_params, g_loss.sum())
             self.opt_d.step()
             self.opt_g.step()
         else:
             g_loss, term_values = self._g_loss(out_real, self.d_forward(self.d_params, fake))
-            self._set_grads(self.g_params, g_loss)
+            _set_grads(self.g_params, g_loss.sum())
             self.opt_g.step()
         logged = [d_loss, g_loss, out_real.logits.mean(dim=1), out_fake.logits.mean(dim=1), penalty,
                   *term_values]
@@ -333,10 +327,8 @@ def _train_group(seeds: list[_Seed], start: int, device: torch.device) -> None:
             all_means = (log_sum / log_count).tolist()
             rate = log_count * cfg.batch_size / (time.perf_counter() - tick)
             for k, (seed, means) in enumerate(zip(batch.seeds, all_means, strict=True)):
-                _append_csv(seed.run_dir.log, columns, [number, *means, rate])
-                bad = [c for c, v in zip(columns[1:], means, strict=False) if not math.isfinite(v)]
-                if bad:
-                    reason = f"diverged: non-finite {', '.join(bad)} by step {number}"
+                reason = _log_row(seed.run_dir, columns, number, means, rate)
+                if reason:
                     seed.run_dir.mark_done("failed", reason=reason, step=number, train_wall_s=wall_s(seed))
                     leaving.add(k)
             log_sum.zero_()
@@ -361,7 +353,8 @@ def _train_group(seeds: list[_Seed], start: int, device: torch.device) -> None:
                 save_checkpoint(seed.run_dir.checkpoint,
                                 _checkpoint_state(seed.step, number, seed.progress, wall_s(seed)))
             if k in stopped:
-                _finish(seed, device, number, wall_s(seed), len(seeds), stopped_early=True)
+                _finish_run(seed.spec, seed.run_dir, seed.step.generator, device, number, wall_s(seed),
+                            True, STEP_EXECUTION.format(k=len(seeds)))
         leaving |= stopped
         if leaving:
             keep = [k for k in range(len(batch.seeds)) if k not in leaving]
@@ -372,17 +365,8 @@ def _train_group(seeds: list[_Seed], start: int, device: torch.device) -> None:
     if batch.seeds:
         batch.sync_to_seeds()
         for seed in batch.seeds:
-            _finish(seed, device, number, wall_s(seed), len(seeds), stopped_early=False)
-
-
-def _finish(seed: _Seed, device: torch.device, number: int, wall: float, batched: int,
-            stopped_early: bool) -> None:
-    _save_samples(seed.spec, seed.step.generator, device, seed.run_dir.samples_png, number)
-    details: dict[str, Any] = {}
-    if stopped_early:
-        details = {"stopped_early": True, "patience": seed.spec.eval.patience}
-    details["step_execution"] = STEP_EXECUTION.format(k=batched)
-    seed.run_dir.mark_done("done", step=number, train_wall_s=wall, **details)
+            _finish_run(seed.spec, seed.run_dir, seed.step.generator, device, number, wall_s(seed),
+                        False, STEP_EXECUTION.format(k=len(seeds)))
 
 
 # --- grouping and the pipeline's entry point --------------------------------------------------

@@ -304,6 +304,23 @@ def _periodic_evaluation(spec: RunSpec, run_dir: RunDir, step: _Step, number: in
     return bool(spec.eval.patience) and selection.stale >= spec.eval.patience
 
 
+def _log_row(run_dir: RunDir, columns: list[str], number: int, means: list[float],
+             rate: float) -> str | None:
+    """Append one log.csv row; the reason the run diverged if a logged mean is not finite."""
+    _append_csv(run_dir.log, columns, [number, *means, rate])
+    bad = [c for c, v in zip(columns[1:], means, strict=False) if not math.isfinite(v)]
+    return f"diverged: non-finite {', '.join(bad)} by step {number}" if bad else None
+
+
+def _finish_run(spec: RunSpec, run_dir: RunDir, generator: nn.Module, device: torch.device, number: int,
+                wall_s: float, stopped_early: bool, execution: str) -> None:
+    """The final sample picture and DONE of a run that trained to its end (or ran out of patience)."""
+    _save_samples(spec, generator, device, run_dir.samples_png, number)
+    details: dict[str, Any] = {"stopped_early": True, "patience": spec.eval.patience} if stopped_early else {}
+    details["step_execution"] = execution
+    run_dir.mark_done("done", step=number, train_wall_s=wall_s, **details)
+
+
 def train(spec: RunSpec, run_dir: RunDir, device: torch.device, data_root: str | None = None,
           eval_hook: EvalHook | None = None) -> dict[str, Any]:
     """Train one run to `spec.train.steps`, resuming from `run_dir` if it holds a checkpoint.
@@ -343,10 +360,8 @@ def _train_loop(spec: RunSpec, run_dir: RunDir, step: _Step, device: torch.devic
             # the only host sync, once per log interval
             means = (progress.log_sum / progress.log_count).tolist()
             rate = progress.log_count * cfg.batch_size / (time.perf_counter() - tick)
-            _append_csv(run_dir.log, columns, [number, *means, rate])
-            bad = [c for c, v in zip(columns[1:], means, strict=False) if not math.isfinite(v)]
-            if bad:
-                reason = f"diverged: non-finite {', '.join(bad)} by step {number}"
+            reason = _log_row(run_dir, columns, number, means, rate)
+            if reason:
                 run_dir.mark_done("failed", reason=reason, step=number, train_wall_s=wall_s())
                 return run_dir.status()
             progress.log_sum.zero_()
@@ -356,8 +371,6 @@ def _train_loop(spec: RunSpec, run_dir: RunDir, step: _Step, device: torch.devic
                                               progress.selection)
         if number % cfg.checkpoint_every == 0 or number == cfg.steps or stop_early:
             save_checkpoint(run_dir.checkpoint, _checkpoint_state(step, number, progress, wall_s()))
-    _save_samples(spec, step.generator, device, run_dir.samples_png, number)
-    details = {"stopped_early": True, "patience": spec.eval.patience} if stop_early else {}
-    details["step_execution"] = "cuda graph" if step.graph_blocker is None else f"eager: {step.graph_blocker}"
-    run_dir.mark_done("done", step=number, train_wall_s=wall_s(), **details)
+    execution = "cuda graph" if step.graph_blocker is None else f"eager: {step.graph_blocker}"
+    _finish_run(spec, run_dir, step.generator, device, number, wall_s(), stop_early, execution)
     return run_dir.status()

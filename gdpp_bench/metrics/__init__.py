@@ -25,6 +25,7 @@ HIGHER_IS_BETTER = {
 }
 PAPER_FIDELITY_SAMPLES = 50_000  # generated and real samples for FID/IS/KID/PR under --protocol paper
 PAPER_IVOM_IMAGES = 2_000  # IvOM's target test images in the GDPP paper (../shared/PROTOCOLS.md)
+IVOM_SEARCH = {"optimizer": "lbfgs", "steps": 25, "restarts": 3}  # the paper's search per image
 
 
 @dataclass(frozen=True)
@@ -172,10 +173,10 @@ def ivom_metric(ctx: EvalContext) -> dict[str, float]:
     count = ctx.ivom_count()
     images = real_reference(ctx.dataset.name, ctx.data_root, "test", count)
     targets = images.to(ctx.device).float().div(127.5).sub(1)
-    per_image = ivom(ctx.generator, targets, seed=ctx.seed + SAMPLE_SEED_OFFSET)
+    per_image = ivom(ctx.generator, targets, seed=ctx.seed + SAMPLE_SEED_OFFSET, **IVOM_SEARCH)
     ctx.notes["ivom"] = {
         "real_samples": len(images), "reference_split": "test", "real_subset_seed": SUBSET_SEED,
-        "optimizer": "lbfgs", "steps": 25, "restarts": 3, "mse_scale": "[0, 1]",
+        **IVOM_SEARCH, "mse_scale": "[0, 1]",
         "noise_seed": ctx.seed + SAMPLE_SEED_OFFSET, "generated_samples": 0,
     }
     return {"ivom_mse": per_image.mean().item(), "ivom_mse_std": per_image.std().item()}

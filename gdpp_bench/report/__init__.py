@@ -8,7 +8,7 @@ import pandas as pd
 
 from gdpp_bench.errors import UserError
 from gdpp_bench.report import figures
-from gdpp_bench.report.html import page, suite_page, summary_table_html
+from gdpp_bench.report.html import figures_html, page, suite_page, summary_table_html
 from gdpp_bench.report.tables import (
     DEFAULT_BASELINE,
     collect_runs,
@@ -55,6 +55,12 @@ def build_report(suite_dir: Path, out_dir: Path | None = None,
                  baseline: str = DEFAULT_BASELINE) -> dict[str, Path]:
     """Write runs.csv, summary.{csv,md,tex}, significance.csv, figures/ and index.html for one
     suite's results folder; return what was written."""
+    return _suite_report(suite_dir, out_dir, baseline)[0]
+
+
+def _suite_report(suite_dir: Path, out_dir: Path | None,
+                  baseline: str) -> tuple[dict[str, Path], pd.DataFrame, pd.DataFrame]:
+    """build_report, also returning the summary and the significance tables it wrote."""
     runs = collect_runs(suite_dir)
     if runs.empty:
         raise UserError(f"no runs under {suite_dir}; run `gdpp-bench run --suite NAME` first")
@@ -76,7 +82,7 @@ def build_report(suite_dir: Path, out_dir: Path | None = None,
         written[png.relative_to(out_dir).as_posix()] = png
     written["index.html"] = _write_text(
         out_dir / "index.html", suite_page(suite, runs, summary, tests, baseline, made, suite_dir, out_dir))
-    return written
+    return written, summary, tests
 
 
 def suite_dirs(results: Path) -> list[Path]:
@@ -95,11 +101,10 @@ def build_overview(results: Path, out_dir: Path | None = None,
     written: dict[str, Path] = {}
     summaries, sections = [], []
     for suite_dir in suites:
-        report = build_report(suite_dir, baseline=baseline)
+        report, summary, tests = _suite_report(suite_dir, None, baseline)
         written.update({f"{suite_dir.name}/{name}": path for name, path in report.items()})
-        summary = summarize(collect_runs(suite_dir)).assign(suite=suite_dir.name)
+        summary = summary.assign(suite=suite_dir.name)
         summaries.append(summary)
-        tests = significance(collect_runs(suite_dir), baseline)
         link = report["index.html"].relative_to(results).as_posix()
         sections.append(f"<h2><a href='../{link}'>{suite_dir.name}</a></h2>")
         for dataset, block in summary.groupby("dataset", sort=True):
@@ -111,8 +116,7 @@ def build_overview(results: Path, out_dir: Path | None = None,
     heat = [] if effect.empty else figures.gdpp_effect_heatmap(effect, out_dir / "figures" / "gdpp_effect")
     for path in heat:
         written[path.relative_to(out_dir).as_posix()] = path
-    images = "".join(f"<figure><img src='{p.relative_to(out_dir).as_posix()}' alt='GDPP effect'></figure>"
-                     for p in heat if p.suffix == ".png")
+    images = figures_html([p for p in heat if p.suffix == ".png"], out_dir)
     body = (f"<p>{len(suites)} suites; baseline <code>{baseline}</code>. The heat map shows each "
             "variant's change of every metric relative to the baseline, signed so that positive is "
             f"better.</p>{images}" + "\n".join(sections))

@@ -39,7 +39,7 @@ def summary_table_html(summary: pd.DataFrame, tests: pd.DataFrame, baseline: str
             f"<tbody>{''.join(rows)}</tbody></table>")
 
 
-def _figures_html(figures: list[Path], out_dir: Path) -> str:
+def figures_html(figures: list[Path], out_dir: Path) -> str:
     parts = []
     for png in figures:
         link = png.relative_to(out_dir).as_posix()
@@ -122,7 +122,7 @@ def suite_page(suite: str, runs: pd.DataFrame, summary: pd.DataFrame, tests: pd.
             sections.append("<p>No finished run with metrics.</p>")
         else:
             sections.append(summary_table_html(block, tests[tests["dataset"] == dataset], baseline))
-        sections.append(_figures_html(figures.get(dataset, []), out_dir))
+        sections.append(figures_html(figures.get(dataset, []), out_dir))
     sections += ["<h2>Runs not finished</h2>", not_done_html(runs),
                  "<h2>Protocol</h2>", protocol_html(runs, suite_dir)]
     return page(f"gdpp-bench report: {suite}", "\n".join(sections))
