@@ -70,12 +70,13 @@ def list_cmd() -> None:
     from gdpp_bench.data import DATASETS
     from gdpp_bench.losses import ADVERSARIAL, TERMS
     from gdpp_bench.metrics import METRICS
-    from gdpp_bench.models import MODELS
+    from gdpp_bench.models import MODELS, MODIFIERS
     from gdpp_bench.suites import suite_names
 
     for title, names in [
         ("adversarial losses", ADVERSARIAL.names()),
         ("diversity terms", TERMS.names()),
+        ("discriminator modifiers (pacganN, mbstd[N])", MODIFIERS.names()),
         ("models", MODELS.names()),
         ("datasets", DATASETS.names()),
         ("metrics", METRICS.names()),
@@ -91,6 +92,8 @@ def list_cmd() -> None:
               "../shared/datasets if present, else ~/.cache/gdpp-bench/data",
               help="Folder holding the image datasets (torchvision layouts).")
 @click.option("--variants", help="Comma-separated variants replacing the suite's, e.g. bce,bce+gdpp@0.5")
+@click.option("--datasets", "only_datasets",
+              help="Comma-separated subset of the suite's datasets to run, e.g. ring8,grid25")
 @click.option("--seeds", help="Comma-separated seeds replacing the suite's, e.g. 0,1,2")
 @click.option("--steps", type=int, help="Training steps replacing the suite's.")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
@@ -127,7 +130,8 @@ def list_cmd() -> None:
               help="Cap every evaluation sample count of the suite (generated, real, IvOM images) at N, "
               "for a quick look; recorded in the runs' config.")
 @_evaluation_options
-def run(suite: str, results: Path, data_root: str, variants: str | None, seeds: str | None,
+def run(suite: str, results: Path, data_root: str, variants: str | None, only_datasets: str | None,
+        seeds: str | None,
         steps: int | None, device: str, precision: str | None, compile_models: bool | None,
         cuda_graph: bool | None, executor: str, workers: int, slurm_partition: str | None,
         slurm_time: int | None, slurm_gpus: int | None, slurm_cpus: int | None,
@@ -140,7 +144,7 @@ def run(suite: str, results: Path, data_root: str, variants: str | None, seeds: 
 
     loaded = load_suite(suite)
     specs = expand(loaded, _split(variants), _seeds(seeds), steps, precision, compile_models,
-                   cuda_graph, eval_samples)
+                   cuda_graph, eval_samples, datasets=_split(only_datasets))
     click.echo(f"suite {loaded.name}: {len(specs)} runs -> {results / loaded.name}")
     def report(outcome: dict) -> None:
         state = "skipped (done)" if outcome["skipped"] else outcome["status"]

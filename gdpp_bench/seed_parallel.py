@@ -34,6 +34,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from gdpp_bench.checkpoint import save_checkpoint
 from gdpp_bench.data import DATASETS
+from gdpp_bench.losses import Generated, parse_variant
 from gdpp_bench.models.base import DOut
 from gdpp_bench.rundir import RunDir
 from gdpp_bench.suites import RunSpec
@@ -64,6 +65,12 @@ def check_seed_parallel(specs: Sequence[RunSpec]) -> None:
             f"seed-parallel training supports only BatchNorm-free models ({', '.join(SUPPORTED_MODELS)}); "
             f"model {first.model!r} is not supported (batch statistics would need per-seed buffers "
             "under vmap); train these runs sequentially"
+        )
+    modifiers = parse_variant(first.variant).discriminator
+    if modifiers:
+        raise ValueError(
+            f"seed-parallel training does not support discriminator modifiers ({', '.join(modifiers)}: "
+            "packing changes the gradient penalty's unit); train these runs sequentially"
         )
     common = _without_seed(first)
     for spec in specs[1:]:
@@ -218,13 +225,14 @@ class _Batch:
             loss = loss + gp_weight * penalty
         return loss, out_real, out_fake, penalty
 
-    def _g_loss(self, out_real: DOut, out_fake: DOut) -> tuple[Tensor, list[Tensor]]:
+    def _g_loss(self, out_real: DOut, out_fake: DOut, noise: Tensor, fake: Tensor
+                ) -> tuple[Tensor, list[Tensor]]:
         loss = self.adv_g(out_fake.logits, out_fake.features)
         term_values = []
         for _, term, weight in self.seeds[0].step.terms:
             value = torch.stack([
                 term(DOut(out_real.logits[k], out_real.features[k]),
-                     DOut(out_fake.logits[k], out_fake.features[k]))
+                     DOut(out_fake.logits[k], out_fake.features[k]), Generated(noise[k], fake[k]))
                 for k in range(len(self.seeds))
             ])
             term_values.append(value)
@@ -244,13 +252,13 @@ class _Batch:
             real, noise = self._draw()
             fake = self.g_forward(self.g_params, noise)
             d_loss, out_real, out_fake, penalty = self._d_loss(real, fake)
-            g_loss, term_values = self._g_loss(out_real, out_fake)
+            g_loss, term_values = self._g_loss(out_real, out_fake, noise, fake)
             _set_grads(self.d_params, d_loss.sum(), retain_graph=True)
             _set_grads(self.g_params, g_loss.sum())
             self.opt_d.step()
             self.opt_g.step()
         else:
-            g_loss, term_values = self._g_loss(out_real, self.d_forward(self.d_params, fake))
+            g_loss, term_values = self._g_loss(out_real, self.d_forward(self.d_params, fake), noise, fake)
             _set_grads(self.g_params, g_loss.sum())
             self.opt_g.step()
         logged = [d_loss, g_loss, out_real.logits.mean(dim=1), out_fake.logits.mean(dim=1), penalty,

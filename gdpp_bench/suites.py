@@ -14,6 +14,7 @@ from gdpp_bench.errors import UserError
 from gdpp_bench.losses import ADVERSARIAL, parse_variant
 from gdpp_bench.metrics import METRICS
 from gdpp_bench.models import MODELS
+from gdpp_bench.models.modifiers import check_batch_size, discriminator_options
 
 SUITES_DIR = Path(
     os.environ.get("GDPP_BENCH_SUITES", Path(__file__).resolve().parents[1] / "benchmarks" / "suites")
@@ -191,10 +192,13 @@ def expand(
     compile: bool | None = None,
     cuda_graph: bool | None = None,
     eval_samples: int | None = None,
+    datasets: list[str] | None = None,
 ) -> list[RunSpec]:
     """One RunSpec per dataset x variant x seed; CLI overrides replace the suite's values.
 
-    `eval_samples` caps every evaluation sample count (generated, real, IvOM images) for quick looks.
+    `eval_samples` caps every evaluation sample count (generated, real, IvOM images) for quick looks;
+    `datasets` keeps only those of the suite's datasets (run folders stay where the whole suite
+    puts them).
     """
     if steps is not None and steps < 1:
         raise UserError(f"--steps must be >= 1, got {steps}")
@@ -202,9 +206,15 @@ def expand(
         raise UserError(f"--eval-samples must be >= 1, got {eval_samples}")
     overrides = {"steps": steps, "precision": precision, "compile": compile, "cuda_graph": cuda_graph}
     names = [str(parse_variant(v)) for v in variants] if variants else list(suite.variants)
+    unknown = sorted(set(datasets or ()) - set(suite.datasets))
+    if unknown:
+        raise UserError(f"--datasets: {', '.join(unknown)} not in suite {suite.name!r}; "
+                        f"its datasets: {', '.join(suite.datasets)}")
     several = len(suite.datasets) > 1
     specs = []
     for dataset in suite.datasets:
+        if datasets and dataset not in datasets:
+            continue
         settings = suite.settings(dataset)
         train = dataclasses.replace(
             settings.train, **{key: value for key, value in overrides.items() if value is not None}
@@ -228,6 +238,9 @@ def expand(
             for variant in names
             for seed in (seeds if seeds is not None else suite.seeds)
         ]
+    for spec in specs:
+        check_batch_size(discriminator_options(parse_variant(spec.variant).discriminator),
+                         spec.train.batch_size)
     return specs
 
 

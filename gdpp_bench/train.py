@@ -18,8 +18,16 @@ from gdpp_bench.cuda_graph import GraphedStep, graph_blocker
 from gdpp_bench.data import DATASETS
 from gdpp_bench.environment import describe
 from gdpp_bench.errors import UserError
-from gdpp_bench.losses import ADVERSARIAL, TERMS, AdversarialLoss, gradient_penalty, parse_variant
-from gdpp_bench.models import MODELS
+from gdpp_bench.losses import (
+    ADVERSARIAL,
+    TERMS,
+    AdversarialLoss,
+    Generated,
+    gradient_penalty,
+    parse_variant,
+)
+from gdpp_bench.models import build_models
+from gdpp_bench.models.modifiers import check_batch_size, discriminator_options
 from gdpp_bench.rundir import RunDir, read_json, write_atomic, write_json
 from gdpp_bench.samples import fixed_noise_samples, save_samples
 from gdpp_bench.suites import RunSpec
@@ -73,8 +81,8 @@ def _d_loss(step: _Step, real: Tensor, fake: Tensor) -> tuple[Tensor, Any, Any, 
     return loss, out_real, out_fake, penalty
 
 
-def _g_loss(step: _Step, out_real: Any, out_fake: Any) -> tuple[Tensor, list[Tensor]]:
-    term_values = [term(out_real, out_fake) for _, term, _ in step.terms]
+def _g_loss(step: _Step, out_real: Any, out_fake: Any, generated: Generated) -> tuple[Tensor, list[Tensor]]:
+    term_values = [term(out_real, out_fake, generated) for _, term, _ in step.terms]
     loss = step.adversarial.g_loss(out_fake)
     for (_, _, weight), value in zip(step.terms, term_values, strict=True):
         loss = loss + weight * value
@@ -87,16 +95,18 @@ def train_step(step: _Step) -> Tensor:
     d_params = list(step.discriminator.parameters())
     for _ in range(step.d_steps - 1 if step.simultaneous else step.d_steps):
         real = step.sample_real(step.batch_size, step.rng)
-        fake = step.generator(step.noise())
+        z = step.noise()
+        fake = step.generator(z)
         d_loss, out_real, out_fake, penalty = _d_loss(step, real, fake.detach())
         _set_grads(d_params, d_loss)
         step.opt_d.step()
     if step.simultaneous:
         # both gradients at the same parameters, from one forward pass (the official scripts)
         real = step.sample_real(step.batch_size, step.rng)
-        fake = step.generator(step.noise())
+        z = step.noise()
+        fake = step.generator(z)
         d_loss, out_real, out_fake, penalty = _d_loss(step, real, fake)
-        g_loss, term_values = _g_loss(step, out_real, out_fake)
+        g_loss, term_values = _g_loss(step, out_real, out_fake, Generated(z, fake))
         _set_grads(d_params, d_loss, retain_graph=True)
         _set_grads(g_params, g_loss)
         step.opt_d.step()
@@ -104,7 +114,7 @@ def train_step(step: _Step) -> Tensor:
     else:
         # diversity terms compare with the real features of the D step's forward pass (one D
         # update older) rather than paying a second D forward on the real batch
-        g_loss, term_values = _g_loss(step, out_real, step.discriminator(fake))
+        g_loss, term_values = _g_loss(step, out_real, step.discriminator(fake), Generated(z, fake))
         _set_grads(g_params, g_loss)
         step.opt_g.step()
     logged = [d_loss, g_loss, out_real.logits.mean(), out_fake.logits.mean(), penalty, *term_values]
@@ -116,8 +126,9 @@ def build_step(spec: RunSpec, device: torch.device, sampler: Any) -> _Step:
     variant = parse_variant(spec.variant)
     torch.manual_seed(spec.seed)
     data_shape = DATASETS.get(spec.dataset).shape
-    generator, discriminator = MODELS.get(spec.model)(data_shape)
     cfg = spec.train
+    check_batch_size(discriminator_options(variant.discriminator), cfg.batch_size)
+    generator, discriminator = build_models(spec.model, data_shape, variant.discriminator)
     fused = device.type == "cuda"
     term_names = [name for name, _ in variant.terms]
     blocker = graph_blocker(device, term_names, sampler) if cfg.cuda_graph else "cuda_graph = false"

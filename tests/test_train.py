@@ -119,7 +119,7 @@ def test_same_seed_same_run_and_other_seed_differs(tmp_path):
 
 
 def test_nan_loss_fails_the_run_and_the_suite_goes_on(results, monkeypatch):
-    def poisoned(real, fake):
+    def poisoned(real, fake, generated):
         return fake.features.sum() * float("nan")
 
     monkeypatch.setitem(TERMS._entries, "gdpp", poisoned)

@@ -25,7 +25,7 @@ def test_valid_variants_parse_to_canonical_names(text, expected, canonical):
 
 
 @pytest.mark.parametrize("text,message", [
-    ("bce+gdp", "unknown diversity term 'gdp'"),
+    ("bce+gdp", "unknown diversity term or discriminator modifier 'gdp'"),
     ("bc+gdpp", "unknown adversarial loss 'bc'"),
     ("bce+gdpp@abc", "malformed weight 'abc'"),
     ("bce+gdpp@-1", "malformed weight '-1'"),

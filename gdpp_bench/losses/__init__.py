@@ -2,13 +2,14 @@
 
 from gdpp_bench.losses.adversarial import ADVERSARIAL, AdversarialLoss, gradient_penalty
 from gdpp_bench.losses.gdpp import gdpp_loss, gdpp_si_loss
-from gdpp_bench.losses.terms import TERMS
+from gdpp_bench.losses.terms import TERMS, Generated
 from gdpp_bench.losses.variants import Variant, format_weight, parse_variant
 
 __all__ = [
     "ADVERSARIAL",
     "TERMS",
     "AdversarialLoss",
+    "Generated",
     "Variant",
     "format_weight",
     "gdpp_loss",

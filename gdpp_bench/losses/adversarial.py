@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gdpp_bench.models.base import DOut
+from gdpp_bench.models.modifiers import packing_degree
 from gdpp_bench.registry import Registry
 
 
@@ -65,10 +66,16 @@ ADVERSARIAL.register("wgan-gp")(
 def gradient_penalty(
     discriminator: nn.Module, real: Tensor, fake: Tensor, generator: torch.Generator
 ) -> Tensor:
-    """WGAN-GP: mean (||grad_x D(x_hat)|| - 1)^2 on random interpolates of real and fake."""
-    shape = (real.shape[0],) + (1,) * (real.ndim - 1)
+    """WGAN-GP: mean (||grad_x D(x_hat)|| - 1)^2 on random interpolates of real and fake.
+
+    For a packing D the unit is a pack: one interpolation factor and one gradient norm per pack of
+    samples, i.e. the penalty of the packed input D really sees.
+    """
+    pack = packing_degree(discriminator)
+    shape = (real.shape[0] // pack,) + (1,) * (real.ndim - 1)
     alpha = torch.rand(shape, generator=generator, device=real.device, dtype=real.dtype)
+    alpha = alpha.repeat_interleave(pack, dim=0) if pack > 1 else alpha
     mixed = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
     logits = discriminator(mixed).logits
     (grad,) = torch.autograd.grad(logits.sum(), mixed, create_graph=True)
-    return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
+    return (grad.reshape(grad.shape[0] // pack, -1).norm(dim=1) - 1).pow(2).mean()

@@ -10,7 +10,7 @@ from torch import nn
 from gdpp_bench.checkpoint import load_checkpoint
 from gdpp_bench.data import DATASETS
 from gdpp_bench.metrics import METRICS, SAMPLE_SEED_OFFSET, EvalContext, EvalOptions, compute_metrics
-from gdpp_bench.models import MODELS
+from gdpp_bench.models import build_models
 from gdpp_bench.rundir import RunDir, read_json, write_atomic, write_json
 from gdpp_bench.suites import RunSpec
 
@@ -73,7 +73,7 @@ def evaluate_run(run_dir: RunDir, device: torch.device, force: bool = False,
     if record is not None and not missing and set(record.get("protocol", {})) == set(wanted):
         return record
 
-    generator, _ = MODELS.get(spec.model)(DATASETS.get(spec.dataset).shape)
+    generator, _ = build_models(spec.model, DATASETS.get(spec.dataset).shape)
     generator.load_state_dict(state["generator"])
     generator.to(device)
     ctx = eval_context(generator, spec, device, data_root, options)

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from gdpp_bench.errors import UserError
 from gdpp_bench.models.base import DOut
+from gdpp_bench.models.modifiers import PLAIN, DiscriminatorOptions, MinibatchStdDev, with_packing
 
 Z_DIM = 100
 LEAK = 0.2
@@ -112,13 +113,21 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """Images [B, C, size, size] -> DOut(logits [B], flattened last conv map [B, feature_dim])."""
+    """Images [B, C, size, size] -> DOut(logits [B], flattened last conv map [B, feature_dim]).
 
-    def __init__(self, arch: Arch, channels: int) -> None:
+    With `mbstd_group` > 0 a minibatch-stddev channel is appended before the last conv (as
+    ProGAN's last block), which then takes one more input channel.
+    """
+
+    def __init__(self, arch: Arch, channels: int, mbstd_group: int = 0) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         inputs = (channels, *arch.d_widths[:-1])
+        last = len(arch.d_widths) - 1
         for index, (c_in, c_out) in enumerate(zip(inputs, arch.d_widths, strict=True)):
+            if index == last and mbstd_group:
+                layers.append(MinibatchStdDev(mbstd_group))
+                c_in += 1
             layers.append(nn.Conv2d(c_in, c_out, arch.kernel, 2, arch.padding))
             if index > 0 and arch.d_batchnorm:
                 layers.append(nn.BatchNorm2d(c_out))
@@ -145,8 +154,10 @@ def init_dcgan(module: nn.Module) -> None:
             nn.init.zeros_(layer.bias)
 
 
-def build_dcgan(arch: Arch, data_shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
-    """An initialised (generator, discriminator) of `arch` for samples of `data_shape` (C, H, W)."""
+def build_dcgan(arch: Arch, data_shape: tuple[int, ...],
+                options: DiscriminatorOptions = PLAIN) -> tuple[nn.Module, nn.Module]:
+    """An initialised (generator, discriminator) of `arch` for samples of `data_shape` (C, H, W);
+    D packs `options.pack` samples along channels and may have a minibatch-stddev layer."""
     shape = tuple(data_shape)
     channels_ok = len(shape) == 3 and shape[0] >= 1 and (arch.channels is None or shape[0] in arch.channels)
     if not channels_ok or shape[1:] != (arch.size, arch.size):
@@ -155,27 +166,32 @@ def build_dcgan(arch: Arch, data_shape: tuple[int, ...]) -> tuple[nn.Module, nn.
             f"model {arch.name} needs images of shape (C, {arch.size}, {arch.size}){allowed}, "
             f"the dataset has samples of shape {shape}"
         )
-    generator, discriminator = Generator(arch, shape[0]), Discriminator(arch, shape[0])
+    generator = Generator(arch, shape[0])
+    discriminator = Discriminator(arch, shape[0] * options.pack, options.mbstd_group)
     init_dcgan(generator)
     init_dcgan(discriminator)
-    return generator, discriminator
+    return generator, with_packing(discriminator, options)
 
 
-def build_dcgan32(data_shape: tuple[int, ...] = (3, 32, 32)) -> tuple[nn.Module, nn.Module]:
+def build_dcgan32(data_shape: tuple[int, ...] = (3, 32, 32),
+                options: DiscriminatorOptions = PLAIN) -> tuple[nn.Module, nn.Module]:
     """The seed DCGAN for 32x32 images with 1 or 3 channels."""
-    return build_dcgan(DCGAN32, data_shape)
+    return build_dcgan(DCGAN32, data_shape, options)
 
 
-def build_dcgan64(data_shape: tuple[int, ...] = (3, 64, 64)) -> tuple[nn.Module, nn.Module]:
+def build_dcgan64(data_shape: tuple[int, ...] = (3, 64, 64),
+                options: DiscriminatorOptions = PLAIN) -> tuple[nn.Module, nn.Module]:
     """The standard DCGAN for 64x64 images (CelebA at 64 px)."""
-    return build_dcgan(DCGAN64, data_shape)
+    return build_dcgan(DCGAN64, data_shape, options)
 
 
-def build_dcgan28_gdpp(data_shape: tuple[int, ...] = (3, 28, 28)) -> tuple[nn.Module, nn.Module]:
+def build_dcgan28_gdpp(data_shape: tuple[int, ...] = (3, 28, 28),
+                options: DiscriminatorOptions = PLAIN) -> tuple[nn.Module, nn.Module]:
     """The GDPP paper's Stacked-MNIST model: dcgan28 with z 128 and a D without BatchNorm."""
-    return build_dcgan(DCGAN28_GDPP, data_shape)
+    return build_dcgan(DCGAN28_GDPP, data_shape, options)
 
 
-def build_dcgan28(data_shape: tuple[int, ...] = (1, 28, 28)) -> tuple[nn.Module, nn.Module]:
+def build_dcgan28(data_shape: tuple[int, ...] = (1, 28, 28),
+                options: DiscriminatorOptions = PLAIN) -> tuple[nn.Module, nn.Module]:
     """The MNIST DCGAN for 28x28 images (any number of channels, e.g. Stacked-MNIST's 3)."""
-    return build_dcgan(DCGAN28, data_shape)
+    return build_dcgan(DCGAN28, data_shape, options)

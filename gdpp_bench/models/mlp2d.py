@@ -6,6 +6,7 @@ from torch import Tensor, nn
 
 from gdpp_bench.errors import UserError
 from gdpp_bench.models.base import DOut
+from gdpp_bench.models.modifiers import PLAIN, DiscriminatorOptions, MinibatchStdDev, with_packing
 
 Z_DIM = 256
 HIDDEN = 128
@@ -30,13 +31,18 @@ class Generator2D(nn.Module):
 
 
 class Discriminator2D(nn.Module):
-    """FC128 tanh -> FC128 -> tanh (the 128 GDPP features) -> linear logit."""
+    """FC128 tanh -> FC128 -> tanh (the 128 GDPP features) -> linear logit.
 
-    def __init__(self) -> None:
+    `inputs`: 2, or 2 x the packing degree; `mbstd_group` > 0 appends a minibatch-stddev feature
+    before the second layer.
+    """
+
+    def __init__(self, inputs: int = 2, mbstd_group: int = 0) -> None:
         super().__init__()
+        mbstd = [MinibatchStdDev(mbstd_group)] if mbstd_group else []
         self.body = nn.Sequential(
-            nn.Linear(2, HIDDEN), nn.Tanh(),
-            nn.Linear(HIDDEN, HIDDEN), nn.Tanh(),
+            nn.Linear(inputs, HIDDEN), nn.Tanh(), *mbstd,
+            nn.Linear(HIDDEN + len(mbstd), HIDDEN), nn.Tanh(),
         )
         self.head = nn.Linear(HIDDEN, 1)
 
@@ -53,10 +59,12 @@ def init_orthogonal(module: nn.Module) -> None:
             nn.init.zeros_(layer.bias)
 
 
-def build_mlp2d(data_shape: tuple[int, ...] = (2,)) -> tuple[nn.Module, nn.Module]:
+def build_mlp2d(data_shape: tuple[int, ...] = (2,),
+                options: DiscriminatorOptions = PLAIN) -> tuple[nn.Module, nn.Module]:
     if tuple(data_shape) != (2,):
         raise UserError(f"model mlp2d needs 2D points, the dataset has samples of shape {data_shape}")
-    generator, discriminator = Generator2D(), Discriminator2D()
+    generator = Generator2D()
+    discriminator = Discriminator2D(2 * options.pack, options.mbstd_group)
     init_orthogonal(generator)
     init_orthogonal(discriminator)
-    return generator, discriminator
+    return generator, with_packing(discriminator, options)
