@@ -66,6 +66,21 @@ def test_real_statistics_are_cached_and_generated_ones_are_not(mnist_classifier,
     assert sorted(p.name for p in cache.iterdir()) == files
 
 
+@pytest.mark.parametrize("batch", [10_000, 97])
+def test_precision_recall_with_cached_radii_equal_torch_fidelity(monkeypatch, batch):
+    from torch_fidelity.metric_prc import calculate_precision_recall_part
+
+    monkeypatch.setattr(measure, "PRC_BATCH", batch)
+    generator = torch.Generator().manual_seed(0)
+    real = torch.randn(600, 16, generator=generator)
+    # a shifted, partly collapsed generated set: precision and recall both strictly inside (0, 1)
+    fake = torch.cat([torch.randn(300, 16, generator=generator) + 0.7, real[:100] + 0.01])
+    real_radii = measure.kth_neighbour_distances(real, measure.PRC_NEIGHBOURS)
+    ours = measure.precision_recall(fake, real, real_radii)
+    theirs = calculate_precision_recall_part(fake, real, measure.PRC_NEIGHBOURS, batch)
+    assert ours == theirs and 0 < ours[0] < 1 and 0 < ours[1] < 1
+
+
 def test_protocol_paper_asks_for_50000_samples():
     ctx = replay_context(torch.zeros(4, 1, 28, 28, dtype=torch.uint8), "mnist",
                          options=EvalOptions(protocol="paper"))

@@ -4,7 +4,10 @@ Generated samples and the real reference set both go to `torch_fidelity.calculat
 of uint8 3 x H x W images (grayscale replicated). The real set's features and FID statistics are cached
 by torch-fidelity under `$GDPP_BENCH_CACHE/fidelity/`, named by dataset, split, resolution, subset size
 and seed, and the extractor's weights (sha256), so a second evaluation against the same reference only
-extracts the generated samples.
+extracts the generated samples. Precision/recall use torch-fidelity's own distance and k-th neighbour
+functions (`metric_prc`), the same numbers as its `prc=True`, but with the real set's k-NN radii
+cached beside its statistics (torch-fidelity recomputes that N x N pass on every call) and the
+features on the evaluation device; density/coverage's real radii are cached the same way.
 
 Extractors: torch-fidelity's `inception-v3-compat` (the standard; its weights come from
 `--inception-weights PATH` or torch's hub cache, which torch-fidelity fills by downloading) for colour
@@ -16,6 +19,7 @@ from __future__ import annotations
 import functools
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +27,9 @@ from typing import Any
 import torch
 import torch_fidelity
 from torch import Tensor
+from torch_fidelity.defaults import DEFAULTS as FIDELITY_DEFAULTS
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+from torch_fidelity.metric_prc import calc_cdist_part
 from torch_fidelity.utils import (
     create_feature_extractor,
     extract_featuresdict_from_input_id_cached,
@@ -40,6 +46,7 @@ INCEPTION = "inception-v3-compat"
 INCEPTION_FILE = URL_INCEPTION_V3.rsplit("/", 1)[-1]
 CLASSIFIED = ("mnist", "fashion-mnist", "stacked-mnist")  # datasets measured by a project classifier
 PRC_NEIGHBOURS = 3  # Kynkaanniemi et al. 2019
+PRC_BATCH = FIDELITY_DEFAULTS["prc_batch_size"]  # rows per distance block, as torch-fidelity
 DC_NEIGHBOURS = 5  # Naeem et al. 2020
 KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000
@@ -158,7 +165,7 @@ def fidelity_metrics(fake: Tensor, real: Tensor, real_name: str, extractor: Extr
         "prc_neighborhood": PRC_NEIGHBOURS, **extractor.kwargs(),
     }
     try:
-        values = torch_fidelity.calculate_metrics(isc=True, fid=True, kid=True, prc=True, **kwargs)
+        values = torch_fidelity.calculate_metrics(isc=True, fid=True, kid=True, prc=False, **kwargs)
         layer = resolve_feature_layer_for_metric("prc", **kwargs)
         features = create_feature_extractor(extractor.name, [layer], **kwargs)
         fake_features, real_features = (
@@ -167,7 +174,11 @@ def fidelity_metrics(fake: Tensor, real: Tensor, real_name: str, extractor: Extr
     finally:
         for stale in cache.glob(f"{fake_name}-*"):
             stale.unlink(missing_ok=True)
-    radii = _real_radii(cache / f"{real_name}-radii-k{DC_NEIGHBOURS}.pt", real_features)
+    prc_radii = _cached_radii(cache / f"{real_name}-prc-radii-k{PRC_NEIGHBOURS}.pt", real_features,
+                              lambda: kth_neighbour_distances(real_features, PRC_NEIGHBOURS))
+    precision, recall = precision_recall(fake_features, real_features, prc_radii)
+    radii = _cached_radii(cache / f"{real_name}-radii-k{DC_NEIGHBOURS}.pt", real_features,
+                          lambda: knn_radii(real_features, DC_NEIGHBOURS))
     coverage = density_coverage(real_features, fake_features, k=DC_NEIGHBOURS, radii=radii)
     return {
         "fid": float(values["frechet_inception_distance"]),
@@ -175,20 +186,40 @@ def fidelity_metrics(fake: Tensor, real: Tensor, real_name: str, extractor: Extr
         "is_std": float(values["inception_score_std"]),
         "kid": float(values["kernel_inception_distance_mean"]),
         "kid_std": float(values["kernel_inception_distance_std"]),
-        "precision": float(values["precision"]),
-        "recall": float(values["recall"]),
+        "precision": precision,
+        "recall": recall,
         "density": coverage["density"],
         "coverage": coverage["coverage"],
     }
 
 
-def _real_radii(path: Path, real_features: Tensor) -> Tensor:
-    """The real set's k-NN radii for density/coverage, cached beside its torch-fidelity statistics."""
+def kth_neighbour_distances(features: Tensor, k: int) -> Tensor:
+    """Each row's distance to its k-th nearest other row, as torch-fidelity's precision/recall
+    computes it (its `calc_cdist_part`, the (k+1)-th smallest with the self-distance); on the CPU."""
+    return torch.cat([calc_cdist_part(rows, features, PRC_BATCH).kthvalue(k + 1).values
+                      for rows in features.split(PRC_BATCH)])
+
+
+def precision_recall(fake: Tensor, real: Tensor, real_radii: Tensor) -> tuple[float, float]:
+    """Improved precision and recall (Kynkaanniemi et al., 2019) exactly as torch-fidelity's
+    `calculate_precision_recall_part`, with the real set's radii given (they depend on it alone)."""
+    fake_radii = kth_neighbour_distances(fake, PRC_NEIGHBOURS)
+    real_radii = real_radii.cpu()
+    # recall: is each real sample inside some generated sample's ball; precision the other way round
+    recall = torch.cat([(calc_cdist_part(rows, fake, PRC_BATCH) <= fake_radii).any(dim=1)
+                        for rows in real.split(PRC_BATCH)]).float().mean().item()
+    precision = torch.cat([(calc_cdist_part(rows, real, PRC_BATCH) <= real_radii).any(dim=1)
+                           for rows in fake.split(PRC_BATCH)]).float().mean().item()
+    return precision, recall
+
+
+def _cached_radii(path: Path, real_features: Tensor, compute: Callable[[], Tensor]) -> Tensor:
+    """The real set's k-NN radii, cached beside its torch-fidelity statistics."""
     if path.is_file():
         radii = torch.load(path, map_location=real_features.device, weights_only=True)
         if torch.is_tensor(radii) and radii.shape == (len(real_features),):
             return radii
-    radii = knn_radii(real_features, DC_NEIGHBOURS)
+    radii = compute()
     write_atomic(path, lambda tmp: torch.save(radii.cpu(), tmp))
     return radii
 
