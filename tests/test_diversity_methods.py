@@ -4,7 +4,9 @@ variants, training, seed-parallel refusal and the smoke path."""
 from __future__ import annotations
 
 import json
+import math
 
+import pandas as pd
 import pytest
 import torch
 
@@ -13,6 +15,7 @@ from gdpp_bench.errors import UserError
 from gdpp_bench.losses import ADVERSARIAL, TERMS, Generated, gradient_penalty, parse_variant
 from gdpp_bench.models import DOut, build_models
 from gdpp_bench.models.modifiers import MinibatchStdDev, Packed, check_batch_size, discriminator_options
+from gdpp_bench.report.tables import variant_order
 from gdpp_bench.rundir import RunDir
 from gdpp_bench.seed_parallel import check_seed_parallel
 from gdpp_bench.suites import expand, load_suite
@@ -193,3 +196,16 @@ def test_every_method_trains_in_the_smoke_path_and_the_report_shows_them(tmp_pat
     summary = (results / "smoke" / "report" / "summary.csv").read_text()
     for variant in DIVERSITY_VARIANTS:
         assert f",{variant}," in summary
+    runs = pd.read_csv(results / "smoke" / "report" / "runs.csv").set_index(["dataset", "variant"])
+    # only the plain loss is GDPP's weight-0 reference; a changed D is not
+    assert runs.loc[("ring8", "bce"), "gdpp_weight"] == 0.0
+    assert runs.loc[("ring8", "bce+gdpp@1"), "gdpp_weight"] == 1.0
+    assert math.isnan(runs.loc[("ring8", "bce+pacgan2"), "gdpp_weight"])
+    assert runs.loc[("ring8", "bce+pacgan2"), "discriminator"] == "pacgan2"
+
+
+def test_report_order_is_fixed_for_variants_that_differ_only_in_the_discriminator():
+    variants = ["wgan-gp", "bce+pacgan2", "bce+gdpp@1", "bce+mbstd", "bce", "bce+mbstd+pacgan2"]
+    expected = ["bce", "bce+mbstd", "bce+mbstd+pacgan2", "bce+pacgan2", "bce+gdpp@1", "wgan-gp"]
+    assert variant_order(variants, "bce") == expected
+    assert variant_order(reversed(variants), "bce") == expected

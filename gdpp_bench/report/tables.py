@@ -42,9 +42,10 @@ def _run_row(run_dir: RunDir) -> dict:
         "seed": spec["seed"],
         "adversarial": variant.adversarial,
         "terms": " ".join(f"{name}@{weight:g}" for name, weight in variant.terms),
-        # the GDPP weight of variants whose only term is gdpp; 0 for no term (the baseline)
-        "gdpp_weight": gdpp[0] if len(gdpp) == len(variant.terms) == 1 else (0.0 if not variant.terms
-                                                                              else math.nan),
+        "discriminator": " ".join(variant.discriminator),
+        # the GDPP weight of variants whose only change is one gdpp term; 0 for none (the baseline)
+        "gdpp_weight": math.nan if variant.discriminator else (
+            gdpp[0] if len(gdpp) == len(variant.terms) == 1 else (0.0 if not variant.terms else math.nan)),
         "model": spec["model"],
         "status": _status_label(status),
         "reason": status.get("reason", ""),
@@ -90,10 +91,10 @@ SIGNIFICANCE_COLUMNS = ["dataset", "variant", "baseline", "metric", "n", "n_base
 
 def variant_order(variants: Iterable[str], baseline: str | None = None) -> list[str]:
     """Distinct variants, the baseline first, then by adversarial loss, term name and weight (as a
-    number): the order of table rows and figure axes."""
+    number), then discriminator modifiers: the order of table rows and figure axes."""
     def key(variant: str) -> tuple:
         parsed = parse_variant(variant)
-        return variant != baseline, parsed.adversarial, parsed.terms
+        return variant != baseline, parsed.adversarial, parsed.terms, parsed.discriminator
     return sorted(set(variants), key=key)
 
 
