@@ -123,7 +123,10 @@ def test_list_shows_every_registry():
 
 @pytest.mark.parametrize("args,message", [
     (["run", "--suite", "nope"], "error: unknown suite 'nope'; known: "),
-    (["run", "--suite", "smoke", "--variants", "bce+gdp"], "error: unknown diversity term or discriminator modifier 'gdp'"),
+    (["run", "--suite", "smoke", "--variants", "bce+gdp"],
+     "error: unknown diversity term or discriminator modifier 'gdp'"),
+    (["run", "--suite", "smoke", "--variants", "pacgan3"], "error: batch size 128 is not a multiple of"),
+    (["run", "--suite", "smoke", "--datasets", "cifar10"], "error: --datasets: cifar10 not in suite"),
     (["run", "--suite", "smoke", "--variants", "bce+gdpp@x"], "error: malformed weight 'x'"),
     (["run", "--suite", "smoke", "--seeds", "0,a"], "error: --seeds takes integers"),
     (["run", "--suite", "smoke", "--steps", "0"], "error: --steps must be >= 1"),

@@ -9,8 +9,8 @@ import math
 import pandas as pd
 import pytest
 import torch
-
 from conftest import gdpp_bench, tiny_suite
+
 from gdpp_bench.errors import UserError
 from gdpp_bench.losses import ADVERSARIAL, TERMS, Generated, gradient_penalty, parse_variant
 from gdpp_bench.models import DOut, build_models
