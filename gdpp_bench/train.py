@@ -26,7 +26,7 @@ from gdpp_bench.losses import (
     gradient_penalty,
     parse_variant,
 )
-from gdpp_bench.models import build_models
+from gdpp_bench.models import MODELS
 from gdpp_bench.models.modifiers import check_batch_size, discriminator_options
 from gdpp_bench.rundir import RunDir, read_json, write_atomic, write_json
 from gdpp_bench.samples import fixed_noise_samples, save_samples
@@ -127,8 +127,9 @@ def build_step(spec: RunSpec, device: torch.device, sampler: Any) -> _Step:
     torch.manual_seed(spec.seed)
     data_shape = DATASETS.get(spec.dataset).shape
     cfg = spec.train
-    check_batch_size(discriminator_options(variant.discriminator), cfg.batch_size)
-    generator, discriminator = build_models(spec.model, data_shape, variant.discriminator)
+    options = discriminator_options(variant.discriminator)
+    check_batch_size(options, cfg.batch_size)
+    generator, discriminator = MODELS.get(spec.model)(data_shape, options)
     fused = device.type == "cuda"
     term_names = [name for name, _ in variant.terms]
     blocker = graph_blocker(device, term_names, sampler) if cfg.cuda_graph else "cuda_graph = false"
