@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from gdpp_bench import __version__
 from gdpp_bench.errors import UserError
 
 
@@ -59,9 +60,13 @@ def _evaluation_options(command):
 _INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 
 
-@click.group()
-def cli() -> None:
+@click.group(invoke_without_command=True)
+@click.version_option(__version__, "--version", prog_name="gdpp-bench")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """Train GANs under every loss variant of a suite, evaluate them, and report."""
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
 
 
 @cli.command("list")
@@ -71,7 +76,7 @@ def list_cmd() -> None:
     from gdpp_bench.losses import ADVERSARIAL, TERMS
     from gdpp_bench.metrics import METRICS
     from gdpp_bench.models import MODELS, MODIFIERS
-    from gdpp_bench.suites import suite_names
+    from gdpp_bench.suites import suite_description, suite_names
 
     for title, names in [
         ("adversarial losses", ADVERSARIAL.names()),
@@ -80,9 +85,13 @@ def list_cmd() -> None:
         ("models", MODELS.names()),
         ("datasets", DATASETS.names()),
         ("metrics", METRICS.names()),
-        ("suites", suite_names()),
     ]:
         click.echo(f"{title}: {', '.join(names)}")
+    click.echo("suites:")
+    names = suite_names()
+    width = max(map(len, names), default=0)
+    for name in names:
+        click.echo(f"  {name:<{width}}  {suite_description(name)}")
 
 
 @cli.command()
@@ -129,6 +138,12 @@ def list_cmd() -> None:
 @click.option("--eval-samples", type=int,
               help="Cap every evaluation sample count of the suite (generated, real, IvOM images) at N, "
               "for a quick look; recorded in the runs' config.")
+@click.option("--extend", is_flag=True,
+              help="Continue finished runs whose only change is a larger --steps (or train.steps) from "
+              "their last checkpoint; recorded in config.json.")
+@click.option("--force", is_flag=True,
+              help="Set aside (NAME.replaced-TIMESTAMP, nothing deleted) run folders trained with other "
+              "settings, and train those runs afresh.")
 @_evaluation_options
 def run(suite: str, results: Path, data_root: str, variants: str | None, only_datasets: str | None,
         seeds: str | None,
@@ -136,23 +151,33 @@ def run(suite: str, results: Path, data_root: str, variants: str | None, only_da
         cuda_graph: bool | None, executor: str, workers: int, slurm_partition: str | None,
         slurm_time: int | None, slurm_gpus: int | None, slurm_cpus: int | None,
         slurm_mem_gb: float | None, slurm_array_parallelism: int | None, slurm_folder: Path | None,
-        seed_parallel: bool, eval_samples: int | None, protocol: str, inception_weights: str | None,
-        batch_size: int) -> None:
-    """Train and evaluate every run of a suite; finished runs are skipped, others resumed."""
-    from gdpp_bench.pipeline import run_specs
+        seed_parallel: bool, eval_samples: int | None, extend: bool, force: bool, protocol: str,
+        inception_weights: str | None, batch_size: int) -> None:
+    """Train and evaluate every run of a suite; finished runs are skipped, others resumed.
+
+    Exit code: 0 every run done or skipped; 1 some run failed (diverged) or crashed; 2 a bad input
+    (the command, or a run's folder or settings: that run refused, the others ran); 130 Ctrl-C.
+    """
+    from gdpp_bench.executors import make_executor
+    from gdpp_bench.metrics import EvalOptions
+    from gdpp_bench.pipeline import EXIT_INTERRUPTED, Tally, run_specs
+    from gdpp_bench.progress import choose_style
     from gdpp_bench.suites import expand, load_suite
 
+    if extend and force:
+        raise UserError("--extend and --force exclude each other: --extend continues runs to more "
+                        "steps, --force sets them aside and trains afresh")
     loaded = load_suite(suite)
     specs = expand(loaded, _split(variants), _seeds(seeds), steps, precision, compile_models,
                    cuda_graph, eval_samples, datasets=_split(only_datasets))
     click.echo(f"suite {loaded.name}: {len(specs)} runs -> {results / loaded.name}")
+    tally = Tally()
+
     def report(outcome: dict) -> None:
+        tally.add(outcome)
         state = "skipped (done)" if outcome["skipped"] else outcome["status"]
         detail = outcome.get("reason") or _format_values(outcome["values"])
         click.echo(f"{outcome['key']}: {state}  {detail}")
-
-    from gdpp_bench.executors import make_executor
-    from gdpp_bench.metrics import EvalOptions
 
     options = EvalOptions(protocol, inception_weights, batch_size)
     slurm = {"partition": slurm_partition, "time_min": slurm_time, "gpus_per_run": slurm_gpus,
@@ -162,8 +187,15 @@ def run(suite: str, results: Path, data_root: str, variants: str | None, only_da
         slurm["folder"] = slurm_folder or results / ".submitit" / "%j"
         slurm["announce"] = lambda line: click.echo(line, err=True)
     runner = make_executor(executor, workers, device=device, **slurm)
-    run_specs(specs, results, data_root, device, on_result=report, options=options, executor=runner,
-              seed_parallel=seed_parallel)
+    policy = "extend" if extend else "force" if force else "refuse"
+    style = choose_style("auto", workers if executor == "local" else 2)
+    try:
+        run_specs(specs, results, data_root, device, on_result=report, options=options, executor=runner,
+                  seed_parallel=seed_parallel, policy=policy, style=style)
+    except KeyboardInterrupt:
+        sys.exit(EXIT_INTERRUPTED)  # run_specs said what it stopped
+    click.echo(f"suite {loaded.name}: {tally.line()}")
+    sys.exit(tally.exit_code())
 
 
 @cli.command()
@@ -182,9 +214,16 @@ def evaluate(suite: str, results: Path, device: str, data_root: str, force: bool
 
     suite_dir = _suite_dir(results, suite)
     options = EvalOptions(protocol, inception_weights, batch_size)
+    refused = False
     for outcome in evaluate_suite(suite_dir, device, force, data_root, options):
+        if outcome.get("user_error"):
+            refused = True
+            click.echo(f"error: {outcome['reason']}", err=True)
+            continue
         detail = outcome.get("reason") or _format_values(outcome.get("values", {}))
         click.echo(f"{outcome['key']}: {outcome['status']}  {detail}")
+    if refused:
+        sys.exit(2)
 
 
 @cli.command()

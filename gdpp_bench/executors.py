@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import threading
 import time
 import traceback
@@ -37,20 +38,28 @@ class Executor(Protocol):
 
     def shutdown(self) -> None: ...
 
+    def abort(self) -> str:
+        """Stop what runs and cancel what waits (after Ctrl-C); say what was stopped."""
+        ...
+
 
 class InlineExecutor:
-    """Runs each job at once in this process; exceptions land in the returned future."""
+    """Runs each job at once in this process; exceptions land in the returned future, while
+    KeyboardInterrupt (Ctrl-C) goes straight up and stops the caller's loop."""
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
         future: Future = Future()
         try:
             future.set_result(fn(*args))
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller through the future
+        except Exception as exc:  # noqa: BLE001 - handed to the caller through the future
             future.set_exception(exc)
         return future
 
     def shutdown(self) -> None:
         pass
+
+    def abort(self) -> str:
+        return "stopped the run in progress"
 
 
 # --- local processes, one CUDA device each -------------------------------------------------------
@@ -75,8 +84,17 @@ def assign_devices(workers: int, devices: Sequence[str] | int) -> list[str]:
     return [devices[index % len(devices)] for index in range(workers)]
 
 
-def _init_worker(threads: int, device_queue: Any) -> None:
-    """Pool initializer: take this worker's device (before anything initialises CUDA), split CPUs."""
+_busy = False  # in a pool worker: whether it is running a job
+
+
+def _init_worker(threads: int, device_queue: Any, pid_queue: Any) -> None:
+    """Pool initializer: take this worker's device (before anything initialises CUDA), split CPUs,
+    and leave Ctrl-C to the main process, which stops the workers with SIGTERM: a worker in a run
+    unwinds it (locks released, half-written files removed), an idle one just ends."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _stop_worker)
+    _end_with_parent()
+    pid_queue.put(os.getpid())
     if device_queue is not None:
         try:
             os.environ["CUDA_VISIBLE_DEVICES"] = device_queue.get(timeout=10)
@@ -85,6 +103,33 @@ def _init_worker(threads: int, device_queue: Any) -> None:
     import torch
 
     torch.set_num_threads(threads)
+
+
+def _end_with_parent() -> None:
+    """Linux: SIGTERM this worker when the main process dies (killed with SIGKILL, say), so that no
+    orphan goes on training a run whose folder a rerun then finds locked."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: orphans end when their run does
+        pass
+
+
+def _stop_worker(signum: int, frame: Any) -> None:
+    if _busy:
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _in_worker(fn: Callable[..., Any], *args: Any) -> Any:
+    global _busy
+    _busy = True
+    try:
+        return fn(*args)
+    finally:
+        _busy = False
 
 
 class PoolExecutor:
@@ -103,15 +148,32 @@ class PoolExecutor:
             for device in assign_devices(workers, devices):
                 queue.put(device)
         self.devices = assign_devices(workers, devices) if queue is not None else []
+        self._pids = context.SimpleQueue()
+        self._futures: list[Future] = []
         self._pool = ProcessPoolExecutor(
-            max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(threads, queue),
+            max_workers=workers, mp_context=context, initializer=_init_worker,
+            initargs=(threads, queue, self._pids),
         )
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
-        return self._pool.submit(fn, *args)
+        future = self._pool.submit(_in_worker, fn, *args)
+        self._futures.append(future)
+        return future
 
     def shutdown(self) -> None:
         self._pool.shutdown()
+
+    def abort(self) -> str:
+        queued = sum(future.cancel() for future in self._futures)
+        running = sum(future.running() for future in self._futures)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        while not self._pids.empty():
+            try:
+                os.kill(self._pids.get(), signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        self._pool.shutdown(wait=True)
+        return f"stopped {running} running runs and cancelled {queued} queued"
 
 
 class LocalExecutor:
@@ -128,6 +190,9 @@ class LocalExecutor:
 
     def shutdown(self) -> None:
         self._inner.shutdown()
+
+    def abort(self) -> str:
+        return self._inner.abort()
 
 
 # --- Slurm job arrays through submitit -------------------------------------------------------------
@@ -292,11 +357,31 @@ class SlurmExecutor:
                     future.set_exception(RuntimeError("stopped watching the submitit job"))
 
     def shutdown(self) -> None:
-        """Submit what is pending and wait until every run has ended. Interrupting this leaves the
-        jobs running on the cluster; a later `run` skips the runs they finished."""
+        """Submit what is pending and wait until every run has ended (after `abort`, nothing is
+        submitted and the cancelled tasks end at once)."""
         self.flush()
         for watcher in self._watchers:
             watcher.join()
+
+    def abort(self) -> str:
+        """Submit nothing more and cancel the array tasks that have not ended (scancel through
+        submitit); their run folders resume on the next `run`."""
+        with self._lock:
+            unsent, self._pending = self._pending, []
+            for _, _, future in unsent:
+                future.cancel()
+            live = []
+            for job in self.jobs:
+                try:
+                    if not job.done():
+                        live.append(job)
+                except Exception:  # noqa: BLE001 - a job whose state cannot be read: cancel it too
+                    live.append(job)
+            for job in live:
+                job.cancel(check=False)
+        ids = ", ".join(dict.fromkeys(str(job.job_id).split("_")[0] for job in live)) or "none"
+        return (f"cancelled {len(live)} {self.cluster} tasks (job {ids}) and did not submit "
+                f"{len(unsent)} runs")
 
 
 # --- choosing one ----------------------------------------------------------------------------------

@@ -2,34 +2,95 @@
 
 from __future__ import annotations
 
+import signal
+import traceback
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import click
 import torch
 from tqdm import tqdm
 
 from gdpp_bench.environment import resolve_device
+from gdpp_bench.errors import UserError
 from gdpp_bench.executors import Executor, SlurmExecutor, make_executor
 from gdpp_bench.metrics import EvalOptions
 from gdpp_bench.metrics.evaluate import evaluate_run, make_eval_hook
+from gdpp_bench.progress import working_on
 from gdpp_bench.rundir import RunDir, find_run_dirs
 from gdpp_bench.seed_parallel import run_seed_group, seed_groups, supports_seed_parallel
 from gdpp_bench.suites import RunSpec
 from gdpp_bench.train import train
 
+# what `gdpp-bench run` exits with (the README lists them)
+EXIT_OK = 0  # every run done or skipped
+EXIT_RUN_FAILED = 1  # some run failed (diverged) or ended with an unexpected error; the others ran
+EXIT_BAD_INPUT = 2  # a bad input: the command itself, or some run's folder or settings (that run refused)
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT): the suite stopped, every run folder resumable
+
 
 def run_one(spec: RunSpec, results: Path, data_root: str | None, device_name: str,
-            options: EvalOptions | None = None) -> dict[str, Any]:
+            options: EvalOptions | None = None, policy: str = "refuse",
+            style: str = "off") -> dict[str, Any]:
     """Train (or resume, or skip) one run and evaluate it. Safe to call again."""
     device = resolve_device(device_name)
     run_dir = RunDir(results / spec.suite / spec.key)
-    already_done = run_dir.is_done()
-    hook = make_eval_hook(spec, device, data_root, options)
-    status = train(spec, run_dir, device, data_root, eval_hook=hook)
-    record = evaluate_run(run_dir, device, data_root=data_root, options=options)
-    return {"key": spec.key, "skipped": already_done, **status, "values": record.get("values", {})}
+    with working_on(spec.key):
+        hook = make_eval_hook(spec, device, data_root, options)
+        status = train(spec, run_dir, device, data_root, eval_hook=hook, policy=policy, style=style)
+        record = evaluate_run(run_dir, device, data_root=data_root, options=options, measured=hook.last)
+    return {"key": spec.key, "skipped": bool(status.pop("skipped", False)), **status,
+            "values": record.get("values", {})}
+
+
+@dataclass
+class Tally:
+    """How the runs of one call ended, for the closing line and the exit code."""
+
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
+        ("done", "skipped", "failed", "incomplete"), 0))
+    bad_input: bool = False
+
+    def add(self, outcome: dict[str, Any]) -> None:
+        if outcome.get("skipped"):
+            self.counts["skipped"] += 1
+        elif outcome["status"] in ("done", "failed"):
+            self.counts[outcome["status"]] += 1
+        else:
+            self.counts["incomplete"] += 1
+        self.bad_input |= bool(outcome.get("user_error"))
+
+    def line(self) -> str:
+        return ", ".join(f"{count} {name}" for name, count in self.counts.items())
+
+    def exit_code(self) -> int:
+        if self.bad_input:
+            return EXIT_BAD_INPUT
+        return EXIT_RUN_FAILED if self.counts["failed"] or self.counts["incomplete"] else EXIT_OK
+
+
+def _error_outcomes(keys: list[str], exc: BaseException) -> list[dict[str, Any]]:
+    """The outcomes of runs whose job raised `exc`: incomplete, with the reason."""
+    user_error = isinstance(exc, UserError)
+    message = str(exc) if user_error else f"{type(exc).__name__}: {exc}"
+    return [{"key": key, "status": "incomplete", "skipped": False, "reason": message,
+             "user_error": user_error, "values": {}} for key in keys]
+
+
+def _echo_error(keys: list[str], exc: BaseException) -> None:
+    """A user error is its one line; a bug keeps its traceback (and then says which runs it hit)."""
+    if isinstance(exc, UserError):
+        click.echo(f"error: {exc}", err=True)
+        return
+    click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
+    click.echo(f"error: {', '.join(keys)}: {type(exc).__name__}: {exc}", err=True)
+
+
+def _as_list(result: Any) -> list[dict[str, Any]]:
+    return result if isinstance(result, list) else [result]
 
 
 def run_specs(specs: list[RunSpec], results: Path, data_root: str | None, device_name: str,
@@ -37,42 +98,72 @@ def run_specs(specs: list[RunSpec], results: Path, data_root: str | None, device
               on_result: Callable[[dict[str, Any]], None] | None = None,
               options: EvalOptions | None = None,
               executor: Executor | None = None,
-              seed_parallel: bool = False) -> list[dict[str, Any]]:
+              seed_parallel: bool = False,
+              policy: str = "refuse",
+              style: str = "off") -> list[dict[str, Any]]:
     """Train and evaluate every spec; `on_result` hears of each run as soon as it ends.
 
     `seed_parallel`: the seeds of each variant that allows it (mlp2d) train as one batched model
-    (one job per variant); the others run one job per run as usual.
+    (one job per variant); the others run one job per run as usual. `policy` (refuse, extend,
+    force) is what to do with run folders trained with other settings; `style` how each run shows
+    its progress.
 
-    A run that raises (a corrupt checkpoint, say) does not stop the others; the first such error
-    is raised once all runs have ended.
+    A run that raises (a corrupt checkpoint, say) does not stop the others: its outcome has status
+    'incomplete' and the reason, and the error is printed as it happens. Ctrl-C (KeyboardInterrupt)
+    stops the whole suite: nothing more is submitted, running and queued runs are stopped or
+    cancelled (Slurm tasks through submitit), and KeyboardInterrupt is raised again.
     """
     # a missing device is reported once, before any job starts; a Slurm task resolves it on its node
     device = None if isinstance(executor, SlurmExecutor) else resolve_device(device_name)
     executor = executor or make_executor("local", jobs, device=device_name)
-    progress = tqdm(total=len(specs), desc="runs", unit="run", leave=False, disable=None)
+    progress = tqdm(total=len(specs), desc="runs", unit="run", leave=False, disable=None, position=0)
 
-    def finished(future: Future) -> None:
-        outcomes = [] if future.exception() is not None else future.result()
-        outcomes = outcomes if isinstance(outcomes, list) else [outcomes]
-        progress.update(max(1, len(outcomes)))
+    def finished(future: Future, keys: list[str]) -> None:
+        if future.cancelled():
+            return
+        error = future.exception()
+        if isinstance(error, KeyboardInterrupt):  # a run the interruption stopped: said below
+            return
+        if error is not None:
+            _echo_error(keys, error)
+        outcomes = _error_outcomes(keys, error) if error is not None else _as_list(future.result())
+        progress.update(len(outcomes))
         for outcome in outcomes if on_result else ():
             on_result(outcome)
 
     groups = seed_groups(specs) if seed_parallel else [[spec] for spec in specs]
+    futures: list[tuple[Future, list[str]]] = []
+    submitted = 0  # groups handed to the executor
     try:
-        futures = []
         for group in groups:
+            submitted += 1
             if len(group) > 1 and supports_seed_parallel(group[0], device or torch.device(
                     "cpu" if device_name == "cpu" else "cuda")):  # Slurm: the nodes' device, as named
-                new = [executor.submit(run_seed_group, group, results, data_root, device_name, options)]
+                jobs_of_group = [(executor.submit(run_seed_group, group, results, data_root, device_name,
+                                                  options, policy, style), [s.key for s in group])]
             else:
-                new = [executor.submit(run_one, spec, results, data_root, device_name, options)
-                       for spec in group]
-            for future in new:
-                future.add_done_callback(finished)  # at once for the inline executor
-            futures += new
-        outcomes = [future.result() for future in futures]
-        return [o for outcome in outcomes for o in (outcome if isinstance(outcome, list) else [outcome])]
+                jobs_of_group = [(executor.submit(run_one, spec, results, data_root, device_name, options,
+                                                  policy, style), [spec.key]) for spec in group]
+            for future, keys in jobs_of_group:
+                # at once for the inline executor
+                future.add_done_callback(lambda done, keys=keys: finished(done, keys))
+            futures += jobs_of_group
+        outcomes = []
+        for future, keys in futures:
+            error = future.exception()
+            outcomes += _error_outcomes(keys, error) if error is not None else _as_list(future.result())
+        return outcomes
+    except KeyboardInterrupt:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut this short
+        try:
+            stopped = executor.abort()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        unsent = sum(len(group) for group in groups[submitted:])
+        click.echo(f"interrupted: {stopped}" + (f", {unsent} runs not started" if unsent else "")
+                   + "; every run folder resumes from its last checkpoint: rerun the same command",
+                   err=True)
+        raise
     finally:
         executor.shutdown()
         progress.close()
@@ -80,10 +171,16 @@ def run_specs(specs: list[RunSpec], results: Path, data_root: str | None, device
 
 def evaluate_suite(suite_dir: Path, device_name: str, force: bool = False,
                    data_root: str | None = None, options: EvalOptions | None = None) -> list[dict[str, Any]]:
+    """Evaluate every run folder under `suite_dir`; a run whose folder cannot be read is one error
+    line (status 'error') and the others go on."""
     device = resolve_device(device_name)
     outcomes = []
     for run_dir in find_run_dirs(suite_dir):
-        record = evaluate_run(run_dir, device, force=force, data_root=data_root, options=options)
         key = str(run_dir.path.relative_to(suite_dir))
+        try:
+            with working_on(key):
+                record = evaluate_run(run_dir, device, force=force, data_root=data_root, options=options)
+        except UserError as exc:
+            record = {"status": "error", "reason": str(exc), "user_error": True}
         outcomes.append({"key": key, **record})
     return outcomes

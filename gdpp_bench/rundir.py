@@ -7,7 +7,9 @@ import fcntl
 import json
 import math
 import os
+import re
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,8 +54,57 @@ def write_json(path: Path, data: Any) -> None:
     write_atomic(path, lambda tmp: tmp.write_text(text))
 
 
+class UnreadableFile(UserError):
+    """A file that exists but does not hold what it should (truncated JSON, say, as a full disk or a
+    half-copied folder leaves it)."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path} is unreadable ({reason})")
+        self.path = path
+
+
 def read_json(path: Path) -> Any:
-    return json.loads(path.read_text())
+    """The JSON in `path`; a file that is not valid JSON raises UnreadableFile naming it."""
+    try:
+        return json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8 text"
+        raise UnreadableFile(path, f"not valid JSON: {reason}") from None
+
+
+def read_json_object(path: Path, required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A JSON object with the `required` keys; anything else raises UnreadableFile."""
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise UnreadableFile(path, f"expected a JSON object, got {type(data).__name__}")
+    missing = [key for key in required if key not in data]
+    if missing:
+        raise UnreadableFile(path, f"no {', '.join(repr(k) for k in missing)} in it")
+    return data
+
+
+def set_aside(path: Path, suffix: str) -> Path:
+    """Rename `path` to PATH.SUFFIX (PATH.SUFFIX-2, ... if taken): moved aside, never deleted."""
+    target = path.with_name(f"{path.name}.{suffix}")
+    number = 1
+    while target.exists():
+        number += 1
+        target = path.with_name(f"{path.name}.{suffix}-{number}")
+    os.rename(path, target)
+    return target
+
+
+# what a name must look like where it becomes a folder name (suite, dataset, variant)
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+=-]*")
+
+
+def check_plain_name(kind: str, name: str) -> str:
+    """`name` if it can be a folder name inside the results folder; a UserError otherwise (path
+    separators, '..', a leading dot or other characters would put runs elsewhere or hide them)."""
+    if not isinstance(name, str) or not _PLAIN_NAME.fullmatch(name) or ".." in name:
+        raise UserError(f"{kind} name {name!r} cannot be a folder name: use letters, digits and "
+                        "._@+=- only, starting with a letter or digit, without '..'")
+    return name
 
 
 @dataclass(frozen=True)
@@ -106,7 +157,7 @@ class RunDir:
     def lock(self) -> Iterator[None]:
         """Exclusive use of this run directory; a second process gets a UserError, not a race."""
         self.path.mkdir(parents=True, exist_ok=True)
-        with (self.path / ".lock").open("w") as handle:
+        with (self.path / ".lock").open("a") as handle:  # "a": taking the lock changes no file
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -123,15 +174,26 @@ class RunDir:
         return self.done.is_file()
 
     def status(self) -> dict[str, Any]:
-        """{'status': 'done' | 'failed' | 'incomplete', ...} as recorded in DONE."""
+        """{'status': 'done' | 'failed' | 'incomplete', ...} as recorded in DONE; a DONE that
+        cannot be read raises UnreadableFile."""
         if not self.is_done():
             return {"status": "incomplete"}
-        return read_json(self.done)
+        return read_json_object(self.done, ("status",))
+
+    def read_config(self) -> dict[str, Any]:
+        """config.json ({'spec': ..., 'environment': ...}); UnreadableFile if it cannot be read."""
+        return read_json_object(self.config, ("spec",))
+
+    def set_aside(self) -> Path:
+        """Move the whole run folder to NAME.replaced-TIMESTAMP beside it (nothing is deleted)."""
+        return set_aside(self.path, "replaced-" + time.strftime("%Y%m%d-%H%M%S"))
 
     def mark_done(self, status: str, **details: Any) -> None:
         write_json(self.done, {"status": status, **details})
 
 
 def find_run_dirs(root: Path) -> list[RunDir]:
-    """Every run directory (one holding config.json) under `root`, sorted."""
-    return [RunDir(p.parent) for p in sorted(root.glob("**/config.json")) if "report" not in p.parts]
+    """Every run directory (one holding config.json) under `root`, sorted; folders set aside by
+    --force (NAME.replaced-...) and report folders are not runs."""
+    return [RunDir(p.parent) for p in sorted(root.glob("**/config.json"))
+            if "report" not in p.parts and not any(".replaced-" in part for part in p.parts)]

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib
+import torch
+from torch import Tensor
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from torch import Tensor  # noqa: E402
-from torchvision.utils import save_image  # noqa: E402
+from gdpp_bench.rundir import write_atomic
 
-from gdpp_bench.rundir import write_atomic  # noqa: E402
+if TYPE_CHECKING:  # matplotlib and torchvision are imported where pictures are drawn: seconds saved
+    import matplotlib.pyplot as plt
 
 
 def draw_samples_2d(ax: plt.Axes, samples: Tensor, centers: Tensor, title: str = "") -> None:
@@ -27,7 +26,18 @@ def draw_samples_2d(ax: plt.Axes, samples: Tensor, centers: Tensor, title: str =
     ax.set_title(title, fontsize=9)
 
 
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def save_samples_2d(path: Path, samples: Tensor, centers: Tensor, title: str) -> None:
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4, 4))
     draw_samples_2d(ax, samples, centers, title)
     ax.legend(loc="upper right", fontsize=7)
@@ -41,6 +51,8 @@ def save_samples(path: Path, samples: Tensor, dataset: object, title: str) -> No
     if samples.ndim == 2:
         save_samples_2d(path, samples, dataset.centers_tensor(), title)
         return
+    from torchvision.utils import save_image
+
     images = (samples.detach().float().cpu() + 1) / 2
     nrow = max(1, int(len(images) ** 0.5))
     write_atomic(path, lambda tmp: save_image(images.clamp(0, 1), tmp, nrow=nrow, format="png"))

@@ -15,7 +15,8 @@ means turn non-finite is marked failed and leaves the batch; the others go on.
 
 Differences from K sequential runs: results agree to float rounding only (batched matmuls sum in
 another order than the per-seed ones; GAN training then amplifies the differences over many
-steps), and `train_wall_s` of each seed is the wall time of the shared batched session.
+steps), `train_wall_s` of each seed is the wall time of the shared batched session and `train_cpu_s` its
+CPU time divided among the seeds.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from gdpp_bench.checkpoint import save_checkpoint
 from gdpp_bench.data import DATASETS
 from gdpp_bench.losses import Generated, parse_variant
 from gdpp_bench.models.base import DOut
+from gdpp_bench.progress import say, working_on
 from gdpp_bench.rundir import RunDir
 from gdpp_bench.suites import RunSpec
 from gdpp_bench.train import (
@@ -45,10 +47,12 @@ from gdpp_bench.train import (
     _log_row,
     _periodic_evaluation,
     _Progress,
+    _Session,
     _set_grads,
     _start_or_resume,
     _Step,
     build_step,
+    reconcile,
 )
 
 SUPPORTED_MODELS = ("mlp2d",)
@@ -268,7 +272,8 @@ class _Batch:
 
 def train_seed_parallel(specs: Sequence[RunSpec], results: Path, device: torch.device,
                         data_root: str | None = None,
-                        eval_hooks: Sequence[EvalHook | None] | None = None) -> list[dict[str, Any]]:
+                        eval_hooks: Sequence[EvalHook | None] | None = None,
+                        policy: str = "refuse") -> list[dict[str, Any]]:
     """Train the runs `specs` (one configuration, several seeds) as one batched model.
 
     Run folders are RESULTS/SUITE/KEY as for `train`. Runs already done are skipped; runs with a
@@ -287,6 +292,9 @@ def train_seed_parallel(specs: Sequence[RunSpec], results: Path, device: torch.d
     if len(hooks) != len(specs):
         raise ValueError("eval_hooks must have one entry per spec")
     run_dirs = [RunDir(results / spec.suite / spec.key) for spec in specs]
+    for spec, run_dir in zip(specs, run_dirs, strict=True):
+        with run_dir.lock():
+            reconcile(spec, run_dir, policy)
     pending = [i for i, run_dir in enumerate(run_dirs) if not run_dir.is_done()]
     if pending:
         sampler = DATASETS.get(specs[0].dataset).sampler(device, data_root)
@@ -319,10 +327,8 @@ def _train_group(seeds: list[_Seed], start: int, device: torch.device) -> None:
     batch = _Batch(seeds, device)
     log_sum = torch.stack([s.progress.log_sum for s in seeds])
     log_count = seeds[0].progress.log_count
-    session_start = tick = time.perf_counter()
-
-    def wall_s(seed: _Seed) -> float:
-        return seed.progress.wall_s + time.perf_counter() - session_start
+    tick = time.perf_counter()
+    sessions = {id(seed): _Session(seed.progress, share=len(seeds)) for seed in seeds}
 
     number = start
     while number < cfg.steps and batch.seeds:
@@ -337,7 +343,8 @@ def _train_group(seeds: list[_Seed], start: int, device: torch.device) -> None:
             for k, (seed, means) in enumerate(zip(batch.seeds, all_means, strict=True)):
                 reason = _log_row(seed.run_dir, columns, number, means, rate)
                 if reason:
-                    seed.run_dir.mark_done("failed", reason=reason, step=number, train_wall_s=wall_s(seed))
+                    seed.run_dir.mark_done("failed", reason=reason, step=number,
+                                           **sessions[id(seed)].times())
                     leaving.add(k)
             log_sum.zero_()
             log_count, tick = 0, time.perf_counter()
@@ -349,9 +356,10 @@ def _train_group(seeds: list[_Seed], start: int, device: torch.device) -> None:
             for k, seed in enumerate(batch.seeds):
                 if k in leaving:
                     continue
-                if _periodic_evaluation(seed.spec, seed.run_dir, seed.step, number, seed.eval_hook,
-                                        seed.progress.selection):
-                    stopped.add(k)
+                with sessions[id(seed)].evaluating():
+                    if _periodic_evaluation(seed.spec, seed.run_dir, seed.step, number, seed.eval_hook,
+                                            seed.progress.selection):
+                        stopped.add(k)
         for k, seed in enumerate(batch.seeds):
             if k in leaving:
                 continue
@@ -359,9 +367,9 @@ def _train_group(seeds: list[_Seed], start: int, device: torch.device) -> None:
                 seed.progress.log_sum = log_sum[k].clone()
                 seed.progress.log_count = log_count
                 save_checkpoint(seed.run_dir.checkpoint,
-                                _checkpoint_state(seed.step, number, seed.progress, wall_s(seed)))
+                                _checkpoint_state(seed.step, number, seed.progress, sessions[id(seed)]))
             if k in stopped:
-                _finish_run(seed.spec, seed.run_dir, seed.step.generator, device, number, wall_s(seed),
+                _finish_run(seed.spec, seed.run_dir, seed.step.generator, device, number, sessions[id(seed)],
                             True, STEP_EXECUTION.format(k=len(seeds)))
         leaving |= stopped
         if leaving:
@@ -373,7 +381,7 @@ def _train_group(seeds: list[_Seed], start: int, device: torch.device) -> None:
     if batch.seeds:
         batch.sync_to_seeds()
         for seed in batch.seeds:
-            _finish_run(seed.spec, seed.run_dir, seed.step.generator, device, number, wall_s(seed),
+            _finish_run(seed.spec, seed.run_dir, seed.step.generator, device, number, sessions[id(seed)],
                         False, STEP_EXECUTION.format(k=len(seeds)))
 
 
@@ -401,19 +409,23 @@ def supports_seed_parallel(spec: RunSpec, device: torch.device | None = None) ->
 
 
 def run_seed_group(specs: Sequence[RunSpec], results: Path, data_root: str | None, device_name: str,
-                   options: Any = None) -> list[dict[str, Any]]:
+                   options: Any = None, policy: str = "refuse", style: str = "off") -> list[dict[str, Any]]:
     """`pipeline.run_one` for a group of seeds: train them batched, then evaluate each run."""
     from gdpp_bench.environment import resolve_device
     from gdpp_bench.metrics.evaluate import evaluate_run, make_eval_hook
 
     device = resolve_device(device_name)
     run_dirs = [RunDir(results / spec.suite / spec.key) for spec in specs]
-    already = [run_dir.is_done() for run_dir in run_dirs]
-    hooks = [make_eval_hook(spec, device, data_root, options) for spec in specs]
-    statuses = train_seed_parallel(specs, results, device, data_root, eval_hooks=hooks)
+    with working_on(", ".join(spec.key for spec in specs)):
+        say(f"training {len(specs)} seeds as one batched model")
+        hooks = [make_eval_hook(spec, device, data_root, options) for spec in specs]
+        before = [run_dir.is_done() for run_dir in run_dirs]
+        statuses = train_seed_parallel(specs, results, device, data_root, eval_hooks=hooks, policy=policy)
     outcomes = []
-    for spec, run_dir, skipped, status in zip(specs, run_dirs, already, statuses, strict=True):
-        record = evaluate_run(run_dir, device, data_root=data_root, options=options)
-        outcomes.append({"key": spec.key, "skipped": skipped, **status, "values": record.get("values", {})})
+    for spec, run_dir, skipped, status, hook in zip(specs, run_dirs, before, statuses, hooks, strict=True):
+        with working_on(spec.key):
+            record = evaluate_run(run_dir, device, data_root=data_root, options=options,
+                                  measured=hook.last)
+        outcomes.append({"key": spec.key, "skipped": skipped and status["status"] != "incomplete",
+                         **status, "values": record.get("values", {})})
     return outcomes
-

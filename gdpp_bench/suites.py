@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from gdpp_bench.losses import ADVERSARIAL, parse_variant
 from gdpp_bench.metrics import METRICS
 from gdpp_bench.models import MODELS
 from gdpp_bench.models.modifiers import check_batch_size, discriminator_options
+from gdpp_bench.rundir import check_plain_name
 
 SUITES_DIR = Path(
     os.environ.get("GDPP_BENCH_SUITES", Path(__file__).resolve().parents[1] / "benchmarks" / "suites")
@@ -129,6 +131,15 @@ def suite_names() -> list[str]:
     return sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
 
 
+def suite_description(name: str) -> str:
+    """The `description` of a suite, for listings (not validated: `load_suite` does that)."""
+    try:
+        description = tomllib.loads((SUITES_DIR / f"{name}.toml").read_text()).get("description", "")
+    except (OSError, tomllib.TOMLDecodeError):
+        return "(unreadable suite file)"
+    return str(description)
+
+
 def load_suite(name_or_path: str) -> Suite:
     """Load a suite by name (benchmarks/suites/NAME.toml) or by path to a TOML file."""
     path = Path(name_or_path)
@@ -158,8 +169,13 @@ def parse_suite(table: dict[str, Any], where: str = "suite") -> Suite:
     per_dataset = _per_dataset(table.pop("per_dataset", {}), table, train_table, eval_table, where)
     suite = _build(Suite, table, where, train=train, eval=evaluation, per_dataset=per_dataset)
     _validate(suite, where)
-    canonical = tuple(str(parse_variant(v)) for v in suite.variants)
+    canonical = tuple(_variant_name(v) for v in suite.variants)
     return dataclasses.replace(suite, variants=canonical)
+
+
+def _variant_name(text: str) -> str:
+    """The canonical name of a variant, which becomes a folder name."""
+    return check_plain_name("variant", str(parse_variant(text)))
 
 
 def _per_dataset(tables: Any, suite_table: dict[str, Any], train_table: Any, eval_table: Any,
@@ -205,7 +221,7 @@ def expand(
     if eval_samples is not None and eval_samples < 1:
         raise UserError(f"--eval-samples must be >= 1, got {eval_samples}")
     overrides = {"steps": steps, "precision": precision, "compile": compile, "cuda_graph": cuda_graph}
-    names = [str(parse_variant(v)) for v in variants] if variants else list(suite.variants)
+    names = [_variant_name(v) for v in variants] if variants else list(suite.variants)
     unknown = sorted(set(datasets or ()) - set(suite.datasets))
     if unknown:
         raise UserError(f"--datasets: {', '.join(unknown)} not in suite {suite.name!r}; "
@@ -280,6 +296,8 @@ def _coerce(value: Any, type_name: str, where: str) -> Any:
     if not ok:
         raise UserError(f"{where} must be of type {type_name}, got {value!r}")
     if type_name == "float":
+        if not math.isfinite(value):  # TOML has inf and nan
+            raise UserError(f"{where} must be a finite number, got {value!r}")
         return float(value)
     return tuple(value) if isinstance(value, list) else value
 
@@ -287,6 +305,9 @@ def _coerce(value: Any, type_name: str, where: str) -> Any:
 def _validate(suite: Suite, where: str) -> None:
     if not suite.datasets or not suite.variants or not suite.seeds:
         raise UserError(f"{where}: datasets, variants and seeds must not be empty")
+    check_plain_name(f"{where}: suite", suite.name)
+    for dataset in suite.datasets:
+        check_plain_name(f"{where}: dataset", dataset)
     _validate_settings(suite.settings(""), where)
     for dataset in suite.datasets:
         DATASETS.get(dataset)
@@ -295,7 +316,17 @@ def _validate(suite: Suite, where: str) -> None:
 
 
 def _validate_settings(settings: DatasetSettings, where: str) -> None:
-    train, evaluation = settings.train, settings.eval
+    check_settings(settings.train, settings.eval, where)
+    if settings.model:
+        MODELS.get(settings.model)
+
+
+def check_settings(train: TrainConfig, evaluation: EvalConfig, where: str = "run settings") -> None:
+    """A UserError naming the first setting out of its range (non-finite numbers included)."""
+    for section, config in (("train", train), ("eval", evaluation)):
+        for key, value in dataclasses.asdict(config).items():
+            if value is None or (isinstance(value, float) and not math.isfinite(value)):
+                raise UserError(f"{where}: {section}.{key} must be a finite number, got {value!r}")
     positive = {
         "train.steps": train.steps, "train.batch_size": train.batch_size,
         "train.lr_g": train.lr_g, "train.lr_d": train.lr_d, "train.eps": train.eps,
@@ -329,7 +360,5 @@ def _validate_settings(settings: DatasetSettings, where: str) -> None:
             raise UserError(f"{where}: {key} must be one of {', '.join(allowed)}, got {value!r}")
     if (evaluation.select or evaluation.patience) and not evaluation.every:
         raise UserError(f"{where}: eval.select and eval.patience need eval.every > 0")
-    if settings.model:
-        MODELS.get(settings.model)
     for metric in evaluation.metrics:
         METRICS.get(metric)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import dataclasses
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,8 @@ from gdpp_bench.losses import (
 )
 from gdpp_bench.models import MODELS
 from gdpp_bench.models.modifiers import check_batch_size, discriminator_options
-from gdpp_bench.rundir import RunDir, read_json, write_atomic, write_json
+from gdpp_bench.progress import RunProgress, notice, say
+from gdpp_bench.rundir import RunDir, UnreadableFile, read_json, set_aside, write_atomic, write_json
 from gdpp_bench.samples import fixed_noise_samples, save_samples
 from gdpp_bench.suites import RunSpec
 
@@ -206,27 +209,136 @@ def _truncate_csv(path: Path, last_step: int) -> None:
     write_atomic(path, write)
 
 
+# eval settings that decide what training itself produces (best.pt, when it stops); the others
+# (metric list, sample counts) only change what is measured afterwards and never force a retrain
+TRAINING_EVAL_FIELDS = ("every", "select", "select_mode", "patience")
+POLICIES = ("refuse", "extend", "force")
+
+
+def training_differences(recorded: RunSpec, requested: RunSpec) -> list[str]:
+    """The fields that change the trained weights (dataset, model, variant, seed, every train
+    setting, the eval settings that select and stop) where `recorded` and `requested` differ."""
+    names = [(name, getattr(recorded, name), getattr(requested, name))
+             for name in ("dataset", "model", "variant", "seed")]
+    names += [(f"train.{f.name}", getattr(recorded.train, f.name), getattr(requested.train, f.name))
+              for f in dataclasses.fields(recorded.train)]
+    names += [(f"eval.{name}", getattr(recorded.eval, name), getattr(requested.eval, name))
+              for name in TRAINING_EVAL_FIELDS]
+    return [name for name, old, new in names if old != new]
+
+
+def _history(config: dict[str, Any], event: str, **details: Any) -> None:
+    """Append what happened to the run folder (with the code and torch that did it) to config.json."""
+    environment = describe(torch.device("cpu"))
+    config.setdefault("history", []).append({
+        "event": event, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "git": environment["git"],
+        "torch": environment["packages"]["torch"], **details})
+
+
+def reconcile(spec: RunSpec, run_dir: RunDir, policy: str = "refuse") -> None:
+    """Make the run folder agree with `spec` before it is trained, or refuse it with a UserError.
+
+    - An unreadable config.json leaves the run's identity unknown: refused (policy force: the
+      folder is set aside and the run starts afresh).
+    - An unreadable DONE is set aside (DONE.corrupt); the run resumes from its checkpoint.
+    - Training fields that differ from the recorded ones: refused with their names, unless policy
+      `extend` (only train.steps grew, and the run did not fail or stop early: the run continues
+      from its last checkpoint, recorded in config.json) or `force` (the folder is set aside as
+      NAME.replaced-TIMESTAMP and the run starts afresh).
+    - Evaluation-only fields that differ are taken over into config.json: the evaluation that
+      follows measures with them (metrics.json's protocol says what it used).
+    """
+    if policy not in POLICIES:
+        raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+    if not run_dir.config.exists():
+        return
+    try:
+        config = run_dir.read_config()
+        recorded = RunSpec.from_dict(config["spec"])
+    except (UserError, KeyError, TypeError, ValueError) as exc:
+        if policy == "force":
+            notice(f"moved {run_dir.path} to {run_dir.set_aside().name} (--force)")
+            return
+        detail = exc if isinstance(exc, UserError) else f"{run_dir.config} does not describe a run"
+        raise UserError(f"{detail}: the run's settings are unknown, so it is not touched; move that "
+                        "run folder away (or rerun with --force, which sets it aside)") from None
+    try:
+        status = run_dir.status()
+    except UnreadableFile as exc:
+        moved = set_aside(run_dir.done, "corrupt")
+        notice(f"{exc}; moved it to {moved.name}, the run resumes from its checkpoint")
+        status = {"status": "incomplete"}
+    differences = training_differences(recorded, spec)
+    if differences and policy == "force":
+        notice(f"moved {run_dir.path} to {run_dir.set_aside().name} (--force: "
+               f"{', '.join(differences)} changed)")
+        return
+    if differences:
+        _extend_or_refuse(spec, recorded, run_dir, config, status, differences, policy)
+    if spec.to_dict() != recorded.to_dict():  # evaluation settings, or the extended step count
+        config["spec"] = spec.to_dict()
+        write_json(run_dir.config, config)
+
+
+def _extend_or_refuse(spec: RunSpec, recorded: RunSpec, run_dir: RunDir, config: dict[str, Any],
+                      status: dict[str, Any], differences: list[str], policy: str) -> None:
+    """Continue a run to more steps (policy extend) or refuse it with the differing fields."""
+    changed = ", ".join(f"{name} (recorded {_field(recorded, name)!r}, asked {_field(spec, name)!r})"
+                        for name in differences)
+    if policy != "extend" or differences != ["train.steps"]:
+        raise UserError(f"{run_dir.path} was trained with other settings: {changed}; "
+                        "rerun with --force to set that run aside and train afresh"
+                        + (", or --extend to continue it to more steps" if "train.steps" in differences
+                           else "") + " (or use another --results folder)")
+    if spec.train.steps < recorded.train.steps:
+        raise UserError(f"--extend continues runs to more steps; {run_dir.path} has "
+                        f"{recorded.train.steps}, asked {spec.train.steps}")
+    if status["status"] == "failed" or status.get("stopped_early"):
+        why = "it failed" if status["status"] == "failed" else "it stopped early (patience)"
+        raise UserError(f"{run_dir.path} cannot be extended: {why} at step {status.get('step')}; "
+                        "rerun with --force to set it aside and train afresh")
+    details: dict[str, Any] = {"from_steps": recorded.train.steps, "to_steps": spec.train.steps}
+    if status["status"] == "done":
+        details["done"] = status
+        if run_dir.metrics.exists():
+            with contextlib.suppress(UserError):
+                details["metrics"] = read_json(run_dir.metrics).get("values")
+    _history(config, "extended", **details)
+    write_json(run_dir.config, config)
+    run_dir.done.unlink(missing_ok=True)
+    notice(f"extending from {recorded.train.steps} to {spec.train.steps} steps")
+
+
+def _field(spec: RunSpec, dotted: str) -> Any:
+    value: Any = spec
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
+
+
 def _start_or_resume(spec: RunSpec, run_dir: RunDir, step: _Step, device: torch.device,
                      progress: _Progress) -> int:
-    """Write config.json or check it; load the checkpoint if any. Returns the step reached."""
-    spec_dict = spec.to_dict()
-    if run_dir.config.exists():
-        try:
-            same = RunSpec.from_dict(read_json(run_dir.config)["spec"]) == spec
-        except (KeyError, TypeError, ValueError):
-            same = False
-        if not same:
-            raise UserError(
-                f"{run_dir.path} holds a run with another configuration; "
-                "use another --results folder or delete that run folder"
-            )
-    else:
-        write_json(run_dir.config, {"spec": spec_dict, "environment": describe(device)})
+    """Write config.json (first start) or note a change of code or torch (resume); load the
+    checkpoint if any. Returns the step reached. `reconcile` has made config.json agree with spec."""
+    environment = describe(device)
+    if not run_dir.config.exists():
+        write_json(run_dir.config, {"spec": spec.to_dict(), "environment": environment})
     if not run_dir.checkpoint.exists():
         for stale in (run_dir.log, run_dir.evals, run_dir.best):
             stale.unlink(missing_ok=True)
         return 0
     state = load_checkpoint(run_dir.checkpoint, map_location=device)
+    config = run_dir.read_config()
+    recorded = config.get("environment", {})
+    last = (config.get("history") or [recorded])[-1]
+    now = {"git": environment["git"], "torch": environment["packages"]["torch"]}
+    before = {"git": last.get("git"), "torch": last.get("torch") or (last.get("packages") or {}).get("torch")}
+    if before != now:
+        notice(f"resuming at step {state['step']} under git {now['git']} and torch {now['torch']}; "
+               f"it ran under git {before['git']} and torch {before['torch']} before (both recorded in "
+               "config.json)")
+        _history(config, "resumed", step=int(state["step"]))
+        write_json(run_dir.config, config)
     step.generator.load_state_dict(state["generator"])
     step.discriminator.load_state_dict(state["discriminator"])
     step.opt_g.load_state_dict(state["opt_g"])
@@ -235,21 +347,26 @@ def _start_or_resume(spec: RunSpec, run_dir: RunDir, step: _Step, device: torch.
     progress.log_sum.copy_(state["log_sum"])
     progress.log_count = int(state["log_count"])
     # checkpoints written before these fields existed lack them
-    recorded = state.get("selection", {"best": None, "stale": 0})
-    progress.selection = _Selection(recorded["best"], recorded["stale"])
+    recorded_selection = state.get("selection", {"best": None, "stale": 0})
+    progress.selection = _Selection(recorded_selection["best"], recorded_selection["stale"])
     progress.wall_s = float(state.get("wall_s", 0.0))
+    progress.cpu_s = float(state.get("cpu_s", 0.0))
+    progress.eval_cpu_s = float(state.get("eval_cpu_s", 0.0))
     for path in (run_dir.log, run_dir.evals):
         _truncate_csv(path, state["step"])
     return int(state["step"])
 
 
-def _checkpoint_state(step: _Step, number: int, progress: _Progress, wall_s: float) -> dict[str, Any]:
+def _checkpoint_state(step: _Step, number: int, progress: _Progress, session: _Session) -> dict[str, Any]:
+    times = session.times()
     return {
         "step": number,
         "selection": {"best": progress.selection.best, "stale": progress.selection.stale},
         "log_sum": progress.log_sum.clone(),
         "log_count": progress.log_count,
-        "wall_s": wall_s,
+        "wall_s": times["train_wall_s"],
+        "cpu_s": times["train_cpu_s"],
+        "eval_cpu_s": times["eval_cpu_s"],
         "generator": step.generator.state_dict(),
         "discriminator": step.discriminator.state_dict(),
         "opt_g": step.opt_g.state_dict(),
@@ -292,6 +409,36 @@ class _Progress:
     log_count: int = 0  # steps in that sum
     selection: _Selection = field(default_factory=_Selection)
     wall_s: float = 0.0  # training wall time of this run's earlier sessions
+    cpu_s: float = 0.0  # CPU time of its training steps in earlier sessions
+    eval_cpu_s: float = 0.0  # CPU time of its periodic evaluations in earlier sessions
+
+
+class _Session:
+    """Wall and CPU time of a run across its sessions. CPU time is this process's (all its threads),
+    which two runs sharing the cores do not inflate as they inflate wall time; the periodic
+    evaluations' CPU time is kept apart so that `train_cpu_s` is the cost of training alone."""
+
+    def __init__(self, progress: _Progress, share: int = 1) -> None:
+        self.progress = progress
+        self.share = share  # runs trained together in this process (seed-parallel): each gets 1/share
+        self.wall_start = time.perf_counter()
+        self.cpu_start = time.process_time()
+        self.eval_cpu = 0.0
+
+    @contextlib.contextmanager
+    def evaluating(self) -> Iterator[None]:
+        started = time.process_time()
+        try:
+            yield
+        finally:
+            self.eval_cpu += time.process_time() - started
+
+    def times(self) -> dict[str, float]:
+        """train_wall_s, train_cpu_s and eval_cpu_s (periodic evaluations) so far, all sessions."""
+        cpu = time.process_time() - self.cpu_start
+        return {"train_wall_s": self.progress.wall_s + time.perf_counter() - self.wall_start,
+                "train_cpu_s": self.progress.cpu_s + (cpu - self.eval_cpu) / self.share,
+                "eval_cpu_s": self.progress.eval_cpu_s + self.eval_cpu / self.share}
 
 
 def _periodic_evaluation(spec: RunSpec, run_dir: RunDir, step: _Step, number: int,
@@ -325,64 +472,73 @@ def _log_row(run_dir: RunDir, columns: list[str], number: int, means: list[float
 
 
 def _finish_run(spec: RunSpec, run_dir: RunDir, generator: nn.Module, device: torch.device, number: int,
-                wall_s: float, stopped_early: bool, execution: str) -> None:
+                session: _Session, stopped_early: bool, execution: str) -> None:
     """The final sample picture and DONE of a run that trained to its end (or ran out of patience)."""
+    times = session.times()
     _save_samples(spec, generator, device, run_dir.samples_png, number)
     details: dict[str, Any] = {"stopped_early": True, "patience": spec.eval.patience} if stopped_early else {}
     details["step_execution"] = execution
-    run_dir.mark_done("done", step=number, train_wall_s=wall_s, **details)
+    run_dir.mark_done("done", step=number, **times, **details)
 
 
 def train(spec: RunSpec, run_dir: RunDir, device: torch.device, data_root: str | None = None,
-          eval_hook: EvalHook | None = None) -> dict[str, Any]:
+          eval_hook: EvalHook | None = None, policy: str = "refuse", style: str = "off") -> dict[str, Any]:
     """Train one run to `spec.train.steps`, resuming from `run_dir` if it holds a checkpoint.
 
-    Returns the recorded status: {'status': 'done'} or {'status': 'failed', 'reason': ...}.
-    A non-finite loss (checked at each log step) ends the run as failed.
+    `policy` says what to do with a run folder trained with other settings (`reconcile`); `style`
+    how progress is shown (see gdpp_bench.progress). Returns the recorded status: {'status':
+    'done', ...} or {'status': 'failed', 'reason': ...}. A non-finite loss (checked at each log
+    step) ends the run as failed.
     """
-    if run_dir.is_done():
-        return run_dir.status()
+    with run_dir.lock():
+        reconcile(spec, run_dir, policy)
+        if run_dir.is_done():
+            return {**run_dir.status(), "skipped": True}
     step = build_step(spec, device, DATASETS.get(spec.dataset).sampler(device, data_root))
     with run_dir.lock():
         if run_dir.is_done():  # finished by another process while we loaded the data
-            return run_dir.status()
-        return _train_loop(spec, run_dir, step, device, eval_hook)
+            return {**run_dir.status(), "skipped": True}
+        return _train_loop(spec, run_dir, step, device, eval_hook, style)
 
 
 def _train_loop(spec: RunSpec, run_dir: RunDir, step: _Step, device: torch.device,
-                eval_hook: EvalHook | None) -> dict[str, Any]:
+                eval_hook: EvalHook | None, style: str = "off") -> dict[str, Any]:
     cfg = spec.train
     columns = ["step", *step.log_columns(), "imgs_per_s"]
     progress = _Progress(log_sum=torch.zeros(len(columns) - 2, device=device))
     start = _start_or_resume(spec, run_dir, step, device, progress)
+    say(f"{'resuming at step ' + str(start) if start else 'training'} of {cfg.steps} in {run_dir.path}")
+    shown = RunProgress(cfg.steps, start, style)
     autocast = step_autocast(step, cfg.precision)
     run_step = make_stepper(step)
-    session_start = tick = time.perf_counter()
-
-    def wall_s() -> float:
-        return progress.wall_s + time.perf_counter() - session_start
-
+    session = _Session(progress)
+    tick = time.perf_counter()
     number, stop_early = start, False
-    while number < cfg.steps and not stop_early:
-        number += 1
-        with autocast:
-            progress.log_sum += run_step()
-        progress.log_count += 1
-        if number % cfg.log_every == 0 or number == cfg.steps:
-            # the only host sync, once per log interval
-            means = (progress.log_sum / progress.log_count).tolist()
-            rate = progress.log_count * cfg.batch_size / (time.perf_counter() - tick)
-            reason = _log_row(run_dir, columns, number, means, rate)
-            if reason:
-                run_dir.mark_done("failed", reason=reason, step=number, train_wall_s=wall_s())
-                return run_dir.status()
-            progress.log_sum.zero_()
-            progress.log_count, tick = 0, time.perf_counter()
-        if spec.eval.every and number % spec.eval.every == 0:
-            stop_early = _periodic_evaluation(spec, run_dir, step, number, eval_hook,
-                                              progress.selection)
-        if number % cfg.checkpoint_every == 0 or number == cfg.steps or stop_early:
-            save_checkpoint(run_dir.checkpoint, _checkpoint_state(step, number, progress, wall_s()))
+    try:
+        while number < cfg.steps and not stop_early:
+            number += 1
+            with autocast:
+                progress.log_sum += run_step()
+            progress.log_count += 1
+            if number % cfg.log_every == 0 or number == cfg.steps:
+                # the only host sync, once per log interval
+                means = (progress.log_sum / progress.log_count).tolist()
+                rate = progress.log_count * cfg.batch_size / (time.perf_counter() - tick)
+                reason = _log_row(run_dir, columns, number, means, rate)
+                if reason:
+                    run_dir.mark_done("failed", reason=reason, step=number, **session.times())
+                    return run_dir.status()
+                shown.logged(number, dict(zip(columns[1:], means, strict=False)))
+                progress.log_sum.zero_()
+                progress.log_count, tick = 0, time.perf_counter()
+            if spec.eval.every and number % spec.eval.every == 0:
+                with session.evaluating():
+                    stop_early = _periodic_evaluation(spec, run_dir, step, number, eval_hook,
+                                                      progress.selection)
+            if number % cfg.checkpoint_every == 0 or number == cfg.steps or stop_early:
+                save_checkpoint(run_dir.checkpoint, _checkpoint_state(step, number, progress, session))
+    finally:
+        shown.close()
     execution = "cuda graph" if step.graph_blocker is None else f"eager: {step.graph_blocker}"
-    _finish_run(spec, run_dir, step.generator, device, number, wall_s(), stop_early, execution)
+    _finish_run(spec, run_dir, step.generator, device, number, session, stop_early, execution)
     return run_dir.status()

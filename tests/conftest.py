@@ -1,6 +1,14 @@
+"""Shared test helpers: where the real data is (found as the CLI finds it), the trained instruments,
+tiny suites, and the command line run in this process or as a separate one."""
+
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
+import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -8,10 +16,24 @@ from pathlib import Path
 import pytest
 import torch
 
+from gdpp_bench.cli import default_data_root
 from gdpp_bench.suites import EvalConfig, Suite, TrainConfig
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # parallel test processes share the cores: one thread each
+    os.environ["OMP_NUM_THREADS"] = "1"  # and the processes they start
+    torch.set_num_threads(1)
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATASETS = REPO.parent / "shared" / "datasets"
+# the data root the CLI would use: $GDPP_BENCH_DATA, ../shared/datasets, else the user cache
+DATA_ROOT = Path(default_data_root()).expanduser().resolve()
+DOWNLOAD_ROOT = Path("~/.cache/gdpp-bench/data").expanduser().resolve()
+# where instruments trained by earlier sessions are kept (read before any fixture changes the variable)
+PERSISTENT_CACHE = Path(os.environ.get("GDPP_BENCH_CACHE") or "~/.cache/gdpp-bench").expanduser()
+# every skip for absent data says this; .ci/run fails when it sees it (CI has the data)
+MISSING_DATA = "real data missing"
+RAW_FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
+RAW_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+             "t10k-labels-idx1-ubyte")
 
 
 def tiny_suite(**overrides) -> Suite:
@@ -32,18 +54,47 @@ def results(tmp_path: Path) -> Path:
     return tmp_path / "results"
 
 
-def gdpp_bench(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """The installed command line, run as users run it (a fresh process)."""
-    return subprocess.run(
-        [sys.executable, "-m", "gdpp_bench.cli", *args],
-        capture_output=True, text=True, cwd=cwd, timeout=600,
-    )
+# --- real data ----------------------------------------------------------------------------------
+
+def _has_raw_files(root: Path, dataset: str) -> bool:
+    return all((root / RAW_FOLDERS[dataset] / "raw" / name).is_file() for name in RAW_FILES)
+
+
+def real_data_root(dataset: str) -> Path:
+    """DATA_ROOT if it holds `dataset`'s raw files; into the user cache (the CLI's download folder)
+    they are downloaded when missing; anywhere else, or offline, the test is skipped, never failed,
+    and nothing is written outside the temp and cache folders."""
+    if _has_raw_files(DATA_ROOT, dataset):
+        return DATA_ROOT
+    reason = f"{MISSING_DATA}: no {dataset} raw files under {DATA_ROOT}"
+    if DATA_ROOT != DOWNLOAD_ROOT:
+        pytest.skip(f"{reason}; set GDPP_BENCH_DATA to a folder holding {RAW_FOLDERS[dataset]}/raw/")
+    from torchvision import datasets
+
+    try:
+        getattr(datasets, RAW_FOLDERS[dataset])(str(DATA_ROOT), train=True, download=True)
+    except Exception as exc:  # offline: any failure means the same
+        pytest.skip(f"{reason}, and downloading it failed ({type(exc).__name__}); "
+                    f"set GDPP_BENCH_DATA to a folder holding {RAW_FOLDERS[dataset]}/raw/")
+    return DATA_ROOT
 
 
 @pytest.fixture(scope="session")
+def mnist_root() -> Path:
+    """The data root holding real MNIST (the test is skipped where there is none)."""
+    return real_data_root("mnist")
+
+
+@pytest.fixture(scope="session")
+def fashion_root() -> Path:
+    return real_data_root("fashion-mnist")
+
+
+# --- instruments --------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
 def instrument_cache(tmp_path_factory):
-    """One $GDPP_BENCH_CACHE (and torch home) for the session, so the MNIST classifier the
-    metrics need is trained once; subprocesses inherit it through the environment."""
+    """One $GDPP_BENCH_CACHE (and torch home) for the session; CLI runs in this process see it."""
     root = tmp_path_factory.mktemp("gdpp-cache")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("GDPP_BENCH_CACHE", str(root))
@@ -51,12 +102,93 @@ def instrument_cache(tmp_path_factory):
         yield root
 
 
-@pytest.fixture(scope="session")
-def mnist_classifier(instrument_cache):
-    """(model, info) of the default MNIST classifier, trained once into the session cache."""
+def _default_classifier(dataset: str, data_root: Path, session_cache: Path):
+    """(model, info) of `dataset`'s default classifier in the session cache.
+
+    Training it costs minutes on a CPU, so it is trained once per machine into the persistent cache
+    (as `gdpp-bench instruments train` does; a lock keeps parallel sessions from training it twice)
+    and copied into the session's cache, where every test and CLI call of the session finds it."""
     from gdpp_bench.metrics.instruments import load_or_train_classifier
 
-    return load_or_train_classifier("mnist", SHARED_DATASETS)
+    persistent = PERSISTENT_CACHE / "instruments"
+    persistent.mkdir(parents=True, exist_ok=True)
+    with (persistent / f".{dataset}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _, trained = load_or_train_classifier(dataset, data_root, cache_dir=persistent)
+    target = session_cache / "instruments" / trained.path.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(trained.path, target)
+    return load_or_train_classifier(dataset, data_root)
+
+
+@pytest.fixture(scope="session")
+def mnist_classifier(instrument_cache, mnist_root):
+    """(model, info) of the default MNIST classifier, in the session cache."""
+    return _default_classifier("mnist", mnist_root, instrument_cache)
+
+
+@pytest.fixture(scope="session")
+def fashion_classifier(instrument_cache, fashion_root):
+    """(model, info) of the default Fashion-MNIST classifier, in the session cache."""
+    return _default_classifier("fashion-mnist", fashion_root, instrument_cache)
+
+
+# --- the command line -----------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def gdpp_bench(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> CliResult:
+    """`gdpp-bench ARGS` run in this process (the same entry point and error handling as the
+    installed command), its output captured; saves the seconds a fresh process spends on imports."""
+    from click.testing import CliRunner
+
+    from gdpp_bench.cli import main
+
+    previous = os.getcwd()
+    with CliRunner().isolation(env=env) as (stdout, stderr, _):
+        try:
+            if cwd is not None:
+                os.chdir(cwd)
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+        finally:
+            os.chdir(previous)
+            sys.stdout.flush()
+            sys.stderr.flush()
+        return CliResult(code, stdout.getvalue().decode(), stderr.getvalue().decode())
+
+
+RESULT_LINE = re.compile(r"^\S+/seed-\d+: (done|failed|incomplete|skipped \(done\))  ")
+
+
+def result_lines(stdout: str) -> list[str]:
+    """The lines `run` prints as runs end (its progress lines also start with a run's name)."""
+    return [line for line in stdout.splitlines() if RESULT_LINE.match(line)]
+
+
+def gdpp_bench_process(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+                       timeout: float = 600) -> subprocess.CompletedProcess:
+    """The command line as a separate process, where that is the point (signals, a fresh clone)."""
+    return subprocess.run([sys.executable, "-m", "gdpp_bench.cli", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+@contextlib.contextmanager
+def torch_threads(count: int):
+    """torch's CPU thread count set to `count` for the block (CPU float sums depend on it)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class Replay(torch.nn.Module):
@@ -81,7 +213,7 @@ def replay_context(images_uint8: torch.Tensor, dataset: str, **fields):
 
     signed = images_uint8.float() / 127.5 - 1
     return EvalContext(Replay(signed), DATASETS.get(dataset), torch.device("cpu"), len(signed),
-                       seed=0, data_root=str(SHARED_DATASETS), **fields)
+                       seed=0, data_root=str(DATA_ROOT), **fields)
 
 
 @pytest.fixture(scope="session")

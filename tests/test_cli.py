@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SHARED_DATASETS, gdpp_bench
+from conftest import DATA_ROOT, gdpp_bench, result_lines
 from PIL import Image
 
 from gdpp_bench.rundir import RunDir, read_json
@@ -18,15 +18,16 @@ def smoke(tmp_path_factory, mnist_classifier):
     """The CI suite, run once for the module (three datasets x two variants x two seeds)."""
     results = tmp_path_factory.mktemp("smoke") / "results"
     first = gdpp_bench("run", "--suite", "smoke", "--results", str(results), "--device", "cpu",
-                       "--data-root", str(SHARED_DATASETS))
+                       "--data-root", str(DATA_ROOT))
     return results, first
 
 
 def test_smoke_run_trains_and_evaluates_every_run(smoke):
     results, first = smoke
     assert first.returncode == 0, first.stderr
-    lines = [line for line in first.stdout.splitlines() if "seed-" in line]
-    assert len(lines) == 12 and all(": done" in line for line in lines)
+    lines = result_lines(first.stdout)
+    assert len(lines) == 12 and all(": done  " in line for line in lines)
+    assert first.stdout.splitlines()[-1] == "suite smoke: 12 done, 0 skipped, 0 failed, 0 incomplete"
     run_dirs = sorted((results / "smoke").glob("*/*/seed-*"))
     assert len(run_dirs) == 12
     for run_dir in run_dirs:
@@ -46,10 +47,11 @@ def test_second_run_skips_finished_runs(smoke):
     results, _ = smoke
     before = {p: p.stat().st_mtime_ns for p in (results / "smoke").glob("**/checkpoint.pt")}
     second = gdpp_bench("run", "--suite", "smoke", "--results", str(results), "--device", "cpu",
-                        "--data-root", str(SHARED_DATASETS))
+                        "--data-root", str(DATA_ROOT))
     assert second.returncode == 0, second.stderr
-    lines = [line for line in second.stdout.splitlines() if "seed-" in line]
+    lines = result_lines(second.stdout)
     assert len(lines) == 12 and all("skipped (done)" in line for line in lines)
+    assert second.stdout.splitlines()[-1] == "suite smoke: 0 done, 12 skipped, 0 failed, 0 incomplete"
     assert before == {p: p.stat().st_mtime_ns for p in before}
 
 
@@ -94,7 +96,7 @@ def test_smoke_image_runs_record_every_metric_with_its_protocol(smoke):
         assert set(record["protocol"]) == {"mnist_classes", "fidelity"}
         fidelity = record["protocol"]["fidelity"]
         assert fidelity["extractor"] == "gdpp-mnist-classifier"
-        assert (fidelity["generated_samples"], fidelity["real_samples"]) == (500, 1000)
+        assert (fidelity["generated_samples"], fidelity["real_samples"]) == (200, 500)
         assert fidelity["reference_split"] == "train" and fidelity["checkpoint"] == "checkpoint.pt"
         assert len(fidelity["extractor_weights_sha256"]) == 64 and fidelity["wall_s"] > 0
         assert fidelity["values"] == ["fid", "is", "is_std", "kid", "kid_std", "precision", "recall",
@@ -168,3 +170,51 @@ def test_metrics_json_states_the_protocol(smoke):
     assert protocol["checkpoint"] == "checkpoint.pt" and protocol["checkpoint_step"] == 200
     assert set(record["values"]) == {"modes", "hq_percent", "kl_uniform"}
     assert all(v is None or math.isfinite(v) for v in record["values"].values())
+
+
+def test_bare_command_prints_help_and_version_works():
+    bare = gdpp_bench()
+    assert bare.returncode == 0 and bare.stdout.startswith("Usage: gdpp-bench")
+    assert "run" in bare.stdout and "report" in bare.stdout and not bare.stderr
+    version = gdpp_bench("--version")
+    assert version.returncode == 0 and version.stdout.strip() == "gdpp-bench, version 0.1.0"
+
+
+def test_list_shows_each_suite_with_its_description():
+    shown = gdpp_bench("list").stdout.splitlines()
+    suites = shown[shown.index("suites:") + 1:]
+    assert any(line.split() == ["ring8", "8-mode", "ring,", *line.split()[3:]] for line in suites)
+    smoke = next(line for line in suites if line.split()[0] == "smoke")
+    assert "CI smoke test" in smoke
+
+
+def test_progress_lines_name_the_run_its_folder_and_the_step(tmp_path):
+    done = gdpp_bench("run", "--suite", "ring8", "--device", "cpu", "--variants", "bce", "--seeds", "0",
+                      "--steps", "500", "--results", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[1] == f"bce/seed-0: training of 500 in {tmp_path / 'ring8' / 'bce' / 'seed-0'}"
+    progress = [line for line in lines if " step " in line]
+    assert [line.split()[2] for line in progress] == ["250/500", "500/500"]  # log_every = 250
+    assert all(" it/s  ETA " in line and "d_loss=" in line for line in progress)
+
+
+def test_a_terminal_gets_a_progress_bar(monkeypatch, capsys):
+    from gdpp_bench import progress
+
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True)
+    assert progress.choose_style("auto", 1) == "bar" and progress.choose_style("auto", 2) == "lines"
+    shown = progress.RunProgress(total=100, start=20, style="bar")
+    shown.logged(60, {"d_loss": 1.25, "g_loss": 0.5})
+    shown.close()
+    err = capsys.readouterr().err
+    assert "60/100" in err and "d_loss=1.25" in err
+
+
+def test_training_an_instrument_says_so(tmp_path, monkeypatch, mnist_root, capsys):
+    from gdpp_bench.metrics.instruments import ClassifierConfig, load_or_train_classifier
+
+    monkeypatch.setenv("GDPP_BENCH_CACHE", str(tmp_path))
+    with pytest.warns(UserWarning, match="below"):
+        load_or_train_classifier("mnist", mnist_root, config=ClassifierConfig(epochs=1, train_size=64))
+    assert "training the mnist classifier the metrics use (once; cached as" in capsys.readouterr().out

@@ -3,13 +3,14 @@ CelebA from fixture folders written in their real formats (nothing is downloaded
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torchvision
-from conftest import SHARED_DATASETS
+from conftest import DATA_ROOT
 from image_fixtures import (
     celeba_fixture_color,
     write_celeba_fixture,
@@ -20,7 +21,6 @@ from torch.testing import assert_close
 
 from gdpp_bench.data import DATASETS, load_split, sample_stacked_mnist
 from gdpp_bench.data import celeba as celeba_module
-from gdpp_bench.data import cifar as cifar_module
 from gdpp_bench.data.images import to_signed_unit
 from gdpp_bench.errors import UserError
 
@@ -41,8 +41,8 @@ def seeded(seed: int) -> torch.Generator:
 
 
 @pytest.fixture(scope="module")
-def mnist_train() -> tuple[torch.Tensor, torch.Tensor]:
-    images, labels = load_split("mnist", SHARED_DATASETS, "train")
+def mnist_train(mnist_root) -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = load_split("mnist", DATA_ROOT, "train")
     assert labels is not None
     return images, labels
 
@@ -70,8 +70,8 @@ def test_every_dataset_is_registered_under_its_own_name() -> None:
 
 
 @pytest.mark.parametrize(("name", "split"), list(LABEL_COUNTS))
-def test_real_mnist_splits(name: str, split: str) -> None:
-    images, labels = load_split(name, SHARED_DATASETS, split)
+def test_real_mnist_splits(mnist_root, fashion_root, name: str, split: str) -> None:
+    images, labels = load_split(name, DATA_ROOT, split)
     n = sum(LABEL_COUNTS[name, split])
     assert images.shape == (n, 1, 28, 28) and images.dtype == torch.uint8
     assert labels is not None and labels.dtype == torch.int64
@@ -81,9 +81,10 @@ def test_real_mnist_splits(name: str, split: str) -> None:
 
 
 @pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
-def test_mnist_sampler_draws_training_images_with_the_generator(name: str) -> None:
-    images, _ = load_split(name, SHARED_DATASETS, "train")
-    sampler = DATASETS.get(name).sampler(CPU, str(SHARED_DATASETS))
+def test_mnist_sampler_draws_training_images_with_the_generator(mnist_root, fashion_root,
+                                                                 name: str) -> None:
+    images, _ = load_split(name, DATA_ROOT, "train")
+    sampler = DATASETS.get(name).sampler(CPU, str(DATA_ROOT))
     batch = sampler.sample(256, seeded(3))
     assert batch.shape == (256, 1, 28, 28) and batch.dtype == torch.float32
     assert batch.min().item() == -1.0 and batch.max().item() == 1.0
@@ -111,7 +112,7 @@ def test_stacked_mnist_labels_match_the_channels(mnist_train) -> None:
 
 def test_stacked_mnist_sampler_matches_the_labelled_draw(mnist_train) -> None:
     images, labels = mnist_train
-    sampler = DATASETS.get("stacked-mnist").sampler(CPU, str(SHARED_DATASETS))
+    sampler = DATASETS.get("stacked-mnist").sampler(CPU, str(DATA_ROOT))
     batch = sampler.sample(64, seeded(5))
     assert batch.shape == (64, 3, 28, 28) and batch.dtype == torch.float32
     x, _ = sample_stacked_mnist(images, labels, 64, seeded(5))
@@ -119,16 +120,16 @@ def test_stacked_mnist_sampler_matches_the_labelled_draw(mnist_train) -> None:
     assert not torch.equal(sampler.sample(64, seeded(6)), batch)
 
 
-def test_stacked_mnist_test_set_is_fixed_and_covers_1000_modes() -> None:
-    x, y = load_split("stacked-mnist", SHARED_DATASETS, "test")
+def test_stacked_mnist_test_set_is_fixed_and_covers_1000_modes(mnist_root) -> None:
+    x, y = load_split("stacked-mnist", DATA_ROOT, "test")
     assert x.shape == (26_000, 3, 28, 28) and x.dtype == torch.uint8
     assert y is not None and y.min().item() == 0 and y.max().item() == 999
     assert len(torch.unique(y)) == 1000
-    x_again, y_again = load_split("stacked-mnist", SHARED_DATASETS, "test")
+    x_again, y_again = load_split("stacked-mnist", DATA_ROOT, "test")
     assert torch.equal(x, x_again) and torch.equal(y, y_again)
-    digits, digit_y = load_split("mnist", SHARED_DATASETS, "test")  # built from the test digits
+    digits, digit_y = load_split("mnist", DATA_ROOT, "test")  # built from the test digits
     check_stacks(x[:200], y[:200], digit_labels(digits, digit_y))
-    small_x, small_y = load_split("stacked-mnist", SHARED_DATASETS, "test", size=100)
+    small_x, small_y = load_split("stacked-mnist", DATA_ROOT, "test", size=100)
     assert small_x.shape == (100, 3, 28, 28) and small_y.shape == (100,)
 
 
@@ -138,7 +139,7 @@ def test_cifar10_reads_the_pickles_without_torchvision(tmp_path: Path, monkeypat
     def no_torchvision(*args, **kwargs):
         raise AssertionError("torchvision's CIFAR10 (md5 check) must not be used for an existing folder")
 
-    monkeypatch.setattr(cifar_module.datasets, "CIFAR10", no_torchvision)
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", no_torchvision)
     for split, batches in [("train", [f"data_batch_{k}" for k in range(1, 6)]), ("test", ["test_batch"])]:
         images, labels = load_split("cifar10", tmp_path, split)
         rows = np.concatenate([written[b][b"data"] for b in batches])
@@ -149,6 +150,31 @@ def test_cifar10_reads_the_pickles_without_torchvision(tmp_path: Path, monkeypat
             plane = rows[:, channel * 1024:(channel + 1) * 1024].reshape(-1, 32, 32)
             assert torch.equal(images[:, channel], torch.from_numpy(plane))
         assert images[1, 2, 5, 7].item() == rows[1, 2 * 1024 + 5 * 32 + 7]
+
+
+def test_cifar10_batches_pickled_by_python3_read_the_same(tmp_path: Path) -> None:
+    """A re-packed copy has str keys (Python 3's pickle); torchvision reads it, so do we."""
+    written = write_cifar10_fixture(tmp_path / "bytes", n_per_batch=4)
+    folder = tmp_path / "str" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for name, batch in written.items():
+        with open(folder / name, "wb") as handle:
+            pickle.dump({key.decode(): value for key, value in batch.items()}, handle)
+    for split in ("train", "test"):
+        ours = load_split("cifar10", tmp_path / "str", split)
+        reference = load_split("cifar10", tmp_path / "bytes", split)
+        assert torch.equal(ours[0], reference[0]) and torch.equal(ours[1], reference[1])
+
+
+@pytest.mark.parametrize("content", [b"not a pickle", pickle.dumps([1, 2]), pickle.dumps({"data": [1]})])
+def test_a_file_that_is_not_a_cifar_batch_is_one_line(tmp_path: Path, content: bytes) -> None:
+    write_cifar10_fixture(tmp_path, n_per_batch=2)
+    broken = tmp_path / "cifar-10-batches-py" / "data_batch_3"
+    broken.write_bytes(content)
+    expected = f"^dataset 'cifar10': {broken} is not a CIFAR-10 python batch"
+    with pytest.raises(UserError, match=expected) as info:
+        load_split("cifar10", tmp_path, "train")
+    assert "\n" not in str(info.value)
 
 
 def test_cifar10_sampler_and_incomplete_folder(tmp_path: Path) -> None:
@@ -280,8 +306,8 @@ def test_image_datasets_need_a_data_root(name: str) -> None:
         DATASETS.get(name).sampler(CPU, None)
 
 
-def test_load_split_rejects_2d_datasets_and_bad_splits() -> None:
+def test_load_split_rejects_2d_datasets_and_bad_splits(mnist_root) -> None:
     with pytest.raises(UserError, match="ring8"):
-        load_split("ring8", SHARED_DATASETS, "train")
+        load_split("ring8", DATA_ROOT, "train")
     with pytest.raises(UserError, match="'valid'"):
-        load_split("mnist", SHARED_DATASETS, "valid")  # type: ignore[arg-type]
+        load_split("mnist", DATA_ROOT, "valid")  # type: ignore[arg-type]

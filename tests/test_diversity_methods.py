@@ -184,7 +184,8 @@ def test_diversity_suite_runs_the_issue_variants_on_three_datasets():
 def test_every_method_trains_in_the_smoke_path_and_the_report_shows_them(tmp_path, mnist_classifier):
     results = tmp_path / "results"
     done = gdpp_bench("run", "--suite", "smoke", "--results", str(results), "--device", "cpu",
-                      "--variants", ",".join(DIVERSITY_VARIANTS), "--seeds", "0", "--steps", "8")
+                      "--variants", ",".join(DIVERSITY_VARIANTS), "--seeds", "0", "--steps", "2",
+                      "--eval-samples", "64")
     assert done.returncode == 0, done.stderr
     for dataset in ("ring8", "grid25", "mnist"):
         for variant in DIVERSITY_VARIANTS:

@@ -7,6 +7,7 @@ import json
 import operator
 import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -300,7 +301,7 @@ def test_run_specs_takes_a_slurm_executor_as_it_is(tmp_path, monkeypatch, one_th
 def test_workers_2_on_the_command_line_give_the_runs_of_a_sequential_call(tmp_path, monkeypatch):
     """Bit-identical at the same CPU threads per run: 2 workers on 2 cores get 1 thread each, so the
     sequential reference runs with 1 thread too (float sums depend on the thread count)."""
-    from conftest import gdpp_bench
+    from conftest import gdpp_bench, torch_threads
 
     from gdpp_bench.rundir import find_run_dirs, read_json
 
@@ -308,9 +309,7 @@ def test_workers_2_on_the_command_line_give_the_runs_of_a_sequential_call(tmp_pa
             "--variants", "bce,bce+gdpp"]
     threads = max(1, (os.cpu_count() or 1) // 2)
     for name, extra in (("sequential", []), ("parallel", ["--workers", "2"])):
-        with monkeypatch.context() as patch:
-            if not extra:
-                patch.setenv("OMP_NUM_THREADS", str(threads))
+        with torch_threads(threads):  # the workers' count, for the sequential call in this process
             done = gdpp_bench(*args, "--results", str(tmp_path / name), *extra)
         assert done.returncode == 0, done.stderr
     sequential = find_run_dirs(tmp_path / "sequential" / "ring8")
@@ -326,3 +325,59 @@ def test_workers_2_on_the_command_line_give_the_runs_of_a_sequential_call(tmp_pa
         assert one.log.read_text().splitlines()[1:] and \
             [row.split(",")[:-1] for row in one.log.read_text().splitlines()] == \
             [row.split(",")[:-1] for row in other.log.read_text().splitlines()]  # all but imgs/s
+
+
+# --- Ctrl-C ---------------------------------------------------------------------------------------
+
+def test_abort_cancels_the_array_tasks_and_submits_nothing_more(tmp_path):
+    executor = SlurmExecutor(tmp_path / "%j", cluster="local", gpus_per_run=0, time_min=10, poll_s=0.2)
+    started = tmp_path / "started"
+    sleeping = executor.submit(subprocess.call, ["sh", "-c", f"touch {started}; sleep 600"])
+    (job,) = executor.flush()
+    unsent = executor.submit(operator.add, 1, 2)
+    deadline = time.monotonic() + 120
+    while not started.exists():
+        assert time.monotonic() < deadline, "the task never started"
+        time.sleep(0.1)
+    said = executor.abort()
+    assert said == f"cancelled 1 local tasks (job {job.job_id}) and did not submit 1 runs"
+    begun = time.monotonic()
+    executor.shutdown()  # the cancelled task ends at once instead of sleeping 600 s
+    assert time.monotonic() - begun < 60
+    assert unsent.cancelled() and sleeping.exception(timeout=1) is not None
+    assert executor.flush() == [] and len(executor.jobs) == 1
+
+
+def test_ctrl_c_while_waiting_aborts_the_executor_and_says_so_in_one_line(tmp_path, capsys):
+    """run_specs with an executor whose runs never end: Ctrl-C (KeyboardInterrupt in the wait)
+    stops submitting, aborts what was submitted and says what it stopped."""
+    from concurrent.futures import Future
+
+    from gdpp_bench.pipeline import run_specs
+
+    class Interrupted(Future):
+        def exception(self, timeout=None):
+            raise KeyboardInterrupt
+
+    class Stuck:
+        def __init__(self):
+            self.submitted, self.aborted = 0, False
+
+        def submit(self, fn, *args):
+            self.submitted += 1
+            return Interrupted()
+
+        def shutdown(self):
+            pass
+
+        def abort(self):
+            self.aborted = True
+            return f"cancelled {self.submitted} slurm tasks (job 42)"
+
+    executor = Stuck()
+    specs = expand(tiny_suite(seeds=(0, 1)))
+    with pytest.raises(KeyboardInterrupt):
+        run_specs(specs, tmp_path, None, "cpu", executor=executor)
+    assert executor.aborted and executor.submitted == 4
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("interrupted: cancelled 4 slurm tasks (job 42); every run folder resumes")

@@ -8,7 +8,7 @@ import urllib.error
 
 import pytest
 import torch
-from conftest import SHARED_DATASETS, replay_context
+from conftest import DATA_ROOT, replay_context
 
 from gdpp_bench.data import load_split
 from gdpp_bench.errors import UserError
@@ -32,9 +32,9 @@ def _fidelity(images, dataset="mnist", **fields):
     return fidelity_metric(ctx), ctx.notes["fidelity"]
 
 
-def test_real_digits_score_well_and_one_repeated_digit_badly(mnist_classifier, offline):
+def test_real_digits_score_well_and_one_repeated_digit_badly(mnist_root, mnist_classifier, offline):
     _, info = mnist_classifier
-    train, _ = load_split("mnist", SHARED_DATASETS, "train")
+    train, _ = load_split("mnist", DATA_ROOT, "train")
     real, protocol = _fidelity(train[:N])  # against a 1,000-image subset of the test split
     collapsed, _ = _fidelity(train[:1].repeat(N, 1, 1, 1))
     print({k: round(v, 4) for k, v in real.items()}, {k: round(v, 4) for k, v in collapsed.items()})
@@ -53,11 +53,11 @@ def test_real_digits_score_well_and_one_repeated_digit_badly(mnist_classifier, o
     assert protocol["classifier"]["test_accuracy"] >= 0.99
 
 
-def test_real_statistics_are_cached_and_generated_ones_are_not(mnist_classifier, offline, tmp_path,
-                                                               monkeypatch):
+def test_real_statistics_are_cached_and_generated_ones_are_not(mnist_root, mnist_classifier, offline,
+                                                               tmp_path, monkeypatch):
     cache = tmp_path / "fidelity"
     monkeypatch.setattr(measure, "fidelity_cache_dir", lambda: cache)
-    train, _ = load_split("mnist", SHARED_DATASETS, "train")
+    train, _ = load_split("mnist", DATA_ROOT, "train")
     first, _ = _fidelity(train[:200])
     files = sorted(p.name for p in cache.iterdir())
     assert files and all(name.startswith("mnist-test-28px-n1000-s0-") for name in files)
@@ -89,8 +89,8 @@ def test_protocol_paper_asks_for_50000_samples():
                           fidelity_samples=7, real_samples=9).fidelity_counts() == (7, 9)
 
 
-def test_stacked_mnist_features_cover_all_three_channels(mnist_classifier, offline):
-    images, _ = load_split("stacked-mnist", SHARED_DATASETS, "test", size=300)
+def test_stacked_mnist_features_cover_all_three_channels(mnist_root, mnist_classifier, offline):
+    images, _ = load_split("stacked-mnist", DATA_ROOT, "test", size=300)
     real, protocol = _fidelity(images, "stacked-mnist")
     # the same digit in every sample's first channel only: a per-channel extractor must notice
     shuffled = images.clone()
@@ -133,14 +133,14 @@ def test_missing_inception_weights_name_the_file_and_the_fix(tmp_path, monkeypat
         measure.extractor_for("cifar10", None, tmp_path / "nope.pth")
 
 
-def test_ivom_metric_reconstructs_real_test_images(offline):
+def test_ivom_metric_reconstructs_real_test_images(mnist_root, offline):
     from gdpp_bench.metrics import METRICS, EvalContext
     from gdpp_bench.models import MODELS
 
     torch.manual_seed(0)
     generator, _ = MODELS.get("dcgan28")((1, 28, 28))
     ctx = EvalContext(generator, measure_dataset("mnist"), torch.device("cpu"), 10, seed=3,
-                      data_root=str(SHARED_DATASETS), ivom_images=6)
+                      data_root=str(DATA_ROOT), ivom_images=6)
     values = METRICS.get("ivom")(ctx)
     assert set(values) == {"ivom_mse", "ivom_mse_std"}
     assert 0 < values["ivom_mse"] < 1 and math.isfinite(values["ivom_mse_std"])
@@ -197,3 +197,19 @@ def test_evaluate_adds_missing_metrics_and_reuses_the_others(tmp_path, monkeypat
     assert len(calls) == 2
     evaluate_run(run_dir, cpu, options=EvalOptions(protocol="paper"), force=True)
     assert len(calls) == 3
+
+
+@pytest.mark.parametrize(("n_fake", "n_real", "size"), [(300, 900, 300), (400, 400, 400), (1200, 700, 200)])
+def test_kid_agrees_with_torch_fidelity(n_fake, n_real, size):
+    """Whole kernel matrices cut into subsets (the first two) or torch-fidelity's own loop (the
+    third, where per-subset matrices cost less): the numbers of torch-fidelity's KID."""
+    from torch_fidelity.metric_kid import kid_features_to_metric
+
+    draw = torch.Generator().manual_seed(0)
+    fake = torch.rand(n_fake, 64, generator=draw)
+    real = torch.rand(n_real, 64, generator=draw) * 1.1
+    reference = kid_features_to_metric(fake, real, kid_subsets=20, kid_subset_size=size, verbose=False)
+    mean, std = measure.kernel_inception_distance(fake, real, 20, size)
+    assert mean == pytest.approx(reference["kernel_inception_distance_mean"], rel=1e-4)
+    assert std == pytest.approx(reference["kernel_inception_distance_std"], rel=1e-3, abs=1e-6)
+    assert mean > 1e-3  # the two sets differ: a value well above float32 noise

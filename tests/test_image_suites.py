@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import SHARED_DATASETS, gdpp_bench
+from conftest import DATA_ROOT, gdpp_bench
 from image_fixtures import write_celeba_fixture, write_cifar10_fixture
 from PIL import Image
 
@@ -25,23 +25,25 @@ def fixture_root(tmp_path_factory):
 @pytest.mark.parametrize("suite,grid_side", [
     ("mnist", 28), ("fashion-mnist", 28), ("stacked-mnist", 28), ("cifar10", 32), ("celeba", 32),
 ])
-def test_image_suite_trains_a_few_steps(tmp_path, fixture_root, mnist_classifier, random_inception_weights,
-                                        suite, grid_side):
-    # the session's instrument cache (GDPP_BENCH_CACHE) already holds the MNIST classifier that
-    # the MNIST-family suites' metrics use; the subprocess inherits it
-    root = SHARED_DATASETS if "mnist" in suite else fixture_root
+def test_image_suite_trains_a_few_steps(request, tmp_path, fixture_root, random_inception_weights, suite,
+                                        grid_side):
+    # the session's instrument cache (GDPP_BENCH_CACHE) holds the classifier the MNIST family's
+    # metrics use
+    if "mnist" in suite:
+        request.getfixturevalue("fashion_classifier" if suite == "fashion-mnist" else "mnist_classifier")
+    root = DATA_ROOT if "mnist" in suite else fixture_root
     results = tmp_path / "results"
     done = gdpp_bench("run", "--suite", suite, "--data-root", str(root), "--results", str(results),
-                      "--steps", "20", "--variants", "bce+gdpp", "--seeds", "0", "--device", "cpu",
-                      "--eval-samples", "200", "--inception-weights", str(random_inception_weights))
+                      "--steps", "6", "--variants", "bce+gdpp", "--seeds", "0", "--device", "cpu",
+                      "--eval-samples", "16", "--inception-weights", str(random_inception_weights))
     assert done.returncode == 0, done.stderr
     run = RunDir(results / suite / "bce+gdpp@1" / "seed-0")
-    assert (run.status()["status"], run.status()["step"]) == ("done", 20)
+    assert (run.status()["status"], run.status()["step"]) == ("done", 6)
     spec = load_suite(suite)
     with run.log.open() as handle:
         rows = handle.read().splitlines()
     assert rows[0].split(",")[:7] == ["step", "d_loss", "g_loss", "d_real", "d_fake", "gp", "gdpp"]
-    assert rows[-1].startswith("20,")
+    assert rows[-1].startswith("6,")
     with Image.open(run.samples_png) as grid:  # 64 samples: an 8 x 8 grid with 2-pixel padding
         assert grid.size == (8 * (grid_side + 2) + 2,) * 2
         assert grid.mode == "RGB"
@@ -50,12 +52,12 @@ def test_image_suite_trains_a_few_steps(tmp_path, fixture_root, mnist_classifier
     record = json.loads(run.metrics.read_text())
     assert set(record["protocol"]) == set(spec.eval.metrics)
     if suite == "stacked-mnist":  # samples of an untrained generator: few triples
-        assert 1 <= record["values"]["modes"] <= 200
-        assert record["protocol"]["stacked_mnist_modes"]["generated_samples"] == 200
+        assert 1 <= record["values"]["modes"] <= 16
+        assert record["protocol"]["stacked_mnist_modes"]["generated_samples"] == 16
     fidelity = record["protocol"]["fidelity"]
     assert fidelity["extractor"] == ("inception-v3-compat" if root == fixture_root
                                      else f"gdpp-{suite}-classifier")
-    assert fidelity["generated_samples"] == 200 and fidelity["real_samples"] <= 200
+    assert fidelity["generated_samples"] == 16 and fidelity["real_samples"] <= 16
     assert record["values"]["fid"] > 0
     if suite == "cifar10":  # IvOM on the fixture's 8 test images
         assert 0 < record["values"]["ivom_mse"] < 1

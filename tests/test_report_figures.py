@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import SHARED_DATASETS, tiny_suite
+from conftest import DATA_ROOT, tiny_suite
 from PIL import Image
 
 from gdpp_bench.metrics import instruments
@@ -46,7 +46,7 @@ def ring(tmp_path_factory) -> tuple[pd.DataFrame, Path]:
 
 
 @pytest.fixture(scope="module")
-def stacked(tmp_path_factory) -> tuple[pd.DataFrame, Path]:
+def stacked(mnist_root, tmp_path_factory) -> tuple[pd.DataFrame, Path]:
     """(runs, suite_dir) of bce and bce+gdpp@1 on Stacked-MNIST, one seed, two steps; the
     stacked_mnist_modes metric classifies with an MNIST classifier trained on 1,000 images."""
     results = tmp_path_factory.mktemp("stacked-results")
@@ -61,7 +61,7 @@ def stacked(tmp_path_factory) -> tuple[pd.DataFrame, Path]:
                       instruments.ClassifierConfig(epochs=1, train_size=1_000))
         with pytest.warns(UserWarning, match="below"):  # the small classifier's accuracy
             run_specs(expand(suite, variants=["bce", "bce+gdpp@1"], seeds=[0]), results,
-                      str(SHARED_DATASETS), "cpu")
+                      str(DATA_ROOT), "cpu")
     return collect_runs(results / "tiny-stacked"), results / "tiny-stacked"
 
 

@@ -263,13 +263,14 @@ def test_patience_stops_each_seed_as_a_sequential_run_stops(tmp_path):
 
 
 def test_seed_parallel_from_the_command_line_writes_every_run(tmp_path):
-    from conftest import gdpp_bench
+    from conftest import gdpp_bench, result_lines
 
     done = gdpp_bench("run", "--suite", "ring8", "--device", "cpu", "--steps", "20", "--seeds", "0,1,2",
                       "--variants", "bce,bce+gdpp-si", "--results", str(tmp_path), "--seed-parallel")
     assert done.returncode == 0, done.stderr
-    lines = [line for line in done.stdout.splitlines() if "seed-" in line]
-    assert len(lines) == 6 and all(": done" in line for line in lines)
+    lines = result_lines(done.stdout)
+    assert len(lines) == 6 and all(": done  " in line for line in lines)
+    assert "bce/seed-0, bce/seed-1, bce/seed-2: training 3 seeds as one batched model" in done.stdout
     for run_dir in (tmp_path / "ring8").glob("*/seed-*"):
         status = RunDir(run_dir).status()
         assert status["status"] == "done" and status["step_execution"].startswith("seed-parallel")

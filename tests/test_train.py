@@ -144,7 +144,7 @@ def test_changed_config_in_an_existing_run_dir_is_refused(tmp_path):
     train(spec, run_dir, CPU)
     run_dir.done.unlink()
     (other,) = expand(tiny_suite(variants=("bce",), train={"steps": 10, "lr_g": 0.5}))
-    with pytest.raises(UserError, match="another configuration"):
+    with pytest.raises(UserError, match="trained with other settings: train.lr_g"):
         train(other, run_dir, CPU)
 
 

@@ -23,8 +23,6 @@ import torch
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import functional as TF
 from tqdm import tqdm
 
 from gdpp_bench.data.images import (
@@ -86,6 +84,10 @@ def find_celeba_images(name: str, data_root: str | Path | None, split: Split) ->
 
 def _decode_image(path: str, resolution: int) -> Tensor:
     """One JPEG -> uint8 [3, resolution, resolution]: centre crop to the shorter side, antialiased resize."""
+    # imported here: torchvision's import costs seconds that runs of other datasets need not pay
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as TF
+
     # PIL rather than torchvision.io, whose image decoders are deprecated since torchvision 0.29.
     with Image.open(path) as file:
         image = TF.pil_to_tensor(file.convert("RGB"))

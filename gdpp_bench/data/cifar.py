@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
-from torchvision import datasets
 
 from gdpp_bench.data.images import ImageDataset, Split, check_split, missing_data, require_root, try_download
+from gdpp_bench.errors import UserError
 
 CIFAR10_FOLDER = "cifar-10-batches-py"
 CIFAR10_BATCHES: dict[Split, tuple[str, ...]] = {
@@ -28,17 +28,32 @@ CIFAR10_BATCHES: dict[Split, tuple[str, ...]] = {
 def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One pickle batch -> (uint8 [N, 3, 32, 32], int64 [N]).
 
-    Each row of b"data" holds 1024 red, then 1024 green, then 1024 blue bytes, each plane row-major,
-    so a plain reshape gives CHW. Like torchvision, this unpickles the file: only read trusted data.
+    Each row of "data" holds 1024 red, then 1024 green, then 1024 blue bytes, each plane row-major,
+    so a plain reshape gives CHW. The published batches were pickled by Python 2 (byte-string keys);
+    a copy re-packed by Python 3 has str keys: both are read, as torchvision reads them. Like
+    torchvision, this unpickles the file: only read trusted data. Anything else is a UserError.
     """
-    with open(path, "rb") as f:
-        batch = pickle.load(f, encoding="bytes")
-    data = np.asarray(batch[b"data"], dtype=np.uint8)
-    labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    try:
+        with open(path, "rb") as f:
+            batch = pickle.load(f, encoding="bytes")
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError) as exc:
+        raise _not_a_batch(path, f"unreadable as a pickle: {type(exc).__name__}") from None
+    if not isinstance(batch, dict):
+        raise _not_a_batch(path, f"it holds a {type(batch).__name__}, not a dict")
+    data, labels = (batch.get(key.encode(), batch.get(key)) for key in ("data", "labels"))
+    if data is None or labels is None:
+        raise _not_a_batch(path, f"no 'data' and 'labels' among its keys {sorted(map(str, batch))[:6]}")
+    data = np.asarray(data, dtype=np.uint8)
+    labels = np.asarray(labels, dtype=np.int64)
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
-        raise ValueError(f"{path}: expected b'data' [N, 3072] and N labels, "
-                         f"got {data.shape} and {len(labels)}")
+        raise _not_a_batch(path, f"expected data [N, 3072] and N labels, got {data.shape} and "
+                                 f"{len(labels)}")
     return data.reshape(-1, 3, 32, 32), labels
+
+
+def _not_a_batch(path: Path, why: str) -> UserError:
+    return UserError(f"dataset 'cifar10': {path} is not a CIFAR-10 python batch ({why}); replace it "
+                     "with the file of the same name from cifar-10-python.tar.gz")
 
 
 @dataclass(frozen=True)
@@ -54,6 +69,8 @@ class CIFAR10(ImageDataset):
         if not folder.is_dir():
             how = (f"put the python version of CIFAR-10 (cifar-10-python.tar.gz, unpacked) in {folder}, "
                    f"or run once with internet access so torchvision can download it")
+            from torchvision import datasets
+
             try_download(self.name, first, how,
                          lambda: datasets.CIFAR10(str(root), train=split == "train", download=True))
         parts = []

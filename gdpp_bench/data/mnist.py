@@ -7,7 +7,6 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
-from torchvision import datasets
 
 from gdpp_bench.data.images import (
     ImageDataset,
@@ -45,6 +44,8 @@ class TorchvisionDigits(ImageDataset):
 
     def load_split(self, data_root: str | Path | None, split: Split) -> tuple[Tensor, Tensor]:
         """Images uint8 [N, 1, 28, 28] and int64 labels [N]; downloads only when the raw files are absent."""
+        from torchvision import datasets  # here: its import costs seconds that 2D runs need not pay
+
         split = check_split(self.name, split)
         root = require_root(self.name, data_root)
         cls = getattr(datasets, self.folder)

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from gdpp_bench.checkpoint import load_checkpoint
 from gdpp_bench.data import DATASETS
 from gdpp_bench.metrics import METRICS, SAMPLE_SEED_OFFSET, EvalContext, EvalOptions, compute_metrics
 from gdpp_bench.models import build_models
-from gdpp_bench.rundir import RunDir, read_json, write_atomic, write_json
+from gdpp_bench.progress import notice
+from gdpp_bench.rundir import (
+    RunDir,
+    UnreadableFile,
+    read_json_object,
+    set_aside,
+    write_atomic,
+    write_json,
+)
 from gdpp_bench.suites import RunSpec
 
 
@@ -26,60 +35,119 @@ def eval_context(generator: nn.Module, spec: RunSpec, device: torch.device, data
     )
 
 
+@dataclass(frozen=True)
+class Measured:
+    """One evaluation of a generator: its step, values and each metric's protocol notes (and the
+    2D points, which the report draws)."""
+
+    step: int
+    values: dict[str, float]
+    notes: dict[str, dict]
+    points: Tensor | None = None
+
+
+class PeriodicEvaluation:
+    """The hook training calls at each periodic evaluation: the suite's metrics of the current
+    generator. It keeps its latest measurement, so that the evaluation of the final checkpoint,
+    when the last periodic evaluation saw that very generator, takes its numbers instead of
+    measuring the same samples again."""
+
+    def __init__(self, spec: RunSpec, device: torch.device, data_root: str | None = None,
+                 options: EvalOptions | None = None) -> None:
+        self.spec, self.device, self.data_root = spec, device, data_root
+        self.options = options or EvalOptions()
+        self.last: Measured | None = None
+
+    def __call__(self, generator: nn.Module, step: int) -> dict[str, float]:
+        ctx = eval_context(generator, self.spec, self.device, self.data_root, self.options)
+        values = compute_metrics(self.spec.eval.metrics, ctx)
+        self.last = Measured(step, values, ctx.notes, _points(ctx))
+        return values
+
+
 def make_eval_hook(spec: RunSpec, device: torch.device, data_root: str | None = None,
-                   options: EvalOptions | None = None):
+                   options: EvalOptions | None = None) -> PeriodicEvaluation:
     """The periodic-evaluation hook that training calls: metrics of the current generator."""
-    options = options or EvalOptions()
+    return PeriodicEvaluation(spec, device, data_root, options)
 
-    def hook(generator: nn.Module, step: int) -> dict[str, float]:
-        return compute_metrics(spec.eval.metrics, eval_context(generator, spec, device, data_root, options))
 
-    return hook
+def _points(ctx: EvalContext) -> Tensor | None:
+    """The generated 2D points the metrics saw (small, kept for the report); None for images."""
+    return ctx.samples().cpu() if ctx.has_samples() and ctx.samples().ndim == 2 else None
 
 
 def _reusable(record: dict[str, Any] | None, metric: str, checkpoint: str, step: int,
-              options: EvalOptions) -> bool:
-    """Whether metrics.json already holds `metric` measured on this checkpoint under this protocol."""
+              options: EvalOptions, settings: dict[str, Any]) -> bool:
+    """Whether metrics.json already holds `metric` measured on this checkpoint under this protocol
+    and these evaluation settings (sample counts, reference split)."""
     entry = (record or {}).get("protocol", {}).get(metric)
-    return bool(entry) and (entry.get("checkpoint"), entry.get("checkpoint_step"), entry.get("protocol")) == (
-        checkpoint, step, options.protocol)
+    return bool(entry) and (entry.get("checkpoint"), entry.get("checkpoint_step"), entry.get("protocol"),
+                            entry.get("settings")) == (checkpoint, step, options.protocol, settings)
+
+
+def eval_settings(spec: RunSpec) -> dict[str, Any]:
+    """The evaluation settings a metric's values depend on (a change of any re-evaluates)."""
+    evaluation = spec.eval
+    return {"samples": evaluation.samples, "fidelity_samples": evaluation.fidelity_samples,
+            "real_samples": evaluation.real_samples, "reference_split": evaluation.reference_split,
+            "ivom_images": evaluation.ivom_images}
+
+
+def _read_record(run_dir: RunDir) -> dict[str, Any] | None:
+    """metrics.json, or None when absent; an unreadable one is set aside (metrics.json.corrupt)."""
+    if not run_dir.metrics.exists():
+        return None
+    try:
+        return read_json_object(run_dir.metrics)
+    except UnreadableFile as exc:
+        moved = set_aside(run_dir.metrics, "corrupt")
+        notice(f"{exc}; moved it to {moved.name} and measuring again")
+        return None
 
 
 def evaluate_run(run_dir: RunDir, device: torch.device, force: bool = False,
-                 data_root: str | None = None, options: EvalOptions | None = None) -> dict[str, Any]:
+                 data_root: str | None = None, options: EvalOptions | None = None,
+                 measured: Measured | None = None) -> dict[str, Any]:
     """Write metrics.json for a finished run (or its failure record).
 
-    Metrics already in metrics.json for the same checkpoint and protocol are kept, not recomputed,
-    unless `force`; metrics the suite lists but the file lacks are computed and added.
+    Metrics already in metrics.json for the same checkpoint, protocol and settings are kept, not
+    recomputed, unless `force`; metrics the suite lists but the file lacks are computed and added.
+    `measured`: the training's last periodic evaluation (same protocol and settings), used when it
+    measured the very checkpoint being evaluated (checkpoint.pt at its step).
     """
     options = options or EvalOptions()
     status = run_dir.status()
     if status["status"] == "incomplete":
         return status
+    record = _read_record(run_dir)
     if status["status"] == "failed":
-        if not run_dir.metrics.exists() or force:
-            write_json(run_dir.metrics, {**status, "values": {}})
-        return read_json(run_dir.metrics)
-    spec = RunSpec.from_dict(read_json(run_dir.config)["spec"])
+        if record is None or force:
+            record = {**status, "values": {}}
+            write_json(run_dir.metrics, record)
+        return record
+    spec = RunSpec.from_dict(run_dir.read_config()["spec"])
     # best.pt exists only when the suite selects a checkpoint by a metric (eval.select)
     checkpoint = run_dir.best if run_dir.best.exists() else run_dir.checkpoint
     state = load_checkpoint(checkpoint, map_location=device)
     step = int(state["step"])
-    record = None if force or not run_dir.metrics.exists() else read_json(run_dir.metrics)
-    if record is not None and record.get("status") != "done":
+    if force or (record is not None and record.get("status") != "done"):
         record = None
     wanted = list(spec.eval.metrics)
-    missing = [m for m in wanted if not _reusable(record, m, checkpoint.name, step, options)]
+    settings = eval_settings(spec)
+    missing = [m for m in wanted if not _reusable(record, m, checkpoint.name, step, options, settings)]
     if record is not None and not missing and set(record.get("protocol", {})) == set(wanted):
         return record
 
-    generator, _ = build_models(spec.model, DATASETS.get(spec.dataset).shape)
-    generator.load_state_dict(state["generator"])
-    generator.to(device)
-    ctx = eval_context(generator, spec, device, data_root, options)
-    computed = compute_metrics(missing, ctx)
-    if ctx.has_samples() and ctx.samples().ndim == 2:  # 2D points, small: kept for the report
-        points = ctx.samples().cpu()
+    if measured is not None and measured.step == step and checkpoint == run_dir.checkpoint:
+        computed, notes, points = measured.values, measured.notes, measured.points
+    else:
+        generator, _ = build_models(spec.model, DATASETS.get(spec.dataset).shape)
+        generator.load_state_dict(state["generator"])
+        generator.to(device)
+        ctx = eval_context(generator, spec, device, data_root, options)
+        computed = compute_metrics(missing, ctx)
+        notes, points = ctx.notes, _points(ctx)
+    if points is not None:
         write_atomic(run_dir.eval_samples, lambda tmp: torch.save(points, tmp))
 
     kept = {m: record["protocol"][m] for m in wanted if m not in missing} if record else {}
@@ -94,9 +162,10 @@ def evaluate_run(run_dir: RunDir, device: torch.device, force: bool = False,
             "noise_seed": spec.seed + SAMPLE_SEED_OFFSET,
             "checkpoint": checkpoint.name,
             "checkpoint_step": step,
-            **ctx.notes[name],  # values, wall_s, and what the metric adds (its own sample counts)
+            "settings": settings,
+            **notes[name],  # values, wall_s, and what the metric adds (its own sample counts)
         }
-        values.update({k: computed[k] for k in ctx.notes[name]["values"]})
+        values.update({k: computed[k] for k in notes[name]["values"]})
     record = {
         "status": "done",
         "values": values,

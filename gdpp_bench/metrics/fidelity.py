@@ -24,11 +24,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch_fidelity
 from torch import Tensor
 from torch_fidelity.defaults import DEFAULTS as FIDELITY_DEFAULTS
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+from torch_fidelity.metric_kid import (
+    KEY_METRIC_KID_MEAN,
+    KEY_METRIC_KID_STD,
+    kernel_poly,
+    kid_features_to_metric,
+)
 from torch_fidelity.metric_prc import calc_cdist_part
 from torch_fidelity.utils import (
     create_feature_extractor,
@@ -40,6 +47,7 @@ from gdpp_bench.errors import UserError
 from gdpp_bench.metrics.fidelity_extractor import extractor_name
 from gdpp_bench.metrics.instruments import file_sha256, load_or_train_classifier
 from gdpp_bench.metrics.prdc import density_coverage, knn_radii
+from gdpp_bench.progress import say
 from gdpp_bench.rundir import write_atomic
 
 INCEPTION = "inception-v3-compat"
@@ -50,6 +58,7 @@ PRC_BATCH = FIDELITY_DEFAULTS["prc_batch_size"]  # rows per distance block, as t
 DC_NEIGHBOURS = 5  # Naeem et al. 2020
 KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000
+KID_FULL_KERNEL_ENTRIES = 150_000_000  # the largest whole kernel matrices computed at once (600 MB)
 IS_SPLITS = 10
 SUBSET_SEED = 0  # which real images form the reference subset when it is smaller than the split
 
@@ -154,6 +163,8 @@ def fidelity_metrics(fake: Tensor, real: Tensor, real_name: str, extractor: Extr
     """
     cache = fidelity_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
+    if not any(cache.glob(f"{real_name}-*")):
+        say(f"computing the features of {len(real)} real images {real_name} (once; cached in {cache})")
     fake_name = f"generated-{uuid.uuid4().hex}"  # cached only for the feature read-back below
     kwargs = {
         "input1": UInt8Images(fake), "input2": UInt8Images(real),
@@ -165,7 +176,7 @@ def fidelity_metrics(fake: Tensor, real: Tensor, real_name: str, extractor: Extr
         "prc_neighborhood": PRC_NEIGHBOURS, **extractor.kwargs(),
     }
     try:
-        values = torch_fidelity.calculate_metrics(isc=True, fid=True, kid=True, prc=False, **kwargs)
+        values = torch_fidelity.calculate_metrics(isc=True, fid=True, kid=False, prc=False, **kwargs)
         layer = resolve_feature_layer_for_metric("prc", **kwargs)
         features = create_feature_extractor(extractor.name, [layer], **kwargs)
         fake_features, real_features = (
@@ -180,17 +191,55 @@ def fidelity_metrics(fake: Tensor, real: Tensor, real_name: str, extractor: Extr
     radii = _cached_radii(cache / f"{real_name}-radii-k{DC_NEIGHBOURS}.pt", real_features,
                           lambda: knn_radii(real_features, DC_NEIGHBOURS))
     coverage = density_coverage(real_features, fake_features, k=DC_NEIGHBOURS, radii=radii)
+    kid, kid_std = kernel_inception_distance(fake_features, real_features, KID_SUBSETS,
+                                             min(KID_SUBSET_SIZE, len(fake), len(real)))
     return {
         "fid": float(values["frechet_inception_distance"]),
         "is": float(values["inception_score_mean"]),
         "is_std": float(values["inception_score_std"]),
-        "kid": float(values["kernel_inception_distance_mean"]),
-        "kid_std": float(values["kernel_inception_distance_std"]),
+        "kid": kid,
+        "kid_std": kid_std,
         "precision": precision,
         "recall": recall,
         "density": coverage["density"],
         "coverage": coverage["coverage"],
     }
+
+
+def kernel_inception_distance(fake: Tensor, real: Tensor, subsets: int, size: int) -> tuple[float, float]:
+    """KID (mean, std over subsets) as torch-fidelity computes it: its cubic polynomial kernel and
+    unbiased MMD estimator on `subsets` pairs of random subsets of `size`, drawn by its seeded
+    RandomState in its order.
+
+    torch-fidelity computes the three kernel matrices of every subset pair anew (3 x subsets x size^2
+    dot products), although the subsets overlap: with as many samples as the subset size, every
+    subset is all of them. Where the whole matrices cost fewer dot products and fit in memory, they
+    are computed once (its own kernel function, float32) and every subset's sums are read from them
+    through indicator matrices (float64); the values agree with torch-fidelity's to float32 rounding
+    (tested). Otherwise its own loop runs."""
+    n_fake, n_real = len(fake), len(real)
+    whole = n_fake * n_fake + n_real * n_real + n_fake * n_real
+    if whole > 3 * subsets * size * size or whole > KID_FULL_KERNEL_ENTRIES:
+        values = kid_features_to_metric(fake.cpu(), real.cpu(), kid_subsets=subsets,
+                                        kid_subset_size=size, verbose=False)
+        return float(values[KEY_METRIC_KID_MEAN]), float(values[KEY_METRIC_KID_STD])
+    x, y = fake.cpu().numpy(), real.cpu().numpy()
+    draw = np.random.RandomState(FIDELITY_DEFAULTS["rng_seed"])
+    pick_x, pick_y = np.zeros((n_fake, subsets)), np.zeros((n_real, subsets))
+    for index in range(subsets):  # the draws of torch-fidelity's loop, in its order
+        pick_x[draw.choice(n_fake, size, replace=False), index] = 1.0
+        pick_y[draw.choice(n_real, size, replace=False), index] = 1.0
+
+    def pair_sums(kernel: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+        return (left * (kernel.astype(np.float64) @ right)).sum(axis=0)
+
+    k_xx, k_yy = kernel_poly(x, x), kernel_poly(y, y)
+    # sums over the distinct pairs of each subset (the unbiased estimator leaves out i == j)
+    within_x = pair_sums(k_xx, pick_x, pick_x) - pick_x.T @ np.diagonal(k_xx).astype(np.float64)
+    within_y = pair_sums(k_yy, pick_y, pick_y) - pick_y.T @ np.diagonal(k_yy).astype(np.float64)
+    across = pair_sums(kernel_poly(x, y), pick_x, pick_y)
+    mmds = (within_x + within_y) / (size * (size - 1)) - 2 * across / (size * size)
+    return float(mmds.mean()), float(mmds.std())
 
 
 def kth_neighbour_distances(features: Tensor, k: int) -> Tensor:

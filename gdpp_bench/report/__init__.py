@@ -38,6 +38,8 @@ def _suite_figures(runs: pd.DataFrame, suite_dir: Path, fig_dir: Path,
     for dataset in sorted(runs["dataset"].unique()):
         written: list[Path] = []
         block = runs[runs["dataset"] == dataset]
+        if not (block["status"] == "done").any():  # nothing to draw (unreadable runs are listed)
+            continue
         for metric in metric_columns(block):
             written += figures.metric_points(runs, dataset, metric, fig_dir / f"points_{dataset}_{metric}",
                                              baseline)

@@ -33,7 +33,7 @@ from gdpp_bench.losses import parse_variant  # noqa: E402
 from gdpp_bench.metrics import HIGHER_IS_BETTER  # noqa: E402
 from gdpp_bench.metrics.modes import mode_assignment  # noqa: E402
 from gdpp_bench.report.stats import mean_ci  # noqa: E402
-from gdpp_bench.report.tables import DEFAULT_BASELINE, variant_order  # noqa: E402
+from gdpp_bench.report.tables import DEFAULT_BASELINE, read_run_csv, variant_order  # noqa: E402
 from gdpp_bench.rundir import RunDir, read_json, write_atomic  # noqa: E402
 from gdpp_bench.samples import draw_samples_2d  # noqa: E402
 
@@ -59,14 +59,20 @@ def _styled(draw: Callable[P, R]) -> Callable[P, R]:
 
 
 def _save(fig: plt.Figure, stem: Path) -> list[Path]:
-    """stem.png (150 dpi) and stem.pdf, each written atomically; closes the figure."""
+    """stem.png (150 dpi) and stem.pdf, each written atomically; closes the figure.
+
+    The layout and the tight bounding box are computed once, then frozen for both saves (each
+    save would otherwise run the constrained layout again, and bbox_inches="tight" once more)."""
     paths = [stem.parent / f"{stem.name}.png", stem.parent / f"{stem.name}.pdf"]
     try:
+        fig.draw_without_rendering()
+        bbox = fig.get_tightbbox().padded(plt.rcParams["savefig.pad_inches"])
+        fig.set_layout_engine("none")
         for path in paths:
             fmt = path.suffix[1:]
             metadata = {"CreationDate": None} if fmt == "pdf" else None  # reproducible PDF bytes
             write_atomic(path, lambda tmp, fmt=fmt, metadata=metadata: fig.savefig(
-                tmp, format=fmt, dpi=DPI, bbox_inches="tight", metadata=metadata))
+                tmp, format=fmt, dpi=DPI, bbox_inches=bbox, metadata=metadata))
     finally:
         plt.close(fig)
     return paths
@@ -137,7 +143,7 @@ def _variant_ticks(ax: plt.Axes, order: list[str]) -> None:
     """Variant names under positions 0..n-1, slanted where they would overlap side by side."""
     ax.set_xticks(range(len(order)), order)
     ax.set_xlim(-0.6, len(order) - 0.4)
-    ax.figure.canvas.draw()  # lays out the figure, so that the labels' extents are known
+    ax.figure.draw_without_rendering()  # lays out the figure, so that the labels' extents are known
     boxes = [label.get_window_extent() for label in ax.get_xticklabels()]
     gap = 4 * ax.figure.dpi / 72  # 4 points between neighbours
     if any(left.x1 + gap > right.x0 for left, right in itertools.pairwise(boxes)):
@@ -186,7 +192,7 @@ def _run_csvs(done: pd.DataFrame, suite_dir: Path, file: Callable[[RunDir], Path
     for record in done.itertuples():
         path = file(RunDir(suite_dir / record.run))
         if path.is_file():
-            frame = pd.read_csv(path)
+            frame = read_run_csv(path)
             if not frame.empty:
                 frames.append(frame.assign(variant=record.variant, seed=record.seed))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -56,7 +56,8 @@ def figures_html(figures: list[Path], out_dir: Path) -> str:
 def protocol_html(runs: pd.DataFrame, suite_dir: Path) -> str:
     """Per dataset: the training recipe and every metric's protocol, read from one finished run."""
     parts = []
-    for dataset, block in runs.groupby("dataset", sort=True):
+    readable = runs[~runs["status"].str.startswith("unreadable")]
+    for dataset, block in readable.groupby("dataset", sort=True):
         done = block[block["status"] == "done"]
         sample = (done if not done.empty else block).iloc[0]
         run_dir = RunDir(suite_dir / sample["run"])

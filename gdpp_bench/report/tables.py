@@ -2,35 +2,99 @@
 
 from __future__ import annotations
 
+import csv
 import math
 from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 
+from gdpp_bench.errors import UserError
 from gdpp_bench.losses import parse_variant
 from gdpp_bench.metrics import HIGHER_IS_BETTER
 from gdpp_bench.report.stats import compare, holm, mean_ci, stars
-from gdpp_bench.rundir import RunDir, find_run_dirs, read_json
+from gdpp_bench.rundir import RunDir, UnreadableFile, find_run_dirs, read_json_object
+from gdpp_bench.suites import RunSpec, check_settings
 
 ID_COLUMNS = ["suite", "dataset", "variant", "seed"]
 DEFAULT_BASELINE = "bce"  # the variant every other is tested against unless --baseline says otherwise
 
 
 def collect_runs(suite_dir: Path) -> pd.DataFrame:
-    """One row per run directory under `suite_dir`: identity, config, status and every metric."""
-    rows = [_run_row(run_dir) for run_dir in find_run_dirs(suite_dir)]
+    """One row per run directory under `suite_dir`: identity, config, status and every metric.
+
+    A run with a file that cannot be read (truncated JSON, a log that is not a table, a config
+    with values no suite file may hold) is listed with status 'unreadable: FILE' and the reason,
+    never dropped and never a crash."""
+    rows = []
+    for run_dir in find_run_dirs(suite_dir):
+        try:
+            rows.append(_run_row(run_dir))
+        except UnreadableFile as exc:
+            rows.append(_unreadable_row(run_dir, suite_dir, exc))
     if not rows:
         return pd.DataFrame(columns=[*ID_COLUMNS, "status"])
+    datasets = {row["dataset"] for row in rows} - {"?"}
+    if len(datasets) == 1:  # a one-dataset suite: its folders do not name the dataset
+        for row in rows:
+            row["dataset"] = next(iter(datasets))
     return pd.DataFrame(rows).sort_values(ID_COLUMNS).reset_index(drop=True)
 
 
+def _unreadable_row(run_dir: RunDir, suite_dir: Path, exc: UnreadableFile) -> dict:
+    """What the folder's path says of a run whose files cannot be read."""
+    key = run_dir.path.relative_to(suite_dir).as_posix()
+    parts = key.split("/")
+    seed_text = parts[-1].removeprefix("seed-")
+    return {"suite": suite_dir.name, "dataset": parts[0] if len(parts) > 2 else "?",
+            "variant": parts[-2] if len(parts) > 1 else "?",
+            "seed": int(seed_text) if seed_text.lstrip("-").isdigit() else -1,
+            "status": f"unreadable: {exc.path.name}", "reason": str(exc), "run": key}
+
+
+def read_run_csv(path: Path) -> pd.DataFrame:
+    """log.csv or evals.csv as a table; UnreadableFile unless every row has the header's fields and
+    every field is a number (nan, inf and empty fields included)."""
+    try:
+        with path.open(newline="") as handle:
+            rows = list(csv.reader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise UnreadableFile(path, type(exc).__name__) from None
+    if not rows or not rows[0] or rows[0][0] != "step":
+        raise UnreadableFile(path, "no header starting with 'step'")
+    for number, row in enumerate(rows[1:], start=2):
+        if len(row) != len(rows[0]) or not all(_is_number(field) for field in row):
+            raise UnreadableFile(path, f"line {number} is not a row of {len(rows[0])} numbers")
+    return pd.read_csv(path)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text or "nan")
+    except ValueError:
+        return False
+    return True
+
+
 def _run_row(run_dir: RunDir) -> dict:
-    config = read_json(run_dir.config)
+    config = run_dir.read_config()
+    try:
+        parsed = RunSpec.from_dict(config["spec"])
+        check_settings(parsed.train, parsed.eval)
+    except (UserError, KeyError, TypeError, ValueError) as exc:
+        detail = exc if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+        raise UnreadableFile(run_dir.config, f"its run settings are not valid: {detail}") from None
     spec, environment = config["spec"], config.get("environment", {})
     variant = parse_variant(spec["variant"])
     status = run_dir.status()
-    metrics = read_json(run_dir.metrics) if run_dir.metrics.exists() else {}
+    metrics = read_json_object(run_dir.metrics) if run_dir.metrics.exists() else {}
+    values = metrics.get("values", {})
+    if not isinstance(values, dict) or not all(
+            v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in values.values()):
+        raise UnreadableFile(run_dir.metrics, "its 'values' are not metric names with numbers")
+    for path in (run_dir.log, run_dir.evals):
+        if path.exists():
+            read_run_csv(path)
     protocols = metrics.get("protocol", {})
     first = next(iter(protocols.values()), {})
     packages = environment.get("packages") or {}
@@ -65,7 +129,7 @@ def _run_row(run_dir: RunDir) -> dict:
         "eval_wall_s": metrics.get("wall_s"),
         "run": spec["key"],
     }
-    row.update(metrics.get("values", {}))
+    row.update(values)
     return row
 
 

@@ -1,0 +1,85 @@
+"""Ctrl-C as a terminal sends it: SIGINT to the whole process group of `gdpp-bench run`, which must
+stop the suite (workers included) at once, exit 130 with one line, and leave every run folder
+resumable. These start real processes: the signal is the point."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import gdpp_bench
+
+from gdpp_bench.rundir import RunDir, find_run_dirs
+
+SUITE = """name = "interrupt"
+dataset = "ring8"
+variants = ["bce"]
+seeds = [0, 1]
+[train]
+steps = 1000
+batch_size = 64
+log_every = 100
+checkpoint_every = 200
+[eval]
+metrics = ["modes2d"]
+samples = 200
+"""
+
+
+def start(suite: Path, results: Path, *extra: str) -> subprocess.Popen:
+    """`gdpp-bench run` in a process group of its own, as a shell runs a foreground job."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "gdpp_bench.cli", "run", "--suite", str(suite), "--device", "cpu",
+         "--results", str(results), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def read_until(process: subprocess.Popen, needle: str, count: int = 1, timeout: float = 120) -> list[str]:
+    """stdout lines up to the `count`-th that contains `needle`."""
+    lines, seen, deadline = [], 0, time.monotonic() + timeout
+    while seen < count:
+        line = process.stdout.readline()
+        assert line and time.monotonic() < deadline, ("no progress line", lines, process.stderr.read())
+        lines.append(line.rstrip("\n"))
+        seen += needle in line
+    return lines
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_one_ctrl_c_stops_the_suite_and_every_run_resumes(tmp_path, workers):
+    suite = tmp_path / "interrupt.toml"
+    suite.write_text(SUITE)
+    results = tmp_path / "results"
+    process = start(suite, results, "--workers", str(workers))
+    try:
+        # a run is past a checkpoint (step 200) and still training: Ctrl-C now
+        lines = read_until(process, "step 300/1000", count=workers)
+        os.killpg(process.pid, signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    (line,) = [line for line in stderr.splitlines() if line.strip()]
+    stopped = "stopped the run in progress, 1 runs not started" if workers == 1 else \
+        "stopped 2 running runs and cancelled 0 queued"
+    assert line.startswith(f"interrupted: {stopped}; every run folder resumes")
+    if workers > 1:  # interleaved lines of the two workers each start with the run's name
+        progress = [line for line in lines if " step " in line]
+        assert {line.split(":")[0] for line in progress} == {"bce/seed-0", "bce/seed-1"}
+    runs = find_run_dirs(results / "interrupt")
+    assert runs and not any(run.is_done() for run in runs)
+    assert not list(results.glob("**/.*.tmp"))  # no half-written file left behind
+
+    again = gdpp_bench("run", "--suite", str(suite), "--device", "cpu", "--results", str(results))
+    assert again.returncode == 0, again.stderr
+    assert "resuming at step" in again.stdout
+    assert all(RunDir(results / "interrupt" / "bce" / f"seed-{seed}").status()["step"] == 1000
+               for seed in (0, 1))
