@@ -233,14 +233,17 @@ def evaluate(suite: str, results: Path, device: str, data_root: str, force: bool
               help="Default: RESULTS/SUITE/report (one suite) or RESULTS/report (overview).")
 @click.option("--baseline", default="bce", show_default=True,
               help="The variant every other is tested against (stars, significance.csv).")
-def report(suite: str | None, results: Path, out: Path | None, baseline: str) -> None:
+@click.option("--figures/--no-figures", "with_figures", default=True, show_default=True,
+              help="--no-figures: the tables and index.html only, in seconds (figures take most of "
+              "a report's time).")
+def report(suite: str | None, results: Path, out: Path | None, baseline: str, with_figures: bool) -> None:
     """Tables with statistics, figures and index.html from the run folders (nothing is recomputed)."""
     from gdpp_bench.losses import parse_variant
     from gdpp_bench.report import build_overview, build_report
 
     baseline = str(parse_variant(baseline))
-    written = (build_report(_suite_dir(results, suite), out, baseline) if suite
-               else build_overview(results, out, baseline))
+    written = (build_report(_suite_dir(results, suite), out, baseline, with_figures) if suite
+               else build_overview(results, out, baseline, with_figures))
     for name, path in written.items():
         if not name.endswith(".pdf"):
             click.echo(f"wrote {path}")

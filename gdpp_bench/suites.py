@@ -92,6 +92,12 @@ class Suite:
     eval: EvalConfig = field(default_factory=EvalConfig)
     # (dataset, settings) for datasets whose [per_dataset.NAME] table replaces some of the above
     per_dataset: tuple[tuple[str, DatasetSettings], ...] = ()
+    # (variant, seeds) for variants whose [variant_seeds] entry replaces `seeds` (a costlier
+    # variant run at fewer seeds in a study)
+    variant_seeds: tuple[tuple[str, tuple[int, ...]], ...] = ()
+
+    def seeds_of(self, variant: str) -> tuple[int, ...]:
+        return dict(self.variant_seeds).get(variant, self.seeds)
 
     def settings(self, dataset: str) -> DatasetSettings:
         for name, settings in self.per_dataset:
@@ -167,10 +173,30 @@ def parse_suite(table: dict[str, Any], where: str = "suite") -> Suite:
     train = _build(TrainConfig, train_table, f"{where} [train]")
     evaluation = _build(EvalConfig, eval_table, f"{where} [eval]")
     per_dataset = _per_dataset(table.pop("per_dataset", {}), table, train_table, eval_table, where)
-    suite = _build(Suite, table, where, train=train, eval=evaluation, per_dataset=per_dataset)
+    variant_seeds = _variant_seeds(table.pop("variant_seeds", {}), table.get("variants", []), where)
+    suite = _build(Suite, table, where, train=train, eval=evaluation, per_dataset=per_dataset,
+                   variant_seeds=variant_seeds)
     _validate(suite, where)
     canonical = tuple(_variant_name(v) for v in suite.variants)
     return dataclasses.replace(suite, variants=canonical)
+
+
+def _variant_seeds(table: Any, variants: Any, where: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """[variant_seeds]: "VARIANT" = [seeds] for variants of the suite run at other seeds."""
+    here = f"{where} [variant_seeds]"
+    if not isinstance(table, dict):
+        raise UserError(f"{here}: expected a table of variant = [seeds], got {table!r}")
+    listed = {_variant_name(v) for v in variants if isinstance(v, str)}
+    pairs = []
+    for variant, seeds in table.items():
+        name = _variant_name(variant)
+        if name not in listed:
+            raise UserError(f"{here}: {variant!r} is not one of the suite's variants")
+        seeds = _coerce(seeds, "tuple[int, ...]", f"{here}: {variant}")
+        if not seeds:
+            raise UserError(f"{here}: {variant} needs at least one seed")
+        pairs.append((name, seeds))
+    return tuple(pairs)
 
 
 def _variant_name(text: str) -> str:
@@ -252,7 +278,7 @@ def expand(
                 key=f"{dataset}/{variant}/seed-{seed}" if several else f"{variant}/seed-{seed}",
             )
             for variant in names
-            for seed in (seeds if seeds is not None else suite.seeds)
+            for seed in (seeds if seeds is not None else suite.seeds_of(variant))
         ]
     for spec in specs:
         check_batch_size(discriminator_options(parse_variant(spec.variant).discriminator),

@@ -192,8 +192,9 @@ def test_every_method_trains_in_the_smoke_path_and_the_report_shows_them(tmp_pat
             run_dir = results / "smoke" / dataset / variant / "seed-0"
             assert json.loads((run_dir / "DONE").read_text())["status"] == "done", run_dir
             assert (run_dir / "metrics.json").exists()
-    report = gdpp_bench("report", "--suite", "smoke", "--results", str(results))
+    report = gdpp_bench("report", "--suite", "smoke", "--results", str(results), "--no-figures")
     assert report.returncode == 0, report.stderr
+    assert not (results / "smoke" / "report" / "figures").exists()  # --no-figures: tables only
     summary = (results / "smoke" / "report" / "summary.csv").read_text()
     for variant in DIVERSITY_VARIANTS:
         assert f",{variant}," in summary

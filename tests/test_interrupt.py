@@ -24,7 +24,7 @@ seeds = [0, 1]
 steps = 1000
 batch_size = 64
 log_every = 100
-checkpoint_every = 200
+checkpoint_every = 100
 [eval]
 metrics = ["modes2d"]
 samples = 200
@@ -57,8 +57,8 @@ def test_one_ctrl_c_stops_the_suite_and_every_run_resumes(tmp_path, workers):
     results = tmp_path / "results"
     process = start(suite, results, "--workers", str(workers))
     try:
-        # a run is past a checkpoint (step 200) and still training: Ctrl-C now
-        lines = read_until(process, "step 300/1000", count=workers)
+        # a run is past a checkpoint (step 100) and still training: Ctrl-C now
+        lines = read_until(process, "step 200/1000", count=workers)
         os.killpg(process.pid, signal.SIGINT)
         _, stderr = process.communicate(timeout=120)
     finally:

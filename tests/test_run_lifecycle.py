@@ -120,7 +120,7 @@ def test_force_sets_the_old_folder_aside_and_trains_afresh(tmp_path):
     assert all(torch.equal(old[k], v) for k, v in tensors(aside / "checkpoint.pt").items())
     assert read_json(run_dir(tmp_path).done)["step"] == 30
     assert "moved" in forced.stderr and "train.steps changed" in forced.stderr
-    report = gdpp_bench("report", "--suite", "ring8", "--results", str(tmp_path))
+    report = gdpp_bench("report", "--suite", "ring8", "--results", str(tmp_path), "--no-figures")
     assert report.returncode == 0, report.stderr  # the folder set aside is not a run of the report
 
 
@@ -166,7 +166,7 @@ def test_truncated_metrics_json_is_set_aside_and_measured_again(tmp_path):
     run = run_dir(tmp_path)
     good = read_json(run.metrics)
     run.metrics.write_text(run.metrics.read_text()[:40])
-    report = gdpp_bench("report", "--suite", "ring8", "--results", str(tmp_path))
+    report = gdpp_bench("report", "--suite", "ring8", "--results", str(tmp_path), "--no-figures")
     assert report.returncode == 0 and "Traceback" not in report.stderr
     runs = (tmp_path / "ring8" / "report" / "runs.csv").read_text()
     assert "unreadable: metrics.json" in runs
@@ -184,7 +184,7 @@ def test_truncated_done_is_set_aside_and_the_run_resumes(tmp_path):
     run = run_dir(tmp_path, seed=1)
     weights = tensors(run.checkpoint)
     run.done.write_text('{"status": "do')
-    report = gdpp_bench("report", "--suite", "ring8", "--results", str(tmp_path))
+    report = gdpp_bench("report", "--suite", "ring8", "--results", str(tmp_path), "--no-figures")
     assert report.returncode == 0 and "unreadable: DONE" in (
         tmp_path / "ring8" / "report" / "runs.csv").read_text()
     again = ring8(tmp_path, *args)
@@ -214,6 +214,7 @@ def test_report_lists_a_run_with_an_unreadable_log(tmp_path, name):
     path = run_dir(tmp_path).path / name
     header = path.read_text() if path.exists() else "step,modes\n10,3\n"  # 20 steps: no evaluation yet
     path.write_text(header + "12,abc\n")
+    # with figures: they read the logs too
     report = gdpp_bench("report", "--suite", "ring8", "--results", str(tmp_path))
     assert report.returncode == 0 and "Traceback" not in report.stderr
     runs = (tmp_path / "ring8" / "report" / "runs.csv").read_text()
@@ -253,7 +254,7 @@ def test_report_lists_a_run_whose_config_holds_a_null_setting(tmp_path):
     config = read_json(run.config)
     config["spec"]["train"]["lr_g"] = None  # what an older version wrote for lr = inf
     run.config.write_text(json.dumps(config))
-    report = gdpp_bench("report", "--suite", "ring8", "--results", str(tmp_path))
+    report = gdpp_bench("report", "--suite", "ring8", "--results", str(tmp_path), "--no-figures")
     assert report.returncode == 0 and "Traceback" not in report.stderr
     assert "train.lr_g must be a finite number" in (tmp_path / "ring8" / "report" / "runs.csv").read_text()
 

@@ -50,7 +50,7 @@ def test_unknown_term_error_lists_the_known_names():
 def test_every_shipped_suite_loads_and_expands(name):
     suite = load_suite(name)
     specs = expand(suite)
-    assert len(specs) == len(suite.datasets) * len(suite.variants) * len(suite.seeds)
+    assert len(specs) == len(suite.datasets) * sum(len(suite.seeds_of(v)) for v in suite.variants)
     assert len({s.key for s in specs}) == len(specs)
     for spec in specs:
         assert spec.variant == str(parse_variant(spec.variant))
@@ -59,7 +59,8 @@ def test_every_shipped_suite_loads_and_expands(name):
 def test_shipped_suites_cover_the_issue():
     assert {"smoke", "ring8", "grid25", "synthetic"} <= set(suite_names())
     ring8 = load_suite("ring8")
-    assert ring8.variants == ("bce", "bce+gdpp@1", "bce+gdpp-si@1")
+    assert ring8.variants[:3] == ("bce", "bce+gdpp@1", "bce+gdpp-si@1")
+    assert {"bce+gdpp-si@0.1", "bce+gdpp-si@10"} <= set(ring8.variants)  # issue 13's weight sweep
     assert ring8.train.steps == 25_000 and ring8.train.batch_size == 512
     assert (ring8.train.lr_g, ring8.train.lr_d, ring8.train.beta1) == (1e-3, 1e-4, 0.5)
     smoke = load_suite("smoke")
@@ -147,3 +148,25 @@ def test_bad_per_dataset_tables_are_user_errors(per_dataset, message):
              "per_dataset": per_dataset}
     with pytest.raises(UserError, match=message):
         parse_suite(table)
+
+
+def test_variant_seeds_replace_the_suite_seeds_for_that_variant_only():
+    suite = parse_suite({**BASE, "variants": ["bce", "bce+gdpp"], "seeds": [0, 1, 2, 3],
+                         "variant_seeds": {"bce+gdpp@1": [0, 1]}})
+    keys = [spec.key for spec in expand(suite)]
+    assert keys == [f"bce/seed-{s}" for s in range(4)] + ["bce+gdpp@1/seed-0", "bce+gdpp@1/seed-1"]
+    # --seeds on the command line replaces both
+    assert [spec.seed for spec in expand(suite, seeds=[7])] == [7, 7]
+    ring8 = load_suite("ring8")
+    assert ring8.seeds_of("bce") == tuple(range(10)) and ring8.seeds_of("bce+gdpp@1") == tuple(range(5))
+
+
+@pytest.mark.parametrize("variant_seeds, message", [
+    ({"hinge": [0]}, "'hinge' is not one of the suite's variants"),
+    ({"bce": []}, "bce needs at least one seed"),
+    ({"bce": ["a"]}, "must be of type tuple"),
+    ([1], "expected a table"),
+])
+def test_bad_variant_seeds_are_user_errors(variant_seeds, message):
+    with pytest.raises(UserError, match=message):
+        parse_suite({**BASE, "variant_seeds": variant_seeds})

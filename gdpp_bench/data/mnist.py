@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,8 +60,16 @@ class TorchvisionDigits(ImageDataset):
             try_download(self.name, missing[0], how, lambda: cls(str(root), train=True, download=True))
             if not (raw / wanted[0]).is_file():
                 raise missing_data(self.name, raw / wanted[0], how)
-        ds = cls(str(root), train=split == "train", download=False)
-        return ds.data.unsqueeze(1).contiguous(), ds.targets.to(torch.int64)
+        images, labels = _read_digits(cls, str(root), split, (raw / wanted[0]).stat().st_mtime_ns)
+        return images.clone(), labels.clone()
+
+
+@functools.lru_cache(maxsize=4)
+def _read_digits(cls: type, root: str, split: Split, mtime_ns: int) -> tuple[Tensor, Tensor]:
+    """The IDX files of one split, read once per process (a run, its metrics and the instruments
+    each ask for them); callers get copies. The files' mtime is part of the key."""
+    ds = cls(root, train=split == "train", download=False)
+    return ds.data.unsqueeze(1).contiguous(), ds.targets.to(torch.int64)
 
 
 def _stack(digits: Tensor, index: Tensor) -> Tensor:

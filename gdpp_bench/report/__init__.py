@@ -54,14 +54,14 @@ def _suite_figures(runs: pd.DataFrame, suite_dir: Path, fig_dir: Path,
 
 
 def build_report(suite_dir: Path, out_dir: Path | None = None,
-                 baseline: str = DEFAULT_BASELINE) -> dict[str, Path]:
-    """Write runs.csv, summary.{csv,md,tex}, significance.csv, figures/ and index.html for one
-    suite's results folder; return what was written."""
-    return _suite_report(suite_dir, out_dir, baseline)[0]
+                 baseline: str = DEFAULT_BASELINE, with_figures: bool = True) -> dict[str, Path]:
+    """Write runs.csv, summary.{csv,md,tex}, significance.csv, figures/ (unless not
+    `with_figures`) and index.html for one suite's results folder; return what was written."""
+    return _suite_report(suite_dir, out_dir, baseline, with_figures)[0]
 
 
-def _suite_report(suite_dir: Path, out_dir: Path | None,
-                  baseline: str) -> tuple[dict[str, Path], pd.DataFrame, pd.DataFrame]:
+def _suite_report(suite_dir: Path, out_dir: Path | None, baseline: str,
+                  with_figures: bool = True) -> tuple[dict[str, Path], pd.DataFrame, pd.DataFrame]:
     """build_report, also returning the summary and the significance tables it wrote."""
     runs = collect_runs(suite_dir)
     if runs.empty:
@@ -79,7 +79,7 @@ def _suite_report(suite_dir: Path, out_dir: Path | None,
                                   + summary_markdown(summary, tests, runs, baseline)),
         "summary.tex": _write_text(out_dir / "summary.tex", summary_latex(summary, tests, baseline, suite)),
     }
-    made = _suite_figures(runs, suite_dir, out_dir / "figures", baseline)
+    made = _suite_figures(runs, suite_dir, out_dir / "figures", baseline) if with_figures else {}
     for png in (p for paths in made.values() for p in paths):
         written[png.relative_to(out_dir).as_posix()] = png
     written["index.html"] = _write_text(
@@ -93,7 +93,7 @@ def suite_dirs(results: Path) -> list[Path]:
 
 
 def build_overview(results: Path, out_dir: Path | None = None,
-                   baseline: str = DEFAULT_BASELINE) -> dict[str, Path]:
+                   baseline: str = DEFAULT_BASELINE, with_figures: bool = True) -> dict[str, Path]:
     """A report for every suite under `results`, and a cross-suite overview in results/report/."""
     suites = suite_dirs(results) if results.is_dir() else []
     if not suites:
@@ -103,7 +103,7 @@ def build_overview(results: Path, out_dir: Path | None = None,
     written: dict[str, Path] = {}
     summaries, sections = [], []
     for suite_dir in suites:
-        report, summary, tests = _suite_report(suite_dir, None, baseline)
+        report, summary, tests = _suite_report(suite_dir, None, baseline, with_figures)
         written.update({f"{suite_dir.name}/{name}": path for name, path in report.items()})
         summary = summary.assign(suite=suite_dir.name)
         summaries.append(summary)
@@ -115,7 +115,8 @@ def build_overview(results: Path, out_dir: Path | None = None,
     combined = pd.concat(summaries, ignore_index=True)
     written["summary.csv"] = _write_csv(out_dir / "summary.csv", combined)
     effect = _relative_to_baseline(combined, baseline)
-    heat = [] if effect.empty else figures.gdpp_effect_heatmap(effect, out_dir / "figures" / "gdpp_effect")
+    heat = [] if effect.empty or not with_figures else figures.gdpp_effect_heatmap(
+        effect, out_dir / "figures" / "gdpp_effect")
     for path in heat:
         written[path.relative_to(out_dir).as_posix()] = path
     images = figures_html([p for p in heat if p.suffix == ".png"], out_dir)
