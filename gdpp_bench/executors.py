@@ -85,16 +85,20 @@ def assign_devices(workers: int, devices: Sequence[str] | int) -> list[str]:
 
 
 _busy = False  # in a pool worker: whether it is running a job
+_stopping = False  # in a pool worker: the suite was stopped; calls still queued end at once
+_events: Any = None  # in a pool worker: where it tells the main process its pid and each run it starts
 
 
-def _init_worker(threads: int, device_queue: Any, pid_queue: Any) -> None:
+def _init_worker(threads: int, device_queue: Any, events: Any) -> None:
     """Pool initializer: take this worker's device (before anything initialises CUDA), split CPUs,
     and leave Ctrl-C to the main process, which stops the workers with SIGTERM: a worker in a run
     unwinds it (locks released, half-written files removed), an idle one just ends."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stop_worker)
     _end_with_parent()
-    pid_queue.put(os.getpid())
+    global _events
+    _events = events
+    events.put(("pid", os.getpid()))
     if device_queue is not None:
         try:
             os.environ["CUDA_VISIBLE_DEVICES"] = device_queue.get(timeout=10)
@@ -116,15 +120,25 @@ def _end_with_parent() -> None:
         pass
 
 
+class _NotStarted(KeyboardInterrupt):
+    """A run the pool had already handed to a worker (it queues one call ahead) when the suite
+    was stopped: it ends without starting."""
+
+
 def _stop_worker(signum: int, frame: Any) -> None:
+    global _stopping
+    _stopping = True
     if _busy:
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _in_worker(fn: Callable[..., Any], *args: Any) -> Any:
+def _in_worker(index: int, fn: Callable[..., Any], *args: Any) -> Any:
     global _busy
+    if _stopping:
+        raise _NotStarted
+    _events.put(("started", index))
     _busy = True
     try:
         return fn(*args)
@@ -148,32 +162,45 @@ class PoolExecutor:
             for device in assign_devices(workers, devices):
                 queue.put(device)
         self.devices = assign_devices(workers, devices) if queue is not None else []
-        self._pids = context.SimpleQueue()
+        self._events = context.SimpleQueue()  # ("pid", pid) and ("started", index) from workers
+        self._started: set[int] = set()
+        self._worker_pids: list[int] = []
         self._futures: list[Future] = []
         self._pool = ProcessPoolExecutor(
             max_workers=workers, mp_context=context, initializer=_init_worker,
-            initargs=(threads, queue, self._pids),
+            initargs=(threads, queue, self._events),
         )
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
-        future = self._pool.submit(_in_worker, fn, *args)
+        future = self._pool.submit(_in_worker, len(self._futures), fn, *args)
         self._futures.append(future)
         return future
 
     def shutdown(self) -> None:
         self._pool.shutdown()
 
+    def _read_events(self) -> None:
+        while not self._events.empty():
+            kind, value = self._events.get()
+            (self._worker_pids.append if kind == "pid" else self._started.add)(value)
+
     def abort(self) -> str:
-        queued = sum(future.cancel() for future in self._futures)
-        running = sum(future.running() for future in self._futures)
+        for future in self._futures:
+            future.cancel()
         self._pool.shutdown(wait=False, cancel_futures=True)
-        while not self._pids.empty():
+        self._read_events()
+        for pid in self._worker_pids:
             try:
-                os.kill(self._pids.get(), signal.SIGTERM)
+                os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
         self._pool.shutdown(wait=True)
-        return f"stopped {running} running runs and cancelled {queued} queued"
+        self._read_events()
+        finished = {i for i, f in enumerate(self._futures)
+                    if f.done() and not f.cancelled() and f.exception() is None}
+        stopped = len(self._started - finished)
+        not_started = len(self._futures) - len(self._started)
+        return f"stopped {stopped} running runs and cancelled {not_started} queued"
 
 
 class LocalExecutor:

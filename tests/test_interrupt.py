@@ -19,7 +19,7 @@ from gdpp_bench.rundir import RunDir, find_run_dirs
 SUITE = """name = "interrupt"
 dataset = "ring8"
 variants = ["bce"]
-seeds = [0, 1]
+seeds = [0, 1, 2]
 [train]
 steps = 1000
 batch_size = 64
@@ -60,7 +60,7 @@ def test_one_ctrl_c_stops_the_suite_and_every_run_resumes(tmp_path, workers):
         # a run is past a checkpoint (step 100) and still training: Ctrl-C now
         lines = read_until(process, "step 200/1000", count=workers)
         os.killpg(process.pid, signal.SIGINT)
-        _, stderr = process.communicate(timeout=120)
+        stdout, stderr = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
@@ -68,12 +68,14 @@ def test_one_ctrl_c_stops_the_suite_and_every_run_resumes(tmp_path, workers):
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr
     (line,) = [line for line in stderr.splitlines() if line.strip()]
-    stopped = "stopped the run in progress, 1 runs not started" if workers == 1 else \
-        "stopped 2 running runs and cancelled 0 queued"
+    # the pool had already handed seed 2 to a worker (it queues a call ahead): it must not start
+    stopped = "stopped the run in progress, 2 runs not started" if workers == 1 else \
+        "stopped 2 running runs and cancelled 1 queued"
     assert line.startswith(f"interrupted: {stopped}; every run folder resumes")
     if workers > 1:  # interleaved lines of the two workers each start with the run's name
         progress = [line for line in lines if " step " in line]
         assert {line.split(":")[0] for line in progress} == {"bce/seed-0", "bce/seed-1"}
+    assert "seed-2: training" not in stdout
     runs = find_run_dirs(results / "interrupt")
     assert runs and not any(run.is_done() for run in runs)
     assert not list(results.glob("**/.*.tmp"))  # no half-written file left behind
@@ -82,4 +84,4 @@ def test_one_ctrl_c_stops_the_suite_and_every_run_resumes(tmp_path, workers):
     assert again.returncode == 0, again.stderr
     assert "resuming at step" in again.stdout
     assert all(RunDir(results / "interrupt" / "bce" / f"seed-{seed}").status()["step"] == 1000
-               for seed in (0, 1))
+               for seed in (0, 1, 2))
