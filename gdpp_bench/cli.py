@@ -236,14 +236,18 @@ def evaluate(suite: str, results: Path, device: str, data_root: str, force: bool
 @click.option("--figures/--no-figures", "with_figures", default=True, show_default=True,
               help="--no-figures: the tables and index.html only, in seconds (figures take most of "
               "a report's time).")
-def report(suite: str | None, results: Path, out: Path | None, baseline: str, with_figures: bool) -> None:
+@click.option("--last-k", type=click.IntRange(min=1), default=4, show_default=True,
+              help="A run's headline value is the mean of its last K periodic evaluations (runs "
+              "without them: the final or the selected checkpoint); run folders are not touched.")
+def report(suite: str | None, results: Path, out: Path | None, baseline: str, with_figures: bool,
+           last_k: int) -> None:
     """Tables with statistics, figures and index.html from the run folders (nothing is recomputed)."""
     from gdpp_bench.losses import parse_variant
     from gdpp_bench.report import build_overview, build_report
 
     baseline = str(parse_variant(baseline))
-    written = (build_report(_suite_dir(results, suite), out, baseline, with_figures) if suite
-               else build_overview(results, out, baseline, with_figures))
+    written = (build_report(_suite_dir(results, suite), out, baseline, with_figures, last_k) if suite
+               else build_overview(results, out, baseline, with_figures, last_k))
     for name, path in written.items():
         if not name.endswith(".pdf"):
             click.echo(f"wrote {path}")

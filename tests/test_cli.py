@@ -73,11 +73,27 @@ def test_report_numbers_come_from_the_runs(smoke):
             assert row["mean"] == pytest.approx(group[metric].mean())
             assert row["std"] == pytest.approx(group[metric].std(ddof=1))
             assert row["n"] == 2
-    # every number in runs.csv is the one in that run's metrics.json
+    # a run's headline is the mean of its last 4 periodic evaluations (evals.csv); the final
+    # checkpoint's numbers (metrics.json) stay beside it
     import json
-    for record in runs[runs["dataset"] != "mnist"].itertuples():
-        values = json.loads((results / "smoke" / record.run / "metrics.json").read_text())["values"]
-        assert record.modes == values["modes"] and record.hq_percent == values["hq_percent"]
+    for record in runs.itertuples():
+        run = results / "smoke" / record.run
+        values = json.loads((run / "metrics.json").read_text())["values"]
+        window = pd.read_csv(run / "evals.csv").tail(4)
+        metric = "classes" if record.dataset == "mnist" else "modes"
+        assert getattr(record, f"final_{metric}") == values[metric]
+        assert getattr(record, metric) == pytest.approx(window[metric].mean())
+        assert record.headline.startswith(f"mean of the last {len(window)} evaluations")
+    claims = (report / "claims.md").read_text()
+    assert "| bce+gdpp@1 vs bce | modes ↑ | n too small to decide: at n = 2" in claims
+    # --last-k 1: the last evaluation, which measured the final checkpoint; run folders untouched
+    before = {p: p.stat().st_mtime_ns for p in (results / "smoke").glob("*/*/seed-*/*")}
+    again = gdpp_bench("report", "--suite", "smoke", "--results", str(results), "--last-k", "1",
+                       "--no-figures")
+    assert again.returncode == 0, again.stderr
+    last = pd.read_csv(report / "runs.csv")
+    assert (last["modes"].dropna() == last["final_modes"].dropna()).all()
+    assert before == {p: p.stat().st_mtime_ns for p in before}
     markdown = (report / "summary.md").read_text()
     assert "### ring8" in markdown and "bce+gdpp@1" in markdown
     assert (report / "index.html").is_file() and (report / "summary.tex").is_file()

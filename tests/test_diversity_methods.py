@@ -200,9 +200,9 @@ def test_every_method_trains_in_the_smoke_path_and_the_report_shows_them(tmp_pat
         assert f",{variant}," in summary
     runs = pd.read_csv(results / "smoke" / "report" / "runs.csv").set_index(["dataset", "variant"])
     # only the plain loss is GDPP's weight-0 reference; a changed D is not
-    assert runs.loc[("ring8", "bce"), "gdpp_weight"] == 0.0
-    assert runs.loc[("ring8", "bce+gdpp@1"), "gdpp_weight"] == 1.0
-    assert math.isnan(runs.loc[("ring8", "bce+pacgan2"), "gdpp_weight"])
+    assert runs.loc[("ring8", "bce"), "term_weight"] == 0.0
+    assert runs.loc[("ring8", "bce+gdpp@1"), ["term", "term_weight"]].tolist() == ["gdpp", 1.0]
+    assert math.isnan(runs.loc[("ring8", "bce+pacgan2"), "term_weight"])
     assert runs.loc[("ring8", "bce+pacgan2"), "discriminator"] == "pacgan2"
 
 

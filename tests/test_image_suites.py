@@ -3,6 +3,7 @@ real CIFAR-10 / CelebA on-disk formats; missing data gives one line and exit 2."
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -10,8 +11,11 @@ from conftest import DATA_ROOT, gdpp_bench
 from image_fixtures import write_celeba_fixture, write_cifar10_fixture
 from PIL import Image
 
+from gdpp_bench.metrics import fidelity
+from gdpp_bench.pipeline import run_specs
+from gdpp_bench.report.tables import collect_runs
 from gdpp_bench.rundir import RunDir
-from gdpp_bench.suites import load_suite
+from gdpp_bench.suites import EvalConfig, Suite, TrainConfig, expand, load_suite
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +85,38 @@ def test_missing_data_root_is_one_line(tmp_path, suite, looked_at):
     assert len(lines) == 1 and "Traceback" not in done.stderr
     assert lines[0].startswith(f"error: dataset {suite!r}: ")
     assert str(empty) in lines[0] and looked_at in lines[0]
+
+
+def test_selection_and_reporting_never_read_the_same_reference_images(tmp_path, mnist_classifier,
+                                                                      monkeypatch):
+    """eval.select picks best.pt against the training split; best.pt is then measured once against
+    the test split, and metrics.json says so: no reported number comes from the images that chose
+    the checkpoint."""
+    original = fidelity.real_reference
+    read: list[tuple[str, set[str]]] = []
+
+    def recording(dataset, data_root, split, count):
+        images = original(dataset, data_root, split, count)
+        read.append((split, {hashlib.sha1(image.numpy().tobytes()).hexdigest() for image in images}))
+        return images
+
+    monkeypatch.setattr(fidelity, "real_reference", recording)
+    suite = Suite(name="select", datasets=("mnist",), variants=("bce",), seeds=(0,), model="dcgan28",
+                  train=TrainConfig(steps=4, batch_size=16, log_every=2, checkpoint_every=2,
+                                    lr_g=3e-4, lr_d=3e-4),
+                  eval=EvalConfig(every=2, metrics=("fidelity",), select="fid", select_mode="min",
+                                  samples=64, fidelity_samples=64, real_samples=300, grid_samples=4))
+    (spec,) = expand(suite)
+    run_specs([spec], tmp_path, str(DATA_ROOT), "cpu")
+    run = RunDir(tmp_path / "select" / spec.key)
+    assert run.best.exists()
+    periodic, final = read[:2], read[2:]  # two periodic evaluations, then best.pt
+    assert [split for split, _ in periodic] == ["train", "train"]
+    assert [split for split, _ in final] == ["test"]
+    assert not (set.union(*(h for _, h in periodic)) & final[0][1])  # no image in both
+    record = json.loads(run.metrics.read_text())
+    assert record["protocol"]["fidelity"]["reference_split"] == "test"
+    assert record["protocol"]["fidelity"]["checkpoint"] == "best.pt"
+    row = collect_runs(tmp_path / "select").iloc[0]
+    assert row["headline"].startswith("best.pt (step") and row["headline"].endswith("on the test split")
+    assert row["reference_split"] == "fidelity: test"

@@ -13,6 +13,7 @@ from conftest import tiny_suite
 from PIL import Image
 from scipy import stats as scipy_stats
 
+from gdpp_bench.metrics import METRIC_BOUNDS
 from gdpp_bench.pipeline import run_specs
 from gdpp_bench.report import build_overview, build_report
 from gdpp_bench.report.stats import compare, hedges_g, holm, mean_ci, stars
@@ -79,17 +80,23 @@ def test_summary_numbers_are_pandas_and_scipy_on_runs_csv(tiny_results):
     done = runs[runs["status"] == "done"]
     for row in summary.itertuples():
         values = done[done["variant"] == row.variant][row.metric].dropna()
-        assert row.mean == pytest.approx(values.mean()) and row.std == pytest.approx(values.std(ddof=1))
+        assert row.mean == pytest.approx(values.mean())
+        assert row.std == pytest.approx(values.std(ddof=1), nan_ok=True)
         low, high = scipy_stats.t.interval(0.95, len(values) - 1, loc=values.mean(),
                                            scale=scipy_stats.sem(values))
-        if values.std() > 0:
-            assert (row.ci_low, row.ci_high) == pytest.approx((low, high))
+        if values.std() > 0:  # the t interval, cut to the metric's range (HQ % in [0, 100] ...)
+            lower, upper = METRIC_BOUNDS[row.metric]
+            low = low if lower is None else max(low, lower)
+            high = high if upper is None else min(high, upper)
+            assert (row.ci_low, row.ci_high) == pytest.approx((low, high), nan_ok=True)
+            assert lower is None or row.ci_low >= lower
         assert row.n == len(values) and 1 <= row.n <= 3  # kl_uniform is n/a without HQ samples
     for _, block in summary.groupby("metric"):
         best = block["mean"].max() if block["higher_is_better"].iloc[0] else block["mean"].min()
         assert set(block[block["best"]]["mean"]) == {best}
     tests = pd.read_csv(written["significance.csv"])
     assert set(tests["variant"]) == {"bce+gdpp@1", "hinge"} and set(tests["baseline"]) == {"bce"}
+    assert "train_cpu_s" in summary.columns and (summary["train_cpu_s"] > 0).all()
     for row in tests.itertuples():
         a = done[done["variant"] == row.variant][row.metric].dropna().tolist()
         b = done[done["variant"] == "bce"][row.metric].dropna().tolist()

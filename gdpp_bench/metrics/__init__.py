@@ -23,6 +23,14 @@ HIGHER_IS_BETTER = {
     "class_kl_uniform": False, "fid": False, "is": True, "kid": False, "precision": True,
     "recall": True, "density": True, "coverage": True, "ivom_mse": False,
 }
+# The range each compared value can take (None: unbounded on that side); intervals are cut to it.
+METRIC_BOUNDS: dict[str, tuple[float | None, float | None]] = {
+    "modes": (0, None), "hq_percent": (0, 100), "kl_uniform": (0, None), "classes": (0, 10),
+    "class_kl_uniform": (0, None), "fid": (0, None), "is": (1, None), "kid": (None, None),
+    "precision": (0, 1), "recall": (0, 1), "density": (0, None), "coverage": (0, 1),
+    "ivom_mse": (0, None),
+}
+COUNT_METRICS = ("modes", "classes")  # counts: Cliff's delta is reported beside Hedges' g
 PAPER_FIDELITY_SAMPLES = 50_000  # generated and real samples for FID/IS/KID/PR under --protocol paper
 PAPER_IVOM_IMAGES = 2_000  # IvOM's target test images in the GDPP paper (../shared/PROTOCOLS.md)
 IVOM_SEARCH = {"optimizer": "lbfgs", "steps": 25, "restarts": 3}  # the paper's search per image
@@ -182,5 +190,5 @@ def ivom_metric(ctx: EvalContext) -> dict[str, float]:
     return {"ivom_mse": per_image.mean().item(), "ivom_mse_std": per_image.std().item()}
 
 
-__all__ = ["HIGHER_IS_BETTER", "METRICS", "PROTOCOLS", "EvalContext", "EvalOptions", "Metric",
-           "compute_metrics"]
+__all__ = ["COUNT_METRICS", "HIGHER_IS_BETTER", "METRICS", "METRIC_BOUNDS", "PROTOCOLS", "EvalContext",
+           "EvalOptions", "Metric", "compute_metrics"]

@@ -24,13 +24,24 @@ from gdpp_bench.rundir import (
 from gdpp_bench.suites import RunSpec
 
 
+def reference_splits(spec: RunSpec) -> tuple[str, str]:
+    """(periodic, final) real reference split. A suite that selects best.pt by a periodic metric
+    (eval.select) selects against the training split and measures best.pt once against the test
+    split, so that no reported number is read off the images that chose the checkpoint; other
+    suites use eval.reference_split throughout."""
+    if spec.eval.select:
+        return "train", "test"
+    return spec.eval.reference_split, spec.eval.reference_split
+
+
 def eval_context(generator: nn.Module, spec: RunSpec, device: torch.device, data_root: str | None,
-                 options: EvalOptions) -> EvalContext:
-    """The context the suite's metrics see for one generator of the run `spec`."""
+                 options: EvalOptions, split: str | None = None) -> EvalContext:
+    """The context the suite's metrics see for one generator of the run `spec`, comparing with the
+    real `split` (default: the final evaluation's, `reference_splits`)."""
     evaluation = spec.eval
     return EvalContext(
         generator, DATASETS.get(spec.dataset), device, evaluation.samples, spec.seed, data_root,
-        evaluation.fidelity_samples, evaluation.real_samples, evaluation.reference_split,
+        evaluation.fidelity_samples, evaluation.real_samples, split or reference_splits(spec)[1],
         evaluation.ivom_images, options,
     )
 
@@ -59,7 +70,8 @@ class PeriodicEvaluation:
         self.last: Measured | None = None
 
     def __call__(self, generator: nn.Module, step: int) -> dict[str, float]:
-        ctx = eval_context(generator, self.spec, self.device, self.data_root, self.options)
+        ctx = eval_context(generator, self.spec, self.device, self.data_root, self.options,
+                           split=reference_splits(self.spec)[0])
         values = compute_metrics(self.spec.eval.metrics, ctx)
         self.last = Measured(step, values, ctx.notes, _points(ctx))
         return values
@@ -89,7 +101,7 @@ def eval_settings(spec: RunSpec) -> dict[str, Any]:
     """The evaluation settings a metric's values depend on (a change of any re-evaluates)."""
     evaluation = spec.eval
     return {"samples": evaluation.samples, "fidelity_samples": evaluation.fidelity_samples,
-            "real_samples": evaluation.real_samples, "reference_split": evaluation.reference_split,
+            "real_samples": evaluation.real_samples, "reference_split": reference_splits(spec)[1],
             "ivom_images": evaluation.ivom_images}
 
 
@@ -138,7 +150,9 @@ def evaluate_run(run_dir: RunDir, device: torch.device, force: bool = False,
     if record is not None and not missing and set(record.get("protocol", {})) == set(wanted):
         return record
 
-    if measured is not None and measured.step == step and checkpoint == run_dir.checkpoint:
+    periodic_split, final_split = reference_splits(spec)
+    if (measured is not None and measured.step == step and checkpoint == run_dir.checkpoint
+            and periodic_split == final_split):
         computed, notes, points = measured.values, measured.notes, measured.points
     else:
         generator, _ = build_models(spec.model, DATASETS.get(spec.dataset).shape)
@@ -163,7 +177,8 @@ def evaluate_run(run_dir: RunDir, device: torch.device, force: bool = False,
             "checkpoint": checkpoint.name,
             "checkpoint_step": step,
             "settings": settings,
-            **notes[name],  # values, wall_s, and what the metric adds (its own sample counts)
+            "reference_split": None,  # null: the metric reads no real images
+            **notes[name],  # values, wall_s, what the metric adds (its sample counts, its split)
         }
         values.update({k: computed[k] for k in notes[name]["values"]})
     record = {

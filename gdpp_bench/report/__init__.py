@@ -8,10 +8,13 @@ import pandas as pd
 
 from gdpp_bench.errors import UserError
 from gdpp_bench.report import figures
-from gdpp_bench.report.html import figures_html, page, suite_page, summary_table_html
+from gdpp_bench.report.html import claims_html, figures_html, page, suite_page, summary_table_html
 from gdpp_bench.report.tables import (
     DEFAULT_BASELINE,
+    DEFAULT_LAST_K,
+    claims_markdown,
     collect_runs,
+    decisions,
     metric_columns,
     significance,
     summarize,
@@ -32,7 +35,7 @@ def _write_csv(path: Path, frame: pd.DataFrame) -> Path:
 
 
 def _suite_figures(runs: pd.DataFrame, suite_dir: Path, fig_dir: Path,
-                   baseline: str) -> dict[str, list[Path]]:
+                   baseline: str, last_k: int = DEFAULT_LAST_K) -> dict[str, list[Path]]:
     """Every figure that applies, per dataset: {dataset: [PNG paths]}."""
     made: dict[str, list[Path]] = {}
     for dataset in sorted(runs["dataset"].unique()):
@@ -45,46 +48,64 @@ def _suite_figures(runs: pd.DataFrame, suite_dir: Path, fig_dir: Path,
                                              baseline)
             written += figures.metric_vs_weight(runs, dataset, metric, fig_dir / f"weight_{dataset}_{metric}",
                                                 baseline)
+            written += figures.metric_vs_cpu(runs, dataset, metric, fig_dir / f"cost_{dataset}_{metric}",
+                                             baseline)
         for prefix, draw in (("training", figures.training_curves), ("grids", figures.sample_grids),
-                             ("samples", figures.samples_over_modes), ("modes", figures.mode_histograms),
-                             ("evals", figures.evaluation_curves)):
+                             ("samples", figures.samples_over_modes), ("modes", figures.mode_histograms)):
             written += draw(runs, suite_dir, dataset, fig_dir / f"{prefix}_{dataset}", baseline=baseline)
+        written += figures.evaluation_curves(runs, suite_dir, dataset, fig_dir / f"evals_{dataset}",
+                                             baseline=baseline, last_k=last_k)
         made[dataset] = [p for p in written if p.suffix == ".png"]
     return made
 
 
-def build_report(suite_dir: Path, out_dir: Path | None = None,
-                 baseline: str = DEFAULT_BASELINE, with_figures: bool = True) -> dict[str, Path]:
-    """Write runs.csv, summary.{csv,md,tex}, significance.csv, figures/ (unless not
-    `with_figures`) and index.html for one suite's results folder; return what was written."""
-    return _suite_report(suite_dir, out_dir, baseline, with_figures)[0]
+def build_report(suite_dir: Path, out_dir: Path | None = None, baseline: str = DEFAULT_BASELINE,
+                 with_figures: bool = True, last_k: int = DEFAULT_LAST_K) -> dict[str, Path]:
+    """Write runs.csv, summary.{csv,md,tex}, significance.csv, decisions.csv, claims.md, figures/
+    (unless not `with_figures`) and index.html for one suite's results folder; return what was
+    written. `last_k`: periodic evaluations averaged into each run's headline value."""
+    return _suite_report(suite_dir, out_dir, baseline, with_figures, last_k)[0]
 
 
-def _suite_report(suite_dir: Path, out_dir: Path | None, baseline: str,
-                  with_figures: bool = True) -> tuple[dict[str, Path], pd.DataFrame, pd.DataFrame]:
+def _suite_report(suite_dir: Path, out_dir: Path | None, baseline: str, with_figures: bool = True,
+                  last_k: int = DEFAULT_LAST_K) -> tuple[dict[str, Path], pd.DataFrame, pd.DataFrame]:
     """build_report, also returning the summary and the significance tables it wrote."""
-    runs = collect_runs(suite_dir)
+    runs = collect_runs(suite_dir, last_k)
     if runs.empty:
         raise UserError(f"no runs under {suite_dir}; run `gdpp-bench run --suite NAME` first")
     out_dir = out_dir or suite_dir / "report"
     suite = str(runs["suite"].iloc[0])
     summary = summarize(runs)
     tests = significance(runs, baseline)
+    decided = decisions(runs, baseline)
+    claims = claims_markdown(decided, runs, suite, baseline, last_k)
     written = {
         "runs.csv": _write_csv(out_dir / "runs.csv", runs),
         "summary.csv": _write_csv(out_dir / "summary.csv", summary),
         "significance.csv": _write_csv(out_dir / "significance.csv", tests),
-        "summary.md": _write_text(out_dir / "summary.md", f"# {suite}\n\nmean ± std [95% t interval] "
-                                  f"over seeds; stars: Holm-corrected Welch test against {baseline}\n\n"
-                                  + summary_markdown(summary, tests, runs, baseline)),
+        "decisions.csv": _write_csv(out_dir / "decisions.csv", decided),
+        "claims.md": _write_text(out_dir / "claims.md", claims),
+        "summary.md": _write_text(out_dir / "summary.md", f"# {suite}\n\n{_headline_note(runs, last_k)} "
+                                  f"mean ± std [95% t interval, cut to the metric's range] over seeds; "
+                                  f"CPU s: mean training CPU seconds per run; stars: Holm-corrected "
+                                  f"Mann-Whitney U against {baseline} (the decision rule; verdicts in "
+                                  f"claims.md)\n\n" + summary_markdown(summary, tests, runs, baseline)),
         "summary.tex": _write_text(out_dir / "summary.tex", summary_latex(summary, tests, baseline, suite)),
     }
-    made = _suite_figures(runs, suite_dir, out_dir / "figures", baseline) if with_figures else {}
+    made = _suite_figures(runs, suite_dir, out_dir / "figures", baseline, last_k) if with_figures else {}
     for png in (p for paths in made.values() for p in paths):
         written[png.relative_to(out_dir).as_posix()] = png
-    written["index.html"] = _write_text(
-        out_dir / "index.html", suite_page(suite, runs, summary, tests, baseline, made, suite_dir, out_dir))
+    written["index.html"] = _write_text(out_dir / "index.html", suite_page(
+        suite, runs, summary, tests, baseline, made, suite_dir, out_dir,
+        claims_html(decided, _headline_note(runs, last_k))))
     return written, summary, tests
+
+
+def _headline_note(runs: pd.DataFrame, last_k: int) -> str:
+    """What a run's headline value is, in one sentence."""
+    kinds = sorted({h.split(" (")[0] for h in runs.get("headline", pd.Series(dtype=str)).dropna() if h})
+    return (f"Headline value of a run: {'; '.join(kinds)} (--last-k {last_k})." if kinds
+            else "Headline value of a run: final checkpoint.")
 
 
 def suite_dirs(results: Path) -> list[Path]:
@@ -92,8 +113,8 @@ def suite_dirs(results: Path) -> list[Path]:
     return sorted(p for p in results.iterdir() if p.is_dir() and p.name != "report" and find_run_dirs(p))
 
 
-def build_overview(results: Path, out_dir: Path | None = None,
-                   baseline: str = DEFAULT_BASELINE, with_figures: bool = True) -> dict[str, Path]:
+def build_overview(results: Path, out_dir: Path | None = None, baseline: str = DEFAULT_BASELINE,
+                   with_figures: bool = True, last_k: int = DEFAULT_LAST_K) -> dict[str, Path]:
     """A report for every suite under `results`, and a cross-suite overview in results/report/."""
     suites = suite_dirs(results) if results.is_dir() else []
     if not suites:
@@ -103,7 +124,7 @@ def build_overview(results: Path, out_dir: Path | None = None,
     written: dict[str, Path] = {}
     summaries, sections = [], []
     for suite_dir in suites:
-        report, summary, tests = _suite_report(suite_dir, None, baseline, with_figures)
+        report, summary, tests = _suite_report(suite_dir, None, baseline, with_figures, last_k)
         written.update({f"{suite_dir.name}/{name}": path for name, path in report.items()})
         summary = summary.assign(suite=suite_dir.name)
         summaries.append(summary)

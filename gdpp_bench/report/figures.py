@@ -33,7 +33,12 @@ from gdpp_bench.losses import parse_variant  # noqa: E402
 from gdpp_bench.metrics import HIGHER_IS_BETTER  # noqa: E402
 from gdpp_bench.metrics.modes import mode_assignment  # noqa: E402
 from gdpp_bench.report.stats import mean_ci  # noqa: E402
-from gdpp_bench.report.tables import DEFAULT_BASELINE, read_run_csv, variant_order  # noqa: E402
+from gdpp_bench.report.tables import (  # noqa: E402
+    DEFAULT_BASELINE,
+    DEFAULT_LAST_K,
+    read_run_csv,
+    variant_order,
+)
 from gdpp_bench.rundir import RunDir, read_json, write_atomic  # noqa: E402
 from gdpp_bench.samples import draw_samples_2d  # noqa: E402
 
@@ -258,45 +263,85 @@ def metric_points(runs: pd.DataFrame, dataset: str, metric: str, stem: Path,
 @_styled
 def metric_vs_weight(runs: pd.DataFrame, dataset: str, metric: str, stem: Path,
                      baseline: str = DEFAULT_BASELINE) -> list[Path]:
-    """One metric against the GDPP weight (log axis): a line with 95% band per adversarial loss,
-    its seeds as dots, and its variant without a term as a dashed line with its band."""
+    """One metric against the weight of a diversity term (log axis): a line with 95% band per
+    adversarial loss and term that runs at two or more weights (gdpp, gdpp-si, ...), its seeds as
+    dots, and each adversarial loss without a term as a dashed line with its band."""
     done = _finished(runs, dataset)
-    if metric not in done.columns or "gdpp_weight" not in done.columns:
+    if metric not in done.columns or "term_weight" not in done.columns:
         return []
-    shown = done.dropna(subset=[metric, "gdpp_weight"])
-    weighted = shown[shown["gdpp_weight"] > 0]
-    if weighted["gdpp_weight"].nunique() < 2:
+    shown = done.dropna(subset=[metric, "term_weight"])
+    weighted = shown[shown["term_weight"] > 0]
+    swept = [key for key, group in weighted.groupby(["adversarial", "term"], sort=True)
+             if group["term_weight"].nunique() >= 2]
+    if not swept:
         return []
     first = parse_variant(baseline).adversarial if baseline else ""
-    losses = sorted(weighted["adversarial"].unique(), key=lambda name: (name != first, name))
-    colors = dict(zip(losses, sns.color_palette("colorblind", len(losses)), strict=True))
+    swept.sort(key=lambda key: (key[0] != first, key))
+    colors = dict(zip(swept, sns.color_palette("colorblind", len(swept)), strict=True))
     fig, ax = plt.subplots(figsize=(7.5, 4.6), layout="constrained")
     rng = np.random.default_rng(0)
-    for adversarial in losses:
-        color = colors[adversarial]
-        points = weighted[weighted["adversarial"] == adversarial]
-        stats = ci_frame(points, ["gdpp_weight"], metric)
-        _band(ax, stats, "gdpp_weight", color, f"{adversarial}+gdpp@w: mean, 95% band",
+    for adversarial, term in swept:
+        color = colors[(adversarial, term)]
+        points = weighted[(weighted["adversarial"] == adversarial) & (weighted["term"] == term)]
+        stats = ci_frame(points, ["term_weight"], metric)
+        _band(ax, stats, "term_weight", color, f"{adversarial}+{term}@w: mean, 95% band",
               marker="o", linewidth=1.8)
         jitter = np.exp(rng.uniform(-0.06, 0.06, len(points)))  # multiplicative: the axis is log
-        ax.scatter(points["gdpp_weight"] * jitter, points[metric], s=14, color=color, alpha=0.5,
+        ax.scatter(points["term_weight"] * jitter, points[metric], s=14, color=color, alpha=0.5,
                    linewidth=0)
-        reference = shown[(shown["adversarial"] == adversarial) & (shown["gdpp_weight"] == 0)]
-        if not reference.empty:
-            mean, low, high = mean_ci(reference[metric].tolist())
-            note = ", baseline" if reference["variant"].iloc[0] == baseline else ""
-            ax.axhline(mean, color=color, linestyle="--", linewidth=1.3,
-                       label=f"{adversarial} (no term{note}): mean, 95% band")
-            if not math.isnan(low):
-                ax.axhspan(low, high, color=color, alpha=BAND_ALPHA / 2, linewidth=0)
-    weights = sorted(weighted["gdpp_weight"].unique())
+    for adversarial in sorted({key[0] for key in swept}):
+        reference = shown[(shown["adversarial"] == adversarial) & (shown["term_weight"] == 0)]
+        if reference.empty:
+            continue
+        mean, low, high = mean_ci(reference[metric].tolist())
+        note = ", baseline" if reference["variant"].iloc[0] == baseline else ""
+        ax.axhline(mean, color="grey", linestyle="--", linewidth=1.3,
+                   label=f"{adversarial} (no term{note}): mean, 95% band")
+        if not math.isnan(low):
+            ax.axhspan(low, high, color="grey", alpha=BAND_ALPHA / 2, linewidth=0)
+    weights = sorted(weighted.loc[weighted.set_index(["adversarial", "term"]).index.isin(swept),
+                                  "term_weight"].unique())
     ax.set_xscale("log")
     ax.set_xticks(weights, [f"{w:g}" for w in weights])
     ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_xlabel("GDPP weight w (log scale)")
+    ax.set_xlabel("weight w of the diversity term (log scale)")
     ax.set_ylabel(metric_label(metric))
     _legend_outside(fig, *ax.get_legend_handles_labels())
-    _suptitle(fig, runs, shown, f"{metric} against the GDPP weight")
+    _suptitle(fig, runs, shown, f"{metric} against the weight of each diversity term")
+    return _save(fig, stem)
+
+
+@_styled
+def metric_vs_cpu(runs: pd.DataFrame, dataset: str, metric: str, stem: Path,
+                  baseline: str = DEFAULT_BASELINE) -> list[Path]:
+    """One metric against each run's training CPU seconds (process time, which two runs sharing
+    the cores do not inflate): every seed as a dot, each variant's mean as a cross with its 95%
+    t intervals on both axes. Whether a gain survives equal compute is read off the x axis."""
+    done = _finished(runs, dataset)
+    if metric not in done.columns or "train_cpu_s" not in done.columns:
+        return []
+    shown = done.assign(train_cpu_s=pd.to_numeric(done["train_cpu_s"], errors="coerce")).dropna(
+        subset=[metric, "train_cpu_s"])
+    if shown.empty:
+        return []
+    order = variant_order(shown["variant"], baseline)
+    colors = _palette(order)
+    fig, ax = plt.subplots(figsize=(7.5, 4.6), layout="constrained")
+    for variant in order:
+        block = shown[shown["variant"] == variant]
+        ax.scatter(block["train_cpu_s"], block[metric], s=18, color=colors[variant], alpha=0.45,
+                   linewidth=0)
+        y, y_low, y_high = mean_ci(block[metric].tolist())
+        x, x_low, x_high = mean_ci(block["train_cpu_s"].tolist())
+        xerr = None if math.isnan(x_low) else [[x - x_low], [x_high - x]]
+        yerr = None if math.isnan(y_low) else [[y - y_low], [y_high - y]]
+        ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="D", color=colors[variant], markersize=6,
+                    capsize=3, elinewidth=1.2, markeredgecolor="black", label=variant)
+    ax.set_xscale("log")
+    ax.set_xlabel("training CPU seconds per run (process time, log scale)")
+    ax.set_ylabel(metric_label(metric))
+    _legend_outside(fig, *ax.get_legend_handles_labels(), title="variant (mean, 95% t intervals)")
+    _suptitle(fig, runs, shown, f"{metric} against training cost")
     return _save(fig, stem)
 
 
@@ -304,7 +349,7 @@ def metric_vs_weight(runs: pd.DataFrame, dataset: str, metric: str, stem: Path,
 
 def _curve_panels(runs: pd.DataFrame, curves: pd.DataFrame, dataset: str, columns: list[str],
                   labels: dict[str, str], what: str, per_seed: bool, stem: Path,
-                  baseline: str) -> list[Path]:
+                  baseline: str, window: tuple[float, float] | None = None) -> list[Path]:
     """One panel per column of `curves` against step: per variant the mean over seeds and its
     95% band (and each seed faintly where `per_seed`); one legend for all panels. The y axis
     spans the seeds' values: with two or three seeds a t band can be many times wider and would
@@ -331,6 +376,8 @@ def _curve_panels(runs: pd.DataFrame, curves: pd.DataFrame, dataset: str, column
         ax.set_ylim(low - pad, high + pad)
         clipped |= any(((band["low"] < low - pad) | (band["high"] > high + pad)).any()
                        for band in bands)
+        if window is not None:
+            ax.axvspan(*window, color="grey", alpha=0.12, linewidth=0, zorder=0)
         ax.set_title(column)
         ax.set_xlabel("training step")
         ax.set_ylabel(labels.get(column, column))
@@ -341,6 +388,8 @@ def _curve_panels(runs: pd.DataFrame, curves: pd.DataFrame, dataset: str, column
              + (" (cut at the seeds' range)" if clipped else "")]
     if per_seed:
         notes.append("faint lines: single seeds")
+    if window is not None:
+        notes.append("grey: the evaluations averaged into the headline (report --last-k)")
     _suptitle(fig, runs, shown[shown["variant"].isin(order)], what, protocol=False, notes=notes)
     return _save(fig, stem)
 
@@ -362,10 +411,11 @@ def training_curves(runs: pd.DataFrame, suite_dir: Path, dataset: str, stem: Pat
 
 @_styled
 def evaluation_curves(runs: pd.DataFrame, suite_dir: Path, dataset: str, stem: Path,
-                      baseline: str = DEFAULT_BASELINE) -> list[Path]:
+                      baseline: str = DEFAULT_BASELINE, last_k: int = DEFAULT_LAST_K) -> list[Path]:
     """From evals.csv: every compared metric of the periodic evaluations against step; per variant
     the mean over seeds, its 95% band and each seed faintly (how much a final number depends on
-    the step at which it is read)."""
+    the step at which it is read); the last `last_k` evaluations, whose mean is a run's headline,
+    shaded (not for suites whose headline is a selected checkpoint)."""
     curves = _run_csvs(_finished(runs, dataset), suite_dir, lambda run_dir: run_dir.evals)
     if curves.empty:
         return []
@@ -373,9 +423,16 @@ def evaluation_curves(runs: pd.DataFrame, suite_dir: Path, dataset: str, stem: P
     if not columns:
         return []
     labels = {m: metric_label(m) for m in columns}
+    steps = sorted(curves["step"].unique())
+    done = _finished(runs, dataset)
+    k_window = "headline" in done.columns and done["headline"].str.startswith("mean of the last").any()
+    window = (steps[max(0, len(steps) - last_k)], steps[-1]) if k_window else None
+    if window is not None and window[0] == window[1]:  # one evaluation: a visible strip around it
+        pad = (steps[-1] - steps[0]) * 0.01 or 0.5
+        window = (window[0] - pad, window[1] + pad)
     return _curve_panels(runs, curves, dataset, columns, labels,
                          "periodic evaluations during training",
-                         True, stem, baseline)
+                         True, stem, baseline, window)
 
 
 # --- samples ----------------------------------------------------------------------------------------

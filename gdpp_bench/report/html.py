@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -32,10 +33,12 @@ def summary_table_html(summary: pd.DataFrame, tests: pd.DataFrame, baseline: str
                    for m in metrics)
     rows = []
     for variant in variant_order(summary["variant"].tolist(), baseline):
-        n = int(summary[summary["variant"] == variant]["n"].max())
+        block = summary[summary["variant"] == variant]
+        cpu = block["train_cpu_s"].iloc[0] if "train_cpu_s" in block.columns else math.nan
         tds = "".join(f"<td>{cells.get((variant, m), '')}</td>" for m in metrics)
-        rows.append(f"<tr><td>{html.escape(variant)}</td><td>{n}</td>{tds}</tr>")
-    return (f"<table><thead><tr><th>variant</th><th>n</th>{head}</tr></thead>"
+        rows.append(f"<tr><td>{html.escape(variant)}</td><td>{int(block['n'].max())}</td>"
+                    f"<td>{f'{cpu:.0f}' if math.isfinite(cpu) else 'n/a'}</td>{tds}</tr>")
+    return (f"<table><thead><tr><th>variant</th><th>n</th><th>CPU s/run</th>{head}</tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>")
 
 
@@ -105,17 +108,39 @@ def page(title: str, body: str) -> str:
             "</body></html>\n")
 
 
+def claims_html(decided: pd.DataFrame, headline: str) -> str:
+    """The decision rule's verdicts as a table (claims.md's content)."""
+    if decided.empty:
+        return "<p>No comparison: the baseline or the other variants have no finished runs.</p>"
+    shown = decided.assign(
+        comparison=decided["variant"] + " vs " + decided["reference"],
+        **{"Δ [95% bootstrap]": [f"{r.difference:.4g} [{r.difference_low:.4g}, {r.difference_high:.4g}]"
+                                 for r in decided.itertuples()]})
+    columns = ["dataset", "comparison", "metric", "verdict", "Δ [95% bootstrap]", "hedges_g",
+               "cliffs_delta", "mannwhitney_p_holm", "mannwhitney_method"]
+    table = shown[columns].to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="n/a",
+                                   classes="claims", border=0)
+    return (f"<p>{html.escape(headline)} The rule, fixed before the runs: two-sided Mann-Whitney U, "
+            "Holm over all comparisons and metrics of a dataset, alpha 0.05; the same lines are in "
+            "<a href='claims.md'>claims.md</a> and <a href='decisions.csv'>decisions.csv</a>.</p>"
+            + table)
+
+
 def suite_page(suite: str, runs: pd.DataFrame, summary: pd.DataFrame, tests: pd.DataFrame,
-               baseline: str | None, figures: dict[str, list[Path]], suite_dir: Path, out_dir: Path) -> str:
+               baseline: str | None, figures: dict[str, list[Path]], suite_dir: Path, out_dir: Path,
+               claims: str = "") -> str:
     """index.html of one suite's report."""
     sections = [
         f"<p>{len(runs)} runs, {int((runs['status'] == 'done').sum())} finished. Cells: mean &plusmn; std "
-        "[95% t interval] over seeds; best mean in bold; arrows give the better direction; stars: "
-        f"Holm-corrected Welch t-test against <code>{html.escape(baseline or 'n/a')}</code> "
+        "[95% t interval, cut to the metric's range] over seeds; best mean in bold; arrows give the "
+        "better direction; stars: Holm-corrected Mann-Whitney U against "
+        f"<code>{html.escape(baseline or 'n/a')}</code> "
         "(* p&lt;0.05, ** p&lt;0.01, *** p&lt;0.001); all tests in <a href='significance.csv'>"
         "significance.csv</a>, per-run numbers in <a href='runs.csv'>runs.csv</a>, LaTeX in "
         "<a href='summary.tex'>summary.tex</a>.</p>",
     ]
+    if claims:
+        sections += ["<h2>Claims (the decision rule)</h2>", claims]
     for dataset in sorted(runs["dataset"].unique()):
         block = summary[summary["dataset"] == dataset]
         sections.append(f"<h2>{html.escape(dataset)}</h2>")

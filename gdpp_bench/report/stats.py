@@ -1,9 +1,9 @@
-"""Statistics of the report: t confidence intervals, tests against a baseline, Holm correction.
+"""Statistics of the report: intervals, the decision rule's test and effect sizes, Holm correction.
 
-Seeds are few (3 by default), so every interval uses the t distribution and every comparison is
-reported two ways: Welch's t-test (unequal variances) and the Mann-Whitney U test (no normality),
-each Holm-corrected over the metrics compared for one dataset and variant, with Hedges' g as the
-effect size.
+The decision rule (claims.md) is fixed before any run: two-sided Mann-Whitney U per comparison
+and metric, Holm over all comparisons of a dataset, alpha 0.05, with the difference in means and
+its percentile-bootstrap interval, Hedges' g and, for counts, Cliff's delta beside it. Welch's
+t-test stays in significance.csv as a second view.
 """
 
 from __future__ import annotations
@@ -16,11 +16,21 @@ import numpy as np
 from scipy import stats
 
 CONFIDENCE = 0.95
+ALPHA = 0.05  # the decision rule's level, after Holm
+BOOTSTRAP_RESAMPLES = 10_000
+BOOTSTRAP_SEED = 20190609  # fixed: the same runs always give the same interval
 
 
-def mean_ci(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float, float]:
-    """(mean, low, high) of the t interval; low = high = NaN with fewer than two finite values."""
-    data = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+def _finite(values: Sequence[float]) -> np.ndarray:
+    return np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+
+
+def mean_ci(values: Sequence[float], confidence: float = CONFIDENCE,
+            bounds: tuple[float | None, float | None] = (None, None)) -> tuple[float, float, float]:
+    """(mean, low, high) of the t interval, cut to the metric's possible range `bounds` (a t
+    interval of a bounded metric such as a percentage may otherwise leave it); low = high = NaN
+    with fewer than two finite values."""
+    data = _finite(values)
     if len(data) == 0:
         return math.nan, math.nan, math.nan
     mean = float(data.mean())
@@ -30,7 +40,58 @@ def mean_ci(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[fl
     if sem == 0.0:
         return mean, mean, mean
     low, high = stats.t.interval(confidence, len(data) - 1, loc=mean, scale=sem)
-    return mean, float(low), float(high)
+    lower, upper = bounds
+    low = max(float(low), lower) if lower is not None else float(low)
+    high = min(float(high), upper) if upper is not None else float(high)
+    return mean, low, high
+
+
+def bootstrap_mean_difference(a: Sequence[float], b: Sequence[float],
+                              resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
+                              confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Percentile bootstrap interval of mean(a) - mean(b): each group resampled with replacement
+    (over seeds), `resamples` times, from a fixed seed. NaNs with an empty group."""
+    x, y = _finite(a), _finite(b)
+    if len(x) == 0 or len(y) == 0:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    means_x = x[rng.integers(0, len(x), size=(resamples, len(x)))].mean(axis=1)
+    means_y = y[rng.integers(0, len(y), size=(resamples, len(y)))].mean(axis=1)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(means_x - means_y, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def cliffs_delta(a: Sequence[float], b: Sequence[float]) -> float:
+    """Cliff's delta: P(a > b) - P(a < b) over all pairs, in [-1, 1]; NaN with an empty group."""
+    x, y = _finite(a), _finite(b)
+    if len(x) == 0 or len(y) == 0:
+        return math.nan
+    signs = np.sign(x[:, None] - y[None, :])
+    return float(signs.mean())
+
+
+def mann_whitney(a: Sequence[float], b: Sequence[float]) -> tuple[float, str]:
+    """Two-sided Mann-Whitney U p-value and the method: scipy's exact distribution where the
+    pooled values have no ties, else its normal approximation with the tie correction (and the
+    continuity correction). (NaN, '') with an empty group."""
+    x, y = _finite(a), _finite(b)
+    if len(x) == 0 or len(y) == 0:
+        return math.nan, ""
+    pooled = np.concatenate([x, y])
+    method = "exact" if len(np.unique(pooled)) == len(pooled) else "asymptotic"
+    if method == "asymptotic" and np.all(pooled == pooled[0]):
+        return 1.0, "asymptotic (all values tied)"
+    p = stats.mannwhitneyu(x, y, alternative="two-sided", method=method).pvalue
+    return float(p), method if method == "exact" else "asymptotic, tie-corrected"
+
+
+def smallest_mann_whitney_p(n1: int, n2: int) -> float:
+    """The smallest two-sided p the exact Mann-Whitney test can give at these group sizes (all of
+    one group above all of the other): 2 / C(n1 + n2, n1), at most 1."""
+    if n1 < 1 or n2 < 1:
+        return 1.0
+    return min(1.0, 2 / math.comb(n1 + n2, n1))
 
 
 def hedges_g(a: Sequence[float], b: Sequence[float]) -> float:

@@ -10,26 +10,46 @@ from pathlib import Path
 import pandas as pd
 
 from gdpp_bench.errors import UserError
-from gdpp_bench.losses import parse_variant
-from gdpp_bench.metrics import HIGHER_IS_BETTER
-from gdpp_bench.report.stats import compare, holm, mean_ci, stars
+from gdpp_bench.losses import Variant, parse_variant
+from gdpp_bench.metrics import COUNT_METRICS, HIGHER_IS_BETTER, METRIC_BOUNDS
+from gdpp_bench.report.stats import (
+    ALPHA,
+    bootstrap_mean_difference,
+    cliffs_delta,
+    compare,
+    hedges_g,
+    holm,
+    mann_whitney,
+    mean_ci,
+    smallest_mann_whitney_p,
+    stars,
+)
 from gdpp_bench.rundir import RunDir, UnreadableFile, find_run_dirs, read_json_object
 from gdpp_bench.suites import RunSpec, check_settings
 
 ID_COLUMNS = ["suite", "dataset", "variant", "seed"]
 DEFAULT_BASELINE = "bce"  # the variant every other is tested against unless --baseline says otherwise
+DEFAULT_LAST_K = 4  # periodic evaluations averaged into a run's headline value (report --last-k)
+FINAL_PREFIX = "final_"  # runs.csv: the final checkpoint's value beside a K-window headline
 
 
-def collect_runs(suite_dir: Path) -> pd.DataFrame:
+def collect_runs(suite_dir: Path, last_k: int = DEFAULT_LAST_K) -> pd.DataFrame:
     """One row per run directory under `suite_dir`: identity, config, status and every metric.
+
+    A metric's column holds the run's headline value (`headline` says which): the mean over the
+    last `last_k` periodic evaluations where the run has them, with the final checkpoint's value
+    in `final_METRIC`; for a suite that selects a checkpoint (eval.select), best.pt measured on
+    the test split; otherwise the final checkpoint's value.
 
     A run with a file that cannot be read (truncated JSON, a log that is not a table, a config
     with values no suite file may hold) is listed with status 'unreadable: FILE' and the reason,
     never dropped and never a crash."""
+    if last_k < 1:
+        raise UserError(f"--last-k must be >= 1, got {last_k}")
     rows = []
     for run_dir in find_run_dirs(suite_dir):
         try:
-            rows.append(_run_row(run_dir))
+            rows.append(_run_row(run_dir, last_k))
         except UnreadableFile as exc:
             rows.append(_unreadable_row(run_dir, suite_dir, exc))
     if not rows:
@@ -76,7 +96,38 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _run_row(run_dir: RunDir) -> dict:
+def term_weight(variant: Variant) -> tuple[str, float]:
+    """(term, weight) of a variant whose only change to its adversarial loss is one weighted term;
+    ("", 0.0) for a variant with no term and no modifier (every term's weight 0); ("", nan) else."""
+    if variant.discriminator or len(variant.terms) > 1:
+        return "", math.nan
+    return variant.terms[0] if variant.terms else ("", 0.0)
+
+
+def _headline(values: dict, evals: pd.DataFrame | None, spec: dict, last_k: int,
+              checkpoint_step: int | None) -> tuple[dict, str]:
+    """The run's headline metric values (and `final_` copies) and the line saying what they are."""
+    if spec["eval"].get("select"):
+        return dict(values), f"best.pt (step {checkpoint_step}) on the test split"
+    compared = [m for m in HIGHER_IS_BETTER if evals is not None and m in evals.columns]
+    if not compared or evals is None or evals.empty:
+        return dict(values), "final checkpoint"
+    if checkpoint_step is not None and checkpoint_step > evals["step"].max():
+        # the final evaluation came after the last periodic one (eval.every does not divide steps)
+        final = {"step": checkpoint_step, **{m: values.get(m, math.nan) for m in compared}}
+        evals = pd.concat([evals, pd.DataFrame([final])], ignore_index=True)
+    window = evals.tail(last_k)
+    headline = dict(values)
+    for metric in compared:
+        headline[f"{FINAL_PREFIX}{metric}"] = values.get(metric)
+        finite = window[metric][window[metric].map(lambda v: v is not None and math.isfinite(v))]
+        headline[metric] = float(finite.mean()) if len(finite) else math.nan
+    steps = window["step"].astype(int).tolist()
+    span = f"step {steps[0]}" if len(steps) == 1 else f"steps {steps[0]}-{steps[-1]}"
+    return headline, f"mean of the last {len(steps)} evaluations ({span})"
+
+
+def _run_row(run_dir: RunDir, last_k: int = DEFAULT_LAST_K) -> dict:
     config = run_dir.read_config()
     try:
         parsed = RunSpec.from_dict(config["spec"])
@@ -92,13 +143,13 @@ def _run_row(run_dir: RunDir) -> dict:
     if not isinstance(values, dict) or not all(
             v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in values.values()):
         raise UnreadableFile(run_dir.metrics, "its 'values' are not metric names with numbers")
-    for path in (run_dir.log, run_dir.evals):
-        if path.exists():
-            read_run_csv(path)
+    tables = {path: read_run_csv(path) if path.exists() else None for path in (run_dir.log, run_dir.evals)}
     protocols = metrics.get("protocol", {})
     first = next(iter(protocols.values()), {})
     packages = environment.get("packages") or {}
-    gdpp = [weight for name, weight in variant.terms if name == "gdpp"]
+    term, weight = term_weight(variant)
+    headline, what = ({}, "") if status["status"] != "done" else _headline(
+        values, tables[run_dir.evals], spec, last_k, first.get("checkpoint_step"))
     row = {
         "suite": spec["suite"],
         "dataset": spec["dataset"],
@@ -107,9 +158,8 @@ def _run_row(run_dir: RunDir) -> dict:
         "adversarial": variant.adversarial,
         "terms": " ".join(f"{name}@{weight:g}" for name, weight in variant.terms),
         "discriminator": " ".join(variant.discriminator),
-        # the GDPP weight of variants whose only change is one gdpp term; 0 for none (the baseline)
-        "gdpp_weight": math.nan if variant.discriminator else (
-            gdpp[0] if len(gdpp) == len(variant.terms) == 1 else (0.0 if not variant.terms else math.nan)),
+        "term": term,  # with term_weight: the weight-sweep figures of every weighted term
+        "term_weight": weight,
         "model": spec["model"],
         "status": _status_label(status),
         "reason": status.get("reason", ""),
@@ -120,17 +170,27 @@ def _run_row(run_dir: RunDir) -> dict:
         "checkpoint": first.get("checkpoint", ""),
         "checkpoint_step": first.get("checkpoint_step"),
         "protocol": first.get("protocol", ""),
+        "headline": what,
+        "reference_split": _reference_splits(protocols),
         "device": environment.get("device", ""),
         "device_name": environment.get("device_name", ""),
         "torch": packages.get("torch", ""),
         "torch_fidelity": packages.get("torch-fidelity", ""),
         "git": environment.get("git", ""),
         "train_wall_s": status.get("train_wall_s"),
+        "train_cpu_s": status.get("train_cpu_s"),
         "eval_wall_s": metrics.get("wall_s"),
         "run": spec["key"],
     }
-    row.update(values)
+    row.update(headline or values)
     return row
+
+
+def _reference_splits(protocols: dict) -> str:
+    """The real-data splits the run's metrics compared with, e.g. 'fidelity: test'."""
+    splits = [f"{name}: {entry['reference_split']}" for name, entry in protocols.items()
+              if isinstance(entry, dict) and entry.get("reference_split")]
+    return "; ".join(splits)
 
 
 def _status_label(status: dict) -> str:
@@ -147,7 +207,7 @@ def metric_columns(runs: pd.DataFrame) -> list[str]:
 
 
 SUMMARY_COLUMNS = ["dataset", "variant", "metric", "higher_is_better", "mean", "std", "ci_low",
-                   "ci_high", "n", "best"]
+                   "ci_high", "n", "train_cpu_s", "best"]
 SIGNIFICANCE_COLUMNS = ["dataset", "variant", "baseline", "metric", "n", "n_baseline", "mean",
                         "baseline_mean", "hedges_g", "welch_p", "welch_p_holm", "mannwhitney_p",
                         "mannwhitney_p_holm", "stars"]
@@ -163,23 +223,26 @@ def variant_order(variants: Iterable[str], baseline: str | None = None) -> list[
 
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per dataset, variant and metric over finished seeds: mean, std (ddof 1), 95% t interval, n,
-    the metric's direction and whether this variant has the best mean of its dataset."""
+    """Per dataset, variant and metric over finished seeds: mean, std (ddof 1), 95% t interval (cut
+    to the metric's range), n, the variant's mean training CPU seconds per run, the metric's
+    direction and whether this variant has the best mean of its dataset."""
     done = runs[runs["status"] == "done"]
     metrics = metric_columns(runs)
     if done.empty or not metrics:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
     rows = []
     for (dataset, variant), group in done.groupby(["dataset", "variant"], sort=True):
+        cpu = pd.to_numeric(group["train_cpu_s"], errors="coerce").mean() \
+            if "train_cpu_s" in group.columns else math.nan
         for metric in metrics:
             values = group[metric].dropna().tolist()
             if not values:
                 continue
-            mean, low, high = mean_ci(values)
+            mean, low, high = mean_ci(values, bounds=METRIC_BOUNDS.get(metric, (None, None)))
             rows.append({"dataset": dataset, "variant": variant, "metric": metric,
                          "higher_is_better": HIGHER_IS_BETTER[metric], "mean": mean,
                          "std": pd.Series(values).std(ddof=1), "ci_low": low, "ci_high": high,
-                         "n": len(values)})
+                         "n": len(values), "train_cpu_s": cpu})
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS[:-1])
     best = summary.groupby(["dataset", "metric"])["mean"].transform(
         lambda means: means.max() if HIGHER_IS_BETTER[means.name[1]] else means.min())
@@ -187,33 +250,140 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     return summary
 
 
+def comparisons(variants: Iterable[str], baseline: str) -> list[tuple[str, str]]:
+    """(variant, reference) pairs of the decision rule: every variant against `baseline`, and a
+    variant with diversity terms also against the variant it becomes without them (wgan-gp+gdpp
+    against wgan-gp) where that one is present and is not the baseline."""
+    present = variant_order(variants, baseline)
+    if baseline not in present:
+        return []
+    pairs = [(variant, baseline) for variant in present if variant != baseline]
+    for variant in present:
+        parsed = parse_variant(variant)
+        without = str(Variant(parsed.adversarial, (), parsed.discriminator))
+        if parsed.terms and without in present and without not in (baseline, variant):
+            pairs.append((variant, without))
+    return pairs
+
+
+def _compared(block: pd.DataFrame, baseline: str) -> Iterable[tuple[str, str, str, list, list]]:
+    """(variant, reference, metric, values, reference values) of every comparison of one dataset."""
+    for variant, reference in comparisons(block["variant"].tolist(), baseline):
+        group, base = block[block["variant"] == variant], block[block["variant"] == reference]
+        for metric in metric_columns(block):
+            a, b = group[metric].dropna().tolist(), base[metric].dropna().tolist()
+            if a and b:
+                yield variant, reference, metric, a, b
+
+
 def significance(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
-    """Every variant against `baseline` per dataset and metric: Welch's t and Mann-Whitney U
-    (two-sided), Holm-corrected over all comparisons of the dataset, and Hedges' g (variant minus
-    baseline; its sign is not flipped for lower-is-better metrics)."""
+    """The decision rule's comparisons (see `comparisons`) per dataset and metric, seen through
+    Welch's t and Mann-Whitney U (two-sided), each Holm-corrected over all comparisons of the
+    dataset, and Hedges' g (variant minus reference; its sign is not flipped for lower-is-better
+    metrics). The `baseline` column names each comparison's reference."""
     done = runs[runs["status"] == "done"]
     rows = []
     for dataset, block in done.groupby("dataset", sort=True):
-        base = block[block["variant"] == baseline]
-        if base.empty:
-            continue
         start = len(rows)
-        for variant in variant_order(block["variant"].tolist(), baseline)[1:]:
-            group = block[block["variant"] == variant]
-            for metric in metric_columns(block):
-                a, b = group[metric].dropna().tolist(), base[metric].dropna().tolist()
-                if not a or not b:
-                    continue
-                rows.append({"dataset": dataset, "variant": variant, "baseline": baseline,
-                             "metric": metric, "mean": sum(a) / len(a), "baseline_mean": sum(b) / len(b),
-                             **compare(a, b)})
+        for variant, reference, metric, a, b in _compared(block, baseline):
+            rows.append({"dataset": dataset, "variant": variant, "baseline": reference,
+                         "metric": metric, "mean": sum(a) / len(a), "baseline_mean": sum(b) / len(b),
+                         **compare(a, b)})
         family = rows[start:]
         for key in ("welch_p", "mannwhitney_p"):
             for row, adjusted in zip(family, holm([r[key] for r in family]), strict=True):
                 row[f"{key}_holm"] = adjusted
         for row in family:
-            row["stars"] = stars(row["welch_p_holm"])
+            row["stars"] = stars(row["mannwhitney_p_holm"])
     return pd.DataFrame(rows, columns=SIGNIFICANCE_COLUMNS)
+
+
+DECISION_COLUMNS = ["dataset", "variant", "reference", "metric", "higher_is_better", "n",
+                    "n_reference", "mean", "reference_mean", "difference", "difference_low",
+                    "difference_high", "hedges_g", "cliffs_delta", "mannwhitney_p",
+                    "mannwhitney_method", "mannwhitney_p_holm", "comparisons", "verdict"]
+
+
+def _sizes(n: int, m: int) -> str:
+    return f"n = {n}" if n == m else f"n = {n} vs {m}"
+
+
+def decisions(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """The decision rule, per dataset, comparison (`comparisons`) and metric: two-sided
+    Mann-Whitney U, Holm over every comparison and metric of the dataset, alpha 0.05. Verdict:
+    'better' or 'worse' (Holm p < alpha, direction from the metric's better direction), 'no
+    detectable difference at n = N', or, where no outcome at these n could reach alpha after
+    Holm, 'n too small: ...'. Beside it: the difference in means with its 95% percentile
+    bootstrap interval, Hedges' g and, for counts, Cliff's delta (both variant minus reference)."""
+    done = runs[runs["status"] == "done"]
+    rows: list[dict] = []
+    for dataset, block in done.groupby("dataset", sort=True):
+        family = []
+        for variant, reference, metric, a, b in _compared(block, baseline):
+            p, method = mann_whitney(a, b)
+            low, high = bootstrap_mean_difference(a, b)
+            mean_a, mean_b = sum(a) / len(a), sum(b) / len(b)
+            family.append({
+                "dataset": dataset, "variant": variant, "reference": reference, "metric": metric,
+                "higher_is_better": HIGHER_IS_BETTER[metric], "n": len(a), "n_reference": len(b),
+                "mean": mean_a, "reference_mean": mean_b, "difference": mean_a - mean_b,
+                "difference_low": low, "difference_high": high, "hedges_g": hedges_g(a, b),
+                "cliffs_delta": cliffs_delta(a, b) if metric in COUNT_METRICS else math.nan,
+                "mannwhitney_p": p, "mannwhitney_method": method})
+        adjusted = holm([row["mannwhitney_p"] for row in family])
+        floor = min((smallest_mann_whitney_p(r["n"], r["n_reference"]) for r in family), default=1.0)
+        for row, p_holm in zip(family, adjusted, strict=True):
+            row["mannwhitney_p_holm"], row["comparisons"] = p_holm, len(family)
+            # no Holm-adjusted p of the family is below m x the smallest raw p any outcome allows
+            bound = max(len(family) * floor, smallest_mann_whitney_p(row["n"], row["n_reference"]))
+            row["verdict"] = _verdict(row, p_holm, bound)
+        rows += family
+    return pd.DataFrame(rows, columns=DECISION_COLUMNS)
+
+
+def _verdict(row: dict, p_holm: float, smallest_holm_p: float) -> str:
+    sizes = _sizes(row["n"], row["n_reference"])
+    if smallest_holm_p >= ALPHA:
+        return (f"n too small to decide: at {sizes} with Holm over {row['comparisons']} comparisons "
+                f"no p can fall below {smallest_holm_p:.3g}")
+    if math.isfinite(p_holm) and p_holm < ALPHA and row["difference"] != 0:
+        return "better" if (row["difference"] > 0) == row["higher_is_better"] else "worse"
+    return f"no detectable difference at {sizes}"
+
+
+def claims_markdown(table: pd.DataFrame, runs: pd.DataFrame, suite: str, baseline: str,
+                    last_k: int) -> str:
+    """claims.md: the fixed decision rule, then one line per comparison and metric."""
+    lines = [
+        f"# Claims: {suite}", "",
+        "Generated by `gdpp-bench report` from the run folders; nothing here is written by hand.",
+        "The rule was fixed before the runs: per dataset, every variant against the baseline "
+        f"(`{baseline}`) and a variant with a diversity term also against the same variant without "
+        "it; two-sided Mann-Whitney U (exact without ties, else tie-corrected asymptotic), Holm over "
+        f"all comparisons and metrics of the dataset, alpha = {ALPHA}. 'better'/'worse' follow the "
+        "metric's better direction. Δ = variant mean - reference mean over seeds, with its 95 % "
+        "percentile bootstrap interval (10,000 resamples, fixed seed); g = Hedges' g; "
+        "δ = Cliff's delta (counts only).", ""]
+    done = runs[runs["status"] == "done"] if "status" in runs.columns else runs.iloc[0:0]
+    if table.empty:
+        lines.append("No comparison: the baseline or the other variants have no finished runs.")
+    for dataset, block in table.groupby("dataset", sort=True):
+        headlines = sorted(set(done.loc[done["dataset"] == dataset, "headline"].dropna())) \
+            if "headline" in done.columns else []
+        kinds = sorted({h.split(" (")[0] for h in headlines})
+        lines += [f"## {dataset}", "",
+                  f"Headline value per run: {'; '.join(kinds) or 'n/a'} (report --last-k {last_k}).", "",
+                  "| comparison | metric | verdict | Δ [95% bootstrap] | g | δ | p (Holm) | method |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for row in block.itertuples():
+            arrow = "↑" if row.higher_is_better else "↓"
+            delta = (f"{_fmt(row.difference)} [{_fmt(row.difference_low)}, {_fmt(row.difference_high)}]")
+            lines.append(f"| {row.variant} vs {row.reference} | {row.metric} {arrow} | {row.verdict} | "
+                         f"{delta} | {_fmt(row.hedges_g)} | {_fmt(row.cliffs_delta)} | "
+                         f"{_fmt(row.mannwhitney_p)} ({_fmt(row.mannwhitney_p_holm)}) | "
+                         f"{row.mannwhitney_method} |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def _fmt(value: float) -> str:
@@ -223,7 +393,9 @@ def _fmt(value: float) -> str:
 def cell_texts(summary: pd.DataFrame, tests: pd.DataFrame, bold: tuple[str, str],
            pm: str, stars_format: str) -> dict[tuple[str, str], str]:
     """(variant, metric) -> 'mean ± std [low, high]' with the best in bold and stars appended."""
-    marks = {(r.variant, r.metric): r.stars for r in tests.itertuples()} if not tests.empty else {}
+    marks: dict[tuple[str, str], str] = {}
+    for r in tests.itertuples():  # the comparison with the baseline comes first; stars are its
+        marks.setdefault((r.variant, r.metric), r.stars)
     cells = {}
     for row in summary.itertuples():
         text = f"{_fmt(row.mean)} {pm} {_fmt(row.std)}" if math.isfinite(row.std) else _fmt(row.mean)
@@ -248,11 +420,14 @@ def summary_markdown(summary: pd.DataFrame, tests: pd.DataFrame, runs: pd.DataFr
     for dataset, block in summary.groupby("dataset", sort=True):
         metrics = [m for m in HIGHER_IS_BETTER if m in set(block["metric"])]
         cells = cell_texts(block, tests[tests["dataset"] == dataset], ("**", "**"), "±", " {}")
-        header = ["variant", "n", *(_arrow(m, "↑", "↓") for m in metrics)]
+        header = ["variant", "n", "CPU s", *(_arrow(m, "↑", "↓") for m in metrics)]
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for variant in variant_order(block["variant"].tolist(), baseline):
-            n = int(block[block["variant"] == variant]["n"].max())
-            row = [variant, str(n), *(cells.get((variant, m), "") for m in metrics)]
+            rows = block[block["variant"] == variant]
+            n = int(rows["n"].max())
+            cpu = rows["train_cpu_s"].iloc[0] if "train_cpu_s" in rows.columns else math.nan
+            row = [variant, str(n), f"{cpu:.0f}" if math.isfinite(cpu) else "n/a",
+                   *(cells.get((variant, m), "") for m in metrics)]
             lines.append("| " + " | ".join(row) + " |")
         parts.append(f"### {dataset}\n\n" + "\n".join(lines) + "\n")
     not_done = runs[runs["status"] != "done"]
@@ -279,7 +454,8 @@ def summary_latex(summary: pd.DataFrame, tests: pd.DataFrame, baseline: str | No
         header = ["variant", "$n$", *(_arrow(_latex(m), r"$\uparrow$", r"$\downarrow$") for m in metrics)]
         lines = [r"\begin{table}[t]", r"\centering", r"\small",
                  rf"\caption{{{_latex(suite)} / {_latex(dataset)}: mean $\pm$ std [95\% t interval] over "
-                 rf"seeds; best in bold; stars: Holm-corrected Welch test against {_latex(baseline or 'n/a')}"
+                 rf"seeds; best in bold; stars: Holm-corrected Mann-Whitney U against "
+                 rf"{_latex(baseline or 'n/a')}"
                  r" ($^{*}$ $p<0.05$, $^{**}$ $p<0.01$, $^{***}$ $p<0.001$).}",
                  r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}", r"\toprule",
                  " & ".join(header) + r" \\", r"\midrule"]
