@@ -35,7 +35,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from gdpp_bench.checkpoint import save_checkpoint
 from gdpp_bench.data import DATASETS
-from gdpp_bench.losses import Generated, parse_variant
+from gdpp_bench.losses import Generated, parse_variant, split_term_output
 from gdpp_bench.models.base import DOut
 from gdpp_bench.progress import say, working_on
 from gdpp_bench.rundir import RunDir
@@ -235,8 +235,9 @@ class _Batch:
         term_values = []
         for _, term, weight in self.seeds[0].step.terms:
             value = torch.stack([
-                term(DOut(out_real.logits[k], out_real.features[k]),
-                     DOut(out_fake.logits[k], out_fake.features[k]), Generated(noise[k], fake[k]))
+                split_term_output(term(DOut(out_real.logits[k], out_real.features[k]),
+                                       DOut(out_fake.logits[k], out_fake.features[k]),
+                                       Generated(noise[k], fake[k])))[0]
                 for k in range(len(self.seeds))
             ])
             term_values.append(value)

@@ -22,11 +22,13 @@ from gdpp_bench.environment import describe
 from gdpp_bench.errors import UserError
 from gdpp_bench.losses import (
     ADVERSARIAL,
+    TERM_DIAGNOSTICS,
     TERMS,
     AdversarialLoss,
     Generated,
     gradient_penalty,
     parse_variant,
+    split_term_output,
 )
 from gdpp_bench.models import MODELS
 from gdpp_bench.models.modifiers import check_batch_size, discriminator_options
@@ -58,6 +60,8 @@ class _Step:
     simultaneous: bool
     d_targets: tuple[float, float]  # D's labels for real and fake samples
     graph_blocker: str | None  # why the step runs eagerly; None = captured in a CUDA graph
+    # the latest step's diagnostics of each term that has a log diagnostic (TERM_DIAGNOSTICS)
+    term_diagnostics: dict[str, Any] = field(default_factory=dict)
 
     def noise(self) -> Tensor:
         z_dim = self.generator.z_dim
@@ -65,6 +69,10 @@ class _Step:
 
     def log_columns(self) -> list[str]:
         return ["d_loss", "g_loss", "d_real", "d_fake", "gp"] + [name for name, _, _ in self.terms]
+
+    def diagnostic_terms(self) -> list[str]:
+        """Terms with a log diagnostic, whose columns follow imgs_per_s in log.csv."""
+        return [name for name, _, _ in self.terms if name in TERM_DIAGNOSTICS]
 
 
 def _set_grads(params: list[Tensor], loss: Tensor, retain_graph: bool = False) -> None:
@@ -85,7 +93,12 @@ def _d_loss(step: _Step, real: Tensor, fake: Tensor) -> tuple[Tensor, Any, Any, 
 
 
 def _g_loss(step: _Step, out_real: Any, out_fake: Any, generated: Generated) -> tuple[Tensor, list[Tensor]]:
-    term_values = [term(out_real, out_fake, generated) for _, term, _ in step.terms]
+    term_values = []
+    for name, term, _ in step.terms:
+        value, diagnostics = split_term_output(term(out_real, out_fake, generated))
+        term_values.append(value)
+        if diagnostics is not None:
+            step.term_diagnostics[name] = diagnostics
     loss = step.adversarial.g_loss(out_fake)
     for (_, _, weight), value in zip(step.terms, term_values, strict=True):
         loss = loss + weight * value
@@ -352,6 +365,8 @@ def _start_or_resume(spec: RunSpec, run_dir: RunDir, step: _Step, device: torch.
     progress.wall_s = float(state.get("wall_s", 0.0))
     progress.cpu_s = float(state.get("cpu_s", 0.0))
     progress.eval_cpu_s = float(state.get("eval_cpu_s", 0.0))
+    recorded_diagnostics = state.get("diagnostics", {})
+    progress.previous_diagnostics = {name: tuple(values) for name, values in recorded_diagnostics.items()}
     for path in (run_dir.log, run_dir.evals):
         _truncate_csv(path, state["step"])
     return int(state["step"])
@@ -367,6 +382,7 @@ def _checkpoint_state(step: _Step, number: int, progress: _Progress, session: _S
         "wall_s": times["train_wall_s"],
         "cpu_s": times["train_cpu_s"],
         "eval_cpu_s": times["eval_cpu_s"],
+        "diagnostics": {name: list(values) for name, values in progress.previous_diagnostics.items()},
         "generator": step.generator.state_dict(),
         "discriminator": step.discriminator.state_dict(),
         "opt_g": step.opt_g.state_dict(),
@@ -411,6 +427,8 @@ class _Progress:
     wall_s: float = 0.0  # training wall time of this run's earlier sessions
     cpu_s: float = 0.0  # CPU time of its training steps in earlier sessions
     eval_cpu_s: float = 0.0  # CPU time of its periodic evaluations in earlier sessions
+    # each diagnostic term's diagnostics at the previous log step (the diagnostic compares)
+    previous_diagnostics: dict[str, Any] = field(default_factory=dict)
 
 
 class _Session:
@@ -464,11 +482,26 @@ def _periodic_evaluation(spec: RunSpec, run_dir: RunDir, step: _Step, number: in
 
 
 def _log_row(run_dir: RunDir, columns: list[str], number: int, means: list[float],
-             rate: float) -> str | None:
-    """Append one log.csv row; the reason the run diverged if a logged mean is not finite."""
-    _append_csv(run_dir.log, columns, [number, *means, rate])
+             rate: float, diagnostics: list[float] = ()) -> str | None:
+    """Append one log.csv row; the reason the run diverged if a logged mean is not finite (the
+    diagnostics after imgs_per_s may be NaN: they are observations, not losses)."""
+    _append_csv(run_dir.log, columns, [number, *means, rate, *diagnostics])
     bad = [c for c, v in zip(columns[1:], means, strict=False) if not math.isfinite(v)]
     return f"diverged: non-finite {', '.join(bad)} by step {number}" if bad else None
+
+
+def _diagnostics(step: _Step, progress: _Progress, names: list[str]) -> list[float]:
+    """Each diagnostic term's log value at this log step, against the previous log step's."""
+    values = []
+    for name in names:
+        current = step.term_diagnostics.get(name)
+        if current is None:
+            values.append(math.nan)
+            continue
+        current = type(current)(*(t.detach().cpu().clone() for t in current))
+        values.append(TERM_DIAGNOSTICS[name][1](current, progress.previous_diagnostics.get(name)))
+        progress.previous_diagnostics[name] = current
+    return values
 
 
 def _finish_run(spec: RunSpec, run_dir: RunDir, generator: nn.Module, device: torch.device, number: int,
@@ -504,8 +537,10 @@ def train(spec: RunSpec, run_dir: RunDir, device: torch.device, data_root: str |
 def _train_loop(spec: RunSpec, run_dir: RunDir, step: _Step, device: torch.device,
                 eval_hook: EvalHook | None, style: str = "off") -> dict[str, Any]:
     cfg = spec.train
-    columns = ["step", *step.log_columns(), "imgs_per_s"]
-    progress = _Progress(log_sum=torch.zeros(len(columns) - 2, device=device))
+    diagnostic_terms = step.diagnostic_terms()
+    columns = ["step", *step.log_columns(), "imgs_per_s",
+               *(TERM_DIAGNOSTICS[name][0] for name in diagnostic_terms)]
+    progress = _Progress(log_sum=torch.zeros(len(step.log_columns()), device=device))
     start = _start_or_resume(spec, run_dir, step, device, progress)
     say(f"{'resuming at step ' + str(start) if start else 'training'} of {cfg.steps} in {run_dir.path}")
     shown = RunProgress(cfg.steps, start, style)
@@ -524,7 +559,8 @@ def _train_loop(spec: RunSpec, run_dir: RunDir, step: _Step, device: torch.devic
                 # the only host sync, once per log interval
                 means = (progress.log_sum / progress.log_count).tolist()
                 rate = progress.log_count * cfg.batch_size / (time.perf_counter() - tick)
-                reason = _log_row(run_dir, columns, number, means, rate)
+                reason = _log_row(run_dir, columns, number, means, rate,
+                                  _diagnostics(step, progress, diagnostic_terms))
                 if reason:
                     run_dir.mark_done("failed", reason=reason, step=number, **session.times())
                     return run_dir.status()

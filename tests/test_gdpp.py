@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -223,3 +225,27 @@ def test_bfloat16_features_under_autocast_are_computed_in_float32(loss):
     torch.testing.assert_close(value, expected.bfloat16())
     value.backward()
     assert fake16.grad.dtype == torch.bfloat16 and torch.isfinite(fake16.grad.float()).all()
+
+
+def test_sign_flip_fraction_counts_weighted_pairs_whose_dot_changed_sign():
+    from gdpp_bench.losses.gdpp import MatchedPairs, sign_flip_fraction
+
+    weights = torch.tensor([0.0, 0.005, 0.2, 0.6, 1.0])  # the first two are below 0.01
+    before = MatchedPairs(torch.tensor([0.5, -0.5, 0.9, -0.3, 0.7]), weights)
+    after = MatchedPairs(torch.tensor([-0.5, 0.5, -0.9, -0.2, 0.7]), weights)
+    # weighted pairs: indices 2, 3, 4; only index 2 flipped (0 and 1 flipped but do not count)
+    assert sign_flip_fraction(after, before) == pytest.approx(1 / 3)
+    assert math.isnan(sign_flip_fraction(after, None))
+    assert math.isnan(sign_flip_fraction(MatchedPairs(after.dots, torch.zeros(5)), before))
+
+
+def test_gdpp_loss_and_pairs_is_gdpp_loss_with_the_matched_dot_products():
+    from gdpp_bench.losses.gdpp import gdpp_loss_and_pairs
+
+    fake, real = features(16, 8, 0), features(16, 8, 1)
+    loss, pairs = gdpp_loss_and_pairs(fake, real)
+    assert torch.equal(loss, gdpp_loss(fake, real))
+    _, fake_vectors = torch.linalg.eigh(F.normalize(fake, dim=1) @ F.normalize(fake, dim=1).T)
+    _, real_vectors = torch.linalg.eigh(F.normalize(real, dim=1) @ F.normalize(real, dim=1).T)
+    assert torch.allclose(pairs.dots, (fake_vectors * real_vectors).sum(0), atol=1e-8)
+    assert pairs.weights.max() == 1.0 and pairs.weights.min() == 0.0

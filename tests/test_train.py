@@ -289,3 +289,19 @@ def test_a_run_dir_in_use_by_another_process_is_refused(tmp_path):
         holder.kill()
         holder.wait()
     assert train(spec, run_dir, CPU)["status"] == "done"
+
+
+def test_gdpp_runs_log_the_sign_flip_diagnostic_and_it_survives_a_resume(tmp_path):
+    suite = tiny_suite(variants=("bce+gdpp@1", "bce+gdpp-si@1"), train={"steps": 30, "log_every": 5})
+    gdpp, gdpp_si = expand(suite)
+    run = RunDir(tmp_path / "gdpp")
+    assert train(gdpp, run, CPU)["status"] == "done"
+    log = read_log(run)
+    flips = [float(row["gdpp_sign_flips"]) for row in log]
+    assert math.isnan(flips[0])  # no earlier log step to compare with
+    assert all(0 <= value <= 1 for value in flips[1:])
+    header = run.log.read_text().splitlines()[0].split(",")
+    assert header[-2:] == ["imgs_per_s", "gdpp_sign_flips"]
+    other = RunDir(tmp_path / "si")
+    train(gdpp_si, other, CPU)
+    assert "gdpp_sign_flips" not in other.log.read_text()  # |<v, v'>| has no sign to flip

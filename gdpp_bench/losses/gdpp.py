@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -108,6 +109,30 @@ def _gdpp_from_eigen(fake_values: Tensor, fake_vectors: Tensor, real_values: Ten
     return _gdpp_from_values_and_dots(fake_values, real_values, dots, batch_size, sign_invariant)
 
 
+class MatchedPairs(NamedTuple):
+    """Per matched eigenpair i of one GDPP evaluation: <v_fake_i, v_real_i> and the real
+    eigenvalue's min-max weight (detached): what the sign diagnostic reads."""
+
+    dots: Tensor
+    weights: Tensor
+
+
+def sign_flip_fraction(current: MatchedPairs, previous: tuple[Tensor, Tensor] | None,
+                       min_weight: float = 0.01) -> float:
+    """Of the matched pairs weighted above `min_weight` now, the fraction whose dot product changed
+    sign since `previous` (NaN without a previous one or without such pairs). GDPP's structure
+    term rewards +<v_fake, v_real>; an eigensolver's sign is arbitrary, so a flip turns the term's
+    pull on that pair around."""
+    if previous is None or previous[0].shape != current.dots.shape:
+        return math.nan
+    weighted = current.weights > min_weight
+    count = int(weighted.sum())
+    if count == 0:
+        return math.nan
+    flipped = (torch.sign(current.dots) != torch.sign(previous[0])) & weighted
+    return int(flipped.sum()) / count
+
+
 def _gdpp_from_values_and_dots(fake_values: Tensor, real_values: Tensor, dots: Tensor,
                                batch_size: int, sign_invariant: bool,
                                zero_in_spectrum: bool = False) -> Tensor:
@@ -136,16 +161,29 @@ def _full_precision(loss: Callable[[Tensor, Tensor], Tensor]) -> Callable[[Tenso
     return wrapper
 
 
-@_full_precision
 def gdpp_loss(phi_fake: Tensor, phi_real: Tensor) -> Tensor:
     """GDPP loss of fake features [B, D] against real features [B, D], as published.
 
     Not zero for identical inputs: its minimum, -sum of the real weights, is reached when the
     fake kernel equals the real one. Depends on the eigensolver's eigenvector signs.
     """
-    _check_features(phi_fake, phi_real)
-    eigen = _paired_eigh(_cosine_kernel(phi_fake), _cosine_kernel(phi_real.detach()))
-    return _gdpp_from_eigen(*eigen, phi_fake.shape[0], sign_invariant=False)
+    return gdpp_loss_and_pairs(phi_fake, phi_real)[0]
+
+
+def gdpp_loss_and_pairs(phi_fake: Tensor, phi_real: Tensor) -> tuple[Tensor, MatchedPairs]:
+    """`gdpp_loss` and its matched pairs (for `sign_flip_fraction`)."""
+    dtype = phi_fake.dtype
+    with torch.autocast(phi_fake.device.type, enabled=False):
+        fake, real = (phi_fake.float(), phi_real.float()) if dtype in (torch.float16, torch.bfloat16) \
+            else (phi_fake, phi_real)
+        _check_features(fake, real)
+        fake_values, fake_vectors, real_values, real_vectors = _paired_eigh(
+            _cosine_kernel(fake), _cosine_kernel(real.detach()))
+        loss = _gdpp_from_eigen(fake_values, fake_vectors, real_values, real_vectors, fake.shape[0],
+                                sign_invariant=False)
+        dots = (fake_vectors * real_vectors).sum(dim=0).detach()
+        pairs = MatchedPairs(dots, _min_max_weights(real_values, False).detach())
+    return loss.to(dtype), pairs
 
 
 @_full_precision

@@ -4,11 +4,11 @@ to a loss added to G's (weighted as the variant says)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from torch import Tensor
 
-from gdpp_bench.losses.gdpp import gdpp_loss, gdpp_si_loss
+from gdpp_bench.losses.gdpp import gdpp_loss_and_pairs, gdpp_si_loss, sign_flip_fraction
 from gdpp_bench.models.base import DOut
 from gdpp_bench.registry import Registry
 
@@ -22,15 +22,33 @@ class Generated(NamedTuple):
     samples: Tensor
 
 
-DiversityTerm = Callable[[DOut, DOut, Generated], Tensor]
+class TermOutput(NamedTuple):
+    """A term's value and what its log diagnostic reads (detached; see TERM_DIAGNOSTICS)."""
+
+    value: Tensor
+    diagnostics: Any
+
+
+DiversityTerm = Callable[[DOut, DOut, Generated], "Tensor | TermOutput"]
 
 TERMS: Registry[DiversityTerm] = Registry("diversity term")
 
+# term -> (log.csv column, f(diagnostics now, diagnostics at the previous log step) -> float): a
+# column the training log adds beside the term's value, computed at log steps only
+TERM_DIAGNOSTICS: dict[str, tuple[str, Callable[[Any, Any], float]]] = {
+    "gdpp": ("gdpp_sign_flips", sign_flip_fraction),
+}
+
+
+def split_term_output(output: Tensor | TermOutput) -> tuple[Tensor, Any]:
+    """(value, diagnostics or None) of what a term returned."""
+    return (output.value, output.diagnostics) if isinstance(output, TermOutput) else (output, None)
+
 
 @TERMS.register("gdpp")
-def gdpp_term(real: DOut, fake: DOut, generated: Generated) -> Tensor:
+def gdpp_term(real: DOut, fake: DOut, generated: Generated) -> TermOutput:
     """GDPP (Elfeki et al., ICML 2019) on D's penultimate features (published, sign-dependent)."""
-    return gdpp_loss(fake.features, real.features)
+    return TermOutput(*gdpp_loss_and_pairs(fake.features, real.features))
 
 
 @TERMS.register("gdpp-si")

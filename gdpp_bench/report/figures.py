@@ -29,7 +29,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullLocator, PercentFormatter  # noqa: E402
 
 from gdpp_bench.data import DATASETS  # noqa: E402
-from gdpp_bench.losses import parse_variant  # noqa: E402
+from gdpp_bench.losses import TERM_DIAGNOSTICS, parse_variant  # noqa: E402
 from gdpp_bench.metrics import HIGHER_IS_BETTER  # noqa: E402
 from gdpp_bench.metrics.modes import mode_assignment  # noqa: E402
 from gdpp_bench.report.stats import mean_ci  # noqa: E402
@@ -46,6 +46,7 @@ DPI = 150
 # log.csv columns that are not diversity terms (every other column but step is one)
 LOG_FIXED_COLUMNS = ("step", "d_loss", "g_loss", "d_real", "d_fake", "gp", "imgs_per_s")
 LOSS_LABELS = {"d_loss": "discriminator loss", "g_loss": "generator loss (incl. weighted terms)"}
+DIAGNOSTIC_LABELS = {"gdpp_sign_flips": "eigenpairs (weight > 0.01) whose\nsign flipped since the last log"}
 STYLE = {**sns.axes_style("whitegrid"), **sns.plotting_context("notebook", font_scale=0.85),
          "legend.frameon": False, "figure.titlesize": "large", "axes.titlesize": "medium"}
 BAND_ALPHA = 0.2
@@ -402,9 +403,12 @@ def training_curves(runs: pd.DataFrame, suite_dir: Path, dataset: str, stem: Pat
     curves = _run_csvs(_finished(runs, dataset), suite_dir, lambda run_dir: run_dir.log)
     if curves.empty:
         return []
-    terms = [c for c in curves.columns if c not in LOG_FIXED_COLUMNS and c not in ("variant", "seed")]
-    columns = [c for c in ("d_loss", "g_loss", *terms) if curves[c].notna().any()]
-    labels = {**LOSS_LABELS, **{term: f"{term} term (unweighted)" for term in terms}}
+    diagnostics = [column for column, _ in TERM_DIAGNOSTICS.values() if column in curves.columns]
+    terms = [c for c in curves.columns
+             if c not in LOG_FIXED_COLUMNS and c not in ("variant", "seed", *diagnostics)]
+    columns = [c for c in ("d_loss", "g_loss", *terms, *diagnostics) if curves[c].notna().any()]
+    labels = {**LOSS_LABELS, **{term: f"{term} term (unweighted)" for term in terms},
+              **DIAGNOSTIC_LABELS}
     return _curve_panels(runs, curves, dataset, columns, labels,
                          "training losses", False, stem, baseline)
 
