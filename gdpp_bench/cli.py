@@ -296,9 +296,10 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         click.echo(f"error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("error: aborted", err=True)
-        sys.exit(130)
+    except click.exceptions.Abort:  # Ctrl-C outside a suite's runs (which say what they stopped)
+        click.echo("interrupted: stopped before anything more was done; every run folder resumes "
+                   "from its last checkpoint: rerun the same command", err=True)
+        sys.exit(130)  # pipeline.EXIT_INTERRUPTED, without importing torch here
 
 
 if __name__ == "__main__":

@@ -92,7 +92,7 @@ _events: Any = None  # in a pool worker: where it tells the main process its pid
 def _init_worker(threads: int, device_queue: Any, events: Any) -> None:
     """Pool initializer: take this worker's device (before anything initialises CUDA), split CPUs,
     and leave Ctrl-C to the main process, which stops the workers with SIGTERM: a worker in a run
-    unwinds it (locks released, half-written files removed), an idle one just ends."""
+    unwinds it (locks released, half-written files removed), an idle one starts nothing more."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stop_worker)
     _end_with_parent()
@@ -126,12 +126,13 @@ class _NotStarted(KeyboardInterrupt):
 
 
 def _stop_worker(signum: int, frame: Any) -> None:
+    """SIGTERM in a worker: a run in progress unwinds; calls the pool already queued for this
+    worker end without starting. An idle worker stays until the pool's shutdown sentinel reaches
+    it, so that the pool never sees a worker die (which would break it, with tracebacks)."""
     global _stopping
     _stopping = True
     if _busy:
         raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _in_worker(index: int, fn: Callable[..., Any], *args: Any) -> Any:

@@ -85,3 +85,27 @@ def test_one_ctrl_c_stops_the_suite_and_every_run_resumes(tmp_path, workers):
     assert "resuming at step" in again.stdout
     assert all(RunDir(results / "interrupt" / "bce" / f"seed-{seed}").status()["step"] == 1000
                for seed in (0, 1, 2))
+
+
+def test_ctrl_c_while_the_workers_start_stops_cleanly(tmp_path):
+    """Ctrl-C before any worker has begun a run (they are still importing torch): no run starts,
+    the pool is not broken (no BrokenProcessPool, no traceback), one line, exit 130."""
+    suite = tmp_path / "interrupt.toml"
+    suite.write_text(SUITE)
+    results = tmp_path / "results"
+    process = start(suite, results, "--workers", "2")
+    try:
+        read_until(process, "suite interrupt: 3 runs")
+        os.killpg(process.pid, signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "BrokenProcessPool" not in stdout + stderr
+    (line,) = [line for line in stderr.splitlines() if line.strip()]
+    # the signal lands while the pool is made or while its workers start, depending on timing
+    assert line.startswith(("interrupted: stopped 0 running runs and cancelled 3 queued",
+                            "interrupted: stopped before anything more was done"))
+    assert "training of" not in stdout
