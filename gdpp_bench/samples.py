@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -68,11 +69,17 @@ def to_uint8(samples: Tensor) -> Tensor:
 
 @torch.no_grad()
 def fixed_noise_samples(generator: torch.nn.Module, count: int, seed: int,
-                        device: torch.device) -> Tensor:
-    """G's samples (eval mode) for a noise batch that depends only on `seed`: comparable across
-    runs and checkpoints."""
+                        device: torch.device, batch_stats_chunk: int | None = None) -> Tensor:
+    """G's samples for a noise batch that depends only on `seed`: comparable across runs and
+    checkpoints. BatchNorm uses its running statistics (eval mode), or with `batch_stats_chunk`
+    the statistics of each chunk of that many samples (the official GDPP code's sampling), on a
+    copy of G so that its running statistics stay untouched."""
     noise_rng = torch.Generator(device).manual_seed(seed)
     z = torch.randn(count, generator.z_dim, generator=noise_rng, device=device)
+    if batch_stats_chunk:
+        sampler = copy.deepcopy(generator).train()
+        with torch.no_grad():
+            return torch.cat([sampler(part) for part in z.split(batch_stats_chunk)])
     was_training = generator.training
     generator.eval()
     # in chunks: 26,000 Stacked-MNIST samples at once would hold gigabytes of activations

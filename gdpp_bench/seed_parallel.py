@@ -91,6 +91,9 @@ def check_seed_parallel(specs: Sequence[RunSpec]) -> None:
         raise ValueError(f"seed-parallel training runs in fp32 only, not precision {cfg.precision!r}")
     if cfg.compile:
         raise ValueError("seed-parallel training does not support compile = true")
+    if cfg.latent != "normal" or cfg.term_real_features != "pre-update":
+        raise ValueError("seed-parallel training supports only latent = \"normal\" and "
+                         "term_real_features = \"pre-update\"; train these runs sequentially")
 
 
 def _without_seed(spec: RunSpec) -> dict[str, Any]:
@@ -158,7 +161,8 @@ class _Batch:
                                         [list(s.discriminator.parameters()) for s in steps])
         adversarial, targets = first.adversarial, first.d_targets
         self.adv_d = vmap(lambda rl, rf, fl, ff: adversarial.d_loss(DOut(rl, rf), DOut(fl, ff), targets))
-        self.adv_g = vmap(lambda fl, ff: adversarial.g_loss(DOut(fl, ff)))
+        g_target = first.g_target
+        self.adv_g = vmap(lambda fl, ff: adversarial.g_loss(DOut(fl, ff), g_target))
 
     def _stacked_adam(self, stacked: list[Tensor], opts: list[torch.optim.Optimizer],
                       params: list[list[Tensor]]) -> torch.optim.Optimizer:

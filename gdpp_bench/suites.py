@@ -24,6 +24,9 @@ SUITES_DIR = Path(
 UPDATE_SCHEMES = ("alternating", "simultaneous")
 PRECISIONS = ("fp32", "bf16")
 SELECT_MODES = ("max", "min")
+LATENTS = ("normal", "mixture")
+TERM_REAL_FEATURES = ("pre-update", "post-update")
+SAMPLE_BN_MODES = ("running", "batch")
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,14 @@ class TrainConfig:
     compile: bool = False  # torch.compile the generator and discriminator
     d_real_target: float = 1.0  # D's label for real samples (0.9 = the official one-sided smoothing)
     d_fake_target: float = 0.0  # D's label for fake samples (bce only; hinge/wgan-gp have no labels)
+    g_target: float = 1.0  # the label G's bce loss gives its samples (0.9: official Stacked-MNIST/CIFAR)
+    # G's training latent: "normal" N(0, I); "mixture": the official Stacked-MNIST script's fixed,
+    # untrained U(-1, 1) centre per batch position plus 0.2 N(0, I) (sampling always uses N(0, I))
+    latent: str = "normal"
+    # alternating updates: the real features a diversity term compares with come from D's forward
+    # pass of its own step ("pre-update", no extra cost) or from the updated D ("post-update": one
+    # more D forward on the real batch, as the official scripts' single D call per step)
+    term_real_features: str = "pre-update"
     cuda_graph: bool = True  # on CUDA, replay each step from one CUDA graph where the variant allows
 
     def resolved_d_steps(self, adversarial: str) -> int:
@@ -62,6 +73,9 @@ class EvalConfig:
     select_mode: str = "max"  # or "min"
     patience: int = 0  # stop after this many evaluations without a better `select` (0 = never)
     grid_samples: int = 64  # images in each fixed-noise sample grid
+    # BatchNorm when sampling for metrics: "running" statistics (eval mode) or "batch" statistics of
+    # chunks of train.batch_size samples (the official GDPP code); recorded in each metric's protocol
+    sample_bn: str = "running"
     fidelity_samples: int = 10_000  # generated samples for FID/IS/KID/PR (metric "fidelity")
     real_samples: int = 10_000  # real reference samples for them (the whole split if fewer)
     reference_split: str = "train"  # or "test"
@@ -367,7 +381,8 @@ def check_settings(train: TrainConfig, evaluation: EvalConfig, where: str = "run
     for key, value in {"train.beta1": train.beta1, "train.beta2": train.beta2}.items():
         if not 0 <= value < 1:
             raise UserError(f"{where}: {key} must be in [0, 1), got {value}")
-    targets = {"train.d_real_target": train.d_real_target, "train.d_fake_target": train.d_fake_target}
+    targets = {"train.d_real_target": train.d_real_target, "train.d_fake_target": train.d_fake_target,
+               "train.g_target": train.g_target}
     for key, value in targets.items():
         if not 0 <= value <= 1:
             raise UserError(f"{where}: {key} must be in [0, 1], got {value}")
@@ -380,6 +395,9 @@ def check_settings(train: TrainConfig, evaluation: EvalConfig, where: str = "run
         "train.precision": (train.precision, PRECISIONS),
         "eval.select_mode": (evaluation.select_mode, SELECT_MODES),
         "eval.reference_split": (evaluation.reference_split, ("train", "test")),
+        "eval.sample_bn": (evaluation.sample_bn, SAMPLE_BN_MODES),
+        "train.latent": (train.latent, LATENTS),
+        "train.term_real_features": (train.term_real_features, TERM_REAL_FEATURES),
     }
     for key, (value, allowed) in choices.items():
         if value not in allowed:

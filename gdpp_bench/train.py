@@ -41,6 +41,8 @@ EvalHook = Callable[[nn.Module, int], dict[str, float]]
 FIXED_NOISE_SEED = 2019
 COMPILE_MODE: str | None = None  # torch.compile mode for `compile = true` (None = torch's default)
 SCATTER_POINTS = 2_500
+MIXTURE_LATENT_STD = 0.2  # the official Stacked-MNIST script's zsig
+MIXTURE_CENTRES_SEED_OFFSET = 7_919  # the centres' own stream, apart from training noise
 
 
 @dataclass
@@ -59,13 +61,19 @@ class _Step:
     d_steps: int
     simultaneous: bool
     d_targets: tuple[float, float]  # D's labels for real and fake samples
+    g_target: float  # the label G's loss gives its samples
+    latent_centres: Tensor | None  # the "mixture" latent's fixed centre per batch position
+    post_update_real: bool  # alternating: terms compare with the updated D's real features
     graph_blocker: str | None  # why the step runs eagerly; None = captured in a CUDA graph
     # the latest step's diagnostics of each term that has a log diagnostic (TERM_DIAGNOSTICS)
     term_diagnostics: dict[str, Any] = field(default_factory=dict)
 
     def noise(self) -> Tensor:
         z_dim = self.generator.z_dim
-        return torch.randn(self.batch_size, z_dim, generator=self.rng, device=self.rng.device)
+        z = torch.randn(self.batch_size, z_dim, generator=self.rng, device=self.rng.device)
+        if self.latent_centres is not None:
+            return self.latent_centres + MIXTURE_LATENT_STD * z
+        return z
 
     def log_columns(self) -> list[str]:
         return ["d_loss", "g_loss", "d_real", "d_fake", "gp"] + [name for name, _, _ in self.terms]
@@ -99,7 +107,7 @@ def _g_loss(step: _Step, out_real: Any, out_fake: Any, generated: Generated) -> 
         term_values.append(value)
         if diagnostics is not None:
             step.term_diagnostics[name] = diagnostics
-    loss = step.adversarial.g_loss(out_fake)
+    loss = step.adversarial.g_loss(out_fake, step.g_target)
     for (_, _, weight), value in zip(step.terms, term_values, strict=True):
         loss = loss + weight * value
     return loss, term_values
@@ -128,8 +136,10 @@ def train_step(step: _Step) -> Tensor:
         step.opt_d.step()
         step.opt_g.step()
     else:
-        # diversity terms compare with the real features of the D step's forward pass (one D
-        # update older) rather than paying a second D forward on the real batch
+        # by default diversity terms compare with the real features of the D step's forward pass
+        # (one D update older) rather than paying a second D forward on the real batch
+        if step.post_update_real and step.terms:
+            out_real = step.discriminator(real)
         g_loss, term_values = _g_loss(step, out_real, step.discriminator(fake), Generated(z, fake))
         _set_grads(g_params, g_loss)
         step.opt_g.step()
@@ -181,8 +191,20 @@ def build_step(spec: RunSpec, device: torch.device, sampler: Any) -> _Step:
         d_steps=cfg.resolved_d_steps(variant.adversarial),
         simultaneous=cfg.update == "simultaneous",
         d_targets=(cfg.d_real_target, cfg.d_fake_target),
+        g_target=cfg.g_target,
+        latent_centres=_latent_centres(cfg, spec.seed, cfg.batch_size, generator.z_dim, device),
+        post_update_real=cfg.term_real_features == "post-update",
         graph_blocker=blocker,
     )
+
+
+def _latent_centres(cfg: Any, seed: int, batch_size: int, z_dim: int,
+                    device: torch.device) -> Tensor | None:
+    """The "mixture" latent's centres: U(-1, 1) [batch, z_dim] from the run's seed, never trained."""
+    if cfg.latent != "mixture":
+        return None
+    rng = torch.Generator(device).manual_seed(seed + MIXTURE_CENTRES_SEED_OFFSET)
+    return torch.rand(batch_size, z_dim, generator=rng, device=device) * 2 - 1
 
 
 def make_stepper(step: _Step) -> Callable[[], Tensor]:

@@ -117,6 +117,7 @@ def test_selection_and_reporting_never_read_the_same_reference_images(tmp_path, 
     record = json.loads(run.metrics.read_text())
     assert record["protocol"]["fidelity"]["reference_split"] == "test"
     assert record["protocol"]["fidelity"]["checkpoint"] == "best.pt"
+    assert record["protocol"]["fidelity"]["sample_bn"] == "running"  # BatchNorm mode recorded
     row = collect_runs(tmp_path / "select").iloc[0]
     assert row["headline"].startswith("best.pt (step") and row["headline"].endswith("on the test split")
     assert row["reference_split"] == "fidelity: test"

@@ -91,3 +91,28 @@ def test_mnist_classes_of_real_and_collapsed_samples(mnist_classifier):
     one_digit = images[:1].repeat(2_000, 1, 1, 1)
     assert mnist_classes(_context(one_digit, "mnist")) == {
         "classes": 1.0, "class_kl_uniform": pytest.approx(math.log(10))}
+
+
+def test_sampling_with_batch_statistics_leaves_the_generator_untouched():
+    """eval.sample_bn = "batch": BatchNorm normalises each chunk of train.batch_size samples by its
+    own statistics (the official code), on a copy: G's running statistics and mode stay as they were."""
+    from gdpp_bench.models import build_models
+    from gdpp_bench.samples import fixed_noise_samples
+
+    torch.manual_seed(0)
+    generator, _ = build_models("dcgan28", (1, 28, 28))
+    generator.train()
+    with torch.no_grad():  # running statistics that differ from any batch's
+        generator(torch.randn(64, generator.z_dim) * 3)
+    before = {k: v.clone() for k, v in generator.state_dict().items()}
+    running = fixed_noise_samples(generator, 96, 5, torch.device("cpu"))
+    batch = fixed_noise_samples(generator, 96, 5, torch.device("cpu"), batch_stats_chunk=32)
+    assert all(torch.equal(before[k], v) for k, v in generator.state_dict().items())
+    assert generator.training and not torch.allclose(running, batch)
+    z = torch.randn(96, generator.z_dim, generator=torch.Generator().manual_seed(5))
+    copy = build_models("dcgan28", (1, 28, 28))[0]
+    copy.load_state_dict(before)
+    copy.train()
+    with torch.no_grad():
+        by_hand = torch.cat([copy(part) for part in z.split(32)])
+    assert torch.allclose(batch, by_hand, atol=1e-6)

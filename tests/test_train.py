@@ -76,10 +76,14 @@ def _states_equal(a: dict, b: dict) -> None:
     assert torch.equal(a["rng"]["generator"], b["rng"]["generator"])
 
 
-@pytest.mark.parametrize("variant", ["bce+gdpp@1", "wgan-gp+gdpp-si@0.5"])
-def test_resume_after_interruption_is_bit_identical(tmp_path, monkeypatch, variant):
-    suite = tiny_suite(variants=(variant,), train={"steps": 40, "log_every": 4,
-                                                    "checkpoint_every": 6, "update": "alternating"})
+OFFICIAL_STACKED_MNIST = {"g_target": 0.9, "latent": "mixture", "term_real_features": "post-update"}
+
+
+@pytest.mark.parametrize("variant, options", [("bce+gdpp@1", {}), ("wgan-gp+gdpp-si@0.5", {}),
+                                              ("bce+gdpp@1", OFFICIAL_STACKED_MNIST)])
+def test_resume_after_interruption_is_bit_identical(tmp_path, monkeypatch, variant, options):
+    suite = tiny_suite(variants=(variant,), train={"steps": 40, "log_every": 4, "checkpoint_every": 6,
+                                                    "update": "alternating", **options})
     (spec,) = expand(suite)
     straight = RunDir(tmp_path / "straight")
     train(spec, straight, CPU)
@@ -305,3 +309,62 @@ def test_gdpp_runs_log_the_sign_flip_diagnostic_and_it_survives_a_resume(tmp_pat
     other = RunDir(tmp_path / "si")
     train(gdpp_si, other, CPU)
     assert "gdpp_sign_flips" not in other.log.read_text()  # |<v, v'>| has no sign to flip
+
+
+def _one_step(options: dict, monkeypatch) -> tuple[torch.Tensor, torch.Tensor, train_module._Step]:
+    """One alternating step of bce+gdpp with `options`: (the real features GDPP compared with,
+    the real batch, the step)."""
+    (spec,) = expand(tiny_suite(variants=("bce+gdpp@1",), train={"update": "alternating", **options}))
+    step = train_module.build_step(spec, CPU, DATASETS.get("ring8").sampler(CPU))
+    seen = {}
+    real_sampler, gdpp = step.sample_real, step.terms[0][1]
+
+    def sample(count, rng):
+        seen["real"] = real_sampler(count, rng)
+        return seen["real"]
+
+    def term(real, fake, generated):
+        seen["features"] = real.features.detach().clone()
+        return gdpp(real, fake, generated)
+
+    step.sample_real = sample
+    step.terms = [("gdpp", term, 1.0)]
+    train_module.train_step(step)
+    return seen["features"], seen["real"], step
+
+
+@pytest.mark.parametrize("where", ["pre-update", "post-update"])
+def test_gdpp_real_features_come_from_the_d_the_option_names(where, monkeypatch):
+    features, real, step = _one_step({"term_real_features": where}, monkeypatch)
+    with torch.no_grad():
+        after = step.discriminator(real).features  # D after this step's update
+    assert torch.allclose(features, after) == (where == "post-update")
+
+
+def test_mixture_latent_is_fixed_centres_plus_small_noise():
+    (spec,) = expand(tiny_suite(train={"latent": "mixture", "batch_size": 512}, variants=("bce",)))
+    step = train_module.build_step(spec, CPU, DATASETS.get("ring8").sampler(CPU))
+    centres = step.latent_centres
+    assert centres.shape == (512, step.generator.z_dim)
+    assert centres.min() >= -1 and centres.max() <= 1 and centres.std() > 0.5  # U(-1, 1)
+    z = torch.stack([step.noise() for _ in range(200)])
+    assert torch.allclose(z.mean(0), centres, atol=0.1)  # each batch position around its centre
+    assert z.std(0).mean().item() == pytest.approx(0.2, rel=0.05)
+    again = train_module.build_step(spec, CPU, DATASETS.get("ring8").sampler(CPU))
+    assert torch.equal(again.latent_centres, centres)  # from the seed: a resumed run has the same
+    (normal,) = expand(tiny_suite(variants=("bce",)))
+    assert train_module.build_step(normal, CPU, DATASETS.get("ring8").sampler(CPU)).latent_centres is None
+
+
+def test_generator_target_smooths_only_the_bce_generator_loss():
+    from gdpp_bench.models.base import DOut
+
+    logits = torch.tensor([[0.3], [-1.2], [2.0]])
+    fake = DOut(logits, logits)
+    bce = ADVERSARIAL.get("bce")
+    expected = -(0.9 * torch.nn.functional.logsigmoid(logits)
+                 + 0.1 * torch.nn.functional.logsigmoid(-logits)).mean()
+    assert torch.allclose(bce.g_loss(fake, 0.9), expected)
+    assert torch.allclose(bce.g_loss(fake, 1.0), -torch.nn.functional.logsigmoid(logits).mean())
+    hinge = ADVERSARIAL.get("hinge")
+    assert torch.equal(hinge.g_loss(fake, 0.9), hinge.g_loss(fake, 1.0))

@@ -16,14 +16,17 @@ from gdpp_bench.registry import Registry
 
 @dataclass(frozen=True)
 class AdversarialLoss:
-    """`d_loss(real, fake, targets)` and `g_loss(fake)`; a gradient penalty on D when `gp_weight` > 0.
+    """`d_loss(real, fake, targets)` and `g_loss(fake, target)`; a gradient penalty on D when
+    `gp_weight` > 0.
 
     `targets` are D's labels for real and fake samples, (1, 0) unless the suite smooths them (the
-    official GDPP recipes use (0.9, 0.1)); losses without labels (hinge, Wasserstein) ignore them.
+    official GDPP recipes use (0.9, 0.1)); `target` is the label G's loss gives its own samples (1;
+    0.9 in the official Stacked-MNIST and CIFAR-10 scripts). Losses without labels (hinge,
+    Wasserstein) ignore both.
     """
 
     d_loss: Callable[[DOut, DOut, tuple[float, float]], Tensor]
-    g_loss: Callable[[DOut], Tensor]
+    g_loss: Callable[[DOut, float], Tensor]
     d_steps: int = 1
     gp_weight: float = 0.0
 
@@ -39,9 +42,9 @@ def _bce_d(real: DOut, fake: DOut, targets: tuple[float, float] = (1.0, 0.0)) ->
     ) + F.binary_cross_entropy_with_logits(fake.logits, fake_target)
 
 
-def _bce_g(fake: DOut) -> Tensor:
+def _bce_g(fake: DOut, target: float = 1.0) -> Tensor:
     # non-saturating: the generator labels its samples real
-    return F.binary_cross_entropy_with_logits(fake.logits, torch.ones_like(fake.logits))
+    return F.binary_cross_entropy_with_logits(fake.logits, torch.full_like(fake.logits, target))
 
 
 def _hinge_d(real: DOut, fake: DOut, targets: tuple[float, float] = (1.0, 0.0)) -> Tensor:
@@ -52,7 +55,7 @@ def _wasserstein_d(real: DOut, fake: DOut, targets: tuple[float, float] = (1.0, 
     return fake.logits.mean() - real.logits.mean()
 
 
-def _mean_logit_g(fake: DOut) -> Tensor:
+def _mean_logit_g(fake: DOut, target: float = 1.0) -> Tensor:
     return -fake.logits.mean()
 
 

@@ -65,6 +65,7 @@ class EvalContext:
     reference_split: str = "train"
     ivom_images: int = 1_000  # real test images IvOM reconstructs (quick protocol)
     options: EvalOptions = field(default_factory=EvalOptions)
+    bn_batch: int | None = None  # sample with BatchNorm batch statistics over chunks of this size
     notes: dict[str, dict] = field(default_factory=dict)  # metric -> protocol details it adds
     _samples: dict[int, Tensor] = field(default_factory=dict, repr=False)
 
@@ -76,7 +77,7 @@ class EvalContext:
         count = self.n_samples if count is None else count
         if count not in self._samples:
             self._samples[count] = fixed_noise_samples(
-                self.generator, count, self.seed + SAMPLE_SEED_OFFSET, self.device
+                self.generator, count, self.seed + SAMPLE_SEED_OFFSET, self.device, self.bn_batch
             ).float()
         return self._samples[count]
 

@@ -43,6 +43,7 @@ def eval_context(generator: nn.Module, spec: RunSpec, device: torch.device, data
         generator, DATASETS.get(spec.dataset), device, evaluation.samples, spec.seed, data_root,
         evaluation.fidelity_samples, evaluation.real_samples, split or reference_splits(spec)[1],
         evaluation.ivom_images, options,
+        bn_batch=spec.train.batch_size if evaluation.sample_bn == "batch" else None,
     )
 
 
@@ -100,9 +101,12 @@ def _reusable(record: dict[str, Any] | None, metric: str, checkpoint: str, step:
 def eval_settings(spec: RunSpec) -> dict[str, Any]:
     """The evaluation settings a metric's values depend on (a change of any re-evaluates)."""
     evaluation = spec.eval
-    return {"samples": evaluation.samples, "fidelity_samples": evaluation.fidelity_samples,
-            "real_samples": evaluation.real_samples, "reference_split": reference_splits(spec)[1],
-            "ivom_images": evaluation.ivom_images}
+    settings = {"samples": evaluation.samples, "fidelity_samples": evaluation.fidelity_samples,
+                "real_samples": evaluation.real_samples, "reference_split": reference_splits(spec)[1],
+                "ivom_images": evaluation.ivom_images}
+    if evaluation.sample_bn != "running":  # the default is left out: older records stay reusable
+        settings["sample_bn"] = evaluation.sample_bn
+    return settings
 
 
 def _read_record(run_dir: RunDir) -> dict[str, Any] | None:
@@ -178,6 +182,7 @@ def evaluate_run(run_dir: RunDir, device: torch.device, force: bool = False,
             "checkpoint_step": step,
             "settings": settings,
             "reference_split": None,  # null: the metric reads no real images
+            "sample_bn": spec.eval.sample_bn,
             **notes[name],  # values, wall_s, what the metric adds (its sample counts, its split)
         }
         values.update({k: computed[k] for k in notes[name]["values"]})
