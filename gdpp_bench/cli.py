@@ -20,6 +20,7 @@ def default_data_root() -> str:
     shared = Path("..") / "shared" / "datasets"
     return str(shared) if shared.is_dir() else str(Path("~/.cache/gdpp-bench/data").expanduser())
 
+
 DEVICES = ["auto", "cpu", "cuda", "mps"]
 
 
@@ -43,16 +44,31 @@ def _format_values(values: dict[str, float]) -> str:
 
 def _evaluation_options(command):
     """--protocol, --inception-weights and --batch-size, shared by run and evaluate."""
-    for option in reversed([
-        click.option("--protocol", type=click.Choice(["quick", "paper"]), default="quick", show_default=True,
-                     help="quick: the suite's sample counts; paper: 50,000 generated and real samples "
-                     "for FID/IS/KID/precision/recall."),
-        click.option("--inception-weights", type=click.Path(dir_okay=False),
-                     help="Local Inception-v3 weights (" + _INCEPTION_FILE + ") for FID/IS/KID on "
-                     "colour datasets, where they cannot be downloaded."),
-        click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
-                     help="Feature-extraction batch of the fidelity metrics."),
-    ]):
+    for option in reversed(
+        [
+            click.option(
+                "--protocol",
+                type=click.Choice(["quick", "paper"]),
+                default="quick",
+                show_default=True,
+                help="quick: the suite's sample counts; paper: 50,000 generated and real samples "
+                "for FID/IS/KID/precision/recall.",
+            ),
+            click.option(
+                "--inception-weights",
+                type=click.Path(dir_okay=False),
+                help="Local Inception-v3 weights (" + _INCEPTION_FILE + ") for FID/IS/KID on "
+                "colour datasets, where they cannot be downloaded.",
+            ),
+            click.option(
+                "--batch-size",
+                type=click.IntRange(min=1),
+                default=256,
+                show_default=True,
+                help="Feature-extraction batch of the fidelity metrics.",
+            ),
+        ]
+    ):
         command = option(command)
     return command
 
@@ -97,62 +113,139 @@ def list_cmd() -> None:
 @cli.command()
 @click.option("--suite", required=True, help="Suite name (benchmarks/suites/NAME.toml) or path.")
 @click.option("--results", default="results", show_default=True, type=click.Path(path_type=Path))
-@click.option("--data-root", default=default_data_root, show_default="$GDPP_BENCH_DATA, else "
-              "../shared/datasets if present, else ~/.cache/gdpp-bench/data",
-              help="Folder holding the image datasets (torchvision layouts).")
+@click.option(
+    "--data-root",
+    default=default_data_root,
+    show_default="$GDPP_BENCH_DATA, else ../shared/datasets if present, else ~/.cache/gdpp-bench/data",
+    help="Folder holding the image datasets (torchvision layouts).",
+)
 @click.option("--variants", help="Comma-separated variants replacing the suite's, e.g. bce,bce+gdpp@0.5")
-@click.option("--datasets", "only_datasets",
-              help="Comma-separated subset of the suite's datasets to run, e.g. ring8,grid25")
+@click.option(
+    "--datasets",
+    "only_datasets",
+    help="Comma-separated subset of the suite's datasets to run, e.g. ring8,grid25",
+)
 @click.option("--seeds", help="Comma-separated seeds replacing the suite's, e.g. 0,1,2")
 @click.option("--steps", type=int, help="Training steps replacing the suite's.")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]),
-              help="Replaces the suite's: bf16 autocasts the forward passes.")
-@click.option("--compile/--no-compile", "compile_models", default=None,
-              help="torch.compile G and D (replaces the suite's setting).")
-@click.option("--cuda-graph/--no-cuda-graph", "cuda_graph", default=None,
-              help="On CUDA, replay each training step from one CUDA graph where the variant allows "
-              "(default: the suite's setting, on).")
-@click.option("--executor", type=click.Choice(["local", "slurm"]), default="local", show_default=True,
-              help="local: this machine, --workers processes (one GPU each when several are visible); "
-              "slurm: each run one task of a Slurm job array (submitit).")
-@click.option("--workers", "--jobs", "workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="--executor local: runs trained in parallel processes.")
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "bf16"]),
+    help="Replaces the suite's: bf16 autocasts the forward passes.",
+)
+@click.option(
+    "--compile/--no-compile",
+    "compile_models",
+    default=None,
+    help="torch.compile G and D (replaces the suite's setting).",
+)
+@click.option(
+    "--cuda-graph/--no-cuda-graph",
+    "cuda_graph",
+    default=None,
+    help="On CUDA, replay each training step from one CUDA graph where the variant allows "
+    "(default: the suite's setting, on).",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "slurm"]),
+    default="local",
+    show_default=True,
+    help="local: this machine, --workers processes (one GPU each when several are visible); "
+    "slurm: each run one task of a Slurm job array (submitit).",
+)
+@click.option(
+    "--workers",
+    "--jobs",
+    "workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="--executor local: runs trained in parallel processes.",
+)
 @click.option("--slurm-partition", help="Slurm partition [default: the cluster's].")
-@click.option("--slurm-time", type=click.IntRange(min=1),
-              help="Time limit of a run's task, minutes [default: 720]; a task that reaches it is "
-              "requeued (3 times at most) and resumes from its checkpoint.")
-@click.option("--slurm-gpus", type=click.IntRange(min=0),
-              help="GPUs per run [default: 0 with --device cpu/mps, else 1].")
+@click.option(
+    "--slurm-time",
+    type=click.IntRange(min=1),
+    help="Time limit of a run's task, minutes [default: 720]; a task that reaches it is "
+    "requeued (3 times at most) and resumes from its checkpoint.",
+)
+@click.option(
+    "--slurm-gpus",
+    type=click.IntRange(min=0),
+    help="GPUs per run [default: 0 with --device cpu/mps, else 1].",
+)
 @click.option("--slurm-cpus", type=click.IntRange(min=1), help="CPUs per run [default: 4].")
-@click.option("--slurm-mem-gb", type=click.FloatRange(min=0, min_open=True),
-              help="Memory per run in GB [default: the partition's].")
-@click.option("--slurm-array-parallelism", type=click.IntRange(min=1),
-              help="Runs of the array running at once [default: 256].")
-@click.option("--slurm-folder", type=click.Path(path_type=Path),
-              help="submitit's job files and logs [default: RESULTS/.submitit/%j].")
-@click.option("--seed-parallel", is_flag=True,
-              help="Train the seeds of each variant as one batched model (mlp2d only; others run "
-              "one by one). Same initial weights, data and noise per seed; results agree with "
-              "sequential runs to float rounding.")
-@click.option("--eval-samples", type=int,
-              help="Cap every evaluation sample count of the suite (generated, real, IvOM images) at N, "
-              "for a quick look; recorded in the runs' config.")
-@click.option("--extend", is_flag=True,
-              help="Continue finished runs whose only change is a larger --steps (or train.steps) from "
-              "their last checkpoint; recorded in config.json.")
-@click.option("--force", is_flag=True,
-              help="Set aside (NAME.replaced-TIMESTAMP, nothing deleted) run folders trained with other "
-              "settings, and train those runs afresh.")
+@click.option(
+    "--slurm-mem-gb",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Memory per run in GB [default: the partition's].",
+)
+@click.option(
+    "--slurm-array-parallelism",
+    type=click.IntRange(min=1),
+    help="Runs of the array running at once [default: 256].",
+)
+@click.option(
+    "--slurm-folder",
+    type=click.Path(path_type=Path),
+    help="submitit's job files and logs [default: RESULTS/.submitit/%j].",
+)
+@click.option(
+    "--seed-parallel",
+    is_flag=True,
+    help="Train the seeds of each variant as one batched model (mlp2d only; others run "
+    "one by one). Same initial weights, data and noise per seed; results agree with "
+    "sequential runs to float rounding.",
+)
+@click.option(
+    "--eval-samples",
+    type=int,
+    help="Cap every evaluation sample count of the suite (generated, real, IvOM images) at N, "
+    "for a quick look; recorded in the runs' config.",
+)
+@click.option(
+    "--extend",
+    is_flag=True,
+    help="Continue finished runs whose only change is a larger --steps (or train.steps) from "
+    "their last checkpoint; recorded in config.json.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Set aside (NAME.replaced-TIMESTAMP, nothing deleted) run folders trained with other "
+    "settings, and train those runs afresh.",
+)
 @_evaluation_options
-def run(suite: str, results: Path, data_root: str, variants: str | None, only_datasets: str | None,
-        seeds: str | None,
-        steps: int | None, device: str, precision: str | None, compile_models: bool | None,
-        cuda_graph: bool | None, executor: str, workers: int, slurm_partition: str | None,
-        slurm_time: int | None, slurm_gpus: int | None, slurm_cpus: int | None,
-        slurm_mem_gb: float | None, slurm_array_parallelism: int | None, slurm_folder: Path | None,
-        seed_parallel: bool, eval_samples: int | None, extend: bool, force: bool, protocol: str,
-        inception_weights: str | None, batch_size: int) -> None:
+def run(
+    suite: str,
+    results: Path,
+    data_root: str,
+    variants: str | None,
+    only_datasets: str | None,
+    seeds: str | None,
+    steps: int | None,
+    device: str,
+    precision: str | None,
+    compile_models: bool | None,
+    cuda_graph: bool | None,
+    executor: str,
+    workers: int,
+    slurm_partition: str | None,
+    slurm_time: int | None,
+    slurm_gpus: int | None,
+    slurm_cpus: int | None,
+    slurm_mem_gb: float | None,
+    slurm_array_parallelism: int | None,
+    slurm_folder: Path | None,
+    seed_parallel: bool,
+    eval_samples: int | None,
+    extend: bool,
+    force: bool,
+    protocol: str,
+    inception_weights: str | None,
+    batch_size: int,
+) -> None:
     """Train and evaluate every run of a suite; finished runs are skipped, others resumed.
 
     Exit code: 0 every run done or skipped; 1 some run failed (diverged) or crashed; 2 a bad input
@@ -165,11 +258,22 @@ def run(suite: str, results: Path, data_root: str, variants: str | None, only_da
     from gdpp_bench.suites import expand, load_suite
 
     if extend and force:
-        raise UserError("--extend and --force exclude each other: --extend continues runs to more "
-                        "steps, --force sets them aside and trains afresh")
+        raise UserError(
+            "--extend and --force exclude each other: --extend continues runs to more "
+            "steps, --force sets them aside and trains afresh"
+        )
     loaded = load_suite(suite)
-    specs = expand(loaded, _split(variants), _seeds(seeds), steps, precision, compile_models,
-                   cuda_graph, eval_samples, datasets=_split(only_datasets))
+    specs = expand(
+        loaded,
+        _split(variants),
+        _seeds(seeds),
+        steps,
+        precision,
+        compile_models,
+        cuda_graph,
+        eval_samples,
+        datasets=_split(only_datasets),
+    )
     click.echo(f"suite {loaded.name}: {len(specs)} runs -> {results / loaded.name}")
     tally = Tally()
 
@@ -180,9 +284,15 @@ def run(suite: str, results: Path, data_root: str, variants: str | None, only_da
         click.echo(f"{outcome['key']}: {state}  {detail}")
 
     options = EvalOptions(protocol, inception_weights, batch_size)
-    slurm = {"partition": slurm_partition, "time_min": slurm_time, "gpus_per_run": slurm_gpus,
-             "cpus_per_run": slurm_cpus, "mem_gb": slurm_mem_gb,
-             "array_parallelism": slurm_array_parallelism, "folder": slurm_folder}
+    slurm = {
+        "partition": slurm_partition,
+        "time_min": slurm_time,
+        "gpus_per_run": slurm_gpus,
+        "cpus_per_run": slurm_cpus,
+        "mem_gb": slurm_mem_gb,
+        "array_parallelism": slurm_array_parallelism,
+        "folder": slurm_folder,
+    }
     if executor == "slurm":
         slurm["folder"] = slurm_folder or results / ".submitit" / "%j"
         slurm["announce"] = lambda line: click.echo(line, err=True)
@@ -190,8 +300,18 @@ def run(suite: str, results: Path, data_root: str, variants: str | None, only_da
     policy = "extend" if extend else "force" if force else "refuse"
     style = choose_style("auto", workers if executor == "local" else 2)
     try:
-        run_specs(specs, results, data_root, device, on_result=report, options=options, executor=runner,
-                  seed_parallel=seed_parallel, policy=policy, style=style)
+        run_specs(
+            specs,
+            results,
+            data_root,
+            device,
+            on_result=report,
+            options=options,
+            executor=runner,
+            seed_parallel=seed_parallel,
+            policy=policy,
+            style=style,
+        )
     except KeyboardInterrupt:
         sys.exit(EXIT_INTERRUPTED)  # run_specs said what it stopped
     click.echo(f"suite {loaded.name}: {tally.line()}")
@@ -202,12 +322,24 @@ def run(suite: str, results: Path, data_root: str, variants: str | None, only_da
 @click.option("--suite", required=True)
 @click.option("--results", default="results", show_default=True, type=click.Path(path_type=Path))
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
-@click.option("--data-root", default=default_data_root, show_default="as for run",
-              help="Real data for the metrics' instruments (MNIST classifiers).")
+@click.option(
+    "--data-root",
+    default=default_data_root,
+    show_default="as for run",
+    help="Real data for the metrics' instruments (MNIST classifiers).",
+)
 @click.option("--force", is_flag=True, help="Recompute metrics that are already in metrics.json.")
 @_evaluation_options
-def evaluate(suite: str, results: Path, device: str, data_root: str, force: bool, protocol: str,
-             inception_weights: str | None, batch_size: int) -> None:
+def evaluate(
+    suite: str,
+    results: Path,
+    device: str,
+    data_root: str,
+    force: bool,
+    protocol: str,
+    inception_weights: str | None,
+    batch_size: int,
+) -> None:
     """Write metrics.json for every finished run of a suite (only what it lacks, unless --force)."""
     from gdpp_bench.metrics import EvalOptions
     from gdpp_bench.pipeline import evaluate_suite
@@ -229,25 +361,45 @@ def evaluate(suite: str, results: Path, device: str, data_root: str, force: bool
 @cli.command()
 @click.option("--suite", help="One suite's report; default: every suite under --results and an overview.")
 @click.option("--results", default="results", show_default=True, type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path),
-              help="Default: RESULTS/SUITE/report (one suite) or RESULTS/report (overview).")
-@click.option("--baseline", default="bce", show_default=True,
-              help="The variant every other is tested against (stars, significance.csv).")
-@click.option("--figures/--no-figures", "with_figures", default=True, show_default=True,
-              help="--no-figures: the tables and index.html only, in seconds (figures take most of "
-              "a report's time).")
-@click.option("--last-k", type=click.IntRange(min=1), default=4, show_default=True,
-              help="A run's headline value is the mean of its last K periodic evaluations (runs "
-              "without them: the final or the selected checkpoint); run folders are not touched.")
-def report(suite: str | None, results: Path, out: Path | None, baseline: str, with_figures: bool,
-           last_k: int) -> None:
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Default: RESULTS/SUITE/report (one suite) or RESULTS/report (overview).",
+)
+@click.option(
+    "--baseline",
+    default="bce",
+    show_default=True,
+    help="The variant every other is tested against (stars, significance.csv).",
+)
+@click.option(
+    "--figures/--no-figures",
+    "with_figures",
+    default=True,
+    show_default=True,
+    help="--no-figures: the tables and index.html only, in seconds (figures take most of a report's time).",
+)
+@click.option(
+    "--last-k",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="A run's headline value is the mean of its last K periodic evaluations (runs "
+    "without them: the final or the selected checkpoint); run folders are not touched.",
+)
+def report(
+    suite: str | None, results: Path, out: Path | None, baseline: str, with_figures: bool, last_k: int
+) -> None:
     """Tables with statistics, figures and index.html from the run folders (nothing is recomputed)."""
     from gdpp_bench.losses import parse_variant
     from gdpp_bench.report import build_overview, build_report
 
     baseline = str(parse_variant(baseline))
-    written = (build_report(_suite_dir(results, suite), out, baseline, with_figures, last_k) if suite
-               else build_overview(results, out, baseline, with_figures, last_k))
+    written = (
+        build_report(_suite_dir(results, suite), out, baseline, with_figures, last_k)
+        if suite
+        else build_overview(results, out, baseline, with_figures, last_k)
+    )
     for name, path in written.items():
         if not name.endswith(".pdf"):
             click.echo(f"wrote {path}")
@@ -259,11 +411,21 @@ def instruments() -> None:
 
 
 @instruments.command("train")
-@click.option("--dataset", "datasets", multiple=True, type=click.Choice(["mnist", "fashion-mnist"]),
-              help="Classifier to train (repeatable). Default: all.")
+@click.option(
+    "--dataset",
+    "datasets",
+    multiple=True,
+    type=click.Choice(["mnist", "fashion-mnist"]),
+    help="Classifier to train (repeatable). Default: all.",
+)
 @click.option("--data-root", default=default_data_root, show_default="as for run")
-@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
-              help="cpu gives the same weights on every machine.")
+@click.option(
+    "--device",
+    type=click.Choice(DEVICES),
+    default="cpu",
+    show_default=True,
+    help="cpu gives the same weights on every machine.",
+)
 def instruments_train(datasets: tuple[str, ...], data_root: str, device: str) -> None:
     """Train (or find in the cache) the classifiers the metrics use; prints accuracy and file."""
     from gdpp_bench.environment import resolve_device
@@ -278,8 +440,10 @@ def instruments_train(datasets: tuple[str, ...], data_root: str, device: str) ->
 def _suite_dir(results: Path, suite: str) -> Path:
     suite_dir = results / suite
     if not suite_dir.is_dir():
-        raise UserError(f"no results for suite {suite!r} in {suite_dir}; "
-                        f"run `gdpp-bench run --suite {suite}` first or pass --results")
+        raise UserError(
+            f"no results for suite {suite!r} in {suite_dir}; "
+            f"run `gdpp-bench run --suite {suite}` first or pass --results"
+        )
     return suite_dir
 
 
@@ -297,8 +461,11 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:  # Ctrl-C outside a suite's runs (which say what they stopped)
-        click.echo("interrupted: stopped before anything more was done; every run folder resumes "
-                   "from its last checkpoint: rerun the same command", err=True)
+        click.echo(
+            "interrupted: stopped before anything more was done; every run folder resumes "
+            "from its last checkpoint: rerun the same command",
+            err=True,
+        )
         sys.exit(130)  # pipeline.EXIT_INTERRUPTED, without importing torch here
 
 

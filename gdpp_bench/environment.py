@@ -36,10 +36,15 @@ def git_hash() -> str:
     """The checkout's commit when this process first asked (the code it imported), '+dirty'
     when it had uncommitted changes; 'unknown' outside a git checkout."""
     try:
+
         def git(*args: str) -> str:
             return subprocess.run(
-                ["git", *args], cwd=Path(__file__).parent,
-                capture_output=True, text=True, timeout=5, check=True,
+                ["git", *args],
+                cwd=Path(__file__).parent,
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=True,
             ).stdout.strip()
 
         dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".")
@@ -58,7 +63,8 @@ def describe(device: torch.device) -> dict[str, Any]:
     return {
         "device": str(device),
         "device_name": (
-            torch.cuda.get_device_name(device) if device.type == "cuda"
+            torch.cuda.get_device_name(device)
+            if device.type == "cuda"
             else platform.processor() or platform.machine()
         ),
         "torch_threads": torch.get_num_threads(),

@@ -27,9 +27,13 @@ if TYPE_CHECKING:  # torch is imported where needed: a submitit task that runs n
 
 EXECUTORS = ("local", "slurm")
 SLURM_FLAGS = {  # SlurmExecutor's arguments as `gdpp-bench run` names them, for messages
-    "partition": "--slurm-partition", "time_min": "--slurm-time", "gpus_per_run": "--slurm-gpus",
-    "cpus_per_run": "--slurm-cpus", "mem_gb": "--slurm-mem-gb",
-    "array_parallelism": "--slurm-array-parallelism", "folder": "--slurm-folder",
+    "partition": "--slurm-partition",
+    "time_min": "--slurm-time",
+    "gpus_per_run": "--slurm-gpus",
+    "cpus_per_run": "--slurm-cpus",
+    "mem_gb": "--slurm-mem-gb",
+    "array_parallelism": "--slurm-array-parallelism",
+    "folder": "--slurm-folder",
 }
 
 
@@ -63,6 +67,7 @@ class InlineExecutor:
 
 
 # --- local processes, one CUDA device each -------------------------------------------------------
+
 
 def visible_cuda_devices() -> list[str]:
     """The CUDA devices this process may use, as CUDA_VISIBLE_DEVICES entries (ids or UUIDs):
@@ -168,7 +173,9 @@ class PoolExecutor:
         self._worker_pids: list[int] = []
         self._futures: list[Future] = []
         self._pool = ProcessPoolExecutor(
-            max_workers=workers, mp_context=context, initializer=_init_worker,
+            max_workers=workers,
+            mp_context=context,
+            initializer=_init_worker,
             initargs=(threads, queue, self._events),
         )
 
@@ -197,8 +204,9 @@ class PoolExecutor:
                 pass
         self._pool.shutdown(wait=True)
         self._read_events()
-        finished = {i for i, f in enumerate(self._futures)
-                    if f.done() and not f.cancelled() and f.exception() is None}
+        finished = {
+            i for i, f in enumerate(self._futures) if f.done() and not f.cancelled() and f.exception() is None
+        }
         stopped = len(self._started - finished)
         not_started = len(self._futures) - len(self._started)
         return f"stopped {stopped} running runs and cancelled {not_started} queued"
@@ -224,6 +232,7 @@ class LocalExecutor:
 
 
 # --- Slurm job arrays through submitit -------------------------------------------------------------
+
 
 class _Failure:
     """What a job returns when its function raised: the exception travels back as itself
@@ -307,21 +316,37 @@ class SlurmExecutor:
     the real submitit path, used by the tests) or "debug" (in this process).
     """
 
-    def __init__(self, folder: str | Path, partition: str | None = None, time_min: int = 12 * 60,
-                 gpus_per_run: int = 1, cpus_per_run: int = 4, array_parallelism: int = 256,
-                 mem_gb: float | None = None, cluster: str = "slurm", name: str = "gdpp-bench",
-                 parameters: dict[str, Any] | None = None, poll_s: float = 1.0,
-                 announce: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        folder: str | Path,
+        partition: str | None = None,
+        time_min: int = 12 * 60,
+        gpus_per_run: int = 1,
+        cpus_per_run: int = 4,
+        array_parallelism: int = 256,
+        mem_gb: float | None = None,
+        cluster: str = "slurm",
+        name: str = "gdpp-bench",
+        parameters: dict[str, Any] | None = None,
+        poll_s: float = 1.0,
+        announce: Callable[[str], None] | None = None,
+    ) -> None:
         import submitit
 
         try:
             self._executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
         except RuntimeError as exc:  # no sbatch/srun here
-            raise UserError(f"--executor slurm needs a Slurm cluster ({exc}); "
-                            "use --executor local on this machine") from None
+            raise UserError(
+                f"--executor slurm needs a Slurm cluster ({exc}); use --executor local on this machine"
+            ) from None
         self._executor.update_parameters(
-            name=name, timeout_min=time_min, gpus_per_node=gpus_per_run, cpus_per_task=cpus_per_run,
-            mem_gb=mem_gb, slurm_partition=partition, slurm_array_parallelism=array_parallelism,
+            name=name,
+            timeout_min=time_min,
+            gpus_per_node=gpus_per_run,
+            cpus_per_task=cpus_per_run,
+            mem_gb=mem_gb,
+            slurm_partition=partition,
+            slurm_array_parallelism=array_parallelism,
             **(parameters or {}),
         )
         self.cluster = cluster
@@ -354,10 +379,16 @@ class SlurmExecutor:
             self.jobs.extend(jobs)
             if self._announce:
                 ids = list(dict.fromkeys(str(job.job_id).split("_")[0] for job in jobs))
-                self._announce(f"submitted {len(jobs)} runs ({self.cluster} job {', '.join(ids)}); "
-                               f"logs in {self._executor.folder}")
-            watcher = threading.Thread(target=self._watch, args=(list(zip(jobs, batch, strict=True)),),
-                                       name="submitit-watcher", daemon=True)
+                self._announce(
+                    f"submitted {len(jobs)} runs ({self.cluster} job {', '.join(ids)}); "
+                    f"logs in {self._executor.folder}"
+                )
+            watcher = threading.Thread(
+                target=self._watch,
+                args=(list(zip(jobs, batch, strict=True)),),
+                name="submitit-watcher",
+                daemon=True,
+            )
             watcher.start()
             self._watchers.append(watcher)
             return jobs
@@ -408,11 +439,11 @@ class SlurmExecutor:
             for job in live:
                 job.cancel(check=False)
         ids = ", ".join(dict.fromkeys(str(job.job_id).split("_")[0] for job in live)) or "none"
-        return (f"cancelled {len(live)} {self.cluster} tasks (job {ids}) and did not submit "
-                f"{len(unsent)} runs")
+        return f"cancelled {len(live)} {self.cluster} tasks (job {ids}) and did not submit {len(unsent)} runs"
 
 
 # --- choosing one ----------------------------------------------------------------------------------
+
 
 def uses_cuda(device: torch.device | str | None) -> bool:
     """Whether runs on `device` (a torch device or a --device name such as auto) use CUDA here."""
@@ -425,8 +456,9 @@ def uses_cuda(device: torch.device | str | None) -> bool:
     return torch.device(device).type == "cuda"
 
 
-def make_executor(name: str = "local", workers: int = 1, *, device: torch.device | str | None = None,
-                  **slurm_options: Any) -> Executor:
+def make_executor(
+    name: str = "local", workers: int = 1, *, device: torch.device | str | None = None, **slurm_options: Any
+) -> Executor:
     """The executor `name` (local or slurm) for runs on `device` (a torch device or --device name).
 
     local: `workers` processes, pinned one per GPU when the runs use CUDA and several GPUs are
@@ -441,8 +473,10 @@ def make_executor(name: str = "local", workers: int = 1, *, device: torch.device
         return LocalExecutor(workers, visible_cuda_devices() if uses_cuda(device) else [])
     if name == "slurm":
         if workers != 1:
-            raise UserError("--workers is for --executor local; Slurm runs array tasks in parallel "
-                            "(see --slurm-array-parallelism)")
+            raise UserError(
+                "--workers is for --executor local; Slurm runs array tasks in parallel "
+                "(see --slurm-array-parallelism)"
+            )
         if device is not None and "gpus_per_run" not in slurm_options:
             slurm_options["gpus_per_run"] = 0 if str(device) in ("cpu", "mps") else 1
         return SlurmExecutor(**slurm_options)

@@ -32,9 +32,15 @@ EXIT_BAD_INPUT = 2  # a bad input: the command itself, or some run's folder or s
 EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT): the suite stopped, every run folder resumable
 
 
-def run_one(spec: RunSpec, results: Path, data_root: str | None, device_name: str,
-            options: EvalOptions | None = None, policy: str = "refuse",
-            style: str = "off") -> dict[str, Any]:
+def run_one(
+    spec: RunSpec,
+    results: Path,
+    data_root: str | None,
+    device_name: str,
+    options: EvalOptions | None = None,
+    policy: str = "refuse",
+    style: str = "off",
+) -> dict[str, Any]:
     """Train (or resume, or skip) one run and evaluate it. Safe to call again."""
     device = resolve_device(device_name)
     run_dir = RunDir(results / spec.suite / spec.key)
@@ -42,16 +48,21 @@ def run_one(spec: RunSpec, results: Path, data_root: str | None, device_name: st
         hook = make_eval_hook(spec, device, data_root, options)
         status = train(spec, run_dir, device, data_root, eval_hook=hook, policy=policy, style=style)
         record = evaluate_run(run_dir, device, data_root=data_root, options=options, measured=hook.last)
-    return {"key": spec.key, "skipped": bool(status.pop("skipped", False)), **status,
-            "values": record.get("values", {})}
+    return {
+        "key": spec.key,
+        "skipped": bool(status.pop("skipped", False)),
+        **status,
+        "values": record.get("values", {}),
+    }
 
 
 @dataclass
 class Tally:
     """How the runs of one call ended, for the closing line and the exit code."""
 
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
-        ("done", "skipped", "failed", "incomplete"), 0))
+    counts: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(("done", "skipped", "failed", "incomplete"), 0)
+    )
     bad_input: bool = False
 
     def add(self, outcome: dict[str, Any]) -> None:
@@ -76,8 +87,17 @@ def _error_outcomes(keys: list[str], exc: BaseException) -> list[dict[str, Any]]
     """The outcomes of runs whose job raised `exc`: incomplete, with the reason."""
     user_error = isinstance(exc, UserError)
     message = str(exc) if user_error else f"{type(exc).__name__}: {exc}"
-    return [{"key": key, "status": "incomplete", "skipped": False, "reason": message,
-             "user_error": user_error, "values": {}} for key in keys]
+    return [
+        {
+            "key": key,
+            "status": "incomplete",
+            "skipped": False,
+            "reason": message,
+            "user_error": user_error,
+            "values": {},
+        }
+        for key in keys
+    ]
 
 
 def _echo_error(keys: list[str], exc: BaseException) -> None:
@@ -93,14 +113,19 @@ def _as_list(result: Any) -> list[dict[str, Any]]:
     return result if isinstance(result, list) else [result]
 
 
-def run_specs(specs: list[RunSpec], results: Path, data_root: str | None, device_name: str,
-              jobs: int = 1,
-              on_result: Callable[[dict[str, Any]], None] | None = None,
-              options: EvalOptions | None = None,
-              executor: Executor | None = None,
-              seed_parallel: bool = False,
-              policy: str = "refuse",
-              style: str = "off") -> list[dict[str, Any]]:
+def run_specs(
+    specs: list[RunSpec],
+    results: Path,
+    data_root: str | None,
+    device_name: str,
+    jobs: int = 1,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+    options: EvalOptions | None = None,
+    executor: Executor | None = None,
+    seed_parallel: bool = False,
+    policy: str = "refuse",
+    style: str = "off",
+) -> list[dict[str, Any]]:
     """Train and evaluate every spec; `on_result` hears of each run as soon as it ends.
 
     `seed_parallel`: the seeds of each variant that allows it (mlp2d) train as one batched model
@@ -137,13 +162,27 @@ def run_specs(specs: list[RunSpec], results: Path, data_root: str | None, device
     try:
         for group in groups:
             submitted += 1
-            if len(group) > 1 and supports_seed_parallel(group[0], device or torch.device(
-                    "cpu" if device_name == "cpu" else "cuda")):  # Slurm: the nodes' device, as named
-                jobs_of_group = [(executor.submit(run_seed_group, group, results, data_root, device_name,
-                                                  options, policy, style), [s.key for s in group])]
+            if len(group) > 1 and supports_seed_parallel(
+                group[0], device or torch.device("cpu" if device_name == "cpu" else "cuda")
+            ):  # Slurm: the nodes' device, as named
+                jobs_of_group = [
+                    (
+                        executor.submit(
+                            run_seed_group, group, results, data_root, device_name, options, policy, style
+                        ),
+                        [s.key for s in group],
+                    )
+                ]
             else:
-                jobs_of_group = [(executor.submit(run_one, spec, results, data_root, device_name, options,
-                                                  policy, style), [spec.key]) for spec in group]
+                jobs_of_group = [
+                    (
+                        executor.submit(
+                            run_one, spec, results, data_root, device_name, options, policy, style
+                        ),
+                        [spec.key],
+                    )
+                    for spec in group
+                ]
             for future, keys in jobs_of_group:
                 # at once for the inline executor
                 future.add_done_callback(lambda done, keys=keys: finished(done, keys))
@@ -160,17 +199,25 @@ def run_specs(specs: list[RunSpec], results: Path, data_root: str | None, device
         finally:
             signal.signal(signal.SIGINT, previous)
         unsent = sum(len(group) for group in groups[submitted:])
-        click.echo(f"interrupted: {stopped}" + (f", {unsent} runs not started" if unsent else "")
-                   + "; every run folder resumes from its last checkpoint: rerun the same command",
-                   err=True)
+        click.echo(
+            f"interrupted: {stopped}"
+            + (f", {unsent} runs not started" if unsent else "")
+            + "; every run folder resumes from its last checkpoint: rerun the same command",
+            err=True,
+        )
         raise
     finally:
         executor.shutdown()
         progress.close()
 
 
-def evaluate_suite(suite_dir: Path, device_name: str, force: bool = False,
-                   data_root: str | None = None, options: EvalOptions | None = None) -> list[dict[str, Any]]:
+def evaluate_suite(
+    suite_dir: Path,
+    device_name: str,
+    force: bool = False,
+    data_root: str | None = None,
+    options: EvalOptions | None = None,
+) -> list[dict[str, Any]]:
     """Evaluate every run folder under `suite_dir`; a run whose folder cannot be read is one error
     line (status 'error') and the others go on."""
     device = resolve_device(device_name)

@@ -74,8 +74,16 @@ class RunProgress:
             from tqdm import tqdm
 
             # updated only at log steps, so every update is drawn (mininterval 0)
-            self._bar = tqdm(total=self.total, initial=self.start, desc=_label or "run", unit="step",
-                             leave=False, dynamic_ncols=True, position=1, mininterval=0)
+            self._bar = tqdm(
+                total=self.total,
+                initial=self.start,
+                desc=_label or "run",
+                unit="step",
+                leave=False,
+                dynamic_ncols=True,
+                position=1,
+                mininterval=0,
+            )
 
     def logged(self, step: int, values: dict[str, float]) -> None:
         """The run reached `step`; `values` are its latest logged means (losses, terms)."""

@@ -102,8 +102,10 @@ def check_plain_name(kind: str, name: str) -> str:
     """`name` if it can be a folder name inside the results folder; a UserError otherwise (path
     separators, '..', a leading dot or other characters would put runs elsewhere or hide them)."""
     if not isinstance(name, str) or not _PLAIN_NAME.fullmatch(name) or ".." in name:
-        raise UserError(f"{kind} name {name!r} cannot be a folder name: use letters, digits and "
-                        "._@+=- only, starting with a letter or digit, without '..'")
+        raise UserError(
+            f"{kind} name {name!r} cannot be a folder name: use letters, digits and "
+            "._@+=- only, starting with a letter or digit, without '..'"
+        )
     return name
 
 
@@ -195,5 +197,8 @@ class RunDir:
 def find_run_dirs(root: Path) -> list[RunDir]:
     """Every run directory (one holding config.json) under `root`, sorted; folders set aside by
     --force (NAME.replaced-...) and report folders are not runs."""
-    return [RunDir(p.parent) for p in sorted(root.glob("**/config.json"))
-            if "report" not in p.parts and not any(".replaced-" in part for part in p.parts)]
+    return [
+        RunDir(p.parent)
+        for p in sorted(root.glob("**/config.json"))
+        if "report" not in p.parts and not any(".replaced-" in part for part in p.parts)
+    ]

@@ -68,8 +68,13 @@ def to_uint8(samples: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def fixed_noise_samples(generator: torch.nn.Module, count: int, seed: int,
-                        device: torch.device, batch_stats_chunk: int | None = None) -> Tensor:
+def fixed_noise_samples(
+    generator: torch.nn.Module,
+    count: int,
+    seed: int,
+    device: torch.device,
+    batch_stats_chunk: int | None = None,
+) -> Tensor:
     """G's samples for a noise batch that depends only on `seed`: comparable across runs and
     checkpoints. BatchNorm uses its running statistics (eval mode), or with `batch_stats_chunk`
     the statistics of each chunk of that many samples (the official GDPP code's sampling), on a

@@ -92,8 +92,10 @@ def check_seed_parallel(specs: Sequence[RunSpec]) -> None:
     if cfg.compile:
         raise ValueError("seed-parallel training does not support compile = true")
     if cfg.latent != "normal" or cfg.term_real_features != "pre-update":
-        raise ValueError("seed-parallel training supports only latent = \"normal\" and "
-                         "term_real_features = \"pre-update\"; train these runs sequentially")
+        raise ValueError(
+            'seed-parallel training supports only latent = "normal" and '
+            'term_real_features = "pre-update"; train these runs sequentially'
+        )
 
 
 def _without_seed(spec: RunSpec) -> dict[str, Any]:
@@ -104,8 +106,9 @@ def _without_seed(spec: RunSpec) -> dict[str, Any]:
 
 
 def _check_module(module: nn.Module, what: str) -> None:
-    batch_norms = [name for name, m in module.named_modules()
-                   if isinstance(m, nn.modules.batchnorm._NormBase)]
+    batch_norms = [
+        name for name, m in module.named_modules() if isinstance(m, nn.modules.batchnorm._NormBase)
+    ]
     buffers = [name for name, _ in module.named_buffers()]
     if batch_norms or buffers:
         raise ValueError(
@@ -155,20 +158,24 @@ class _Batch:
         self.d_params = list(d_params.values())
         self.g_forward = _stacked_forward(first.generator, list(g_params))
         self.d_forward = _stacked_forward(first.discriminator, list(d_params))
-        self.opt_g = self._stacked_adam(self.g_params, [s.opt_g for s in steps],
-                                        [list(s.generator.parameters()) for s in steps])
-        self.opt_d = self._stacked_adam(self.d_params, [s.opt_d for s in steps],
-                                        [list(s.discriminator.parameters()) for s in steps])
+        self.opt_g = self._stacked_adam(
+            self.g_params, [s.opt_g for s in steps], [list(s.generator.parameters()) for s in steps]
+        )
+        self.opt_d = self._stacked_adam(
+            self.d_params, [s.opt_d for s in steps], [list(s.discriminator.parameters()) for s in steps]
+        )
         adversarial, targets = first.adversarial, first.d_targets
         self.adv_d = vmap(lambda rl, rf, fl, ff: adversarial.d_loss(DOut(rl, rf), DOut(fl, ff), targets))
         g_target = first.g_target
         self.adv_g = vmap(lambda fl, ff: adversarial.g_loss(DOut(fl, ff), g_target))
 
-    def _stacked_adam(self, stacked: list[Tensor], opts: list[torch.optim.Optimizer],
-                      params: list[list[Tensor]]) -> torch.optim.Optimizer:
+    def _stacked_adam(
+        self, stacked: list[Tensor], opts: list[torch.optim.Optimizer], params: list[list[Tensor]]
+    ) -> torch.optim.Optimizer:
         group = opts[0].param_groups[0]
-        adam = torch.optim.Adam(stacked, lr=group["lr"], betas=group["betas"], eps=group["eps"],
-                                fused=self.device.type == "cuda")
+        adam = torch.optim.Adam(
+            stacked, lr=group["lr"], betas=group["betas"], eps=group["eps"], fused=self.device.type == "cuda"
+        )
         for i, param in enumerate(stacked):
             states = [opt.state.get(seed_params[i]) for opt, seed_params in zip(opts, params, strict=True)]
             if not any(states):
@@ -222,10 +229,12 @@ class _Batch:
         if gp_weight:
             fake = fake.detach()
             shape = (real.shape[1],) + (1,) * (real.ndim - 2)
-            alpha = torch.stack([
-                torch.rand(shape, generator=s.step.rng, device=real.device, dtype=real.dtype)
-                for s in self.seeds
-            ])
+            alpha = torch.stack(
+                [
+                    torch.rand(shape, generator=s.step.rng, device=real.device, dtype=real.dtype)
+                    for s in self.seeds
+                ]
+            )
             mixed = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
             logits = self.d_forward(self.d_params, mixed).logits
             (grad,) = torch.autograd.grad(logits.sum(), mixed, create_graph=True)
@@ -233,17 +242,24 @@ class _Batch:
             loss = loss + gp_weight * penalty
         return loss, out_real, out_fake, penalty
 
-    def _g_loss(self, out_real: DOut, out_fake: DOut, noise: Tensor, fake: Tensor
-                ) -> tuple[Tensor, list[Tensor]]:
+    def _g_loss(
+        self, out_real: DOut, out_fake: DOut, noise: Tensor, fake: Tensor
+    ) -> tuple[Tensor, list[Tensor]]:
         loss = self.adv_g(out_fake.logits, out_fake.features)
         term_values = []
         for _, term, weight in self.seeds[0].step.terms:
-            value = torch.stack([
-                split_term_output(term(DOut(out_real.logits[k], out_real.features[k]),
-                                       DOut(out_fake.logits[k], out_fake.features[k]),
-                                       Generated(noise[k], fake[k])))[0]
-                for k in range(len(self.seeds))
-            ])
+            value = torch.stack(
+                [
+                    split_term_output(
+                        term(
+                            DOut(out_real.logits[k], out_real.features[k]),
+                            DOut(out_fake.logits[k], out_fake.features[k]),
+                            Generated(noise[k], fake[k]),
+                        )
+                    )[0]
+                    for k in range(len(self.seeds))
+                ]
+            )
             term_values.append(value)
             loss = loss + weight * value
         return loss, term_values
@@ -270,15 +286,25 @@ class _Batch:
             g_loss, term_values = self._g_loss(out_real, self.d_forward(self.d_params, fake), noise, fake)
             _set_grads(self.g_params, g_loss.sum())
             self.opt_g.step()
-        logged = [d_loss, g_loss, out_real.logits.mean(dim=1), out_fake.logits.mean(dim=1), penalty,
-                  *term_values]
+        logged = [
+            d_loss,
+            g_loss,
+            out_real.logits.mean(dim=1),
+            out_fake.logits.mean(dim=1),
+            penalty,
+            *term_values,
+        ]
         return torch.stack([v.detach().float() for v in logged], dim=1)
 
 
-def train_seed_parallel(specs: Sequence[RunSpec], results: Path, device: torch.device,
-                        data_root: str | None = None,
-                        eval_hooks: Sequence[EvalHook | None] | None = None,
-                        policy: str = "refuse") -> list[dict[str, Any]]:
+def train_seed_parallel(
+    specs: Sequence[RunSpec],
+    results: Path,
+    device: torch.device,
+    data_root: str | None = None,
+    eval_hooks: Sequence[EvalHook | None] | None = None,
+    policy: str = "refuse",
+) -> list[dict[str, Any]]:
     """Train the runs `specs` (one configuration, several seeds) as one batched model.
 
     Run folders are RESULTS/SUITE/KEY as for `train`. Runs already done are skipped; runs with a
@@ -348,8 +374,7 @@ def _train_group(seeds: list[_Seed], start: int, device: torch.device) -> None:
             for k, (seed, means) in enumerate(zip(batch.seeds, all_means, strict=True)):
                 reason = _log_row(seed.run_dir, columns, number, means, rate)
                 if reason:
-                    seed.run_dir.mark_done("failed", reason=reason, step=number,
-                                           **sessions[id(seed)].times())
+                    seed.run_dir.mark_done("failed", reason=reason, step=number, **sessions[id(seed)].times())
                     leaving.add(k)
             log_sum.zero_()
             log_count, tick = 0, time.perf_counter()
@@ -362,8 +387,9 @@ def _train_group(seeds: list[_Seed], start: int, device: torch.device) -> None:
                 if k in leaving:
                     continue
                 with sessions[id(seed)].evaluating():
-                    if _periodic_evaluation(seed.spec, seed.run_dir, seed.step, number, seed.eval_hook,
-                                            seed.progress.selection):
+                    if _periodic_evaluation(
+                        seed.spec, seed.run_dir, seed.step, number, seed.eval_hook, seed.progress.selection
+                    ):
                         stopped.add(k)
         for k, seed in enumerate(batch.seeds):
             if k in leaving:
@@ -371,11 +397,21 @@ def _train_group(seeds: list[_Seed], start: int, device: torch.device) -> None:
             if save or k in stopped:
                 seed.progress.log_sum = log_sum[k].clone()
                 seed.progress.log_count = log_count
-                save_checkpoint(seed.run_dir.checkpoint,
-                                _checkpoint_state(seed.step, number, seed.progress, sessions[id(seed)]))
+                save_checkpoint(
+                    seed.run_dir.checkpoint,
+                    _checkpoint_state(seed.step, number, seed.progress, sessions[id(seed)]),
+                )
             if k in stopped:
-                _finish_run(seed.spec, seed.run_dir, seed.step.generator, device, number, sessions[id(seed)],
-                            True, STEP_EXECUTION.format(k=len(seeds)))
+                _finish_run(
+                    seed.spec,
+                    seed.run_dir,
+                    seed.step.generator,
+                    device,
+                    number,
+                    sessions[id(seed)],
+                    True,
+                    STEP_EXECUTION.format(k=len(seeds)),
+                )
         leaving |= stopped
         if leaving:
             keep = [k for k in range(len(batch.seeds)) if k not in leaving]
@@ -386,8 +422,16 @@ def _train_group(seeds: list[_Seed], start: int, device: torch.device) -> None:
     if batch.seeds:
         batch.sync_to_seeds()
         for seed in batch.seeds:
-            _finish_run(seed.spec, seed.run_dir, seed.step.generator, device, number, sessions[id(seed)],
-                        False, STEP_EXECUTION.format(k=len(seeds)))
+            _finish_run(
+                seed.spec,
+                seed.run_dir,
+                seed.step.generator,
+                device,
+                number,
+                sessions[id(seed)],
+                False,
+                STEP_EXECUTION.format(k=len(seeds)),
+            )
 
 
 # --- grouping and the pipeline's entry point --------------------------------------------------
@@ -413,8 +457,15 @@ def supports_seed_parallel(spec: RunSpec, device: torch.device | None = None) ->
     return True
 
 
-def run_seed_group(specs: Sequence[RunSpec], results: Path, data_root: str | None, device_name: str,
-                   options: Any = None, policy: str = "refuse", style: str = "off") -> list[dict[str, Any]]:
+def run_seed_group(
+    specs: Sequence[RunSpec],
+    results: Path,
+    data_root: str | None,
+    device_name: str,
+    options: Any = None,
+    policy: str = "refuse",
+    style: str = "off",
+) -> list[dict[str, Any]]:
     """`pipeline.run_one` for a group of seeds: train them batched, then evaluate each run."""
     from gdpp_bench.environment import resolve_device
     from gdpp_bench.metrics.evaluate import evaluate_run, make_eval_hook
@@ -429,8 +480,13 @@ def run_seed_group(specs: Sequence[RunSpec], results: Path, data_root: str | Non
     outcomes = []
     for spec, run_dir, skipped, status, hook in zip(specs, run_dirs, before, statuses, hooks, strict=True):
         with working_on(spec.key):
-            record = evaluate_run(run_dir, device, data_root=data_root, options=options,
-                                  measured=hook.last)
-        outcomes.append({"key": spec.key, "skipped": skipped and status["status"] != "incomplete",
-                         **status, "values": record.get("values", {})})
+            record = evaluate_run(run_dir, device, data_root=data_root, options=options, measured=hook.last)
+        outcomes.append(
+            {
+                "key": spec.key,
+                "skipped": skipped and status["status"] != "incomplete",
+                **status,
+                "values": record.get("values", {}),
+            }
+        )
     return outcomes

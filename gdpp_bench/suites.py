@@ -188,8 +188,15 @@ def parse_suite(table: dict[str, Any], where: str = "suite") -> Suite:
     evaluation = _build(EvalConfig, eval_table, f"{where} [eval]")
     per_dataset = _per_dataset(table.pop("per_dataset", {}), table, train_table, eval_table, where)
     variant_seeds = _variant_seeds(table.pop("variant_seeds", {}), table.get("variants", []), where)
-    suite = _build(Suite, table, where, train=train, eval=evaluation, per_dataset=per_dataset,
-                   variant_seeds=variant_seeds)
+    suite = _build(
+        Suite,
+        table,
+        where,
+        train=train,
+        eval=evaluation,
+        per_dataset=per_dataset,
+        variant_seeds=variant_seeds,
+    )
     _validate(suite, where)
     canonical = tuple(_variant_name(v) for v in suite.variants)
     return dataclasses.replace(suite, variants=canonical)
@@ -218,11 +225,11 @@ def _variant_name(text: str) -> str:
     return check_plain_name("variant", str(parse_variant(text)))
 
 
-def _per_dataset(tables: Any, suite_table: dict[str, Any], train_table: Any, eval_table: Any,
-                 where: str) -> tuple[tuple[str, DatasetSettings], ...]:
+def _per_dataset(
+    tables: Any, suite_table: dict[str, Any], train_table: Any, eval_table: Any, where: str
+) -> tuple[tuple[str, DatasetSettings], ...]:
     """[per_dataset.NAME] tables: `model`, and `train`/`eval` keys that replace the suite's."""
-    if not isinstance(tables, dict) or not isinstance(train_table, dict) \
-            or not isinstance(eval_table, dict):
+    if not isinstance(tables, dict) or not isinstance(train_table, dict) or not isinstance(eval_table, dict):
         raise UserError(f"{where}: per_dataset, train and eval must be tables")
     settings = []
     for dataset, table in tables.items():
@@ -264,8 +271,10 @@ def expand(
     names = [_variant_name(v) for v in variants] if variants else list(suite.variants)
     unknown = sorted(set(datasets or ()) - set(suite.datasets))
     if unknown:
-        raise UserError(f"--datasets: {', '.join(unknown)} not in suite {suite.name!r}; "
-                        f"its datasets: {', '.join(suite.datasets)}")
+        raise UserError(
+            f"--datasets: {', '.join(unknown)} not in suite {suite.name!r}; "
+            f"its datasets: {', '.join(suite.datasets)}"
+        )
     several = len(suite.datasets) > 1
     specs = []
     for dataset in suite.datasets:
@@ -277,9 +286,9 @@ def expand(
         )
         evaluation = settings.eval
         if eval_samples is not None:
-            evaluation = dataclasses.replace(evaluation, **{
-                key: min(getattr(evaluation, key), eval_samples) for key in EVAL_SAMPLE_COUNTS
-            })
+            evaluation = dataclasses.replace(
+                evaluation, **{key: min(getattr(evaluation, key), eval_samples) for key in EVAL_SAMPLE_COUNTS}
+            )
         specs += [
             RunSpec(
                 suite=suite.name,
@@ -295,8 +304,9 @@ def expand(
             for seed in (seeds if seeds is not None else suite.seeds_of(variant))
         ]
     for spec in specs:
-        check_batch_size(discriminator_options(parse_variant(spec.variant).discriminator),
-                         spec.train.batch_size)
+        check_batch_size(
+            discriminator_options(parse_variant(spec.variant).discriminator), spec.train.batch_size
+        )
     return specs
 
 
@@ -306,14 +316,13 @@ def _build(cls: type, table: Any, where: str, **ready: Any) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(table) - set(fields))
     if unknown:
-        raise UserError(
-            f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}"
-        )
+        raise UserError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
     values = dict(ready)
     for key, value in table.items():
         values[key] = _coerce(value, fields[key].type, f"{where}: {key}")
     missing = [
-        f.name for f in fields.values()
+        f.name
+        for f in fields.values()
         if f.name not in values
         and f.default is dataclasses.MISSING
         and f.default_factory is dataclasses.MISSING
@@ -368,11 +377,17 @@ def check_settings(train: TrainConfig, evaluation: EvalConfig, where: str = "run
             if value is None or (isinstance(value, float) and not math.isfinite(value)):
                 raise UserError(f"{where}: {section}.{key} must be a finite number, got {value!r}")
     positive = {
-        "train.steps": train.steps, "train.batch_size": train.batch_size,
-        "train.lr_g": train.lr_g, "train.lr_d": train.lr_d, "train.eps": train.eps,
-        "train.log_every": train.log_every, "train.checkpoint_every": train.checkpoint_every,
-        "eval.samples": evaluation.samples, "eval.grid_samples": evaluation.grid_samples,
-        "eval.fidelity_samples": evaluation.fidelity_samples, "eval.real_samples": evaluation.real_samples,
+        "train.steps": train.steps,
+        "train.batch_size": train.batch_size,
+        "train.lr_g": train.lr_g,
+        "train.lr_d": train.lr_d,
+        "train.eps": train.eps,
+        "train.log_every": train.log_every,
+        "train.checkpoint_every": train.checkpoint_every,
+        "eval.samples": evaluation.samples,
+        "eval.grid_samples": evaluation.grid_samples,
+        "eval.fidelity_samples": evaluation.fidelity_samples,
+        "eval.real_samples": evaluation.real_samples,
         "eval.ivom_images": evaluation.ivom_images,
     }
     for key, value in positive.items():
@@ -381,8 +396,11 @@ def check_settings(train: TrainConfig, evaluation: EvalConfig, where: str = "run
     for key, value in {"train.beta1": train.beta1, "train.beta2": train.beta2}.items():
         if not 0 <= value < 1:
             raise UserError(f"{where}: {key} must be in [0, 1), got {value}")
-    targets = {"train.d_real_target": train.d_real_target, "train.d_fake_target": train.d_fake_target,
-               "train.g_target": train.g_target}
+    targets = {
+        "train.d_real_target": train.d_real_target,
+        "train.d_fake_target": train.d_fake_target,
+        "train.g_target": train.g_target,
+    }
     for key, value in targets.items():
         if not 0 <= value <= 1:
             raise UserError(f"{where}: {key} must be in [0, 1], got {value}")

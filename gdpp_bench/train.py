@@ -175,8 +175,14 @@ def build_step(spec: RunSpec, device: torch.device, sampler: Any) -> _Step:
         torch.backends.cudnn.benchmark = True
 
     def adam(module: nn.Module, lr: float) -> torch.optim.Optimizer:
-        return torch.optim.Adam(module.parameters(), lr=lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
-                                fused=fused, capturable=blocker is None)
+        return torch.optim.Adam(
+            module.parameters(),
+            lr=lr,
+            betas=(cfg.beta1, cfg.beta2),
+            eps=cfg.eps,
+            fused=fused,
+            capturable=blocker is None,
+        )
 
     return _Step(
         generator=generator,
@@ -198,8 +204,7 @@ def build_step(spec: RunSpec, device: torch.device, sampler: Any) -> _Step:
     )
 
 
-def _latent_centres(cfg: Any, seed: int, batch_size: int, z_dim: int,
-                    device: torch.device) -> Tensor | None:
+def _latent_centres(cfg: Any, seed: int, batch_size: int, z_dim: int, device: torch.device) -> Tensor | None:
     """The "mixture" latent's centres: U(-1, 1) [batch, z_dim] from the run's seed, never trained."""
     if cfg.latent != "mixture":
         return None
@@ -216,8 +221,12 @@ def make_stepper(step: _Step) -> Callable[[], Tensor]:
 
 def step_autocast(step: _Step, precision: str) -> torch.autocast:
     """bf16 autocast of forward passes; its cast cache must be off in a captured step."""
-    return torch.autocast(step.rng.device.type, dtype=torch.bfloat16, enabled=precision == "bf16",
-                          cache_enabled=step.graph_blocker is not None)
+    return torch.autocast(
+        step.rng.device.type,
+        dtype=torch.bfloat16,
+        enabled=precision == "bf16",
+        cache_enabled=step.graph_blocker is not None,
+    )
 
 
 def _append_csv(path: Path, columns: list[str], row: list[Any]) -> None:
@@ -253,21 +262,33 @@ POLICIES = ("refuse", "extend", "force")
 def training_differences(recorded: RunSpec, requested: RunSpec) -> list[str]:
     """The fields that change the trained weights (dataset, model, variant, seed, every train
     setting, the eval settings that select and stop) where `recorded` and `requested` differ."""
-    names = [(name, getattr(recorded, name), getattr(requested, name))
-             for name in ("dataset", "model", "variant", "seed")]
-    names += [(f"train.{f.name}", getattr(recorded.train, f.name), getattr(requested.train, f.name))
-              for f in dataclasses.fields(recorded.train)]
-    names += [(f"eval.{name}", getattr(recorded.eval, name), getattr(requested.eval, name))
-              for name in TRAINING_EVAL_FIELDS]
+    names = [
+        (name, getattr(recorded, name), getattr(requested, name))
+        for name in ("dataset", "model", "variant", "seed")
+    ]
+    names += [
+        (f"train.{f.name}", getattr(recorded.train, f.name), getattr(requested.train, f.name))
+        for f in dataclasses.fields(recorded.train)
+    ]
+    names += [
+        (f"eval.{name}", getattr(recorded.eval, name), getattr(requested.eval, name))
+        for name in TRAINING_EVAL_FIELDS
+    ]
     return [name for name, old, new in names if old != new]
 
 
 def _history(config: dict[str, Any], event: str, **details: Any) -> None:
     """Append what happened to the run folder (with the code and torch that did it) to config.json."""
     environment = describe(torch.device("cpu"))
-    config.setdefault("history", []).append({
-        "event": event, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "git": environment["git"],
-        "torch": environment["packages"]["torch"], **details})
+    config.setdefault("history", []).append(
+        {
+            "event": event,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "git": environment["git"],
+            "torch": environment["packages"]["torch"],
+            **details,
+        }
+    )
 
 
 def reconcile(spec: RunSpec, run_dir: RunDir, policy: str = "refuse") -> None:
@@ -295,8 +316,10 @@ def reconcile(spec: RunSpec, run_dir: RunDir, policy: str = "refuse") -> None:
             notice(f"moved {run_dir.path} to {run_dir.set_aside().name} (--force)")
             return
         detail = exc if isinstance(exc, UserError) else f"{run_dir.config} does not describe a run"
-        raise UserError(f"{detail}: the run's settings are unknown, so it is not touched; move that "
-                        "run folder away (or rerun with --force, which sets it aside)") from None
+        raise UserError(
+            f"{detail}: the run's settings are unknown, so it is not touched; move that "
+            "run folder away (or rerun with --force, which sets it aside)"
+        ) from None
     try:
         status = run_dir.status()
     except UnreadableFile as exc:
@@ -305,8 +328,9 @@ def reconcile(spec: RunSpec, run_dir: RunDir, policy: str = "refuse") -> None:
         status = {"status": "incomplete"}
     differences = training_differences(recorded, spec)
     if differences and policy == "force":
-        notice(f"moved {run_dir.path} to {run_dir.set_aside().name} (--force: "
-               f"{', '.join(differences)} changed)")
+        notice(
+            f"moved {run_dir.path} to {run_dir.set_aside().name} (--force: {', '.join(differences)} changed)"
+        )
         return
     if differences:
         _extend_or_refuse(spec, recorded, run_dir, config, status, differences, policy)
@@ -315,23 +339,37 @@ def reconcile(spec: RunSpec, run_dir: RunDir, policy: str = "refuse") -> None:
         write_json(run_dir.config, config)
 
 
-def _extend_or_refuse(spec: RunSpec, recorded: RunSpec, run_dir: RunDir, config: dict[str, Any],
-                      status: dict[str, Any], differences: list[str], policy: str) -> None:
+def _extend_or_refuse(
+    spec: RunSpec,
+    recorded: RunSpec,
+    run_dir: RunDir,
+    config: dict[str, Any],
+    status: dict[str, Any],
+    differences: list[str],
+    policy: str,
+) -> None:
     """Continue a run to more steps (policy extend) or refuse it with the differing fields."""
-    changed = ", ".join(f"{name} (recorded {_field(recorded, name)!r}, asked {_field(spec, name)!r})"
-                        for name in differences)
+    changed = ", ".join(
+        f"{name} (recorded {_field(recorded, name)!r}, asked {_field(spec, name)!r})" for name in differences
+    )
     if policy != "extend" or differences != ["train.steps"]:
-        raise UserError(f"{run_dir.path} was trained with other settings: {changed}; "
-                        "rerun with --force to set that run aside and train afresh"
-                        + (", or --extend to continue it to more steps" if "train.steps" in differences
-                           else "") + " (or use another --results folder)")
+        raise UserError(
+            f"{run_dir.path} was trained with other settings: {changed}; "
+            "rerun with --force to set that run aside and train afresh"
+            + (", or --extend to continue it to more steps" if "train.steps" in differences else "")
+            + " (or use another --results folder)"
+        )
     if spec.train.steps < recorded.train.steps:
-        raise UserError(f"--extend continues runs to more steps; {run_dir.path} has "
-                        f"{recorded.train.steps}, asked {spec.train.steps}")
+        raise UserError(
+            f"--extend continues runs to more steps; {run_dir.path} has "
+            f"{recorded.train.steps}, asked {spec.train.steps}"
+        )
     if status["status"] == "failed" or status.get("stopped_early"):
         why = "it failed" if status["status"] == "failed" else "it stopped early (patience)"
-        raise UserError(f"{run_dir.path} cannot be extended: {why} at step {status.get('step')}; "
-                        "rerun with --force to set it aside and train afresh")
+        raise UserError(
+            f"{run_dir.path} cannot be extended: {why} at step {status.get('step')}; "
+            "rerun with --force to set it aside and train afresh"
+        )
     details: dict[str, Any] = {"from_steps": recorded.train.steps, "to_steps": spec.train.steps}
     if status["status"] == "done":
         details["done"] = status
@@ -351,8 +389,9 @@ def _field(spec: RunSpec, dotted: str) -> Any:
     return value
 
 
-def _start_or_resume(spec: RunSpec, run_dir: RunDir, step: _Step, device: torch.device,
-                     progress: _Progress) -> int:
+def _start_or_resume(
+    spec: RunSpec, run_dir: RunDir, step: _Step, device: torch.device, progress: _Progress
+) -> int:
     """Write config.json (first start) or note a change of code or torch (resume); load the
     checkpoint if any. Returns the step reached. `reconcile` has made config.json agree with spec."""
     environment = describe(device)
@@ -369,9 +408,11 @@ def _start_or_resume(spec: RunSpec, run_dir: RunDir, step: _Step, device: torch.
     now = {"git": environment["git"], "torch": environment["packages"]["torch"]}
     before = {"git": last.get("git"), "torch": last.get("torch") or (last.get("packages") or {}).get("torch")}
     if before != now:
-        notice(f"resuming at step {state['step']} under git {now['git']} and torch {now['torch']}; "
-               f"it ran under git {before['git']} and torch {before['torch']} before (both recorded in "
-               "config.json)")
+        notice(
+            f"resuming at step {state['step']} under git {now['git']} and torch {now['torch']}; "
+            f"it ran under git {before['git']} and torch {before['torch']} before (both recorded in "
+            "config.json)"
+        )
         _history(config, "resumed", step=int(state["step"]))
         write_json(run_dir.config, config)
     step.generator.load_state_dict(state["generator"])
@@ -413,8 +454,7 @@ def _checkpoint_state(step: _Step, number: int, progress: _Progress, session: _S
     }
 
 
-def _save_samples(spec: RunSpec, generator: nn.Module, device: torch.device, path: Path,
-                  step: int) -> None:
+def _save_samples(spec: RunSpec, generator: nn.Module, device: torch.device, path: Path, step: int) -> None:
     dataset = DATASETS.get(spec.dataset)
     count = SCATTER_POINTS if len(dataset.shape) == 1 else spec.eval.grid_samples
     samples = fixed_noise_samples(generator, count, FIXED_NOISE_SEED, device)
@@ -476,13 +516,21 @@ class _Session:
     def times(self) -> dict[str, float]:
         """train_wall_s, train_cpu_s and eval_cpu_s (periodic evaluations) so far, all sessions."""
         cpu = time.process_time() - self.cpu_start
-        return {"train_wall_s": self.progress.wall_s + time.perf_counter() - self.wall_start,
-                "train_cpu_s": self.progress.cpu_s + (cpu - self.eval_cpu) / self.share,
-                "eval_cpu_s": self.progress.eval_cpu_s + self.eval_cpu / self.share}
+        return {
+            "train_wall_s": self.progress.wall_s + time.perf_counter() - self.wall_start,
+            "train_cpu_s": self.progress.cpu_s + (cpu - self.eval_cpu) / self.share,
+            "eval_cpu_s": self.progress.eval_cpu_s + self.eval_cpu / self.share,
+        }
 
 
-def _periodic_evaluation(spec: RunSpec, run_dir: RunDir, step: _Step, number: int,
-                         eval_hook: EvalHook | None, selection: _Selection) -> bool:
+def _periodic_evaluation(
+    spec: RunSpec,
+    run_dir: RunDir,
+    step: _Step,
+    number: int,
+    eval_hook: EvalHook | None,
+    selection: _Selection,
+) -> bool:
     """Metrics to evals.csv, a sample picture, best.pt; returns True when patience ran out."""
     values = eval_hook(step.generator, number) if eval_hook else {}
     _save_samples(spec, step.generator, step.rng.device, run_dir.sample_grid(number), number)
@@ -493,8 +541,10 @@ def _periodic_evaluation(spec: RunSpec, run_dir: RunDir, step: _Step, number: in
         return False
     value = values.get(selected)
     if value is None:
-        raise UserError(f"eval.select = {selected!r} is not among the values of the suite's "
-                        f"metrics ({', '.join(values) or 'none'}); pick one of those")
+        raise UserError(
+            f"eval.select = {selected!r} is not among the values of the suite's "
+            f"metrics ({', '.join(values) or 'none'}); pick one of those"
+        )
     if math.isfinite(value) and selection.update(value, spec.eval.select_mode):
         best = {"step": number, "generator": step.generator.state_dict(), selected: value}
         save_checkpoint(run_dir.best, best)
@@ -503,8 +553,14 @@ def _periodic_evaluation(spec: RunSpec, run_dir: RunDir, step: _Step, number: in
     return bool(spec.eval.patience) and selection.stale >= spec.eval.patience
 
 
-def _log_row(run_dir: RunDir, columns: list[str], number: int, means: list[float],
-             rate: float, diagnostics: list[float] = ()) -> str | None:
+def _log_row(
+    run_dir: RunDir,
+    columns: list[str],
+    number: int,
+    means: list[float],
+    rate: float,
+    diagnostics: list[float] = (),
+) -> str | None:
     """Append one log.csv row; the reason the run diverged if a logged mean is not finite (the
     diagnostics after imgs_per_s may be NaN: they are observations, not losses)."""
     _append_csv(run_dir.log, columns, [number, *means, rate, *diagnostics])
@@ -526,8 +582,16 @@ def _diagnostics(step: _Step, progress: _Progress, names: list[str]) -> list[flo
     return values
 
 
-def _finish_run(spec: RunSpec, run_dir: RunDir, generator: nn.Module, device: torch.device, number: int,
-                session: _Session, stopped_early: bool, execution: str) -> None:
+def _finish_run(
+    spec: RunSpec,
+    run_dir: RunDir,
+    generator: nn.Module,
+    device: torch.device,
+    number: int,
+    session: _Session,
+    stopped_early: bool,
+    execution: str,
+) -> None:
     """The final sample picture and DONE of a run that trained to its end (or ran out of patience)."""
     times = session.times()
     _save_samples(spec, generator, device, run_dir.samples_png, number)
@@ -536,8 +600,15 @@ def _finish_run(spec: RunSpec, run_dir: RunDir, generator: nn.Module, device: to
     run_dir.mark_done("done", step=number, **times, **details)
 
 
-def train(spec: RunSpec, run_dir: RunDir, device: torch.device, data_root: str | None = None,
-          eval_hook: EvalHook | None = None, policy: str = "refuse", style: str = "off") -> dict[str, Any]:
+def train(
+    spec: RunSpec,
+    run_dir: RunDir,
+    device: torch.device,
+    data_root: str | None = None,
+    eval_hook: EvalHook | None = None,
+    policy: str = "refuse",
+    style: str = "off",
+) -> dict[str, Any]:
     """Train one run to `spec.train.steps`, resuming from `run_dir` if it holds a checkpoint.
 
     `policy` says what to do with a run folder trained with other settings (`reconcile`); `style`
@@ -556,12 +627,22 @@ def train(spec: RunSpec, run_dir: RunDir, device: torch.device, data_root: str |
         return _train_loop(spec, run_dir, step, device, eval_hook, style)
 
 
-def _train_loop(spec: RunSpec, run_dir: RunDir, step: _Step, device: torch.device,
-                eval_hook: EvalHook | None, style: str = "off") -> dict[str, Any]:
+def _train_loop(
+    spec: RunSpec,
+    run_dir: RunDir,
+    step: _Step,
+    device: torch.device,
+    eval_hook: EvalHook | None,
+    style: str = "off",
+) -> dict[str, Any]:
     cfg = spec.train
     diagnostic_terms = step.diagnostic_terms()
-    columns = ["step", *step.log_columns(), "imgs_per_s",
-               *(TERM_DIAGNOSTICS[name][0] for name in diagnostic_terms)]
+    columns = [
+        "step",
+        *step.log_columns(),
+        "imgs_per_s",
+        *(TERM_DIAGNOSTICS[name][0] for name in diagnostic_terms),
+    ]
     progress = _Progress(log_sum=torch.zeros(len(step.log_columns()), device=device))
     start = _start_or_resume(spec, run_dir, step, device, progress)
     say(f"{'resuming at step ' + str(start) if start else 'training'} of {cfg.steps} in {run_dir.path}")
@@ -581,8 +662,9 @@ def _train_loop(spec: RunSpec, run_dir: RunDir, step: _Step, device: torch.devic
                 # the only host sync, once per log interval
                 means = (progress.log_sum / progress.log_count).tolist()
                 rate = progress.log_count * cfg.batch_size / (time.perf_counter() - tick)
-                reason = _log_row(run_dir, columns, number, means, rate,
-                                  _diagnostics(step, progress, diagnostic_terms))
+                reason = _log_row(
+                    run_dir, columns, number, means, rate, _diagnostics(step, progress, diagnostic_terms)
+                )
                 if reason:
                     run_dir.mark_done("failed", reason=reason, step=number, **session.times())
                     return run_dir.status()
@@ -591,8 +673,9 @@ def _train_loop(spec: RunSpec, run_dir: RunDir, step: _Step, device: torch.devic
                 progress.log_count, tick = 0, time.perf_counter()
             if spec.eval.every and number % spec.eval.every == 0:
                 with session.evaluating():
-                    stop_early = _periodic_evaluation(spec, run_dir, step, number, eval_hook,
-                                                      progress.selection)
+                    stop_early = _periodic_evaluation(
+                        spec, run_dir, step, number, eval_hook, progress.selection
+                    )
             if number % cfg.checkpoint_every == 0 or number == cfg.steps or stop_early:
                 save_checkpoint(run_dir.checkpoint, _checkpoint_state(step, number, progress, session))
     finally:

@@ -32,17 +32,25 @@ PERSISTENT_CACHE = Path(os.environ.get("GDPP_BENCH_CACHE") or "~/.cache/gdpp-ben
 # every skip for absent data says this; .ci/run fails when it sees it (CI has the data)
 MISSING_DATA = "real data missing"
 RAW_FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
-RAW_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-             "t10k-labels-idx1-ubyte")
+RAW_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 
 
 def tiny_suite(**overrides) -> Suite:
     """A ring8 suite small enough to train in a second on a CPU."""
-    train = TrainConfig(steps=40, batch_size=64, log_every=10, checkpoint_every=10,
-                        update="simultaneous")
+    train = TrainConfig(steps=40, batch_size=64, log_every=10, checkpoint_every=10, update="simultaneous")
     suite = Suite(
-        name="tiny", datasets=("ring8",), variants=("bce", "bce+gdpp@1"), seeds=(0,),
-        model="mlp2d", train=train, eval=EvalConfig(every=20, samples=500),
+        name="tiny",
+        datasets=("ring8",),
+        variants=("bce", "bce+gdpp@1"),
+        seeds=(0,),
+        model="mlp2d",
+        train=train,
+        eval=EvalConfig(every=20, samples=500),
     )
     train_overrides = overrides.pop("train", {})
     suite = dataclasses.replace(suite, **overrides)
@@ -55,6 +63,7 @@ def results(tmp_path: Path) -> Path:
 
 
 # --- real data ----------------------------------------------------------------------------------
+
 
 def _has_raw_files(root: Path, dataset: str) -> bool:
     return all((root / RAW_FOLDERS[dataset] / "raw" / name).is_file() for name in RAW_FILES)
@@ -74,8 +83,10 @@ def real_data_root(dataset: str) -> Path:
     try:
         getattr(datasets, RAW_FOLDERS[dataset])(str(DATA_ROOT), train=True, download=True)
     except Exception as exc:  # offline: any failure means the same
-        pytest.skip(f"{reason}, and downloading it failed ({type(exc).__name__}); "
-                    f"set GDPP_BENCH_DATA to a folder holding {RAW_FOLDERS[dataset]}/raw/")
+        pytest.skip(
+            f"{reason}, and downloading it failed ({type(exc).__name__}); "
+            f"set GDPP_BENCH_DATA to a folder holding {RAW_FOLDERS[dataset]}/raw/"
+        )
     return DATA_ROOT
 
 
@@ -91,6 +102,7 @@ def fashion_root() -> Path:
 
 
 # --- instruments --------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="session")
 def instrument_cache(tmp_path_factory):
@@ -135,6 +147,7 @@ def fashion_classifier(instrument_cache, fashion_root):
 
 # --- the command line -----------------------------------------------------------------------------
 
+
 @dataclasses.dataclass
 class CliResult:
     returncode: int
@@ -173,11 +186,18 @@ def result_lines(stdout: str) -> list[str]:
     return [line for line in stdout.splitlines() if RESULT_LINE.match(line)]
 
 
-def gdpp_bench_process(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
-                       timeout: float = 600) -> subprocess.CompletedProcess:
+def gdpp_bench_process(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
     """The command line as a separate process, where that is the point (signals, a fresh clone)."""
-    return subprocess.run([sys.executable, "-m", "gdpp_bench.cli", *args], capture_output=True,
-                          text=True, cwd=cwd, timeout=timeout, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "gdpp_bench.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 @contextlib.contextmanager
@@ -201,7 +221,7 @@ class Replay(torch.nn.Module):
         self.images, self.position = images, 0
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        out = self.images[self.position:self.position + len(z)]
+        out = self.images[self.position : self.position + len(z)]
         self.position += len(z)
         return out
 
@@ -212,8 +232,15 @@ def replay_context(images_uint8: torch.Tensor, dataset: str, **fields):
     from gdpp_bench.metrics import EvalContext
 
     signed = images_uint8.float() / 127.5 - 1
-    return EvalContext(Replay(signed), DATASETS.get(dataset), torch.device("cpu"), len(signed),
-                       seed=0, data_root=str(DATA_ROOT), **fields)
+    return EvalContext(
+        Replay(signed),
+        DATASETS.get(dataset),
+        torch.device("cpu"),
+        len(signed),
+        seed=0,
+        data_root=str(DATA_ROOT),
+        **fields,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -227,8 +254,9 @@ def random_inception_weights(tmp_path_factory):
         # build the module without any weights: the file it names is never read
         patch.setattr(FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None)
         patch.setattr(torch, "load", lambda *args, **kwargs: {})
-        model = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
-                                            feature_extractor_weights_path="unused")
+        model = FeatureExtractorInceptionV3(
+            "inception-v3-compat", ["2048"], feature_extractor_weights_path="unused"
+        )
     torch.manual_seed(0)
     torch.save(model.state_dict(), path)
     return path

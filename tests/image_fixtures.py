@@ -8,8 +8,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-CIFAR10_LABEL_NAMES = [b"airplane", b"automobile", b"bird", b"cat", b"deer",
-                       b"dog", b"frog", b"horse", b"ship", b"truck"]
+CIFAR10_LABEL_NAMES = [
+    b"airplane",
+    b"automobile",
+    b"bird",
+    b"cat",
+    b"deer",
+    b"dog",
+    b"frog",
+    b"horse",
+    b"ship",
+    b"truck",
+]
 CIFAR10_BATCH_NAMES = [*(f"data_batch_{k}" for k in range(1, 6)), "test_batch"]
 # Colour of everything outside the centred square of a CelebA fixture image: far from every
 # celeba_fixture_color, so a wrong crop shows up in the pixels.
@@ -52,7 +62,7 @@ def _write_jpeg(path: Path, color: tuple[int, int, int], size: tuple[int, int]) 
     pixels[:] = CELEBA_BAND_COLOR
     side = min(width, height)
     top, left = (height - side) // 2, (width - side) // 2
-    pixels[top:top + side, left:left + side] = color
+    pixels[top : top + side, left : left + side] = color
     # Quality 100 without chroma subsampling keeps the solid colours within a grey level or two.
     Image.fromarray(pixels).save(path, quality=100, subsampling=0)
 

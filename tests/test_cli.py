@@ -17,8 +17,9 @@ from gdpp_bench.rundir import RunDir, read_json
 def smoke(tmp_path_factory, mnist_classifier):
     """The CI suite, run once for the module (three datasets x two variants x two seeds)."""
     results = tmp_path_factory.mktemp("smoke") / "results"
-    first = gdpp_bench("run", "--suite", "smoke", "--results", str(results), "--device", "cpu",
-                       "--data-root", str(DATA_ROOT))
+    first = gdpp_bench(
+        "run", "--suite", "smoke", "--results", str(results), "--device", "cpu", "--data-root", str(DATA_ROOT)
+    )
     return results, first
 
 
@@ -46,8 +47,9 @@ def test_smoke_run_trains_and_evaluates_every_run(smoke):
 def test_second_run_skips_finished_runs(smoke):
     results, _ = smoke
     before = {p: p.stat().st_mtime_ns for p in (results / "smoke").glob("**/checkpoint.pt")}
-    second = gdpp_bench("run", "--suite", "smoke", "--results", str(results), "--device", "cpu",
-                        "--data-root", str(DATA_ROOT))
+    second = gdpp_bench(
+        "run", "--suite", "smoke", "--results", str(results), "--device", "cpu", "--data-root", str(DATA_ROOT)
+    )
     assert second.returncode == 0, second.stderr
     lines = result_lines(second.stdout)
     assert len(lines) == 12 and all("skipped (done)" in line for line in lines)
@@ -68,14 +70,16 @@ def test_report_numbers_come_from_the_runs(smoke):
     assert {"classes", "fid", "is", "kid", "precision", "recall", "density", "coverage"} <= set(mnist.metric)
     for (dataset, variant), group in runs[runs["dataset"] != "mnist"].groupby(["dataset", "variant"]):
         for metric in ("modes", "hq_percent"):
-            row = summary[(summary.dataset == dataset) & (summary.variant == variant)
-                          & (summary.metric == metric)].iloc[0]
+            row = summary[
+                (summary.dataset == dataset) & (summary.variant == variant) & (summary.metric == metric)
+            ].iloc[0]
             assert row["mean"] == pytest.approx(group[metric].mean())
             assert row["std"] == pytest.approx(group[metric].std(ddof=1))
             assert row["n"] == 2
     # a run's headline is the mean of its last 4 periodic evaluations (evals.csv); the final
     # checkpoint's numbers (metrics.json) stay beside it
     import json
+
     for record in runs.itertuples():
         run = results / "smoke" / record.run
         values = json.loads((run / "metrics.json").read_text())["values"]
@@ -88,8 +92,9 @@ def test_report_numbers_come_from_the_runs(smoke):
     assert "| bce+gdpp@1 vs bce | modes ↑ | n too small to decide: at n = 2" in claims
     # --last-k 1: the last evaluation, which measured the final checkpoint; run folders untouched
     before = {p: p.stat().st_mtime_ns for p in (results / "smoke").glob("*/*/seed-*/*")}
-    again = gdpp_bench("report", "--suite", "smoke", "--results", str(results), "--last-k", "1",
-                       "--no-figures")
+    again = gdpp_bench(
+        "report", "--suite", "smoke", "--results", str(results), "--last-k", "1", "--no-figures"
+    )
     assert again.returncode == 0, again.stderr
     last = pd.read_csv(report / "runs.csv")
     assert (last["modes"].dropna() == last["final_modes"].dropna()).all()
@@ -107,6 +112,7 @@ def test_report_numbers_come_from_the_runs(smoke):
 def test_smoke_image_runs_record_every_metric_with_its_protocol(smoke):
     results, _ = smoke
     import json
+
     for path in (results / "smoke" / "mnist").glob("*/seed-*/metrics.json"):
         record = json.loads(path.read_text())
         assert set(record["protocol"]) == {"mnist_classes", "fidelity"}
@@ -115,8 +121,17 @@ def test_smoke_image_runs_record_every_metric_with_its_protocol(smoke):
         assert (fidelity["generated_samples"], fidelity["real_samples"]) == (200, 500)
         assert fidelity["reference_split"] == "train" and fidelity["checkpoint"] == "checkpoint.pt"
         assert len(fidelity["extractor_weights_sha256"]) == 64 and fidelity["wall_s"] > 0
-        assert fidelity["values"] == ["fid", "is", "is_std", "kid", "kid_std", "precision", "recall",
-                                      "density", "coverage"]
+        assert fidelity["values"] == [
+            "fid",
+            "is",
+            "is_std",
+            "kid",
+            "kid_std",
+            "precision",
+            "recall",
+            "density",
+            "coverage",
+        ]
         assert all(math.isfinite(record["values"][k]) for k in fidelity["values"])
         assert record["values"]["fid"] > 0
 
@@ -134,23 +149,38 @@ def test_evaluate_reuses_metrics_unless_forced(smoke):
 def test_list_shows_every_registry():
     shown = gdpp_bench("list")
     assert shown.returncode == 0
-    for expected in ("bce", "hinge", "wgan-gp", "gdpp-si", "mlp2d", "ring8", "grid25",
-                     "modes2d", "smoke", "synthetic"):
+    for expected in (
+        "bce",
+        "hinge",
+        "wgan-gp",
+        "gdpp-si",
+        "mlp2d",
+        "ring8",
+        "grid25",
+        "modes2d",
+        "smoke",
+        "synthetic",
+    ):
         assert expected in shown.stdout
 
 
-@pytest.mark.parametrize("args,message", [
-    (["run", "--suite", "nope"], "error: unknown suite 'nope'; known: "),
-    (["run", "--suite", "smoke", "--variants", "bce+gdp"],
-     "error: unknown diversity term or discriminator modifier 'gdp'"),
-    (["run", "--suite", "smoke", "--variants", "pacgan3"], "error: batch size 128 is not a multiple of"),
-    (["run", "--suite", "smoke", "--datasets", "cifar10"], "error: --datasets: cifar10 not in suite"),
-    (["run", "--suite", "smoke", "--variants", "bce+gdpp@x"], "error: malformed weight 'x'"),
-    (["run", "--suite", "smoke", "--seeds", "0,a"], "error: --seeds takes integers"),
-    (["run", "--suite", "smoke", "--steps", "0"], "error: --steps must be >= 1"),
-    (["run", "--suite", "smoke", "--device", "tpu"], "error: "),
-    (["report", "--suite", "ring8", "--results", "nowhere"], "error: no results for suite 'ring8'"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["run", "--suite", "nope"], "error: unknown suite 'nope'; known: "),
+        (
+            ["run", "--suite", "smoke", "--variants", "bce+gdp"],
+            "error: unknown diversity term or discriminator modifier 'gdp'",
+        ),
+        (["run", "--suite", "smoke", "--variants", "pacgan3"], "error: batch size 128 is not a multiple of"),
+        (["run", "--suite", "smoke", "--datasets", "cifar10"], "error: --datasets: cifar10 not in suite"),
+        (["run", "--suite", "smoke", "--variants", "bce+gdpp@x"], "error: malformed weight 'x'"),
+        (["run", "--suite", "smoke", "--seeds", "0,a"], "error: --seeds takes integers"),
+        (["run", "--suite", "smoke", "--steps", "0"], "error: --steps must be >= 1"),
+        (["run", "--suite", "smoke", "--device", "tpu"], "error: "),
+        (["report", "--suite", "ring8", "--results", "nowhere"], "error: no results for suite 'ring8'"),
+    ],
+)
 def test_user_errors_are_one_line_and_exit_2(tmp_path, args, message):
     done = gdpp_bench(*args, cwd=tmp_path)
     assert done.returncode == 2
@@ -161,8 +191,22 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path, args, message):
 
 def test_corrupt_checkpoint_is_named_and_left_alone(tmp_path):
     results = tmp_path / "results"
-    args = ["run", "--suite", "ring8", "--results", str(results), "--device", "cpu",
-            "--variants", "bce", "--seeds", "0", "--steps", "20", "--no-cuda-graph"]
+    args = [
+        "run",
+        "--suite",
+        "ring8",
+        "--results",
+        str(results),
+        "--device",
+        "cpu",
+        "--variants",
+        "bce",
+        "--seeds",
+        "0",
+        "--steps",
+        "20",
+        "--no-cuda-graph",
+    ]
     assert gdpp_bench(*args).returncode == 0
     run_dir = RunDir(results / "ring8" / "bce" / "seed-0")
     assert read_json(run_dir.config)["spec"]["train"]["cuda_graph"] is False
@@ -198,15 +242,28 @@ def test_bare_command_prints_help_and_version_works():
 
 def test_list_shows_each_suite_with_its_description():
     shown = gdpp_bench("list").stdout.splitlines()
-    suites = shown[shown.index("suites:") + 1:]
+    suites = shown[shown.index("suites:") + 1 :]
     assert any(line.split() == ["ring8", "8-mode", "ring,", *line.split()[3:]] for line in suites)
     smoke = next(line for line in suites if line.split()[0] == "smoke")
     assert "CI smoke test" in smoke
 
 
 def test_progress_lines_name_the_run_its_folder_and_the_step(tmp_path):
-    done = gdpp_bench("run", "--suite", "ring8", "--device", "cpu", "--variants", "bce", "--seeds", "0",
-                      "--steps", "500", "--results", str(tmp_path))
+    done = gdpp_bench(
+        "run",
+        "--suite",
+        "ring8",
+        "--device",
+        "cpu",
+        "--variants",
+        "bce",
+        "--seeds",
+        "0",
+        "--steps",
+        "500",
+        "--results",
+        str(tmp_path),
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[1] == f"bce/seed-0: training of 500 in {tmp_path / 'ring8' / 'bce' / 'seed-0'}"

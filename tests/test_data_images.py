@@ -81,8 +81,7 @@ def test_real_mnist_splits(mnist_root, fashion_root, name: str, split: str) -> N
 
 
 @pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
-def test_mnist_sampler_draws_training_images_with_the_generator(mnist_root, fashion_root,
-                                                                 name: str) -> None:
+def test_mnist_sampler_draws_training_images_with_the_generator(mnist_root, fashion_root, name: str) -> None:
     images, _ = load_split(name, DATA_ROOT, "train")
     sampler = DATASETS.get(name).sampler(CPU, str(DATA_ROOT))
     batch = sampler.sample(256, seeded(3))
@@ -147,7 +146,7 @@ def test_cifar10_reads_the_pickles_without_torchvision(tmp_path: Path, monkeypat
         assert labels is not None and labels.tolist() == [v for b in batches for v in written[b][b"labels"]]
         # Rows are 1024 red, then 1024 green, then 1024 blue bytes, each plane row-major.
         for channel in range(3):
-            plane = rows[:, channel * 1024:(channel + 1) * 1024].reshape(-1, 32, 32)
+            plane = rows[:, channel * 1024 : (channel + 1) * 1024].reshape(-1, 32, 32)
             assert torch.equal(images[:, channel], torch.from_numpy(plane))
         assert images[1, 2, 5, 7].item() == rows[1, 2 * 1024 + 5 * 32 + 7]
 
@@ -196,8 +195,9 @@ def expected_colors(indices: list[int], resolution: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("size", [(178, 218), (48, 64), (64, 48)])
-def test_celeba_aligned_layout_crops_resizes_and_keeps_the_partition(tmp_path: Path, monkeypatch,
-                                                                     size: tuple[int, int]) -> None:
+def test_celeba_aligned_layout_crops_resizes_and_keeps_the_partition(
+    tmp_path: Path, monkeypatch, size: tuple[int, int]
+) -> None:
     monkeypatch.setenv("GDPP_BENCH_CACHE", str(tmp_path / "cache"))
     partition = write_celeba_fixture(tmp_path / "data", n=24, size=size)
     for name, resolution in [("celeba", 32), ("celeba64", 64)]:

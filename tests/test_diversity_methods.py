@@ -23,8 +23,15 @@ from gdpp_bench.train import train
 
 CPU = torch.device("cpu")
 SHAPES = {"mlp2d": (2,), "dcgan28": (1, 28, 28), "dcgan32": (3, 32, 32)}
-DIVERSITY_VARIANTS = ["bce", "bce+gdpp@1", "bce+pacgan2", "bce+ms@1", "bce+mbstd", "wgan-gp",
-                      "wgan-gp+gdpp@1"]
+DIVERSITY_VARIANTS = [
+    "bce",
+    "bce+gdpp@1",
+    "bce+pacgan2",
+    "bce+ms@1",
+    "bce+mbstd",
+    "wgan-gp",
+    "wgan-gp+gdpp@1",
+]
 
 
 @pytest.mark.parametrize("model", sorted(SHAPES))
@@ -71,8 +78,12 @@ def test_minibatch_stddev_channel_is_the_group_standard_deviation():
     same = MinibatchStdDev(4)(x[:1].expand(8, 3, 5, 5))
     torch.testing.assert_close(same[:, 3], torch.full((8, 5, 5), 1e-4))  # sqrt(eps): no variety
     vectors = MinibatchStdDev(2)(torch.tensor([[0.0, 0.0], [1.0, 1.0], [2.0, 4.0], [1.0, 1.0]]))
-    torch.testing.assert_close(vectors[:, 2], torch.tensor([1.5, 0.0, 1.5, 0.0]) + torch.tensor(
-        [0.0, 1e-4, 0.0, 1e-4]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        vectors[:, 2],
+        torch.tensor([1.5, 0.0, 1.5, 0.0]) + torch.tensor([0.0, 1e-4, 0.0, 1e-4]),
+        atol=1e-6,
+        rtol=0,
+    )
 
 
 @pytest.mark.parametrize("model", sorted(SHAPES))
@@ -121,29 +132,36 @@ def test_gradient_penalty_of_a_packing_discriminator_is_per_pack():
     torch.testing.assert_close(penalty, (grad.norm(dim=1) - 1).pow(2).mean())
 
 
-@pytest.mark.parametrize("text,canonical", [
-    ("pacgan2", "bce+pacgan2"),
-    ("pac4", "bce+pacgan4"),
-    ("mbstd", "bce+mbstd"),
-    ("bce+mbstd8", "bce+mbstd8"),
-    ("bce+gdpp@1+ms@0.5", "bce+gdpp@1+ms@0.5"),
-    ("wgan-gp+pacgan2+gdpp", "wgan-gp+pacgan2+gdpp@1"),
-    ("hinge+pacgan3+mbstd+gdpp@2", "hinge+mbstd+pacgan3+gdpp@2"),
-])
+@pytest.mark.parametrize(
+    "text,canonical",
+    [
+        ("pacgan2", "bce+pacgan2"),
+        ("pac4", "bce+pacgan4"),
+        ("mbstd", "bce+mbstd"),
+        ("bce+mbstd8", "bce+mbstd8"),
+        ("bce+gdpp@1+ms@0.5", "bce+gdpp@1+ms@0.5"),
+        ("wgan-gp+pacgan2+gdpp", "wgan-gp+pacgan2+gdpp@1"),
+        ("hinge+pacgan3+mbstd+gdpp@2", "hinge+mbstd+pacgan3+gdpp@2"),
+    ],
+)
 def test_variants_combine_terms_and_discriminator_modifiers(text, canonical):
     variant = parse_variant(text)
     assert str(variant) == canonical and parse_variant(canonical) == variant
     assert discriminator_options(variant.discriminator).pack == (
-        int(canonical.split("pacgan")[1][0]) if "pacgan" in canonical else 1)
+        int(canonical.split("pacgan")[1][0]) if "pacgan" in canonical else 1
+    )
 
 
-@pytest.mark.parametrize("text,message", [
-    ("pacgan1", "needs a number >= 2"),
-    ("bce+pacgan2+pac4", "'pacgan' appears twice"),
-    ("bce+mbstd+mbstd", "'mbstd' appears twice"),
-    ("bce+pacgan2@1", "unknown diversity term or discriminator modifier 'pacgan2'"),
-    ("ms", "unknown adversarial loss 'ms'"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("pacgan1", "needs a number >= 2"),
+        ("bce+pacgan2+pac4", "'pacgan' appears twice"),
+        ("bce+mbstd+mbstd", "'mbstd' appears twice"),
+        ("bce+pacgan2@1", "unknown diversity term or discriminator modifier 'pacgan2'"),
+        ("ms", "unknown adversarial loss 'ms'"),
+    ],
+)
 def test_bad_modifier_variants_name_the_problem(text, message):
     with pytest.raises(UserError, match=message):
         parse_variant(text)
@@ -183,9 +201,23 @@ def test_diversity_suite_runs_the_issue_variants_on_three_datasets():
 
 def test_every_method_trains_in_the_smoke_path_and_the_report_shows_them(tmp_path, mnist_classifier):
     results = tmp_path / "results"
-    done = gdpp_bench("run", "--suite", "smoke", "--results", str(results), "--device", "cpu",
-                      "--variants", ",".join(DIVERSITY_VARIANTS), "--seeds", "0", "--steps", "2",
-                      "--eval-samples", "64")
+    done = gdpp_bench(
+        "run",
+        "--suite",
+        "smoke",
+        "--results",
+        str(results),
+        "--device",
+        "cpu",
+        "--variants",
+        ",".join(DIVERSITY_VARIANTS),
+        "--seeds",
+        "0",
+        "--steps",
+        "2",
+        "--eval-samples",
+        "64",
+    )
     assert done.returncode == 0, done.stderr
     for dataset in ("ring8", "grid25", "mnist"):
         for variant in DIVERSITY_VARIANTS:

@@ -41,6 +41,7 @@ def device_once_peer_started(folder: str) -> tuple[int, str | None]:
 
 # --- local -----------------------------------------------------------------------------------------
 
+
 def test_one_local_worker_runs_inline():
     executor = LocalExecutor(1)
     assert isinstance(executor._inner, InlineExecutor)
@@ -70,8 +71,11 @@ def test_local_workers_are_pinned_and_return_results_and_exceptions(tmp_path):
     try:
         pinned = [executor.submit(device_once_peer_started, str(tmp_path)) for _ in range(2)]
         seen = dict(future.result(timeout=120) for future in pinned)
-        futures = [executor.submit(operator.add, 1, 2), executor.submit(operator.truediv, 1, 0),
-                   executor.submit(os.getpid)]
+        futures = [
+            executor.submit(operator.add, 1, 2),
+            executor.submit(operator.truediv, 1, 0),
+            executor.submit(os.getpid),
+        ]
         assert futures[0].result(timeout=60) == 3
         assert isinstance(futures[1].exception(timeout=60), ZeroDivisionError)
         assert futures[2].result(timeout=60) in seen
@@ -93,6 +97,7 @@ def test_workers_are_pinned_only_for_cuda_with_several_gpus(monkeypatch):
 
 
 # --- choosing --------------------------------------------------------------------------------------
+
 
 def test_unknown_executor_names_the_known_ones():
     with pytest.raises(UserError, match="known executors: local, slurm"):
@@ -120,6 +125,7 @@ def test_slurm_asks_for_gpus_only_for_gpu_runs(tmp_path):
 
 
 # --- slurm through submitit ------------------------------------------------------------------------
+
 
 def test_slurm_array_returns_results_and_exceptions(tmp_path):
     executor = SlurmExecutor(tmp_path / "%j", cluster="local", gpus_per_run=0, time_min=10, poll_s=0.2)
@@ -175,8 +181,11 @@ def fake_slurm(tmp_path, monkeypatch):
     with the environment Slurm gives them. Returns the folder of the recorded sbatch scripts."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for name, body in [("sbatch", FAKE_SBATCH), ("srun", "sys.exit(1)"),
-                       ("sacct", "print('JobID|State|NodeList')")]:
+    for name, body in [
+        ("sbatch", FAKE_SBATCH),
+        ("srun", "sys.exit(1)"),
+        ("sacct", "print('JobID|State|NodeList')"),
+    ]:
         path = bin_dir / name
         path.write_text(f"#!{sys.executable}\nimport sys\n{body}")
         path.chmod(0o755)
@@ -186,17 +195,36 @@ def fake_slurm(tmp_path, monkeypatch):
 
 
 def test_runs_go_to_slurm_as_one_array_with_the_options(tmp_path, fake_slurm):
-    executor = make_executor("slurm", folder=tmp_path / "logs" / "%j", partition="gpu", time_min=90,
-                             gpus_per_run=1, cpus_per_run=3, array_parallelism=2, mem_gb=16,
-                             poll_s=0.2)
-    futures = [executor.submit(operator.add, 1, 2), executor.submit(operator.truediv, 1, 0),
-               executor.submit(os.getenv, "SLURM_ARRAY_TASK_ID")]
+    executor = make_executor(
+        "slurm",
+        folder=tmp_path / "logs" / "%j",
+        partition="gpu",
+        time_min=90,
+        gpus_per_run=1,
+        cpus_per_run=3,
+        array_parallelism=2,
+        mem_gb=16,
+        poll_s=0.2,
+    )
+    futures = [
+        executor.submit(operator.add, 1, 2),
+        executor.submit(operator.truediv, 1, 0),
+        executor.submit(os.getenv, "SLURM_ARRAY_TASK_ID"),
+    ]
     executor.shutdown()
     assert futures[0].result() == 3 and futures[2].result() == "2"
     assert isinstance(futures[1].exception(), ZeroDivisionError)
     (script,) = [path.read_text() for path in fake_slurm.iterdir()]  # one sbatch for all three
-    for line in ["--array=0-2%2", "--partition=gpu", "--time=90", "--gpus-per-node=1",
-                 "--cpus-per-task=3", "--mem=16GB", "--signal=USR2@90", "--job-name=gdpp-bench"]:
+    for line in [
+        "--array=0-2%2",
+        "--partition=gpu",
+        "--time=90",
+        "--gpus-per-node=1",
+        "--cpus-per-task=3",
+        "--mem=16GB",
+        "--signal=USR2@90",
+        "--job-name=gdpp-bench",
+    ]:
         assert f"#SBATCH {line}\n" in script
     assert [job.job_id for job in executor.jobs] == ["4001_0", "4001_1", "4001_2"]
 
@@ -236,6 +264,7 @@ def test_timed_out_task_is_requeued_with_the_same_call():
 
 # --- a run is the same whatever the executor -------------------------------------------------------
 
+
 def _run_all(executor, specs, results: Path) -> list[dict]:
     from gdpp_bench.pipeline import run_one  # not at the top: pool workers import this module
 
@@ -259,8 +288,9 @@ def one_thread(monkeypatch):
 def test_runs_through_slurm_equal_runs_in_process(tmp_path, one_thread):
     specs = expand(tiny_suite(train={"steps": 10, "log_every": 5, "checkpoint_every": 5}))
     inline = _run_all(InlineExecutor(), specs, tmp_path / "inline")
-    slurm = SlurmExecutor(tmp_path / "submitit" / "%j", cluster="local", gpus_per_run=0, time_min=10,
-                          poll_s=0.2)
+    slurm = SlurmExecutor(
+        tmp_path / "submitit" / "%j", cluster="local", gpus_per_run=0, time_min=10, poll_s=0.2
+    )
     remote = _run_all(slurm, specs, tmp_path / "slurm")
     assert len(slurm.jobs) == len(specs) == 2
     assert [o["key"] for o in remote] == [o["key"] for o in inline]
@@ -274,8 +304,9 @@ def test_runs_through_slurm_equal_runs_in_process(tmp_path, one_thread):
         values = [json.loads((d / "metrics.json").read_text())["values"] for d in dirs]
         assert values[0] == values[1] and values[0]
     # a rerun skips the finished runs (submitit's in-process cluster, to spare process starts)
-    again = _run_all(SlurmExecutor(tmp_path / "debug", cluster="debug", poll_s=0.05), specs,
-                     tmp_path / "slurm")
+    again = _run_all(
+        SlurmExecutor(tmp_path / "debug", cluster="debug", poll_s=0.05), specs, tmp_path / "slurm"
+    )
     assert all(outcome["skipped"] for outcome in again)
 
 
@@ -305,8 +336,19 @@ def test_workers_2_on_the_command_line_give_the_runs_of_a_sequential_call(tmp_pa
 
     from gdpp_bench.rundir import find_run_dirs, read_json
 
-    args = ["run", "--suite", "ring8", "--device", "cpu", "--steps", "30", "--seeds", "0,1",
-            "--variants", "bce,bce+gdpp"]
+    args = [
+        "run",
+        "--suite",
+        "ring8",
+        "--device",
+        "cpu",
+        "--steps",
+        "30",
+        "--seeds",
+        "0,1",
+        "--variants",
+        "bce,bce+gdpp",
+    ]
     threads = max(1, (os.cpu_count() or 1) // 2)
     for name, extra in (("sequential", []), ("parallel", ["--workers", "2"])):
         with torch_threads(threads):  # the workers' count, for the sequential call in this process
@@ -314,8 +356,9 @@ def test_workers_2_on_the_command_line_give_the_runs_of_a_sequential_call(tmp_pa
         assert done.returncode == 0, done.stderr
     sequential = find_run_dirs(tmp_path / "sequential" / "ring8")
     parallel = find_run_dirs(tmp_path / "parallel" / "ring8")
-    assert [r.path.relative_to(tmp_path / "sequential") for r in sequential] == \
-        [r.path.relative_to(tmp_path / "parallel") for r in parallel]
+    assert [r.path.relative_to(tmp_path / "sequential") for r in sequential] == [
+        r.path.relative_to(tmp_path / "parallel") for r in parallel
+    ]
     assert len(sequential) == 4
     for one, other in zip(sequential, parallel, strict=True):
         weights = [torch.load(r.checkpoint, weights_only=True)["generator"] for r in (one, other)]
@@ -329,10 +372,11 @@ def _without_rate(log) -> list[list[str]]:
     """log.csv's rows without the imgs_per_s column (a timing, the one field that may differ)."""
     rows = [row.split(",") for row in log.read_text().splitlines()]
     rate = rows[0].index("imgs_per_s")
-    return [row[:rate] + row[rate + 1:] for row in rows]
+    return [row[:rate] + row[rate + 1 :] for row in rows]
 
 
 # --- Ctrl-C ---------------------------------------------------------------------------------------
+
 
 def test_abort_cancels_the_array_tasks_and_submits_nothing_more(tmp_path):
     executor = SlurmExecutor(tmp_path / "%j", cluster="local", gpus_per_run=0, time_min=10, poll_s=0.2)

@@ -27,8 +27,9 @@ def offline(monkeypatch):
 
 
 def _fidelity(images, dataset="mnist", **fields):
-    ctx = replay_context(images, dataset, fidelity_samples=len(images), real_samples=N,
-                         reference_split="test", **fields)
+    ctx = replay_context(
+        images, dataset, fidelity_samples=len(images), real_samples=N, reference_split="test", **fields
+    )
     return fidelity_metric(ctx), ctx.notes["fidelity"]
 
 
@@ -38,8 +39,17 @@ def test_real_digits_score_well_and_one_repeated_digit_badly(mnist_root, mnist_c
     real, protocol = _fidelity(train[:N])  # against a 1,000-image subset of the test split
     collapsed, _ = _fidelity(train[:1].repeat(N, 1, 1, 1))
     print({k: round(v, 4) for k, v in real.items()}, {k: round(v, 4) for k, v in collapsed.items()})
-    assert set(real) == {"fid", "is", "is_std", "kid", "kid_std", "precision", "recall", "density",
-                         "coverage"}
+    assert set(real) == {
+        "fid",
+        "is",
+        "is_std",
+        "kid",
+        "kid_std",
+        "precision",
+        "recall",
+        "density",
+        "coverage",
+    }
     assert all(math.isfinite(v) for v in [*real.values(), *collapsed.values()])
     assert collapsed["fid"] > 20 * real["fid"] and collapsed["kid"] > 20 * real["kid"]
     assert real["is"] > 8.5 and collapsed["is"] == pytest.approx(1.0, abs=1e-3)
@@ -53,8 +63,9 @@ def test_real_digits_score_well_and_one_repeated_digit_badly(mnist_root, mnist_c
     assert protocol["classifier"]["test_accuracy"] >= 0.99
 
 
-def test_real_statistics_are_cached_and_generated_ones_are_not(mnist_root, mnist_classifier, offline,
-                                                               tmp_path, monkeypatch):
+def test_real_statistics_are_cached_and_generated_ones_are_not(
+    mnist_root, mnist_classifier, offline, tmp_path, monkeypatch
+):
     cache = tmp_path / "fidelity"
     monkeypatch.setattr(measure, "fidelity_cache_dir", lambda: cache)
     train, _ = load_split("mnist", DATA_ROOT, "train")
@@ -82,11 +93,13 @@ def test_precision_recall_with_cached_radii_equal_torch_fidelity(monkeypatch, ba
 
 
 def test_protocol_paper_asks_for_50000_samples():
-    ctx = replay_context(torch.zeros(4, 1, 28, 28, dtype=torch.uint8), "mnist",
-                         options=EvalOptions(protocol="paper"))
+    ctx = replay_context(
+        torch.zeros(4, 1, 28, 28, dtype=torch.uint8), "mnist", options=EvalOptions(protocol="paper")
+    )
     assert ctx.fidelity_counts() == (50_000, 50_000)
-    assert replay_context(torch.zeros(4, 1, 28, 28, dtype=torch.uint8), "mnist",
-                          fidelity_samples=7, real_samples=9).fidelity_counts() == (7, 9)
+    assert replay_context(
+        torch.zeros(4, 1, 28, 28, dtype=torch.uint8), "mnist", fidelity_samples=7, real_samples=9
+    ).fidelity_counts() == (7, 9)
 
 
 def test_stacked_mnist_features_cover_all_three_channels(mnist_root, mnist_classifier, offline):
@@ -111,8 +124,9 @@ def test_inception_path_runs_with_a_local_weights_file(random_inception_weights,
     extractor = measure.extractor_for("cifar10", None, weights)
     assert extractor.name == "inception-v3-compat"
     assert extractor.weights_sha256 == measure.weights_sha256(weights)
-    values = measure.fidelity_metrics(fake, real, "test-random-inception", extractor, torch.device("cpu"),
-                                      batch_size=6)
+    values = measure.fidelity_metrics(
+        fake, real, "test-random-inception", extractor, torch.device("cpu"), batch_size=6
+    )
     assert set(values) >= {"fid", "is", "kid", "precision", "recall", "density", "coverage"}
     assert math.isfinite(values["fid"]) and values["fid"] >= 0
 
@@ -139,8 +153,15 @@ def test_ivom_metric_reconstructs_real_test_images(mnist_root, offline):
 
     torch.manual_seed(0)
     generator, _ = MODELS.get("dcgan28")((1, 28, 28))
-    ctx = EvalContext(generator, measure_dataset("mnist"), torch.device("cpu"), 10, seed=3,
-                      data_root=str(DATA_ROOT), ivom_images=6)
+    ctx = EvalContext(
+        generator,
+        measure_dataset("mnist"),
+        torch.device("cpu"),
+        10,
+        seed=3,
+        data_root=str(DATA_ROOT),
+        ivom_images=6,
+    )
     values = METRICS.get("ivom")(ctx)
     assert set(values) == {"ivom_mse", "ivom_mse_std"}
     assert 0 < values["ivom_mse"] < 1 and math.isfinite(values["ivom_mse_std"])

@@ -12,9 +12,9 @@ from gdpp_bench.losses import gdpp as gdpp_module
 from gdpp_bench.losses import gdpp_loss, gdpp_si_loss
 
 
-def reference_gdpp(phi_fake: torch.Tensor, phi_real: torch.Tensor, sign_invariant=False,
-                   eigh_dtype=None):
+def reference_gdpp(phi_fake: torch.Tensor, phi_real: torch.Tensor, sign_invariant=False, eigh_dtype=None):
     """The issue's six steps, written out one matrix at a time."""
+
     def eig(phi):
         u = phi / phi.norm(dim=1, keepdim=True).clamp_min(1e-12)
         kernel = u @ u.T
@@ -186,7 +186,7 @@ def test_eigh_gradient_matches_torch_where_eigenvalues_are_distinct():
 
     def objective(values, vectors):
         # sign-invariant in each eigenvector, so both autograd paths see the same function
-        return (values ** 2).sum() + ((vectors ** 2) * weights).sum()
+        return (values**2).sum() + ((vectors**2) * weights).sum()
 
     values, vectors, real_values, real_vectors = gdpp_module._paired_eigh(fake, kernels[1])
     (ours,) = torch.autograd.grad(objective(values, vectors), fake, retain_graph=True)
@@ -194,8 +194,7 @@ def test_eigh_gradient_matches_torch_where_eigenvalues_are_distinct():
     torch.testing.assert_close(ours + ours.T, torchs + torchs.T)
     torch.testing.assert_close(real_values, torch.linalg.eigvalsh(kernels[1]))
     # nothing flows from the real side's eigenpairs back into the fake kernel
-    (through_real,) = torch.autograd.grad(real_values.sum() + real_vectors.sum(), fake,
-                                          allow_unused=True)
+    (through_real,) = torch.autograd.grad(real_values.sum() + real_vectors.sum(), fake, allow_unused=True)
     assert through_real is None or not through_real.any()
 
 

@@ -26,20 +26,46 @@ def fixture_root(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("suite,grid_side", [
-    ("mnist", 28), ("fashion-mnist", 28), ("stacked-mnist", 28), ("cifar10", 32), ("celeba", 32),
-])
-def test_image_suite_trains_a_few_steps(request, tmp_path, fixture_root, random_inception_weights, suite,
-                                        grid_side):
+@pytest.mark.parametrize(
+    "suite,grid_side",
+    [
+        ("mnist", 28),
+        ("fashion-mnist", 28),
+        ("stacked-mnist", 28),
+        ("cifar10", 32),
+        ("celeba", 32),
+    ],
+)
+def test_image_suite_trains_a_few_steps(
+    request, tmp_path, fixture_root, random_inception_weights, suite, grid_side
+):
     # the session's instrument cache (GDPP_BENCH_CACHE) holds the classifier the MNIST family's
     # metrics use
     if "mnist" in suite:
         request.getfixturevalue("fashion_classifier" if suite == "fashion-mnist" else "mnist_classifier")
     root = DATA_ROOT if "mnist" in suite else fixture_root
     results = tmp_path / "results"
-    done = gdpp_bench("run", "--suite", suite, "--data-root", str(root), "--results", str(results),
-                      "--steps", "6", "--variants", "bce+gdpp", "--seeds", "0", "--device", "cpu",
-                      "--eval-samples", "16", "--inception-weights", str(random_inception_weights))
+    done = gdpp_bench(
+        "run",
+        "--suite",
+        suite,
+        "--data-root",
+        str(root),
+        "--results",
+        str(results),
+        "--steps",
+        "6",
+        "--variants",
+        "bce+gdpp",
+        "--seeds",
+        "0",
+        "--device",
+        "cpu",
+        "--eval-samples",
+        "16",
+        "--inception-weights",
+        str(random_inception_weights),
+    )
     assert done.returncode == 0, done.stderr
     run = RunDir(results / suite / "bce+gdpp@1" / "seed-0")
     assert (run.status()["status"], run.status()["step"]) == ("done", 6)
@@ -59,8 +85,9 @@ def test_image_suite_trains_a_few_steps(request, tmp_path, fixture_root, random_
         assert 1 <= record["values"]["modes"] <= 16
         assert record["protocol"]["stacked_mnist_modes"]["generated_samples"] == 16
     fidelity = record["protocol"]["fidelity"]
-    assert fidelity["extractor"] == ("inception-v3-compat" if root == fixture_root
-                                     else f"gdpp-{suite}-classifier")
+    assert fidelity["extractor"] == (
+        "inception-v3-compat" if root == fixture_root else f"gdpp-{suite}-classifier"
+    )
     assert fidelity["generated_samples"] == 16 and fidelity["real_samples"] <= 16
     assert record["values"]["fid"] > 0
     if suite == "cifar10":  # IvOM on the fixture's 8 test images
@@ -70,16 +97,33 @@ def test_image_suite_trains_a_few_steps(request, tmp_path, fixture_root, random_
         assert 1 <= record["values"]["classes"] <= 10
 
 
-@pytest.mark.parametrize("suite,looked_at", [
-    ("mnist", "MNIST/raw/train-images-idx3-ubyte"),
-    ("cifar10", "cifar-10-batches-py"),
-    ("celeba", "img_align_celeba"),
-])
+@pytest.mark.parametrize(
+    "suite,looked_at",
+    [
+        ("mnist", "MNIST/raw/train-images-idx3-ubyte"),
+        ("cifar10", "cifar-10-batches-py"),
+        ("celeba", "img_align_celeba"),
+    ],
+)
 def test_missing_data_root_is_one_line(tmp_path, suite, looked_at):
     empty = tmp_path / "nothing-here"
-    done = gdpp_bench("run", "--suite", suite, "--data-root", str(empty), "--results",
-                      str(tmp_path / "results"), "--steps", "2", "--variants", "bce", "--seeds", "0",
-                      "--device", "cpu")
+    done = gdpp_bench(
+        "run",
+        "--suite",
+        suite,
+        "--data-root",
+        str(empty),
+        "--results",
+        str(tmp_path / "results"),
+        "--steps",
+        "2",
+        "--variants",
+        "bce",
+        "--seeds",
+        "0",
+        "--device",
+        "cpu",
+    )
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in done.stderr
@@ -87,8 +131,9 @@ def test_missing_data_root_is_one_line(tmp_path, suite, looked_at):
     assert str(empty) in lines[0] and looked_at in lines[0]
 
 
-def test_selection_and_reporting_never_read_the_same_reference_images(tmp_path, mnist_classifier,
-                                                                      monkeypatch):
+def test_selection_and_reporting_never_read_the_same_reference_images(
+    tmp_path, mnist_classifier, monkeypatch
+):
     """eval.select picks best.pt against the training split; best.pt is then measured once against
     the test split, and metrics.json says so: no reported number comes from the images that chose
     the checkpoint."""
@@ -101,11 +146,24 @@ def test_selection_and_reporting_never_read_the_same_reference_images(tmp_path, 
         return images
 
     monkeypatch.setattr(fidelity, "real_reference", recording)
-    suite = Suite(name="select", datasets=("mnist",), variants=("bce",), seeds=(0,), model="dcgan28",
-                  train=TrainConfig(steps=4, batch_size=16, log_every=2, checkpoint_every=2,
-                                    lr_g=3e-4, lr_d=3e-4),
-                  eval=EvalConfig(every=2, metrics=("fidelity",), select="fid", select_mode="min",
-                                  samples=64, fidelity_samples=64, real_samples=300, grid_samples=4))
+    suite = Suite(
+        name="select",
+        datasets=("mnist",),
+        variants=("bce",),
+        seeds=(0,),
+        model="dcgan28",
+        train=TrainConfig(steps=4, batch_size=16, log_every=2, checkpoint_every=2, lr_g=3e-4, lr_d=3e-4),
+        eval=EvalConfig(
+            every=2,
+            metrics=("fidelity",),
+            select="fid",
+            select_mode="min",
+            samples=64,
+            fidelity_samples=64,
+            real_samples=300,
+            grid_samples=4,
+        ),
+    )
     (spec,) = expand(suite)
     run_specs([spec], tmp_path, str(DATA_ROOT), "cpu")
     run = RunDir(tmp_path / "select" / spec.key)

@@ -33,8 +33,10 @@ from gdpp_bench.metrics.instruments import (
 )
 
 # Quick configs miss the protocol's accuracy on purpose; the warning that says so is tested once, below.
-pytestmark = [pytest.mark.filterwarnings("ignore:.*the metrics protocol asks for:UserWarning"),
-              pytest.mark.usefixtures("mnist_root")]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*the metrics protocol asks for:UserWarning"),
+    pytest.mark.usefixtures("mnist_root"),
+]
 
 TINY = ClassifierConfig(epochs=1, train_size=500, seed=3)
 FASHION_QUICK = ClassifierConfig(epochs=1, train_size=600)
@@ -153,8 +155,11 @@ class _UInt8Images(torch.utils.data.Dataset):
 
 @torch.no_grad()
 def _features(model: instruments.DigitClassifier, images: torch.Tensor) -> np.ndarray:
-    return torch.cat([model.features(to_signed_unit(images[i: i + 500])) for i in range(0, len(images), 500)]
-                     ).double().numpy()
+    return (
+        torch.cat([model.features(to_signed_unit(images[i : i + 500])) for i in range(0, len(images), 500)])
+        .double()
+        .numpy()
+    )
 
 
 def _frechet(a: np.ndarray, b: np.ndarray) -> float:
@@ -170,9 +175,16 @@ def _frechet(a: np.ndarray, b: np.ndarray) -> float:
 
 def _fidelity(input1, input2, weights: Path, **metrics) -> dict[str, float]:
     return torch_fidelity.calculate_metrics(
-        input1=input1, input2=input2, feature_extractor=extractor_name("mnist"),
-        feature_extractor_weights_path=str(weights), cuda=False, batch_size=500,
-        cache=False, save_cpu_ram=True, verbose=False, **metrics,
+        input1=input1,
+        input2=input2,
+        feature_extractor=extractor_name("mnist"),
+        feature_extractor_weights_path=str(weights),
+        cuda=False,
+        batch_size=500,
+        cache=False,
+        save_cpu_ram=True,
+        verbose=False,
+        **metrics,
     )
 
 
@@ -191,9 +203,11 @@ def test_fid_with_the_classifier_matches_an_independent_frechet_distance(mnist, 
     real = _fidelity(_UInt8Images(real_a), _UInt8Images(real_b), info.path, fid=True, isc=True)
     collapsed = _fidelity(_UInt8Images(copies), _UInt8Images(real_b), info.path, fid=True, isc=True)
     fid_real, fid_collapsed = real["frechet_inception_distance"], collapsed["frechet_inception_distance"]
-    print(f"FID real-train vs real-test: {fid_real:.4f}; "
-          f"one digit x {N_FID} vs real-test: {fid_collapsed:.4f}; "
-          f"IS real {real['inception_score_mean']:.3f}, collapsed {collapsed['inception_score_mean']:.3f}")
+    print(
+        f"FID real-train vs real-test: {fid_real:.4f}; "
+        f"one digit x {N_FID} vs real-test: {fid_collapsed:.4f}; "
+        f"IS real {real['inception_score_mean']:.3f}, collapsed {collapsed['inception_score_mean']:.3f}"
+    )
 
     features_a, features_b = _features(model, real_a), _features(model, real_b)
     independent_real = _frechet(features_a, features_b)
@@ -210,8 +224,11 @@ def test_fid_with_the_classifier_matches_an_independent_frechet_distance(mnist, 
 
 def test_extractor_takes_one_channel_resizes_and_checks_its_weights(mnist, tiny):
     model, info = mnist
-    extractor = ClassifierFeatureExtractor("gdpp-mnist-classifier", ["logits", "1024", "logits_unbiased"],
-                                           feature_extractor_weights_path=str(info.path))
+    extractor = ClassifierFeatureExtractor(
+        "gdpp-mnist-classifier",
+        ["logits", "1024", "logits_unbiased"],
+        feature_extractor_weights_path=str(info.path),
+    )
     images = load_split("mnist", DATA_ROOT, "test")[0][:16]
     logits, features, unbiased = extractor(images.expand(-1, 3, -1, -1))
     with torch.no_grad():
@@ -225,8 +242,9 @@ def test_extractor_takes_one_channel_resizes_and_checks_its_weights(mnist, tiny)
     with pytest.raises(ValueError, match="feature_extractor_weights_path"):
         ClassifierFeatureExtractor("gdpp-mnist-classifier", ["1024"])
     with pytest.raises(ValueError, match="mnist classifier, not"):
-        ClassifierFeatureExtractor("gdpp-fashion-mnist-classifier", ["1024"],
-                                   feature_extractor_weights_path=str(tiny[1].path))
+        ClassifierFeatureExtractor(
+            "gdpp-fashion-mnist-classifier", ["1024"], feature_extractor_weights_path=str(tiny[1].path)
+        )
     with pytest.raises(ValueError, match="uint8"):
         extractor(images.expand(-1, 3, -1, -1).float())
 
@@ -234,8 +252,10 @@ def test_extractor_takes_one_channel_resizes_and_checks_its_weights(mnist, tiny)
 def test_fidelity_kwargs_name_the_cached_classifier(mnist):
     kwargs, info = fidelity_kwargs("stacked-mnist", DATA_ROOT)
     assert not info.trained and info.path == mnist[1].path
-    assert kwargs == {"feature_extractor": "gdpp-stacked-mnist-classifier",
-                      "feature_extractor_weights_path": str(info.path)}
+    assert kwargs == {
+        "feature_extractor": "gdpp-stacked-mnist-classifier",
+        "feature_extractor_weights_path": str(info.path),
+    }
     assert extractor_name("fashion-mnist") in torch_fidelity.registry.FEATURE_EXTRACTORS_REGISTRY
 
 
@@ -250,8 +270,9 @@ def test_fashion_classifier_default_config_reaches_90_percent_and_extracts_its_l
     model, info = fashion_classifier
     assert info.test_accuracy >= 0.90 and info.config == DEFAULT_CONFIGS["fashion-mnist"]
     assert info.path.name.startswith("fashion-mnist-classifier-")
-    extractor = ClassifierFeatureExtractor(extractor_name("fashion-mnist"), ["logits"],
-                                           feature_extractor_weights_path=str(info.path))
+    extractor = ClassifierFeatureExtractor(
+        extractor_name("fashion-mnist"), ["logits"], feature_extractor_weights_path=str(info.path)
+    )
     images, _ = load_split("fashion-mnist", DATA_ROOT, "test")
     logits = extractor(images[:500].expand(-1, 3, -1, -1))[0]
     assert torch.equal(logits.argmax(1), classify_channels(model, images[:500])[:, 0])

@@ -34,9 +34,24 @@ samples = 200
 def start(suite: Path, results: Path, *extra: str) -> subprocess.Popen:
     """`gdpp-bench run` in a process group of its own, as a shell runs a foreground job."""
     return subprocess.Popen(
-        [sys.executable, "-m", "gdpp_bench.cli", "run", "--suite", str(suite), "--device", "cpu",
-         "--results", str(results), *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "gdpp_bench.cli",
+            "run",
+            "--suite",
+            str(suite),
+            "--device",
+            "cpu",
+            "--results",
+            str(results),
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def read_until(process: subprocess.Popen, needle: str, count: int = 1, timeout: float = 120) -> list[str]:
@@ -69,8 +84,11 @@ def test_one_ctrl_c_stops_the_suite_and_every_run_resumes(tmp_path, workers):
     assert "Traceback" not in stderr
     (line,) = [line for line in stderr.splitlines() if line.strip()]
     # the pool had already handed seed 2 to a worker (it queues a call ahead): it must not start
-    stopped = "stopped the run in progress, 2 runs not started" if workers == 1 else \
-        "stopped 2 running runs and cancelled 1 queued"
+    stopped = (
+        "stopped the run in progress, 2 runs not started"
+        if workers == 1
+        else "stopped 2 running runs and cancelled 1 queued"
+    )
     assert line.startswith(f"interrupted: {stopped}; every run folder resumes")
     if workers > 1:  # interleaved lines of the two workers each start with the run's name
         progress = [line for line in lines if " step " in line]
@@ -83,8 +101,9 @@ def test_one_ctrl_c_stops_the_suite_and_every_run_resumes(tmp_path, workers):
     again = gdpp_bench("run", "--suite", str(suite), "--device", "cpu", "--results", str(results))
     assert again.returncode == 0, again.stderr
     assert "resuming at step" in again.stdout
-    assert all(RunDir(results / "interrupt" / "bce" / f"seed-{seed}").status()["step"] == 1000
-               for seed in (0, 1, 2))
+    assert all(
+        RunDir(results / "interrupt" / "bce" / f"seed-{seed}").status()["step"] == 1000 for seed in (0, 1, 2)
+    )
 
 
 def test_ctrl_c_while_the_workers_start_stops_cleanly(tmp_path):
@@ -106,6 +125,10 @@ def test_ctrl_c_while_the_workers_start_stops_cleanly(tmp_path):
     assert "Traceback" not in stderr and "BrokenProcessPool" not in stdout + stderr
     (line,) = [line for line in stderr.splitlines() if line.strip()]
     # the signal lands while the pool is made or while its workers start, depending on timing
-    assert line.startswith(("interrupted: stopped 0 running runs and cancelled 3 queued",
-                            "interrupted: stopped before anything more was done"))
+    assert line.startswith(
+        (
+            "interrupted: stopped 0 running runs and cancelled 3 queued",
+            "interrupted: stopped before anything more was done",
+        )
+    )
     assert "training of" not in stdout

@@ -90,7 +90,9 @@ def test_mnist_classes_of_real_and_collapsed_samples(mnist_classifier):
     assert values["class_kl_uniform"] == pytest.approx(true_kl, abs=2e-3)  # 99 % right labels
     one_digit = images[:1].repeat(2_000, 1, 1, 1)
     assert mnist_classes(_context(one_digit, "mnist")) == {
-        "classes": 1.0, "class_kl_uniform": pytest.approx(math.log(10))}
+        "classes": 1.0,
+        "class_kl_uniform": pytest.approx(math.log(10)),
+    }
 
 
 def test_sampling_with_batch_statistics_leaves_the_generator_untouched():

@@ -17,42 +17,53 @@ from gdpp_bench.models.dcgan import build_dcgan28, build_dcgan32
 # every conv / transposed conv / linear layer has a bias; a BatchNorm adds 2 per channel
 D32_PARAMS = {
     c: (64 * c * 4 * 4 + 64)
-    + (128 * 64 * 4 * 4 + 128) + 2 * 128
-    + (256 * 128 * 4 * 4 + 256) + 2 * 256
+    + (128 * 64 * 4 * 4 + 128)
+    + 2 * 128
+    + (256 * 128 * 4 * 4 + 256)
+    + 2 * 256
     + (256 * 4 * 4 * 1 + 1)
     for c in (1, 3)
 }
 G32_PARAMS = {
-    c: (100 * 512 * 2 * 2 + 512 * 2 * 2) + 2 * 512
-    + (512 * 256 * 4 * 4 + 256) + 2 * 256
-    + (256 * 128 * 4 * 4 + 128) + 2 * 128
-    + (128 * 64 * 4 * 4 + 64) + 2 * 64
+    c: (100 * 512 * 2 * 2 + 512 * 2 * 2)
+    + 2 * 512
+    + (512 * 256 * 4 * 4 + 256)
+    + 2 * 256
+    + (256 * 128 * 4 * 4 + 128)
+    + 2 * 128
+    + (128 * 64 * 4 * 4 + 64)
+    + 2 * 64
     + (64 * c * 4 * 4 + c)
     for c in (1, 3)
 }
 D28_PARAMS = (
     (64 * 1 * 5 * 5 + 64)
-    + (128 * 64 * 5 * 5 + 128) + 2 * 128
-    + (256 * 128 * 5 * 5 + 256) + 2 * 256
+    + (128 * 64 * 5 * 5 + 128)
+    + 2 * 128
+    + (256 * 128 * 5 * 5 + 256)
+    + 2 * 256
     + (256 * 4 * 4 * 1 + 1)
 )
 G28_PARAMS = (
-    (100 * 256 * 4 * 4 + 256 * 4 * 4) + 2 * 256
-    + (256 * 128 * 5 * 5 + 128) + 2 * 128
-    + (128 * 64 * 5 * 5 + 64) + 2 * 64
+    (100 * 256 * 4 * 4 + 256 * 4 * 4)
+    + 2 * 256
+    + (256 * 128 * 5 * 5 + 128)
+    + 2 * 128
+    + (128 * 64 * 5 * 5 + 64)
+    + 2 * 64
     + (64 * 1 * 5 * 5 + 1)
 )
 # the GDPP paper's Stacked-MNIST model: z 128, no BatchNorm in D, 3 channels
 D28_GDPP_PARAMS = (
-    (64 * 3 * 5 * 5 + 64)
-    + (128 * 64 * 5 * 5 + 128)
-    + (256 * 128 * 5 * 5 + 256)
-    + (256 * 4 * 4 * 1 + 1)
+    (64 * 3 * 5 * 5 + 64) + (128 * 64 * 5 * 5 + 128) + (256 * 128 * 5 * 5 + 256) + (256 * 4 * 4 * 1 + 1)
 )
 G28_GDPP_PARAMS = (
-    (128 * 256 * 4 * 4 + 256 * 4 * 4) + 2 * 256
-    + (256 * 128 * 5 * 5 + 128) + 2 * 128
-    + (128 * 64 * 5 * 5 + 64) + 2 * 64
+    (128 * 256 * 4 * 4 + 256 * 4 * 4)
+    + 2 * 256
+    + (256 * 128 * 5 * 5 + 128)
+    + 2 * 128
+    + (128 * 64 * 5 * 5 + 64)
+    + 2 * 64
     + (64 * 3 * 5 * 5 + 3)
 )
 
@@ -88,8 +99,9 @@ def test_parameter_counts(name, shape, g_params, d_params):
     assert (n_params(generator), n_params(discriminator)) == (g_params, d_params)
     # G: BN after the linear map and after every transposed conv but the last; D: none on the first
     # conv (none at all in the GDPP paper's Stacked-MNIST D)
-    batchnorms = [sum(isinstance(m, nn.BatchNorm2d) for m in net.modules())
-                  for net in (generator, discriminator)]
+    batchnorms = [
+        sum(isinstance(m, nn.BatchNorm2d) for m in net.modules()) for net in (generator, discriminator)
+    ]
     assert batchnorms == [4 if name == "dcgan32" else 3, 0 if name == "dcgan28-gdpp" else 2]
     assert generator.z_dim == (128 if name == "dcgan28-gdpp" else 100)
     assert discriminator(torch.zeros(2, *shape)).features.shape == (2, 4096)
@@ -142,14 +154,24 @@ def test_same_seed_same_weights_other_seed_different():
     for a, b, c in zip(first, again, other, strict=True):
         assert a.keys() == b.keys()
         assert all(torch.equal(a[k], b[k]) for k in a)
-        assert not torch.equal(a["head.weight" if "head.weight" in a else "stem.0.weight"],
-                               c["head.weight" if "head.weight" in c else "stem.0.weight"])
+        assert not torch.equal(
+            a["head.weight" if "head.weight" in a else "stem.0.weight"],
+            c["head.weight" if "head.weight" in c else "stem.0.weight"],
+        )
 
 
 @pytest.mark.parametrize(
     "name,shape",
-    [("dcgan32", (3, 28, 28)), ("dcgan32", (2, 32, 32)), ("dcgan32", (32, 32)), ("dcgan32", (2,)),
-     ("dcgan28", (1, 32, 32)), ("dcgan28", (0, 28, 28)), ("dcgan28", (28, 28)), ("dcgan28", (1, 28, 28, 1))],
+    [
+        ("dcgan32", (3, 28, 28)),
+        ("dcgan32", (2, 32, 32)),
+        ("dcgan32", (32, 32)),
+        ("dcgan32", (2,)),
+        ("dcgan28", (1, 32, 32)),
+        ("dcgan28", (0, 28, 28)),
+        ("dcgan28", (28, 28)),
+        ("dcgan28", (1, 28, 28, 1)),
+    ],
 )
 def test_wrong_data_shape_is_a_user_error(name, shape):
     size = name[-2:]
@@ -249,9 +271,20 @@ def test_dcgan64_shapes_and_parameter_count():
     assert images.shape == (2, 3, 64, 64)
     out = discriminator(images)
     assert out.logits.shape == (2,) and out.features.shape == (2, 512 * 4 * 4)
-    d_params = (3 * 64 * 16 + 64) + (64 * 128 * 16 + 128 + 2 * 128) + (128 * 256 * 16 + 256 + 2 * 256) \
-        + (256 * 512 * 16 + 512 + 2 * 512) + (8192 + 1)
-    g_params = (100 * 512 * 16 + 512 * 16) + 2 * 512 + (512 * 256 * 16 + 256 + 2 * 256) \
-        + (256 * 128 * 16 + 128 + 2 * 128) + (128 * 64 * 16 + 64 + 2 * 64) + (64 * 3 * 16 + 3)
+    d_params = (
+        (3 * 64 * 16 + 64)
+        + (64 * 128 * 16 + 128 + 2 * 128)
+        + (128 * 256 * 16 + 256 + 2 * 256)
+        + (256 * 512 * 16 + 512 + 2 * 512)
+        + (8192 + 1)
+    )
+    g_params = (
+        (100 * 512 * 16 + 512 * 16)
+        + 2 * 512
+        + (512 * 256 * 16 + 256 + 2 * 256)
+        + (256 * 128 * 16 + 128 + 2 * 128)
+        + (128 * 64 * 16 + 64 + 2 * 64)
+        + (64 * 3 * 16 + 3)
+    )
     assert sum(p.numel() for p in discriminator.parameters()) == d_params
     assert sum(p.numel() for p in generator.parameters()) == g_params

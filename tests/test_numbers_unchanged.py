@@ -28,8 +28,13 @@ def _tensor_hashes(value, prefix: str = "") -> dict[str, str]:
     """sha256 of every tensor in a checkpoint's nested dicts and lists, keyed by its path."""
     if isinstance(value, torch.Tensor):
         return {prefix: hashlib.sha256(value.detach().contiguous().cpu().numpy().tobytes()).hexdigest()}
-    items = value.items() if isinstance(value, dict) else enumerate(value) \
-        if isinstance(value, list | tuple) else ()
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list | tuple)
+        else ()
+    )
     hashes: dict[str, str] = {}
     for key, item in items:
         hashes.update(_tensor_hashes(item, f"{prefix}/{key}"))
@@ -37,8 +42,10 @@ def _tensor_hashes(value, prefix: str = "") -> dict[str, str]:
 
 
 def _fingerprint(run: RunDir) -> dict:
-    return {"tensors": _tensor_hashes(load_checkpoint(run.checkpoint)),
-            "metrics": read_json(run.metrics)["values"]}
+    return {
+        "tensors": _tensor_hashes(load_checkpoint(run.checkpoint)),
+        "metrics": read_json(run.metrics)["values"],
+    }
 
 
 def _measure(tmp_path: Path) -> dict:
@@ -65,7 +72,10 @@ def test_two_tiny_runs_end_with_the_recorded_numbers(tmp_path):
     assert measured.keys() == recorded.keys()
     for name in recorded:
         assert measured[name]["metrics"] == recorded[name]["metrics"], name
-        differing = sorted(k for k in recorded[name]["tensors"]
-                           if measured[name]["tensors"].get(k) != recorded[name]["tensors"][k])
+        differing = sorted(
+            k
+            for k in recorded[name]["tensors"]
+            if measured[name]["tensors"].get(k) != recorded[name]["tensors"][k]
+        )
         assert measured[name]["tensors"].keys() == recorded[name]["tensors"].keys(), name
         assert not differing, (name, differing[:5])

@@ -100,7 +100,7 @@ def test_mann_whitney_with_ties_is_the_tie_corrected_normal_approximation():
     rank_sum = 1.5 + 1.5 + 3.5 + 6
     u = rank_sum - 4 * 5 / 2
     n = 9
-    ties = sum(t ** 3 - t for t in (2, 2, 3, 2))
+    ties = sum(t**3 - t for t in (2, 2, 3, 2))
     sd = math.sqrt(4 * 5 / 12 * ((n + 1) - ties / (n * (n - 1))))
     z = (abs(u - 10) - 0.5) / sd  # continuity correction
     expected = math.erfc(z / math.sqrt(2))  # two-sided normal tail
@@ -112,7 +112,8 @@ def test_smallest_exact_p_is_one_extreme_split():
     for n1, n2 in ((3, 3), (5, 10), (2, 4)):
         values = list(range(n1 + n2))
         assert smallest_mann_whitney_p(n1, n2) == pytest.approx(
-            _exact_mann_whitney_brute(values[:n1], values[n1:]))
+            _exact_mann_whitney_brute(values[:n1], values[n1:])
+        )
     assert smallest_mann_whitney_p(3, 3) == pytest.approx(0.1)  # n = 3 can never reach 0.05
 
 
@@ -132,9 +133,18 @@ def test_bootstrap_interval_matches_the_exact_resampling_distribution():
 
 
 def _runs(groups: dict[str, list[float]], metric: str = "modes", dataset: str = "ring8") -> pd.DataFrame:
-    rows = [{"dataset": dataset, "variant": variant, "seed": seed, "status": "done", metric: value,
-             "headline": "mean of the last 4 evaluations (steps 1-4)"}
-            for variant, values in groups.items() for seed, value in enumerate(values)]
+    rows = [
+        {
+            "dataset": dataset,
+            "variant": variant,
+            "seed": seed,
+            "status": "done",
+            metric: value,
+            "headline": "mean of the last 4 evaluations (steps 1-4)",
+        }
+        for variant, values in groups.items()
+        for seed, value in enumerate(values)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -146,10 +156,14 @@ def test_comparisons_pair_each_variant_with_the_baseline_and_its_term_free_twin(
 
 
 def test_verdicts_follow_direction_holm_and_sample_size():
-    runs = _runs({"bce": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
-                  "bce+gdpp-si@1": [11, 12, 13, 14, 15, 16, 17, 18, 19, 20],
-                  "bce+gdpp-si@10": [1.5, 2.5, 3.5, 4.5, 5.5, 6.5, 7.5, 8.5, 9.5, 10.5],
-                  "bce+gdpp@1": [0.1, 0.2]})
+    runs = _runs(
+        {
+            "bce": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+            "bce+gdpp-si@1": [11, 12, 13, 14, 15, 16, 17, 18, 19, 20],
+            "bce+gdpp-si@10": [1.5, 2.5, 3.5, 4.5, 5.5, 6.5, 7.5, 8.5, 9.5, 10.5],
+            "bce+gdpp@1": [0.1, 0.2],
+        }
+    )
     table = decisions(runs, "bce").set_index("variant")
     assert table.loc["bce+gdpp-si@1", "verdict"] == "better"
     assert table.loc["bce+gdpp-si@1", "mannwhitney_method"] == "exact"
@@ -161,11 +175,13 @@ def test_verdicts_follow_direction_holm_and_sample_size():
     # 3 vs 3: no outcome gives p below 2 / C(6, 3) = 0.1, and the line says so
     small = decisions(_runs({"bce": [1, 2, 3], "hinge": [4, 5, 6]}), "bce")
     assert small["verdict"].tolist() == [
-        "n too small to decide: at n = 3 with Holm over 1 comparisons no p can fall below 0.1"]
+        "n too small to decide: at n = 3 with Holm over 1 comparisons no p can fall below 0.1"
+    ]
     assert (table["comparisons"] == 3).all()
     # Holm: the raw p of the clear difference times 3 comparisons (it is the smallest)
     assert table.loc["bce+gdpp-si@1", "mannwhitney_p_holm"] == pytest.approx(
-        3 * table.loc["bce+gdpp-si@1", "mannwhitney_p"])
+        3 * table.loc["bce+gdpp-si@1", "mannwhitney_p"]
+    )
     assert table.loc["bce+gdpp-si@1", "difference"] == pytest.approx(10.0)
     assert table.loc["bce+gdpp-si@1", "cliffs_delta"] == 1.0  # modes is a count
     # lower-is-better: higher values are worse

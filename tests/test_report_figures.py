@@ -51,17 +51,23 @@ def stacked(mnist_root, tmp_path_factory) -> tuple[pd.DataFrame, Path]:
     stacked_mnist_modes metric classifies with an MNIST classifier trained on 1,000 images."""
     results = tmp_path_factory.mktemp("stacked-results")
     suite = tiny_suite(
-        name="tiny-stacked", datasets=("stacked-mnist",), model="dcgan28-gdpp",
-        train=dataclasses.asdict(TrainConfig(steps=2, batch_size=8, log_every=1, checkpoint_every=2,
-                                             update="alternating")),
-        eval=EvalConfig(metrics=("stacked_mnist_modes",), samples=200, grid_samples=16))
+        name="tiny-stacked",
+        datasets=("stacked-mnist",),
+        model="dcgan28-gdpp",
+        train=dataclasses.asdict(
+            TrainConfig(steps=2, batch_size=8, log_every=1, checkpoint_every=2, update="alternating")
+        ),
+        eval=EvalConfig(metrics=("stacked_mnist_modes",), samples=200, grid_samples=16),
+    )
     with pytest.MonkeyPatch.context() as patch, one_thread():
         patch.setenv("GDPP_BENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
-        patch.setitem(instruments.DEFAULT_CONFIGS, "mnist",
-                      instruments.ClassifierConfig(epochs=1, train_size=1_000))
+        patch.setitem(
+            instruments.DEFAULT_CONFIGS, "mnist", instruments.ClassifierConfig(epochs=1, train_size=1_000)
+        )
         with pytest.warns(UserWarning, match="below"):  # the small classifier's accuracy
-            run_specs(expand(suite, variants=["bce", "bce+gdpp@1"], seeds=[0]), results,
-                      str(DATA_ROOT), "cpu")
+            run_specs(
+                expand(suite, variants=["bce", "bce+gdpp@1"], seeds=[0]), results, str(DATA_ROOT), "cpu"
+            )
     return collect_runs(results / "tiny-stacked"), results / "tiny-stacked"
 
 
@@ -115,14 +121,22 @@ def test_figures_of_an_image_dataset(stacked, tmp_path):
 def test_variant_order_puts_the_baseline_first_and_weights_in_numeric_order():
     variants = ["hinge", "bce+gdpp@10", "bce+gdpp@2", "bce", "bce+gdpp@0.5", "hinge+gdpp@1"]
     assert figures.variant_order(variants) == [
-        "bce", "bce+gdpp@0.5", "bce+gdpp@2", "bce+gdpp@10", "hinge", "hinge+gdpp@1"]
+        "bce",
+        "bce+gdpp@0.5",
+        "bce+gdpp@2",
+        "bce+gdpp@10",
+        "hinge",
+        "hinge+gdpp@1",
+    ]
     assert figures.variant_order(variants, "hinge")[0] == "hinge"
 
 
 def test_relative_change_is_positive_when_better():
-    change = figures.relative_change(pd.Series([12.0, 8.0, 5.0, 0.0, 1.0]),
-                                     pd.Series([10.0, 10.0, 5.0, 0.0, 0.0]),
-                                     pd.Series(["modes", "fid", "is", "kid", "kid"]))
+    change = figures.relative_change(
+        pd.Series([12.0, 8.0, 5.0, 0.0, 1.0]),
+        pd.Series([10.0, 10.0, 5.0, 0.0, 0.0]),
+        pd.Series(["modes", "fid", "is", "kid", "kid"]),
+    )
     assert change.iloc[:4].tolist() == pytest.approx([0.2, 0.2, 0.0, 0.0])
     assert np.isnan(change.iloc[4])  # no relative change from a zero baseline
 
@@ -132,6 +146,7 @@ def test_gdpp_effect_heatmap(ring, tmp_path):
     summary = summarize(runs).assign(suite="tiny")
     base = summary[summary["variant"] == "bce"][["suite", "dataset", "metric", "mean"]]
     effect = summary[summary["variant"] != "bce"].merge(
-        base.rename(columns={"mean": "baseline_mean"}), on=["suite", "dataset", "metric"])
+        base.rename(columns={"mean": "baseline_mean"}), on=["suite", "dataset", "metric"]
+    )
     assert_figure(figures.gdpp_effect_heatmap(effect, tmp_path / "effect"))
     assert figures.gdpp_effect_heatmap(effect.iloc[0:0], tmp_path / "none") == []

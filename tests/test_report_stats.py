@@ -48,7 +48,8 @@ def test_compare_matches_scipy_and_hedges_g_by_hand():
     result = compare(a, b)
     assert result["welch_p"] == pytest.approx(scipy_stats.ttest_ind(a, b, equal_var=False).pvalue)
     assert result["mannwhitney_p"] == pytest.approx(
-        scipy_stats.mannwhitneyu(a, b, alternative="two-sided").pvalue)
+        scipy_stats.mannwhitneyu(a, b, alternative="two-sided").pvalue
+    )
     pooled = math.sqrt((3 * np.var(a, ddof=1) + 2 * np.var(b, ddof=1)) / 5)
     assert result["hedges_g"] == pytest.approx((np.mean(a) - np.mean(b)) / pooled * (1 - 3 / (4 * 7 - 9)))
     assert math.isnan(hedges_g([1.0], [2.0, 3.0]))
@@ -61,11 +62,19 @@ def test_compare_matches_scipy_and_hedges_g_by_hand():
 def tiny_results(tmp_path_factory):
     """Real runs: ring8, bce / bce+gdpp / hinge, 3 seeds, plus a diverged run of a fourth variant."""
     results = tmp_path_factory.mktemp("report") / "results"
-    suite = tiny_suite(variants=("bce", "bce+gdpp@1", "hinge"), seeds=(0, 1, 2),
-                       train={"steps": 30, "log_every": 10, "checkpoint_every": 10})
+    suite = tiny_suite(
+        variants=("bce", "bce+gdpp@1", "hinge"),
+        seeds=(0, 1, 2),
+        train={"steps": 30, "log_every": 10, "checkpoint_every": 10},
+    )
     run_specs(expand(suite), results, None, "cpu")
-    (failed,) = expand(tiny_suite(variants=("hinge+gdpp@1",), seeds=(0,),
-                                  train={"steps": 30, "log_every": 10, "checkpoint_every": 10}))
+    (failed,) = expand(
+        tiny_suite(
+            variants=("hinge+gdpp@1",),
+            seeds=(0,),
+            train={"steps": 30, "log_every": 10, "checkpoint_every": 10},
+        )
+    )
     run_dir = RunDir(results / "tiny" / failed.key)
     write_json(run_dir.config, {"spec": failed.to_dict(), "environment": {}})
     run_dir.mark_done("failed", reason="diverged: non-finite g_loss by step 20", step=20)
@@ -82,8 +91,9 @@ def test_summary_numbers_are_pandas_and_scipy_on_runs_csv(tiny_results):
         values = done[done["variant"] == row.variant][row.metric].dropna()
         assert row.mean == pytest.approx(values.mean())
         assert row.std == pytest.approx(values.std(ddof=1), nan_ok=True)
-        low, high = scipy_stats.t.interval(0.95, len(values) - 1, loc=values.mean(),
-                                           scale=scipy_stats.sem(values))
+        low, high = scipy_stats.t.interval(
+            0.95, len(values) - 1, loc=values.mean(), scale=scipy_stats.sem(values)
+        )
         if values.std() > 0:  # the t interval, cut to the metric's range (HQ % in [0, 100] ...)
             lower, upper = METRIC_BOUNDS[row.metric]
             low = low if lower is None else max(low, lower)

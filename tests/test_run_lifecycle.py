@@ -58,6 +58,7 @@ def one_error_line(done, exit_code: int = 2) -> str:
 
 # --- changed settings ----------------------------------------------------------------------------
 
+
 def test_more_steps_on_a_finished_run_is_refused_naming_the_field(tmp_path):
     assert ring8(tmp_path, "--steps", "20").returncode == 0
     before = {p.name: p.stat().st_mtime_ns for p in run_dir(tmp_path).path.iterdir()}
@@ -98,8 +99,11 @@ def test_a_failed_run_cannot_be_extended(tmp_path, monkeypatch):
 
 
 def test_an_early_stopped_run_cannot_be_extended(tmp_path):
-    suite = tiny_suite(variants=("bce",), train={"steps": 40},
-                       eval=EvalConfig(every=10, select="modes", patience=1, samples=100))
+    suite = tiny_suite(
+        variants=("bce",),
+        train={"steps": 40},
+        eval=EvalConfig(every=10, select="modes", patience=1, samples=100),
+    )
     (spec,) = expand(suite)
     run = RunDir(tmp_path / "run")
     status = train(spec, run, torch.device("cpu"), eval_hook=lambda generator, step: {"modes": 1.0})
@@ -160,6 +164,7 @@ def test_resuming_under_another_revision_warns_and_records_it(tmp_path):
 
 # --- corrupt files -----------------------------------------------------------------------------
 
+
 def test_truncated_metrics_json_is_set_aside_and_measured_again(tmp_path):
     args = ["--seeds", "0,1", "--steps", "20"]
     assert ring8(tmp_path, *args).returncode == 0
@@ -173,8 +178,7 @@ def test_truncated_metrics_json_is_set_aside_and_measured_again(tmp_path):
     again = ring8(tmp_path, *args)
     assert again.returncode == 0, again.stderr
     assert f"{run.metrics} is unreadable" in again.stderr and "metrics.json.corrupt" in again.stderr
-    assert (run.path / "metrics.json.corrupt").read_text() == json.dumps(good, indent=2,
-                                                                          sort_keys=True)[:40]
+    assert (run.path / "metrics.json.corrupt").read_text() == json.dumps(good, indent=2, sort_keys=True)[:40]
     assert read_json(run.metrics)["values"] == good["values"]
 
 
@@ -185,8 +189,10 @@ def test_truncated_done_is_set_aside_and_the_run_resumes(tmp_path):
     weights = tensors(run.checkpoint)
     run.done.write_text('{"status": "do')
     report = gdpp_bench("report", "--suite", "ring8", "--results", str(tmp_path), "--no-figures")
-    assert report.returncode == 0 and "unreadable: DONE" in (
-        tmp_path / "ring8" / "report" / "runs.csv").read_text()
+    assert (
+        report.returncode == 0
+        and "unreadable: DONE" in (tmp_path / "ring8" / "report" / "runs.csv").read_text()
+    )
     again = ring8(tmp_path, *args)
     assert again.returncode == 0, again.stderr
     assert "DONE is unreadable" in again.stderr and (run.path / "DONE.corrupt").is_file()
@@ -224,13 +230,24 @@ def test_report_lists_a_run_with_an_unreadable_log(tmp_path, name):
 
 # --- exit codes -------------------------------------------------------------------------------------
 
+
 def test_failed_runs_exit_1_after_the_others_with_a_closing_line(tmp_path, monkeypatch):
     def poisoned(real, fake, generated):
         return fake.features.sum() * float("nan")
 
     monkeypatch.setitem(TERMS._entries, "gdpp", poisoned)
-    done = gdpp_bench("run", *RING[:4], "--variants", "bce+gdpp,bce", "--seeds", "0", "--steps", "200",
-                      "--results", str(tmp_path))
+    done = gdpp_bench(
+        "run",
+        *RING[:4],
+        "--variants",
+        "bce+gdpp,bce",
+        "--seeds",
+        "0",
+        "--steps",
+        "200",
+        "--results",
+        str(tmp_path),
+    )
     assert done.returncode == 1
     assert "bce+gdpp@1/seed-0: failed  diverged: non-finite" in done.stdout
     assert "bce/seed-0: done" in done.stdout
@@ -238,6 +255,7 @@ def test_failed_runs_exit_1_after_the_others_with_a_closing_line(tmp_path, monke
 
 
 # --- settings and names ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
 def test_non_finite_settings_are_refused_at_load(tmp_path, value):
@@ -274,7 +292,8 @@ def test_plain_names_only(name):
         check_plain_name("variant", name)
 
 
-@pytest.mark.parametrize("name", ["bce+gdpp@0.1", "wgan-gp+pacgan2+gdpp@1", "ring8", "stacked-mnist",
-                                  "bce+gdpp@1e-05"])
+@pytest.mark.parametrize(
+    "name", ["bce+gdpp@0.1", "wgan-gp+pacgan2+gdpp@1", "ring8", "stacked-mnist", "bce+gdpp@1e-05"]
+)
 def test_variant_and_dataset_names_pass(name):
     assert check_plain_name("variant", name) == name

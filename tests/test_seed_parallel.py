@@ -36,8 +36,12 @@ def one_thread():
 
 
 def specs_for(variant: str = "bce", steps: int = 20, **train_overrides):
-    suite = tiny_suite(variants=(variant,), seeds=SEEDS, eval=EvalConfig(every=0, samples=500),
-                       train={"steps": steps, **train_overrides})
+    suite = tiny_suite(
+        variants=(variant,),
+        seeds=SEEDS,
+        eval=EvalConfig(every=0, samples=500),
+        train={"steps": steps, **train_overrides},
+    )
     return expand(suite)
 
 
@@ -46,8 +50,9 @@ def run_path(root: Path, spec) -> Path:
 
 
 def params_of(state: dict) -> dict[str, torch.Tensor]:
-    return {f"{net}.{name}": value for net in ("generator", "discriminator")
-            for name, value in state[net].items()}
+    return {
+        f"{net}.{name}": value for net in ("generator", "discriminator") for name, value in state[net].items()
+    }
 
 
 def read_log(path: Path) -> list[list[str]]:
@@ -70,10 +75,16 @@ def test_initial_weights_are_the_sequential_ones():
     assert not torch.equal(batch.g_params[0][0], batch.g_params[0][1])  # seeds differ
 
 
-@pytest.mark.parametrize(("variant", "update"), [
-    ("bce", "simultaneous"), ("bce", "alternating"), ("wgan-gp", "alternating"),
-    ("bce+gdpp-si@1", "simultaneous"), ("bce+ms@1", "alternating"),
-])
+@pytest.mark.parametrize(
+    ("variant", "update"),
+    [
+        ("bce", "simultaneous"),
+        ("bce", "alternating"),
+        ("wgan-gp", "alternating"),
+        ("bce+gdpp-si@1", "simultaneous"),
+        ("bce+ms@1", "alternating"),
+    ],
+)
 def test_matches_sequential_runs(tmp_path, variant, update):
     specs = specs_for(variant, update=update)
     statuses = train_seed_parallel(specs, tmp_path / "par", CPU)
@@ -86,8 +97,9 @@ def test_matches_sequential_runs(tmp_path, variant, update):
         # the same random draws in the same order: the generators end in the same state
         assert torch.equal(par["rng"]["generator"], seq["rng"]["generator"])
         for name, value in params_of(seq).items():
-            torch.testing.assert_close(params_of(par)[name], value, atol=ATOL[variant], rtol=0,
-                                       msg=f"{spec.key} {name}")
+            torch.testing.assert_close(
+                params_of(par)[name], value, atol=ATOL[variant], rtol=0, msg=f"{spec.key} {name}"
+            )
         par_log = read_log(run_path(tmp_path / "par", spec) / "log.csv")
         seq_log = read_log(run_path(tmp_path / "seq", spec) / "log.csv")
         assert par_log[0] == seq_log[0]  # same columns
@@ -193,6 +205,7 @@ def test_periodic_evaluation_calls_each_seeds_hook(tmp_path):
         def hook(generator, step):
             calls.append((seed, step, next(generator.parameters()).detach().clone()))
             return {"score": float(seed)}
+
         return hook
 
     train_seed_parallel(specs, tmp_path, CPU, eval_hooks=[hook_for(s.seed) for s in specs])
@@ -265,8 +278,22 @@ def test_patience_stops_each_seed_as_a_sequential_run_stops(tmp_path):
 def test_seed_parallel_from_the_command_line_writes_every_run(tmp_path):
     from conftest import gdpp_bench, result_lines
 
-    done = gdpp_bench("run", "--suite", "ring8", "--device", "cpu", "--steps", "20", "--seeds", "0,1,2",
-                      "--variants", "bce,bce+gdpp-si", "--results", str(tmp_path), "--seed-parallel")
+    done = gdpp_bench(
+        "run",
+        "--suite",
+        "ring8",
+        "--device",
+        "cpu",
+        "--steps",
+        "20",
+        "--seeds",
+        "0,1,2",
+        "--variants",
+        "bce,bce+gdpp-si",
+        "--results",
+        str(tmp_path),
+        "--seed-parallel",
+    )
     assert done.returncode == 0, done.stderr
     lines = result_lines(done.stdout)
     assert len(lines) == 6 and all(": done  " in line for line in lines)

@@ -57,10 +57,7 @@ def test_every_loss_and_term_trains(tmp_path, adversarial, term, update):
 
     torch.manual_seed(spec.seed)
     fresh_generator, _ = MODELS.get("mlp2d")((2,))
-    changed = [
-        not torch.equal(fresh_generator.state_dict()[k], v)
-        for k, v in state["generator"].items()
-    ]
+    changed = [not torch.equal(fresh_generator.state_dict()[k], v) for k, v in state["generator"].items()]
     assert all(changed)
 
 
@@ -79,11 +76,15 @@ def _states_equal(a: dict, b: dict) -> None:
 OFFICIAL_STACKED_MNIST = {"g_target": 0.9, "latent": "mixture", "term_real_features": "post-update"}
 
 
-@pytest.mark.parametrize("variant, options", [("bce+gdpp@1", {}), ("wgan-gp+gdpp-si@0.5", {}),
-                                              ("bce+gdpp@1", OFFICIAL_STACKED_MNIST)])
+@pytest.mark.parametrize(
+    "variant, options",
+    [("bce+gdpp@1", {}), ("wgan-gp+gdpp-si@0.5", {}), ("bce+gdpp@1", OFFICIAL_STACKED_MNIST)],
+)
 def test_resume_after_interruption_is_bit_identical(tmp_path, monkeypatch, variant, options):
-    suite = tiny_suite(variants=(variant,), train={"steps": 40, "log_every": 4, "checkpoint_every": 6,
-                                                    "update": "alternating", **options})
+    suite = tiny_suite(
+        variants=(variant,),
+        train={"steps": 40, "log_every": 4, "checkpoint_every": 6, "update": "alternating", **options},
+    )
     (spec,) = expand(suite)
     straight = RunDir(tmp_path / "straight")
     train(spec, straight, CPU)
@@ -165,8 +166,9 @@ def test_periodic_evaluation_is_logged(results):
 
 
 def test_best_checkpoint_and_early_stopping_follow_the_evaluations(results):
-    evaluation = dataclasses.replace(tiny_suite().eval, every=5, select="kl_uniform",
-                                     select_mode="min", patience=2)
+    evaluation = dataclasses.replace(
+        tiny_suite().eval, every=5, select="kl_uniform", select_mode="min", patience=2
+    )
     suite = tiny_suite(variants=("bce",), train={"steps": 200, "log_every": 5}, eval=evaluation)
     (outcome,) = run_specs(expand(suite), results, None, "cpu")
     run_dir = RunDir(results / "tiny" / "bce" / "seed-0")
@@ -190,8 +192,7 @@ def test_best_checkpoint_and_early_stopping_follow_the_evaluations(results):
 
 
 def test_bf16_autocast_trains_with_gdpp(tmp_path):
-    suite = tiny_suite(variants=("bce+gdpp@1",), train={"steps": 4, "log_every": 2,
-                                                        "precision": "bf16"})
+    suite = tiny_suite(variants=("bce+gdpp@1",), train={"steps": 4, "log_every": 2, "precision": "bf16"})
     (spec,) = expand(suite)
     run_dir = RunDir(tmp_path / "run")
     assert train(spec, run_dir, CPU)["status"] == "done"
@@ -217,8 +218,7 @@ def test_label_smoothing_sets_the_bce_targets_and_label_free_losses_ignore_it():
 
 
 def test_cli_overrides_reach_the_spec():
-    (spec,) = expand(tiny_suite(variants=("bce",)), steps=3, precision="bf16", compile=True,
-                     cuda_graph=False)
+    (spec,) = expand(tiny_suite(variants=("bce",)), steps=3, precision="bf16", compile=True, cuda_graph=False)
     assert (spec.train.steps, spec.train.precision, spec.train.compile) == (3, "bf16", True)
     assert spec.train.cuda_graph is False
 
@@ -226,14 +226,17 @@ def test_cli_overrides_reach_the_spec():
 CUDA = torch.device("cuda")  # only compared against, never allocated on
 
 
-@pytest.mark.parametrize(("device", "terms", "sampler", "reason"), [
-    (CUDA, ["gdpp"], "mixture", "gdpp synchronises with the host"),
-    (CUDA, ["gdpp-si"], "mixture", "gdpp-si synchronises with the host"),
-    (CUDA, [], "streaming", "MemmapSampler copies batches from the host"),
-    (CPU, [], "mixture", "CUDA graphs need a CUDA device"),
-    (CUDA, [], "mixture", None),
-    (CUDA, [], "tensor", None),
-])
+@pytest.mark.parametrize(
+    ("device", "terms", "sampler", "reason"),
+    [
+        (CUDA, ["gdpp"], "mixture", "gdpp synchronises with the host"),
+        (CUDA, ["gdpp-si"], "mixture", "gdpp-si synchronises with the host"),
+        (CUDA, [], "streaming", "MemmapSampler copies batches from the host"),
+        (CPU, [], "mixture", "CUDA graphs need a CUDA device"),
+        (CUDA, [], "mixture", None),
+        (CUDA, [], "tensor", None),
+    ],
+)
 def test_what_blocks_a_cuda_graph(device, terms, sampler, reason):
     from gdpp_bench.cuda_graph import graph_blocker
     from gdpp_bench.data.celeba import MemmapSampler
@@ -279,10 +282,15 @@ def test_a_run_dir_in_use_by_another_process_is_refused(tmp_path):
     run_dir = RunDir(tmp_path / "run")
     run_dir.path.mkdir(parents=True)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import fcntl, sys, time; h = open(sys.argv[1], 'w'); "
-         "fcntl.flock(h, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(60)",
-         str(run_dir.path / ".lock")],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys, time; h = open(sys.argv[1], 'w'); "
+            "fcntl.flock(h, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(60)",
+            str(run_dir.path / ".lock"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline() == "locked\n"
@@ -362,8 +370,9 @@ def test_generator_target_smooths_only_the_bce_generator_loss():
     logits = torch.tensor([[0.3], [-1.2], [2.0]])
     fake = DOut(logits, logits)
     bce = ADVERSARIAL.get("bce")
-    expected = -(0.9 * torch.nn.functional.logsigmoid(logits)
-                 + 0.1 * torch.nn.functional.logsigmoid(-logits)).mean()
+    expected = -(
+        0.9 * torch.nn.functional.logsigmoid(logits) + 0.1 * torch.nn.functional.logsigmoid(-logits)
+    ).mean()
     assert torch.allclose(bce.g_loss(fake, 0.9), expected)
     assert torch.allclose(bce.g_loss(fake, 1.0), -torch.nn.functional.logsigmoid(logits).mean())
     hinge = ADVERSARIAL.get("hinge")

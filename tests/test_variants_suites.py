@@ -9,14 +9,17 @@ from gdpp_bench.losses import ADVERSARIAL, TERMS, Variant, parse_variant
 from gdpp_bench.suites import expand, load_suite, parse_suite, suite_names
 
 
-@pytest.mark.parametrize("text,expected,canonical", [
-    ("bce", Variant("bce"), "bce"),
-    ("bce+gdpp", Variant("bce", (("gdpp", 1.0),)), "bce+gdpp@1"),
-    ("bce+gdpp@0.1", Variant("bce", (("gdpp", 0.1),)), "bce+gdpp@0.1"),
-    ("hinge+gdpp@1", Variant("hinge", (("gdpp", 1.0),)), "hinge+gdpp@1"),
-    ("wgan-gp+gdpp-si@10", Variant("wgan-gp", (("gdpp-si", 10.0),)), "wgan-gp+gdpp-si@10"),
-    ("bce+gdpp@1e-3", Variant("bce", (("gdpp", 0.001),)), "bce+gdpp@0.001"),
-])
+@pytest.mark.parametrize(
+    "text,expected,canonical",
+    [
+        ("bce", Variant("bce"), "bce"),
+        ("bce+gdpp", Variant("bce", (("gdpp", 1.0),)), "bce+gdpp@1"),
+        ("bce+gdpp@0.1", Variant("bce", (("gdpp", 0.1),)), "bce+gdpp@0.1"),
+        ("hinge+gdpp@1", Variant("hinge", (("gdpp", 1.0),)), "hinge+gdpp@1"),
+        ("wgan-gp+gdpp-si@10", Variant("wgan-gp", (("gdpp-si", 10.0),)), "wgan-gp+gdpp-si@10"),
+        ("bce+gdpp@1e-3", Variant("bce", (("gdpp", 0.001),)), "bce+gdpp@0.001"),
+    ],
+)
 def test_valid_variants_parse_to_canonical_names(text, expected, canonical):
     variant = parse_variant(text)
     assert variant == expected
@@ -24,16 +27,19 @@ def test_valid_variants_parse_to_canonical_names(text, expected, canonical):
     assert parse_variant(canonical) == variant
 
 
-@pytest.mark.parametrize("text,message", [
-    ("bce+gdp", "unknown diversity term or discriminator modifier 'gdp'"),
-    ("bc+gdpp", "unknown adversarial loss 'bc'"),
-    ("bce+gdpp@abc", "malformed weight 'abc'"),
-    ("bce+gdpp@-1", "malformed weight '-1'"),
-    ("bce+gdpp@0", "malformed weight '0'"),
-    ("bce+gdpp@nan", "malformed weight 'nan'"),
-    ("bce+gdpp@", "malformed weight ''"),
-    ("bce+gdpp+gdpp@2", "appears twice"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("bce+gdp", "unknown diversity term or discriminator modifier 'gdp'"),
+        ("bc+gdpp", "unknown adversarial loss 'bc'"),
+        ("bce+gdpp@abc", "malformed weight 'abc'"),
+        ("bce+gdpp@-1", "malformed weight '-1'"),
+        ("bce+gdpp@0", "malformed weight '0'"),
+        ("bce+gdpp@nan", "malformed weight 'nan'"),
+        ("bce+gdpp@", "malformed weight ''"),
+        ("bce+gdpp+gdpp@2", "appears twice"),
+    ],
+)
 def test_invalid_variants_name_the_problem(text, message):
     with pytest.raises(UserError, match=message):
         parse_variant(text)
@@ -71,9 +77,7 @@ def test_shipped_suites_cover_the_issue():
 def test_expand_keys_and_overrides():
     suite = parse_suite({"name": "s", "dataset": "ring8", "variants": ["bce", "bce+gdpp"]})
     specs = expand(suite, variants=["hinge+gdpp@0.5"], seeds=[4], steps=7)
-    assert [(s.key, s.train.steps, s.model) for s in specs] == [
-        ("hinge+gdpp@0.5/seed-4", 7, "mlp2d")
-    ]
+    assert [(s.key, s.train.steps, s.model) for s in specs] == [("hinge+gdpp@0.5/seed-4", 7, "mlp2d")]
     two = parse_suite({"name": "s", "datasets": ["ring8", "grid25"], "variants": ["bce"]})
     assert [s.key for s in expand(two, seeds=[0])] == ["ring8/bce/seed-0", "grid25/bce/seed-0"]
 
@@ -81,23 +85,26 @@ def test_expand_keys_and_overrides():
 BASE = {"name": "s", "dataset": "ring8", "variants": ["bce"]}
 
 
-@pytest.mark.parametrize("table,message", [
-    ({**BASE, "colour": "red"}, "unknown key.*colour"),
-    ({**BASE, "train": {"step": 5}}, r"\[train\]: unknown key.*step"),
-    ({**BASE, "train": {"steps": "many"}}, "steps must be of type int"),
-    ({**BASE, "train": {"steps": 0}}, "train.steps must be > 0"),
-    ({**BASE, "train": {"beta1": 1.5}}, r"beta1 must be in \[0, 1\)"),
-    ({**BASE, "train": {"update": "sometimes"}}, "train.update must be one of"),
-    ({**BASE, "train": {"d_real_target": 1.1}}, r"d_real_target must be in \[0, 1\]"),
-    ({**BASE, "train": {"d_real_target": 0.4, "d_fake_target": 0.6}}, "d_fake_target must be below"),
-    ({**BASE, "seeds": [0, "one"]}, "seeds must be of type"),
-    ({**BASE, "dataset": "ring9"}, "unknown dataset 'ring9'"),
-    ({**BASE, "model": "resnet"}, "unknown model 'resnet'"),
-    ({**BASE, "variants": ["bce+gdpp@x"]}, "malformed weight 'x'"),
-    ({**BASE, "eval": {"metrics": ["fid"]}}, "unknown metric 'fid'"),
-    ({"name": "s", "variants": ["bce"]}, "missing required key.*datasets"),
-    ({**BASE, "datasets": ["grid25"]}, "either 'dataset' or 'datasets'"),
-])
+@pytest.mark.parametrize(
+    "table,message",
+    [
+        ({**BASE, "colour": "red"}, "unknown key.*colour"),
+        ({**BASE, "train": {"step": 5}}, r"\[train\]: unknown key.*step"),
+        ({**BASE, "train": {"steps": "many"}}, "steps must be of type int"),
+        ({**BASE, "train": {"steps": 0}}, "train.steps must be > 0"),
+        ({**BASE, "train": {"beta1": 1.5}}, r"beta1 must be in \[0, 1\)"),
+        ({**BASE, "train": {"update": "sometimes"}}, "train.update must be one of"),
+        ({**BASE, "train": {"d_real_target": 1.1}}, r"d_real_target must be in \[0, 1\]"),
+        ({**BASE, "train": {"d_real_target": 0.4, "d_fake_target": 0.6}}, "d_fake_target must be below"),
+        ({**BASE, "seeds": [0, "one"]}, "seeds must be of type"),
+        ({**BASE, "dataset": "ring9"}, "unknown dataset 'ring9'"),
+        ({**BASE, "model": "resnet"}, "unknown model 'resnet'"),
+        ({**BASE, "variants": ["bce+gdpp@x"]}, "malformed weight 'x'"),
+        ({**BASE, "eval": {"metrics": ["fid"]}}, "unknown metric 'fid'"),
+        ({"name": "s", "variants": ["bce"]}, "missing required key.*datasets"),
+        ({**BASE, "datasets": ["grid25"]}, "either 'dataset' or 'datasets'"),
+    ],
+)
 def test_bad_suite_tables_are_user_errors(table, message):
     with pytest.raises(UserError, match=message):
         parse_suite(table)
@@ -124,35 +131,55 @@ def test_d_steps_default_comes_from_the_loss():
 
 
 def test_per_dataset_settings_replace_only_what_they_name():
-    suite = parse_suite({
-        "name": "s", "datasets": ["ring8", "mnist"], "variants": ["bce"], "model": "mlp2d",
-        "train": {"steps": 100, "batch_size": 256},
-        "per_dataset": {"mnist": {"model": "dcgan28", "train": {"steps": 5},
-                                  "eval": {"metrics": []}}},
-    })
+    suite = parse_suite(
+        {
+            "name": "s",
+            "datasets": ["ring8", "mnist"],
+            "variants": ["bce"],
+            "model": "mlp2d",
+            "train": {"steps": 100, "batch_size": 256},
+            "per_dataset": {"mnist": {"model": "dcgan28", "train": {"steps": 5}, "eval": {"metrics": []}}},
+        }
+    )
     ring, mnist = expand(suite, seeds=[0])
     assert (ring.model, ring.train.steps, ring.train.batch_size, ring.eval.metrics) == (
-        "mlp2d", 100, 256, ("modes2d",))
+        "mlp2d",
+        100,
+        256,
+        ("modes2d",),
+    )
     assert (mnist.model, mnist.train.steps, mnist.train.batch_size, mnist.eval.metrics) == (
-        "dcgan28", 5, 256, ())
+        "dcgan28",
+        5,
+        256,
+        (),
+    )
 
 
-@pytest.mark.parametrize("per_dataset,message", [
-    ({"grid25": {}}, "'grid25' is not one of the suite's datasets"),
-    ({"mnist": {"train": {"stepz": 5}}}, r"per_dataset.mnist\] train: unknown key.*stepz"),
-    ({"mnist": {"colour": 1}}, "unknown key.*colour"),
-    ({"mnist": {"train": {"steps": 0}}}, r"\[per_dataset.mnist\]: train.steps must be > 0"),
-])
+@pytest.mark.parametrize(
+    "per_dataset,message",
+    [
+        ({"grid25": {}}, "'grid25' is not one of the suite's datasets"),
+        ({"mnist": {"train": {"stepz": 5}}}, r"per_dataset.mnist\] train: unknown key.*stepz"),
+        ({"mnist": {"colour": 1}}, "unknown key.*colour"),
+        ({"mnist": {"train": {"steps": 0}}}, r"\[per_dataset.mnist\]: train.steps must be > 0"),
+    ],
+)
 def test_bad_per_dataset_tables_are_user_errors(per_dataset, message):
-    table = {"name": "s", "datasets": ["ring8", "mnist"], "variants": ["bce"],
-             "per_dataset": per_dataset}
+    table = {"name": "s", "datasets": ["ring8", "mnist"], "variants": ["bce"], "per_dataset": per_dataset}
     with pytest.raises(UserError, match=message):
         parse_suite(table)
 
 
 def test_variant_seeds_replace_the_suite_seeds_for_that_variant_only():
-    suite = parse_suite({**BASE, "variants": ["bce", "bce+gdpp"], "seeds": [0, 1, 2, 3],
-                         "variant_seeds": {"bce+gdpp@1": [0, 1]}})
+    suite = parse_suite(
+        {
+            **BASE,
+            "variants": ["bce", "bce+gdpp"],
+            "seeds": [0, 1, 2, 3],
+            "variant_seeds": {"bce+gdpp@1": [0, 1]},
+        }
+    )
     keys = [spec.key for spec in expand(suite)]
     assert keys == [f"bce/seed-{s}" for s in range(4)] + ["bce+gdpp@1/seed-0", "bce+gdpp@1/seed-1"]
     # --seeds on the command line replaces both
@@ -161,12 +188,15 @@ def test_variant_seeds_replace_the_suite_seeds_for_that_variant_only():
     assert ring8.seeds_of("bce") == tuple(range(10)) and ring8.seeds_of("bce+gdpp@1") == tuple(range(5))
 
 
-@pytest.mark.parametrize("variant_seeds, message", [
-    ({"hinge": [0]}, "'hinge' is not one of the suite's variants"),
-    ({"bce": []}, "bce needs at least one seed"),
-    ({"bce": ["a"]}, "must be of type tuple"),
-    ([1], "expected a table"),
-])
+@pytest.mark.parametrize(
+    "variant_seeds, message",
+    [
+        ({"hinge": [0]}, "'hinge' is not one of the suite's variants"),
+        ({"bce": []}, "bce needs at least one seed"),
+        ({"bce": ["a"]}, "must be of type tuple"),
+        ([1], "expected a table"),
+    ],
+)
 def test_bad_variant_seeds_are_user_errors(variant_seeds, message):
     with pytest.raises(UserError, match=message):
         parse_suite({**BASE, "variant_seeds": variant_seeds})

@@ -42,12 +42,23 @@ def main() -> None:
     generator.to(device)
     options = EvalOptions(inception_weights=args.inception_weights)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
-    print(f"fidelity metric on {args.dataset}, {args.samples} generated vs {args.samples} real, {device} "
-          f"({where}), torch {torch.__version__}, {torch.get_num_threads()} threads, {args.rounds} rounds")
+    print(
+        f"fidelity metric on {args.dataset}, {args.samples} generated vs {args.samples} real, {device} "
+        f"({where}), torch {torch.__version__}, {torch.get_num_threads()} threads, {args.rounds} rounds"
+    )
 
     def evaluate() -> float:
-        ctx = EvalContext(generator, dataset, device, args.samples, seed=0, data_root=args.data_root,
-                          fidelity_samples=args.samples, real_samples=args.samples, options=options)
+        ctx = EvalContext(
+            generator,
+            dataset,
+            device,
+            args.samples,
+            seed=0,
+            data_root=args.data_root,
+            fidelity_samples=args.samples,
+            real_samples=args.samples,
+            options=options,
+        )
         started = time.perf_counter()
         values = compute_metrics(["fidelity"], ctx)
         if device.type == "cuda":
@@ -68,8 +79,10 @@ def main() -> None:
         print("warm (real statistics cached):")
         timings["warm"].append(evaluate())
     cold, warm = statistics.median(timings["cold"]), statistics.median(timings["warm"])
-    print(f"median cold {cold:.2f} s, warm {warm:.2f} s: cached statistics make evaluation "
-          f"{cold / warm:.2f}x faster")
+    print(
+        f"median cold {cold:.2f} s, warm {warm:.2f} s: cached statistics make evaluation "
+        f"{cold / warm:.2f}x faster"
+    )
 
 
 if __name__ == "__main__":

@@ -46,8 +46,9 @@ def plain_bce_stepper(batch_size: int):
         real = centers[torch.randint(8, (batch_size,))] + 0.01 * torch.randn(batch_size, 2)
         fake = generator(torch.randn(batch_size, 256))
         real_logits, fake_logits = discriminator(real).logits, discriminator(fake).logits
-        d_loss = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits)) \
-            + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+        d_loss = F.binary_cross_entropy_with_logits(
+            real_logits, torch.ones_like(real_logits)
+        ) + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
         g_loss = F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
         d_grads = torch.autograd.grad(d_loss, list(discriminator.parameters()), retain_graph=True)
         g_grads = torch.autograd.grad(g_loss, list(generator.parameters()))
@@ -84,8 +85,10 @@ def main() -> None:
         for name, step in steppers.items():
             timings[name].append(time_steps(step, args.steps))
     medians = {name: statistics.median(values) for name, values in timings.items()}
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"batch {args.batch_size}, {args.steps} steps x {args.rounds} rounds (median)")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"batch {args.batch_size}, {args.steps} steps x {args.rounds} rounds (median)"
+    )
     print(f"{'variant':<16} {'ms/step':>8} {'vs bce':>8} {'vs plain':>9}")
     for name, ms in medians.items():
         print(f"{name:<16} {ms:8.2f} {ms / medians['bce']:7.2f}x {ms / medians['plain bce loop']:8.2f}x")

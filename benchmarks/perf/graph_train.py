@@ -43,8 +43,10 @@ def main() -> None:
                 values = evaluate_run(run_dir, device)["values"]
                 rate = status.get("step", 0) / status["train_wall_s"]
                 modes, hq = values.get("modes", math.nan), values.get("hq_percent", math.nan)
-                print(f"{variant:<14} {graph!s:<6} {rate:8.1f} {modes:6.0f} {hq:6.1f}  "
-                      f"{status['status']} / {status.get('step_execution')}")
+                print(
+                    f"{variant:<14} {graph!s:<6} {rate:8.1f} {modes:6.0f} {hq:6.1f}  "
+                    f"{status['status']} / {status.get('step_execution')}"
+                )
 
 
 if __name__ == "__main__":

@@ -35,8 +35,11 @@ from gdpp_bench.train import train
 
 def max_param_diff(a: Path, b: Path) -> float:
     sa, sb = load_checkpoint(a), load_checkpoint(b)
-    return max(float((sa[net][name] - sb[net][name]).abs().max())
-               for net in ("generator", "discriminator") for name in sa[net])
+    return max(
+        float((sa[net][name] - sb[net][name]).abs().max())
+        for net in ("generator", "discriminator")
+        for name in sa[net]
+    )
 
 
 def main() -> None:
@@ -54,11 +57,15 @@ def main() -> None:
     suite = load_suite(args.suite)
     train_cfg = dataclasses.replace(suite.train, log_every=50, checkpoint_every=args.steps)
     suite = dataclasses.replace(suite, eval=dataclasses.replace(suite.eval, every=0), train=train_cfg)
-    print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"load average {os.getloadavg()}")
-    print(f"suite {suite.name}: batch {suite.train.batch_size}, update {suite.train.update}, "
-          f"{args.seeds} seeds, {args.steps} steps, device {device}")
+    print(
+        f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"load average {os.getloadavg()}"
+    )
+    print(
+        f"suite {suite.name}: batch {suite.train.batch_size}, update {suite.train.update}, "
+        f"{args.seeds} seeds, {args.steps} steps, device {device}"
+    )
     for variant in args.variants:
         with tempfile.TemporaryDirectory() as tmp:  # warm-up (first-call costs), not timed
             warm = expand(suite, variants=[variant], seeds=list(range(args.seeds)), steps=5)
@@ -74,11 +81,18 @@ def main() -> None:
             start = time.perf_counter()
             statuses = train_seed_parallel(specs, root / "par", device)
             parallel = time.perf_counter() - start
-            diff = max(max_param_diff(root / "seq" / s.suite / s.key / "checkpoint.pt",
-                                      root / "par" / s.suite / s.key / "checkpoint.pt") for s in specs)
-        print(f"{variant:14s} sequential {sequential:7.2f} s  seed-parallel {parallel:7.2f} s  "
-              f"speed-up {sequential / parallel:5.2f}x  status {sorted({s['status'] for s in statuses})}  "
-              f"max |param diff| {diff:.2e}  load {os.getloadavg()[0]:.2f}")
+            diff = max(
+                max_param_diff(
+                    root / "seq" / s.suite / s.key / "checkpoint.pt",
+                    root / "par" / s.suite / s.key / "checkpoint.pt",
+                )
+                for s in specs
+            )
+        print(
+            f"{variant:14s} sequential {sequential:7.2f} s  seed-parallel {parallel:7.2f} s  "
+            f"speed-up {sequential / parallel:5.2f}x  status {sorted({s['status'] for s in statuses})}  "
+            f"max |param diff| {diff:.2e}  load {os.getloadavg()[0]:.2f}"
+        )
 
 
 if __name__ == "__main__":

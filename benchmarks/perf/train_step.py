@@ -74,8 +74,9 @@ def plain_stepper(images: torch.Tensor, device: torch.device) -> Callable[[], No
         real = images[index].float().div(127.5).sub(1)
         fake = netG(torch.randn(BATCH, netG.z_dim, device=device))
         opt_d.zero_grad(set_to_none=True)
-        d_loss = F.binary_cross_entropy_with_logits(netD(real).logits, ones) \
-            + F.binary_cross_entropy_with_logits(netD(fake.detach()).logits, zeros)
+        d_loss = F.binary_cross_entropy_with_logits(
+            netD(real).logits, ones
+        ) + F.binary_cross_entropy_with_logits(netD(fake.detach()).logits, zeros)
         d_loss.backward()
         opt_d.step()
         opt_g.zero_grad(set_to_none=True)
@@ -89,18 +90,41 @@ def plain_stepper(images: torch.Tensor, device: torch.device) -> Callable[[], No
     return run
 
 
-def harness_step(images: torch.Tensor, device: torch.device, variant: str, precision: str,
-                 compile_mode: str, cuda_graph: bool) -> train_module._Step:
+def harness_step(
+    images: torch.Tensor,
+    device: torch.device,
+    variant: str,
+    precision: str,
+    compile_mode: str,
+    cuda_graph: bool,
+) -> train_module._Step:
     train_module.COMPILE_MODE = compile_mode if compile_mode != "off" else None
-    train = TrainConfig(steps=10**9, batch_size=BATCH, lr_g=2e-4, lr_d=2e-4, beta1=0.5,
-                        precision=precision, compile=compile_mode != "off", cuda_graph=cuda_graph)
-    spec = RunSpec(suite="bench", dataset=MODEL_DATA[MODEL][0], model=MODEL, variant=variant, seed=0,
-                   train=train, eval=EvalConfig(metrics=()), key="bench")
+    train = TrainConfig(
+        steps=10**9,
+        batch_size=BATCH,
+        lr_g=2e-4,
+        lr_d=2e-4,
+        beta1=0.5,
+        precision=precision,
+        compile=compile_mode != "off",
+        cuda_graph=cuda_graph,
+    )
+    spec = RunSpec(
+        suite="bench",
+        dataset=MODEL_DATA[MODEL][0],
+        model=MODEL,
+        variant=variant,
+        seed=0,
+        train=train,
+        eval=EvalConfig(metrics=()),
+        key="bench",
+    )
     return build_step(spec, device, TensorSampler(images))
 
 
-def harness_stepper(step: train_module._Step, precision: str,
-                    deterministic: bool = False) -> Callable[[], None]:
+def harness_stepper(
+    step: train_module._Step, precision: str, deterministic: bool = False
+) -> Callable[[], None]:
     """One harness training step, as the training loop runs it (graph replay where it can)."""
     run_step = make_stepper(step)
     autocast = step_autocast(step, precision)
@@ -132,8 +156,10 @@ def check_graph(images: torch.Tensor, device: torch.device, steps: int = 30) -> 
             params.append(torch.cat([p.detach().flatten() for p in step.generator.parameters()]))
         moved = (params[0] - initial).norm().item()
         rerun, graphed = ((p - params[0]).norm().item() / moved for p in params[1:])
-        print(f"graph check ({steps} bce steps, seed 0, deterministic={deterministic}): distance "
-              f"trained {moved:.4g}; eager rerun differs by {rerun:.3%} of it, graphed run by {graphed:.3%}")
+        print(
+            f"graph check ({steps} bce steps, seed 0, deterministic={deterministic}): distance "
+            f"trained {moved:.4g}; eager rerun differs by {rerun:.3%} of it, graphed run by {graphed:.3%}"
+        )
     torch.backends.cudnn.deterministic = False
 
 
@@ -156,12 +182,14 @@ def eigh_timings(device: torch.device, repeats: int = 50) -> None:
         kernels = u @ u.transpose(1, 2)
         timings = []
         for route in ("gpu", "host"):
+
             def once(route: str = route, kernels: torch.Tensor = kernels) -> None:
                 if route == "gpu":
                     torch.linalg.eigh(kernels)
                 else:
                     values, vectors = torch.linalg.eigh(kernels.cpu())
                     values.to(device), vectors.to(device)
+
             once()
             torch.cuda.synchronize()
             started = time.perf_counter()
@@ -179,8 +207,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--compile-modes", default="default,max-autotune-no-cudagraphs,reduce-overhead",
-                        help="torch.compile modes to measure on CUDA (comma-separated)")
+    parser.add_argument(
+        "--compile-modes",
+        default="default,max-autotune-no-cudagraphs,reduce-overhead",
+        help="torch.compile modes to measure on CUDA (comma-separated)",
+    )
     parser.add_argument("--skip-eigh", action="store_true", help="skip the eigh timings")
     parser.add_argument("--check-only", action="store_true", help="only the graph-vs-eager check")
     args = parser.parse_args()
@@ -188,8 +219,10 @@ def main() -> None:
     MODEL = args.model
     device = torch.device(args.device)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-    print(f"{MODEL} batch {BATCH} on {device} ({where}), torch {torch.__version__}, "
-          f"{torch.get_num_threads()} CPU threads; {args.rounds} rounds x {args.steps} steps, median")
+    print(
+        f"{MODEL} batch {BATCH} on {device} ({where}), torch {torch.__version__}, "
+        f"{torch.get_num_threads()} CPU threads; {args.rounds} rounds x {args.steps} steps, median"
+    )
     if device.type == "cuda" and not args.skip_eigh:
         eigh_timings(device)
     images = random_images(device)
@@ -229,8 +262,10 @@ def main() -> None:
             base = median[name.replace("bce+gdpp@1", "bce", 1)]
             print(f"GDPP overhead ({name[11:]}): {100 * (base / median[name] - 1):+.1f}% step time")
     fastest = max((n for n in median if n.startswith("bce ")), key=median.get)
-    print(f"fastest bce configuration: {fastest}: {median[fastest]:.1f} it/s, "
-          f"{median[fastest] / median['plain fp32']:.2f}x the plain fp32 loop")
+    print(
+        f"fastest bce configuration: {fastest}: {median[fastest]:.1f} it/s, "
+        f"{median[fastest] / median['plain fp32']:.2f}x the plain fp32 loop"
+    )
 
 
 if __name__ == "__main__":

@@ -36,12 +36,22 @@ def load_split(
     if isinstance(dataset, StackedMNIST):
         return dataset.load_split(data_root, split, size)
     if not isinstance(dataset, ImageDataset):
-        raise UserError(f"dataset {name!r} has no image files to load; image datasets: "
-                        f"{', '.join(n for n in DATASETS if isinstance(DATASETS.get(n), ImageDataset))}")
+        raise UserError(
+            f"dataset {name!r} has no image files to load; image datasets: "
+            f"{', '.join(n for n in DATASETS if isinstance(DATASETS.get(n), ImageDataset))}"
+        )
     if size is not None:
         raise ValueError(f"size is for stacked-mnist only, not {name!r}")
     return dataset.load_split(data_root, split)
 
 
-__all__ = ["DATASETS", "Dataset", "ImageDataset", "Mixture2D", "Sampler", "Split", "load_split",
-           "sample_stacked_mnist"]
+__all__ = [
+    "DATASETS",
+    "Dataset",
+    "ImageDataset",
+    "Mixture2D",
+    "Sampler",
+    "Split",
+    "load_split",
+    "sample_stacked_mnist",
+]

@@ -57,26 +57,43 @@ def find_celeba_images(name: str, data_root: str | Path | None, split: Split) ->
     if aligned.is_dir():
         partition = root / "celeba" / "list_eval_partition.txt"
         if not partition.is_file():
-            raise missing_data(name, partition, f"it gives the split of each image in {aligned} "
-                               "(lines like '000001.jpg 0'; 0 = train, 1 = valid, 2 = test)")
+            raise missing_data(
+                name,
+                partition,
+                f"it gives the split of each image in {aligned} "
+                "(lines like '000001.jpg 0'; 0 = train, 1 = valid, 2 = test)",
+            )
         code = str(PARTITION_CODES[split])
-        names = [parts[0] for parts in (line.split() for line in partition.read_text().splitlines())
-                 if len(parts) == 2 and parts[1] == code]
+        names = [
+            parts[0]
+            for parts in (line.split() for line in partition.read_text().splitlines())
+            if len(parts) == 2 and parts[1] == code
+        ]
         present = set(os.listdir(aligned))  # one listing instead of 200k stat calls
         absent = [n for n in names if n not in present]
         if absent:
-            raise missing_data(name, aligned / absent[0], f"{len(absent)} of the {len(names)} {split} images "
-                               f"listed in {partition} are missing from {aligned}")
+            raise missing_data(
+                name,
+                aligned / absent[0],
+                f"{len(absent)} of the {len(names)} {split} images "
+                f"listed in {partition} are missing from {aligned}",
+            )
         folder, files = aligned, [aligned / n for n in names]
     elif processed.is_dir():
         if split != "train":
-            raise UserError(f"dataset {name!r}: {processed} (processed_celeba_small layout) has no partition "
-                            f"file, so it has only a train split; use the aligned layout for {split!r}")
+            raise UserError(
+                f"dataset {name!r}: {processed} (processed_celeba_small layout) has no partition "
+                f"file, so it has only a train split; use the aligned layout for {split!r}"
+            )
         folder, files = processed, sorted(processed.glob("*.jpg"))
     else:
-        raise missing_data(name, aligned, f"put the aligned-and-cropped CelebA JPEGs there with "
-                           f"{root / 'celeba' / 'list_eval_partition.txt'} (torchvision's layout), "
-                           f"or the processed_celeba_small JPEGs in {processed}")
+        raise missing_data(
+            name,
+            aligned,
+            f"put the aligned-and-cropped CelebA JPEGs there with "
+            f"{root / 'celeba' / 'list_eval_partition.txt'} (torchvision's layout), "
+            f"or the processed_celeba_small JPEGs in {processed}",
+        )
     if not files:
         raise UserError(f"dataset {name!r}: no {split} images in {folder}")
     return folder, files
@@ -125,7 +142,7 @@ def _write_cache(files: list[Path], resolution: int, path: Path, workers: int) -
         loader = DataLoader(_Decoded(files, resolution), batch_size=_DECODE_BATCH, num_workers=workers)
         start = 0
         for batch in tqdm(loader, desc=f"decoding CelebA once into {path.name}", unit="batch", disable=None):
-            out[start:start + len(batch)] = batch.numpy()
+            out[start : start + len(batch)] = batch.numpy()
             start += len(batch)
         out.flush()
         del out
@@ -134,8 +151,9 @@ def _write_cache(files: list[Path], resolution: int, path: Path, workers: int) -
         tmp.unlink(missing_ok=True)
 
 
-def cached_images(name: str, data_root: str | Path | None, split: Split, resolution: int,
-                  workers: int | None = None) -> np.ndarray:
+def cached_images(
+    name: str, data_root: str | Path | None, split: Split, resolution: int, workers: int | None = None
+) -> np.ndarray:
     """The split as a read-only memory-mapped uint8 array [N, 3, resolution, resolution], decoding it once.
 
     `workers`: DataLoader processes for the one-off decode; default up to 4, none for small sets.

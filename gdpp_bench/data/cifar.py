@@ -46,14 +46,15 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     data = np.asarray(data, dtype=np.uint8)
     labels = np.asarray(labels, dtype=np.int64)
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
-        raise _not_a_batch(path, f"expected data [N, 3072] and N labels, got {data.shape} and "
-                                 f"{len(labels)}")
+        raise _not_a_batch(path, f"expected data [N, 3072] and N labels, got {data.shape} and {len(labels)}")
     return data.reshape(-1, 3, 32, 32), labels
 
 
 def _not_a_batch(path: Path, why: str) -> UserError:
-    return UserError(f"dataset 'cifar10': {path} is not a CIFAR-10 python batch ({why}); replace it "
-                     "with the file of the same name from cifar-10-python.tar.gz")
+    return UserError(
+        f"dataset 'cifar10': {path} is not a CIFAR-10 python batch ({why}); replace it "
+        "with the file of the same name from cifar-10-python.tar.gz"
+    )
 
 
 @dataclass(frozen=True)
@@ -67,18 +68,28 @@ class CIFAR10(ImageDataset):
         folder = root / CIFAR10_FOLDER
         first = folder / CIFAR10_BATCHES[split][0]
         if not folder.is_dir():
-            how = (f"put the python version of CIFAR-10 (cifar-10-python.tar.gz, unpacked) in {folder}, "
-                   f"or run once with internet access so torchvision can download it")
+            how = (
+                f"put the python version of CIFAR-10 (cifar-10-python.tar.gz, unpacked) in {folder}, "
+                f"or run once with internet access so torchvision can download it"
+            )
             from torchvision import datasets
 
-            try_download(self.name, first, how,
-                         lambda: datasets.CIFAR10(str(root), train=split == "train", download=True))
+            try_download(
+                self.name,
+                first,
+                how,
+                lambda: datasets.CIFAR10(str(root), train=split == "train", download=True),
+            )
         parts = []
         for name in CIFAR10_BATCHES[split]:
             path = folder / name
             if not path.is_file():
-                raise missing_data(self.name, path, f"the folder {folder} is incomplete: it needs "
-                                   f"{', '.join(n for names in CIFAR10_BATCHES.values() for n in names)}")
+                raise missing_data(
+                    self.name,
+                    path,
+                    f"the folder {folder} is incomplete: it needs "
+                    f"{', '.join(n for names in CIFAR10_BATCHES.values() for n in names)}",
+                )
             parts.append(read_cifar_batch(path))
         images = np.concatenate([p[0] for p in parts])
         labels = np.concatenate([p[1] for p in parts])

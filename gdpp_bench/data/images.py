@@ -97,9 +97,7 @@ class TensorSampler:
 
     def sample(self, batch_size: int, generator: torch.Generator) -> Tensor:
         """`batch_size` images drawn uniformly with replacement, float32 in [-1, 1], on the images' device."""
-        index = torch.randint(
-            len(self.images), (batch_size,), generator=generator, device=self.images.device
-        )
+        index = torch.randint(len(self.images), (batch_size,), generator=generator, device=self.images.device)
         return to_signed_unit(self.images[index])
 
 

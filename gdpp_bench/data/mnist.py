@@ -55,8 +55,10 @@ class TorchvisionDigits(ImageDataset):
         wanted = [*_RAW_FILES[split], *_RAW_FILES["test" if split == "train" else "train"]]
         missing = [raw / f for f in wanted if not (raw / f).is_file()]
         if missing:
-            how = (f"put the four {self.folder} IDX files (torchvision raw layout) in {raw}, "
-                   f"or run once with internet access so torchvision can download them")
+            how = (
+                f"put the four {self.folder} IDX files (torchvision raw layout) in {raw}, "
+                f"or run once with internet access so torchvision can download them"
+            )
             try_download(self.name, missing[0], how, lambda: cls(str(root), train=True, download=True))
             if not (raw / wanted[0]).is_file():
                 raise missing_data(self.name, raw / wanted[0], how)
@@ -142,11 +144,20 @@ MNIST = TorchvisionDigits("mnist", (1, 28, 28), "dcgan28", folder="MNIST")
 FASHION_MNIST = TorchvisionDigits("fashion-mnist", (1, 28, 28), "dcgan28", folder="FashionMNIST")
 # The source carries the name "stacked-mnist" so that a missing-data error names the dataset asked for.
 STACKED_MNIST = StackedMNIST(
-    "stacked-mnist", (3, 28, 28), "dcgan28",
+    "stacked-mnist",
+    (3, 28, 28),
+    "dcgan28",
     source=TorchvisionDigits("stacked-mnist", (1, 28, 28), "dcgan28", folder="MNIST"),
 )
 
 __all__ = [
-    "FASHION_MNIST", "MNIST", "STACKED_MNIST", "STACKED_MNIST_SEEDS", "STACKED_MNIST_SIZES",
-    "StackedMNIST", "StackedSampler", "TorchvisionDigits", "sample_stacked_mnist",
+    "FASHION_MNIST",
+    "MNIST",
+    "STACKED_MNIST",
+    "STACKED_MNIST_SEEDS",
+    "STACKED_MNIST_SIZES",
+    "StackedMNIST",
+    "StackedSampler",
+    "TorchvisionDigits",
+    "sample_stacked_mnist",
 ]

@@ -36,9 +36,7 @@ class MixtureSampler:
 
     def sample(self, batch_size: int, generator: torch.Generator) -> Tensor:
         device = self.centers.device
-        which = torch.randint(
-            len(self.centers), (batch_size,), generator=generator, device=device
-        )
+        which = torch.randint(len(self.centers), (batch_size,), generator=generator, device=device)
         noise = torch.randn(batch_size, 2, generator=generator, device=device)
         return self.centers[which] + self.std * noise
 

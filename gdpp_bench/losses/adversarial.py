@@ -37,9 +37,9 @@ ADVERSARIAL: Registry[AdversarialLoss] = Registry("adversarial loss")
 def _bce_d(real: DOut, fake: DOut, targets: tuple[float, float] = (1.0, 0.0)) -> Tensor:
     real_target = torch.full_like(real.logits, targets[0])
     fake_target = torch.full_like(fake.logits, targets[1])
-    return F.binary_cross_entropy_with_logits(
-        real.logits, real_target
-    ) + F.binary_cross_entropy_with_logits(fake.logits, fake_target)
+    return F.binary_cross_entropy_with_logits(real.logits, real_target) + F.binary_cross_entropy_with_logits(
+        fake.logits, fake_target
+    )
 
 
 def _bce_g(fake: DOut, target: float = 1.0) -> Tensor:
@@ -61,9 +61,7 @@ def _mean_logit_g(fake: DOut, target: float = 1.0) -> Tensor:
 
 ADVERSARIAL.register("bce")(AdversarialLoss(_bce_d, _bce_g))
 ADVERSARIAL.register("hinge")(AdversarialLoss(_hinge_d, _mean_logit_g))
-ADVERSARIAL.register("wgan-gp")(
-    AdversarialLoss(_wasserstein_d, _mean_logit_g, d_steps=5, gp_weight=10.0)
-)
+ADVERSARIAL.register("wgan-gp")(AdversarialLoss(_wasserstein_d, _mean_logit_g, d_steps=5, gp_weight=10.0))
 
 
 def gradient_penalty(

@@ -49,8 +49,7 @@ def _eigh_forward(kernels: Tensor) -> tuple[Tensor, Tensor]:
     return values + poison, vectors + poison
 
 
-def _safe_eigh_backward(values: Tensor, vectors: Tensor, grad_values: Tensor,
-                        grad_vectors: Tensor) -> Tensor:
+def _safe_eigh_backward(values: Tensor, vectors: Tensor, grad_values: Tensor, grad_vectors: Tensor) -> Tensor:
     """Gradient of a symmetric matrix from those of its eigenpairs, with TensorFlow's safe
     reciprocal x / (x^2 + 1e-20) of the eigengaps.
 
@@ -80,8 +79,7 @@ class _PairedEigh(torch.autograd.Function):
         return values[0], vectors[0], values[1], vectors[1]
 
     @staticmethod
-    def backward(ctx, grad_values: Tensor, grad_vectors: Tensor, *_real: Tensor
-                 ) -> tuple[Tensor, None]:  # type: ignore[override]
+    def backward(ctx, grad_values: Tensor, grad_vectors: Tensor, *_real: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
         values, vectors = ctx.saved_tensors
         return _safe_eigh_backward(values, vectors, grad_values, grad_vectors), None
 
@@ -102,8 +100,14 @@ def _min_max_weights(values: Tensor, zero_in_spectrum: bool) -> Tensor:
     return torch.where(span > 0, (values - low) / safe_span, torch.zeros_like(values))
 
 
-def _gdpp_from_eigen(fake_values: Tensor, fake_vectors: Tensor, real_values: Tensor,
-                     real_vectors: Tensor, batch_size: int, sign_invariant: bool) -> Tensor:
+def _gdpp_from_eigen(
+    fake_values: Tensor,
+    fake_vectors: Tensor,
+    real_values: Tensor,
+    real_vectors: Tensor,
+    batch_size: int,
+    sign_invariant: bool,
+) -> Tensor:
     """Combine matched (fake, real) eigenpairs into the loss; eigenvectors are columns."""
     dots = (fake_vectors * real_vectors).sum(dim=0)
     return _gdpp_from_values_and_dots(fake_values, real_values, dots, batch_size, sign_invariant)
@@ -117,8 +121,9 @@ class MatchedPairs(NamedTuple):
     weights: Tensor
 
 
-def sign_flip_fraction(current: MatchedPairs, previous: tuple[Tensor, Tensor] | None,
-                       min_weight: float = 0.01) -> float:
+def sign_flip_fraction(
+    current: MatchedPairs, previous: tuple[Tensor, Tensor] | None, min_weight: float = 0.01
+) -> float:
     """Of the matched pairs weighted above `min_weight` now, the fraction whose dot product changed
     sign since `previous` (NaN without a previous one or without such pairs). GDPP's structure
     term rewards +<v_fake, v_real>; an eigensolver's sign is arbitrary, so a flip turns the term's
@@ -133,9 +138,14 @@ def sign_flip_fraction(current: MatchedPairs, previous: tuple[Tensor, Tensor] | 
     return int(flipped.sum()) / count
 
 
-def _gdpp_from_values_and_dots(fake_values: Tensor, real_values: Tensor, dots: Tensor,
-                               batch_size: int, sign_invariant: bool,
-                               zero_in_spectrum: bool = False) -> Tensor:
+def _gdpp_from_values_and_dots(
+    fake_values: Tensor,
+    real_values: Tensor,
+    dots: Tensor,
+    batch_size: int,
+    sign_invariant: bool,
+    zero_in_spectrum: bool = False,
+) -> Tensor:
     """The loss from matched eigenvalues and the dot products of matched eigenvectors."""
     # the mean runs over the B eigenvalues of the B x B kernel; missing ones (D x D route) are
     # zeros on both sides and add nothing to the sum
@@ -174,13 +184,18 @@ def gdpp_loss_and_pairs(phi_fake: Tensor, phi_real: Tensor) -> tuple[Tensor, Mat
     """`gdpp_loss` and its matched pairs (for `sign_flip_fraction`)."""
     dtype = phi_fake.dtype
     with torch.autocast(phi_fake.device.type, enabled=False):
-        fake, real = (phi_fake.float(), phi_real.float()) if dtype in (torch.float16, torch.bfloat16) \
+        fake, real = (
+            (phi_fake.float(), phi_real.float())
+            if dtype in (torch.float16, torch.bfloat16)
             else (phi_fake, phi_real)
+        )
         _check_features(fake, real)
         fake_values, fake_vectors, real_values, real_vectors = _paired_eigh(
-            _cosine_kernel(fake), _cosine_kernel(real.detach()))
-        loss = _gdpp_from_eigen(fake_values, fake_vectors, real_values, real_vectors, fake.shape[0],
-                                sign_invariant=False)
+            _cosine_kernel(fake), _cosine_kernel(real.detach())
+        )
+        loss = _gdpp_from_eigen(
+            fake_values, fake_vectors, real_values, real_vectors, fake.shape[0], sign_invariant=False
+        )
         dots = (fake_vectors * real_vectors).sum(dim=0).detach()
         pairs = MatchedPairs(dots, _min_max_weights(real_values, False).detach())
     return loss.to(dtype), pairs
@@ -208,8 +223,9 @@ def gdpp_si_loss(phi_fake: Tensor, phi_real: Tensor) -> Tensor:
     # W_f^T (u_f^T u_r) W_r is needed, so the B x D eigenvectors are never formed
     cross = (fake_small * ((fake_units.T @ real_units) @ real_small)).sum(dim=0)
     dots = cross / (fake_values.clamp_min(_TINY) * real_values.clamp_min(_TINY)).sqrt()
-    return _gdpp_from_values_and_dots(fake_values, real_values, dots, batch_size,
-                                      sign_invariant=True, zero_in_spectrum=True)
+    return _gdpp_from_values_and_dots(
+        fake_values, real_values, dots, batch_size, sign_invariant=True, zero_in_spectrum=True
+    )
 
 
 def _cosine_kernel(phi: Tensor) -> Tensor:

@@ -65,6 +65,6 @@ def mode_seeking_term(real: DOut, fake: DOut, generated: Generated) -> Tensor:
     1 / (ratio + 1e-5) (the paper's code)."""
     half = generated.z.shape[0] // 2
     z, samples = generated.z.float(), generated.samples.float()
-    image_distance = (samples[:half] - samples[half:2 * half]).abs().mean()
-    latent_distance = (z[:half] - z[half:2 * half]).abs().mean()
+    image_distance = (samples[:half] - samples[half : 2 * half]).abs().mean()
+    latent_distance = (z[:half] - z[half : 2 * half]).abs().mean()
     return 1 / (image_distance / latent_distance + MS_EPS)

@@ -19,15 +19,34 @@ PROTOCOLS = ("quick", "paper")
 # Whether a larger value of a metric's value is better: what reports rank and compare. Values not
 # listed (the spread within one run, such as is_std) are recorded but not compared.
 HIGHER_IS_BETTER = {
-    "modes": True, "hq_percent": True, "kl_uniform": False, "classes": True,
-    "class_kl_uniform": False, "fid": False, "is": True, "kid": False, "precision": True,
-    "recall": True, "density": True, "coverage": True, "ivom_mse": False,
+    "modes": True,
+    "hq_percent": True,
+    "kl_uniform": False,
+    "classes": True,
+    "class_kl_uniform": False,
+    "fid": False,
+    "is": True,
+    "kid": False,
+    "precision": True,
+    "recall": True,
+    "density": True,
+    "coverage": True,
+    "ivom_mse": False,
 }
 # The range each compared value can take (None: unbounded on that side); intervals are cut to it.
 METRIC_BOUNDS: dict[str, tuple[float | None, float | None]] = {
-    "modes": (0, None), "hq_percent": (0, 100), "kl_uniform": (0, None), "classes": (0, 10),
-    "class_kl_uniform": (0, None), "fid": (0, None), "is": (1, None), "kid": (None, None),
-    "precision": (0, 1), "recall": (0, 1), "density": (0, None), "coverage": (0, 1),
+    "modes": (0, None),
+    "hq_percent": (0, 100),
+    "kl_uniform": (0, None),
+    "classes": (0, 10),
+    "class_kl_uniform": (0, None),
+    "fid": (0, None),
+    "is": (1, None),
+    "kid": (None, None),
+    "precision": (0, 1),
+    "recall": (0, 1),
+    "density": (0, None),
+    "coverage": (0, 1),
     "ivom_mse": (0, None),
 }
 COUNT_METRICS = ("modes", "classes")  # counts: Cliff's delta is reported beside Hedges' g
@@ -127,8 +146,9 @@ def fidelity_metric(ctx: EvalContext) -> dict[str, float]:
     fake = to_uint8(ctx.samples(n_fake)).cpu()  # torch-fidelity batches from a CPU dataset
     name = measure.reference_name(ctx.dataset.name, ctx.reference_split, real, extractor)
     values = measure.fidelity_metrics(fake, real, name, extractor, ctx.device, ctx.options.batch_size)
-    ctx.notes["fidelity"] = measure.protocol(extractor, len(fake), len(real), ctx.reference_split,
-                                             ctx.options.batch_size)
+    ctx.notes["fidelity"] = measure.protocol(
+        extractor, len(fake), len(real), ctx.reference_split, ctx.options.batch_size
+    )
     return values
 
 
@@ -184,12 +204,25 @@ def ivom_metric(ctx: EvalContext) -> dict[str, float]:
     targets = images.to(ctx.device).float().div(127.5).sub(1)
     per_image = ivom(ctx.generator, targets, seed=ctx.seed + SAMPLE_SEED_OFFSET, **IVOM_SEARCH)
     ctx.notes["ivom"] = {
-        "real_samples": len(images), "reference_split": "test", "real_subset_seed": SUBSET_SEED,
-        **IVOM_SEARCH, "mse_scale": "[0, 1]",
-        "noise_seed": ctx.seed + SAMPLE_SEED_OFFSET, "generated_samples": 0,
+        "real_samples": len(images),
+        "reference_split": "test",
+        "real_subset_seed": SUBSET_SEED,
+        **IVOM_SEARCH,
+        "mse_scale": "[0, 1]",
+        "noise_seed": ctx.seed + SAMPLE_SEED_OFFSET,
+        "generated_samples": 0,
     }
     return {"ivom_mse": per_image.mean().item(), "ivom_mse_std": per_image.std().item()}
 
 
-__all__ = ["COUNT_METRICS", "HIGHER_IS_BETTER", "METRICS", "METRIC_BOUNDS", "PROTOCOLS", "EvalContext",
-           "EvalOptions", "Metric", "compute_metrics"]
+__all__ = [
+    "COUNT_METRICS",
+    "HIGHER_IS_BETTER",
+    "METRICS",
+    "METRIC_BOUNDS",
+    "PROTOCOLS",
+    "EvalContext",
+    "EvalOptions",
+    "Metric",
+    "compute_metrics",
+]

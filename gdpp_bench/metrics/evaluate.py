@@ -34,15 +34,29 @@ def reference_splits(spec: RunSpec) -> tuple[str, str]:
     return spec.eval.reference_split, spec.eval.reference_split
 
 
-def eval_context(generator: nn.Module, spec: RunSpec, device: torch.device, data_root: str | None,
-                 options: EvalOptions, split: str | None = None) -> EvalContext:
+def eval_context(
+    generator: nn.Module,
+    spec: RunSpec,
+    device: torch.device,
+    data_root: str | None,
+    options: EvalOptions,
+    split: str | None = None,
+) -> EvalContext:
     """The context the suite's metrics see for one generator of the run `spec`, comparing with the
     real `split` (default: the final evaluation's, `reference_splits`)."""
     evaluation = spec.eval
     return EvalContext(
-        generator, DATASETS.get(spec.dataset), device, evaluation.samples, spec.seed, data_root,
-        evaluation.fidelity_samples, evaluation.real_samples, split or reference_splits(spec)[1],
-        evaluation.ivom_images, options,
+        generator,
+        DATASETS.get(spec.dataset),
+        device,
+        evaluation.samples,
+        spec.seed,
+        data_root,
+        evaluation.fidelity_samples,
+        evaluation.real_samples,
+        split or reference_splits(spec)[1],
+        evaluation.ivom_images,
+        options,
         bn_batch=spec.train.batch_size if evaluation.sample_bn == "batch" else None,
     )
 
@@ -64,22 +78,34 @@ class PeriodicEvaluation:
     when the last periodic evaluation saw that very generator, takes its numbers instead of
     measuring the same samples again."""
 
-    def __init__(self, spec: RunSpec, device: torch.device, data_root: str | None = None,
-                 options: EvalOptions | None = None) -> None:
+    def __init__(
+        self,
+        spec: RunSpec,
+        device: torch.device,
+        data_root: str | None = None,
+        options: EvalOptions | None = None,
+    ) -> None:
         self.spec, self.device, self.data_root = spec, device, data_root
         self.options = options or EvalOptions()
         self.last: Measured | None = None
 
     def __call__(self, generator: nn.Module, step: int) -> dict[str, float]:
-        ctx = eval_context(generator, self.spec, self.device, self.data_root, self.options,
-                           split=reference_splits(self.spec)[0])
+        ctx = eval_context(
+            generator,
+            self.spec,
+            self.device,
+            self.data_root,
+            self.options,
+            split=reference_splits(self.spec)[0],
+        )
         values = compute_metrics(self.spec.eval.metrics, ctx)
         self.last = Measured(step, values, ctx.notes, _points(ctx))
         return values
 
 
-def make_eval_hook(spec: RunSpec, device: torch.device, data_root: str | None = None,
-                   options: EvalOptions | None = None) -> PeriodicEvaluation:
+def make_eval_hook(
+    spec: RunSpec, device: torch.device, data_root: str | None = None, options: EvalOptions | None = None
+) -> PeriodicEvaluation:
     """The periodic-evaluation hook that training calls: metrics of the current generator."""
     return PeriodicEvaluation(spec, device, data_root, options)
 
@@ -89,21 +115,35 @@ def _points(ctx: EvalContext) -> Tensor | None:
     return ctx.samples().cpu() if ctx.has_samples() and ctx.samples().ndim == 2 else None
 
 
-def _reusable(record: dict[str, Any] | None, metric: str, checkpoint: str, step: int,
-              options: EvalOptions, settings: dict[str, Any]) -> bool:
+def _reusable(
+    record: dict[str, Any] | None,
+    metric: str,
+    checkpoint: str,
+    step: int,
+    options: EvalOptions,
+    settings: dict[str, Any],
+) -> bool:
     """Whether metrics.json already holds `metric` measured on this checkpoint under this protocol
     and these evaluation settings (sample counts, reference split)."""
     entry = (record or {}).get("protocol", {}).get(metric)
-    return bool(entry) and (entry.get("checkpoint"), entry.get("checkpoint_step"), entry.get("protocol"),
-                            entry.get("settings")) == (checkpoint, step, options.protocol, settings)
+    return bool(entry) and (
+        entry.get("checkpoint"),
+        entry.get("checkpoint_step"),
+        entry.get("protocol"),
+        entry.get("settings"),
+    ) == (checkpoint, step, options.protocol, settings)
 
 
 def eval_settings(spec: RunSpec) -> dict[str, Any]:
     """The evaluation settings a metric's values depend on (a change of any re-evaluates)."""
     evaluation = spec.eval
-    settings = {"samples": evaluation.samples, "fidelity_samples": evaluation.fidelity_samples,
-                "real_samples": evaluation.real_samples, "reference_split": reference_splits(spec)[1],
-                "ivom_images": evaluation.ivom_images}
+    settings = {
+        "samples": evaluation.samples,
+        "fidelity_samples": evaluation.fidelity_samples,
+        "real_samples": evaluation.real_samples,
+        "reference_split": reference_splits(spec)[1],
+        "ivom_images": evaluation.ivom_images,
+    }
     if evaluation.sample_bn != "running":  # the default is left out: older records stay reusable
         settings["sample_bn"] = evaluation.sample_bn
     return settings
@@ -121,9 +161,14 @@ def _read_record(run_dir: RunDir) -> dict[str, Any] | None:
         return None
 
 
-def evaluate_run(run_dir: RunDir, device: torch.device, force: bool = False,
-                 data_root: str | None = None, options: EvalOptions | None = None,
-                 measured: Measured | None = None) -> dict[str, Any]:
+def evaluate_run(
+    run_dir: RunDir,
+    device: torch.device,
+    force: bool = False,
+    data_root: str | None = None,
+    options: EvalOptions | None = None,
+    measured: Measured | None = None,
+) -> dict[str, Any]:
     """Write metrics.json for a finished run (or its failure record).
 
     Metrics already in metrics.json for the same checkpoint, protocol and settings are kept, not
@@ -155,8 +200,12 @@ def evaluate_run(run_dir: RunDir, device: torch.device, force: bool = False,
         return record
 
     periodic_split, final_split = reference_splits(spec)
-    if (measured is not None and measured.step == step and checkpoint == run_dir.checkpoint
-            and periodic_split == final_split):
+    if (
+        measured is not None
+        and measured.step == step
+        and checkpoint == run_dir.checkpoint
+        and periodic_split == final_split
+    ):
         computed, notes, points = measured.values, measured.notes, measured.points
     else:
         generator, _ = build_models(spec.model, DATASETS.get(spec.dataset).shape)
@@ -169,8 +218,9 @@ def evaluate_run(run_dir: RunDir, device: torch.device, force: bool = False,
         write_atomic(run_dir.eval_samples, lambda tmp: torch.save(points, tmp))
 
     kept = {m: record["protocol"][m] for m in wanted if m not in missing} if record else {}
-    values = {k: v for m, entry in kept.items() for k, v in record["values"].items()
-              if k in entry.get("values", ())}
+    values = {
+        k: v for m, entry in kept.items() for k, v in record["values"].items() if k in entry.get("values", ())
+    }
     protocol = dict(kept)
     for name in missing:
         protocol[name] = {

@@ -102,8 +102,9 @@ def inception_weights(path: str | Path | None) -> Path:
     if path:
         weights = Path(path).expanduser()
         if not weights.is_file():
-            raise UserError(f"--inception-weights {weights} not found; download {URL_INCEPTION_V3} and "
-                            "pass its path")
+            raise UserError(
+                f"--inception-weights {weights} not found; download {URL_INCEPTION_V3} and pass its path"
+            )
         return weights
     cached = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
     if not cached.is_file():
@@ -137,8 +138,9 @@ def extractor_for(dataset: str, data_root: str | None, inception: str | Path | N
     """The project classifier for the MNIST family (trained on first use), Inception-v3 otherwise."""
     if dataset in CLASSIFIED:
         _, info = load_or_train_classifier(dataset, data_root)
-        return Extractor(extractor_name(dataset), info.path, info.weights_sha256,
-                         {"classifier": info.protocol()})
+        return Extractor(
+            extractor_name(dataset), info.path, info.weights_sha256, {"classifier": info.protocol()}
+        )
     weights = inception_weights(inception)
     return Extractor(INCEPTION, weights, weights_sha256(weights), {})
 
@@ -154,8 +156,14 @@ def real_reference(dataset: str, data_root: str | None, split: str, count: int) 
     return images
 
 
-def fidelity_metrics(fake: Tensor, real: Tensor, real_name: str, extractor: Extractor,
-                     device: torch.device, batch_size: int = 256) -> dict[str, float]:
+def fidelity_metrics(
+    fake: Tensor,
+    real: Tensor,
+    real_name: str,
+    extractor: Extractor,
+    device: torch.device,
+    batch_size: int = 256,
+) -> dict[str, float]:
     """FID, IS, KID, precision/recall (torch-fidelity) and density/coverage of uint8 images.
 
     `real_name` names the real set in torch-fidelity's cache; it must change whenever the real images
@@ -167,13 +175,21 @@ def fidelity_metrics(fake: Tensor, real: Tensor, real_name: str, extractor: Extr
         say(f"computing the features of {len(real)} real images {real_name} (once; cached in {cache})")
     fake_name = f"generated-{uuid.uuid4().hex}"  # cached only for the feature read-back below
     kwargs = {
-        "input1": UInt8Images(fake), "input2": UInt8Images(real),
-        "input1_cache_name": fake_name, "input2_cache_name": real_name,
-        "cache": True, "cache_root": str(cache), "cuda": device.type == "cuda",
-        "batch_size": batch_size, "save_cpu_ram": True, "verbose": False,
-        "isc_splits": IS_SPLITS, "kid_subsets": KID_SUBSETS,
+        "input1": UInt8Images(fake),
+        "input2": UInt8Images(real),
+        "input1_cache_name": fake_name,
+        "input2_cache_name": real_name,
+        "cache": True,
+        "cache_root": str(cache),
+        "cuda": device.type == "cuda",
+        "batch_size": batch_size,
+        "save_cpu_ram": True,
+        "verbose": False,
+        "isc_splits": IS_SPLITS,
+        "kid_subsets": KID_SUBSETS,
         "kid_subset_size": min(KID_SUBSET_SIZE, len(fake), len(real)),
-        "prc_neighborhood": PRC_NEIGHBOURS, **extractor.kwargs(),
+        "prc_neighborhood": PRC_NEIGHBOURS,
+        **extractor.kwargs(),
     }
     try:
         values = torch_fidelity.calculate_metrics(isc=True, fid=True, kid=False, prc=False, **kwargs)
@@ -185,14 +201,21 @@ def fidelity_metrics(fake: Tensor, real: Tensor, real_name: str, extractor: Extr
     finally:
         for stale in cache.glob(f"{fake_name}-*"):
             stale.unlink(missing_ok=True)
-    prc_radii = _cached_radii(cache / f"{real_name}-prc-radii-k{PRC_NEIGHBOURS}.pt", real_features,
-                              lambda: kth_neighbour_distances(real_features, PRC_NEIGHBOURS))
+    prc_radii = _cached_radii(
+        cache / f"{real_name}-prc-radii-k{PRC_NEIGHBOURS}.pt",
+        real_features,
+        lambda: kth_neighbour_distances(real_features, PRC_NEIGHBOURS),
+    )
     precision, recall = precision_recall(fake_features, real_features, prc_radii)
-    radii = _cached_radii(cache / f"{real_name}-radii-k{DC_NEIGHBOURS}.pt", real_features,
-                          lambda: knn_radii(real_features, DC_NEIGHBOURS))
+    radii = _cached_radii(
+        cache / f"{real_name}-radii-k{DC_NEIGHBOURS}.pt",
+        real_features,
+        lambda: knn_radii(real_features, DC_NEIGHBOURS),
+    )
     coverage = density_coverage(real_features, fake_features, k=DC_NEIGHBOURS, radii=radii)
-    kid, kid_std = kernel_inception_distance(fake_features, real_features, KID_SUBSETS,
-                                             min(KID_SUBSET_SIZE, len(fake), len(real)))
+    kid, kid_std = kernel_inception_distance(
+        fake_features, real_features, KID_SUBSETS, min(KID_SUBSET_SIZE, len(fake), len(real))
+    )
     return {
         "fid": float(values["frechet_inception_distance"]),
         "is": float(values["inception_score_mean"]),
@@ -220,8 +243,9 @@ def kernel_inception_distance(fake: Tensor, real: Tensor, subsets: int, size: in
     n_fake, n_real = len(fake), len(real)
     whole = n_fake * n_fake + n_real * n_real + n_fake * n_real
     if whole > 3 * subsets * size * size or whole > KID_FULL_KERNEL_ENTRIES:
-        values = kid_features_to_metric(fake.cpu(), real.cpu(), kid_subsets=subsets,
-                                        kid_subset_size=size, verbose=False)
+        values = kid_features_to_metric(
+            fake.cpu(), real.cpu(), kid_subsets=subsets, kid_subset_size=size, verbose=False
+        )
         return float(values[KEY_METRIC_KID_MEAN]), float(values[KEY_METRIC_KID_STD])
     x, y = fake.cpu().numpy(), real.cpu().numpy()
     draw = np.random.RandomState(FIDELITY_DEFAULTS["rng_seed"])
@@ -245,8 +269,12 @@ def kernel_inception_distance(fake: Tensor, real: Tensor, subsets: int, size: in
 def kth_neighbour_distances(features: Tensor, k: int) -> Tensor:
     """Each row's distance to its k-th nearest other row, as torch-fidelity's precision/recall
     computes it (its `calc_cdist_part`, the (k+1)-th smallest with the self-distance); on the CPU."""
-    return torch.cat([calc_cdist_part(rows, features, PRC_BATCH).kthvalue(k + 1).values
-                      for rows in features.split(PRC_BATCH)])
+    return torch.cat(
+        [
+            calc_cdist_part(rows, features, PRC_BATCH).kthvalue(k + 1).values
+            for rows in features.split(PRC_BATCH)
+        ]
+    )
 
 
 def precision_recall(fake: Tensor, real: Tensor, real_radii: Tensor) -> tuple[float, float]:
@@ -255,10 +283,28 @@ def precision_recall(fake: Tensor, real: Tensor, real_radii: Tensor) -> tuple[fl
     fake_radii = kth_neighbour_distances(fake, PRC_NEIGHBOURS)
     real_radii = real_radii.cpu()
     # recall: is each real sample inside some generated sample's ball; precision the other way round
-    recall = torch.cat([(calc_cdist_part(rows, fake, PRC_BATCH) <= fake_radii).any(dim=1)
-                        for rows in real.split(PRC_BATCH)]).float().mean().item()
-    precision = torch.cat([(calc_cdist_part(rows, real, PRC_BATCH) <= real_radii).any(dim=1)
-                           for rows in fake.split(PRC_BATCH)]).float().mean().item()
+    recall = (
+        torch.cat(
+            [
+                (calc_cdist_part(rows, fake, PRC_BATCH) <= fake_radii).any(dim=1)
+                for rows in real.split(PRC_BATCH)
+            ]
+        )
+        .float()
+        .mean()
+        .item()
+    )
+    precision = (
+        torch.cat(
+            [
+                (calc_cdist_part(rows, real, PRC_BATCH) <= real_radii).any(dim=1)
+                for rows in fake.split(PRC_BATCH)
+            ]
+        )
+        .float()
+        .mean()
+        .item()
+    )
     return precision, recall
 
 
@@ -282,11 +328,18 @@ def reference_name(dataset: str, split: str, images: Tensor, extractor: Extracto
 def protocol(extractor: Extractor, fake: int, real: int, split: str, batch_size: int) -> dict[str, Any]:
     """What metrics.json records with the values."""
     return {
-        "generated_samples": fake, "real_samples": real, "reference_split": split,
-        "real_subset_seed": SUBSET_SEED, "extractor": extractor.name,
-        "extractor_weights_sha256": extractor.weights_sha256, **extractor.details,
-        "torch_fidelity": torch_fidelity.__version__, "batch_size": batch_size,
-        "is_splits": IS_SPLITS, "kid_subsets": KID_SUBSETS,
-        "kid_subset_size": min(KID_SUBSET_SIZE, fake, real), "prc_neighbours": PRC_NEIGHBOURS,
+        "generated_samples": fake,
+        "real_samples": real,
+        "reference_split": split,
+        "real_subset_seed": SUBSET_SEED,
+        "extractor": extractor.name,
+        "extractor_weights_sha256": extractor.weights_sha256,
+        **extractor.details,
+        "torch_fidelity": torch_fidelity.__version__,
+        "batch_size": batch_size,
+        "is_splits": IS_SPLITS,
+        "kid_subsets": KID_SUBSETS,
+        "kid_subset_size": min(KID_SUBSET_SIZE, fake, real),
+        "prc_neighbours": PRC_NEIGHBOURS,
         "density_coverage_neighbours": DC_NEIGHBOURS,
     }

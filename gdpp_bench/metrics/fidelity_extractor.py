@@ -60,12 +60,17 @@ class ClassifierFeatureExtractor(FeatureExtractorBase):
     """
 
     def __init__(
-        self, name: str, features_list: list[str] | tuple[str, ...],
-        feature_extractor_weights_path: str | None = None, **kwargs: Any,
+        self,
+        name: str,
+        features_list: list[str] | tuple[str, ...],
+        feature_extractor_weights_path: str | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(name, features_list)
-        vassert(name in _DATASET_OF_NAME,
-                f"unknown project classifier {name!r}; known: {', '.join(sorted(_DATASET_OF_NAME))}")
+        vassert(
+            name in _DATASET_OF_NAME,
+            f"unknown project classifier {name!r}; known: {', '.join(sorted(_DATASET_OF_NAME))}",
+        )
         vassert(
             feature_extractor_weights_path is not None,
             f"feature extractor {name!r} needs feature_extractor_weights_path: the cached classifier file "
@@ -81,8 +86,10 @@ class ClassifierFeatureExtractor(FeatureExtractorBase):
         self.record = record
 
     def _check(self, x: Tensor) -> None:
-        vassert(torch.is_tensor(x) and x.dtype == torch.uint8,
-                "Expecting image as torch.Tensor with dtype=torch.uint8")
+        vassert(
+            torch.is_tensor(x) and x.dtype == torch.uint8,
+            "Expecting image as torch.Tensor with dtype=torch.uint8",
+        )
         vassert(x.dim() == 4 and x.shape[1] == 3, f"Input is not Bx3xHxW: {x.shape}")
 
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
@@ -117,7 +124,7 @@ class StackedClassifierFeatureExtractor(ClassifierFeatureExtractor):
 
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
         self._check(x)
-        per_channel = [self.model.features(prepare_images(x[:, c: c + 1])) for c in range(3)]
+        per_channel = [self.model.features(prepare_images(x[:, c : c + 1])) for c in range(3)]
         out = {"3072": torch.cat(per_channel, dim=1)}
         if "logits" in self.features_list or "logits_unbiased" in self.features_list:
             # log p(d1, d2, d3) of independent channels: the outer sum of per-channel log-probabilities
@@ -149,7 +156,9 @@ def register_extractors() -> None:
 
 
 def fidelity_kwargs(
-    dataset: str, data_root: str | Path | None, cache_dir: str | Path | None = None,
+    dataset: str,
+    data_root: str | Path | None,
+    cache_dir: str | Path | None = None,
     config: ClassifierConfig | None = None,
 ) -> tuple[dict[str, Any], ClassifierInfo]:
     """torch-fidelity keyword arguments selecting the classifier of `dataset` (trained if not cached).
@@ -164,6 +173,10 @@ def fidelity_kwargs(
 register_extractors()
 
 __all__ = [
-    "FEATURES", "ClassifierFeatureExtractor", "StackedClassifierFeatureExtractor", "extractor_name",
-    "fidelity_kwargs", "register_extractors",
+    "FEATURES",
+    "ClassifierFeatureExtractor",
+    "StackedClassifierFeatureExtractor",
+    "extractor_name",
+    "fidelity_kwargs",
+    "register_extractors",
 ]

@@ -96,8 +96,11 @@ class ClassifierInfo:
     def protocol(self) -> dict[str, Any]:
         """JSON-ready description for metrics.json."""
         return {
-            "dataset": self.dataset, "config": self.config.as_dict(), "config_sha256": self.config_sha256,
-            "test_accuracy": self.test_accuracy, "weights_path": str(self.path) if self.path else None,
+            "dataset": self.dataset,
+            "config": self.config.as_dict(),
+            "config_sha256": self.config_sha256,
+            "test_accuracy": self.test_accuracy,
+            "weights_path": str(self.path) if self.path else None,
             "weights_sha256": self.weights_sha256,
         }
 
@@ -134,8 +137,13 @@ def prepare_images(images: Tensor) -> Tensor:
     """
     x = images.to(torch.float32)
     if x.shape[-2:] != (IMAGE_SIZE, IMAGE_SIZE):
-        x = F.interpolate(x, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False,
-                          antialias=x.shape[-1] > IMAGE_SIZE)
+        x = F.interpolate(
+            x,
+            size=(IMAGE_SIZE, IMAGE_SIZE),
+            mode="bilinear",
+            align_corners=False,
+            antialias=x.shape[-1] > IMAGE_SIZE,
+        )
     return x / 127.5 - 1.0
 
 
@@ -149,8 +157,9 @@ def classifier_dataset(dataset: str) -> str:
     try:
         return _CLASSIFIER_OF[dataset]
     except KeyError:
-        raise UserError(f"no classifier instrument for dataset {dataset!r}; "
-                        f"known: {', '.join(sorted(_CLASSIFIER_OF))}") from None
+        raise UserError(
+            f"no classifier instrument for dataset {dataset!r}; known: {', '.join(sorted(_CLASSIFIER_OF))}"
+        ) from None
 
 
 def instruments_dir(cache_dir: str | Path | None = None) -> Path:
@@ -174,7 +183,9 @@ def accuracy(model: DigitClassifier, images: Tensor, labels: Tensor, batch_size:
 
 
 def train_classifier(
-    dataset: str, data_root: str | Path | None, config: ClassifierConfig | None = None,
+    dataset: str,
+    data_root: str | Path | None,
+    config: ClassifierConfig | None = None,
     device: torch.device | str = "cpu",
 ) -> tuple[DigitClassifier, ClassifierInfo]:
     """Train the classifier of `dataset` on its real training split; returns it (eval mode) and its info.
@@ -208,7 +219,7 @@ def train_classifier(
                 step = epoch * steps_per_epoch + i
                 for group in optimizer.param_groups:
                     group["lr"] = config.lr * 0.5 * (1.0 + math.cos(math.pi * step / total))
-                index = permutation[i * config.batch_size: (i + 1) * config.batch_size]
+                index = permutation[i * config.batch_size : (i + 1) * config.batch_size]
                 loss = F.cross_entropy(model(prepare_images(images[index])), labels[index])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -223,8 +234,11 @@ def train_classifier(
 
 def _record(model: DigitClassifier, info: ClassifierInfo) -> dict[str, Any]:
     return {
-        "format": RECORD_FORMAT, "dataset": info.dataset, "config": info.config.as_dict(),
-        "config_sha256": info.config_sha256, "test_accuracy": info.test_accuracy,
+        "format": RECORD_FORMAT,
+        "dataset": info.dataset,
+        "config": info.config.as_dict(),
+        "config_sha256": info.config_sha256,
+        "test_accuracy": info.test_accuracy,
         "torch_version": str(torch.__version__),
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
     }
@@ -270,8 +284,11 @@ def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> tup
 
 
 def load_or_train_classifier(
-    dataset: str, data_root: str | Path | None, cache_dir: str | Path | None = None,
-    config: ClassifierConfig | None = None, device: torch.device | str = "cpu",
+    dataset: str,
+    data_root: str | Path | None,
+    cache_dir: str | Path | None = None,
+    config: ClassifierConfig | None = None,
+    device: torch.device | str = "cpu",
 ) -> tuple[DigitClassifier, ClassifierInfo]:
     """The cached classifier of `dataset` (stacked-mnist: the MNIST one), training and caching it if absent.
 
@@ -287,18 +304,24 @@ def load_or_train_classifier(
             model, record = load_classifier(path, device)
             if record["config_sha256"] != config.sha256() or record["dataset"] != dataset:
                 raise ValueError("its config or dataset differs from the one asked for")
-            info = ClassifierInfo(dataset, config, float(record["test_accuracy"]), None, path,
-                                  file_sha256(path), trained=False)
+            info = ClassifierInfo(
+                dataset, config, float(record["test_accuracy"]), None, path, file_sha256(path), trained=False
+            )
             return model, info
         except Exception as exc:  # any unreadable or foreign file: the cache is only a cache
-            warnings.warn(f"cached classifier {path} is unusable ({type(exc).__name__}: {exc}); retraining",
-                          stacklevel=2)
+            warnings.warn(
+                f"cached classifier {path} is unusable ({type(exc).__name__}: {exc}); retraining",
+                stacklevel=2,
+            )
     say(f"training the {dataset} classifier the metrics use (once; cached as {path})")
     model, info = train_classifier(dataset, data_root, config, device)
     required = REQUIRED_ACCURACY[dataset]
     if info.test_accuracy < required:
-        warnings.warn(f"{dataset} classifier reached {info.test_accuracy:.4f} test accuracy, below the "
-                      f"{required} the metrics protocol asks for", stacklevel=2)
+        warnings.warn(
+            f"{dataset} classifier reached {info.test_accuracy:.4f} test accuracy, below the "
+            f"{required} the metrics protocol asks for",
+            stacklevel=2,
+        )
     return model, save_classifier(model, info, path)
 
 
@@ -319,7 +342,7 @@ def classify_channels(model: DigitClassifier, images: Tensor, batch_size: int = 
     was_training = model.training
     model.eval()
     predictions = [
-        model(prepare_images(flat[i: i + batch_size].to(device, non_blocking=True))).argmax(dim=1)
+        model(prepare_images(flat[i : i + batch_size].to(device, non_blocking=True))).argmax(dim=1)
         for i in range(0, len(flat), batch_size)
     ]
     model.train(was_training)
@@ -329,8 +352,22 @@ def classify_channels(model: DigitClassifier, images: Tensor, batch_size: int = 
 
 
 __all__ = [
-    "CLASSIFIER_DATASETS", "DEFAULT_CONFIGS", "FEATURE_DIM", "REQUIRED_ACCURACY", "ClassifierConfig",
-    "ClassifierInfo", "DigitClassifier", "accuracy", "classifier_dataset", "classifier_path",
-    "classify_channels", "file_sha256", "instruments_dir", "load_classifier", "load_or_train_classifier",
-    "prepare_images", "save_classifier", "train_classifier",
+    "CLASSIFIER_DATASETS",
+    "DEFAULT_CONFIGS",
+    "FEATURE_DIM",
+    "REQUIRED_ACCURACY",
+    "ClassifierConfig",
+    "ClassifierInfo",
+    "DigitClassifier",
+    "accuracy",
+    "classifier_dataset",
+    "classifier_path",
+    "classify_channels",
+    "file_sha256",
+    "instruments_dir",
+    "load_classifier",
+    "load_or_train_classifier",
+    "prepare_images",
+    "save_classifier",
+    "train_classifier",
 ]

@@ -66,8 +66,12 @@ def _search(generator: nn.Module, x: Tensor, z0: Tensor, optimizer: str, steps: 
 
     if optimizer == "lbfgs":
         opt = torch.optim.LBFGS(
-            [z], lr=lr, max_iter=steps, line_search_fn="strong_wolfe",
-            tolerance_grad=LBFGS_TOLERANCE, tolerance_change=LBFGS_TOLERANCE,
+            [z],
+            lr=lr,
+            max_iter=steps,
+            line_search_fn="strong_wolfe",
+            tolerance_grad=LBFGS_TOLERANCE,
+            tolerance_change=LBFGS_TOLERANCE,
         )
         opt.step(evaluate)
     else:
@@ -80,8 +84,17 @@ def _search(generator: nn.Module, x: Tensor, z0: Tensor, optimizer: str, steps: 
     return best
 
 
-def ivom(generator: nn.Module, targets: Tensor, *, optimizer: str = "lbfgs", steps: int = 25,
-         restarts: int = 3, lr: float | None = None, batch_size: int = 500, seed: int = 0) -> Tensor:
+def ivom(
+    generator: nn.Module,
+    targets: Tensor,
+    *,
+    optimizer: str = "lbfgs",
+    steps: int = 25,
+    restarts: int = 3,
+    lr: float | None = None,
+    batch_size: int = 500,
+    seed: int = 0,
+) -> Tensor:
     """Per-image minimum MSE over restarts, float32 [N] on the targets' device.
 
     Inference via optimization (VEEGAN; the GDPP paper's CIFAR-10 protocol in
@@ -160,12 +173,12 @@ def ivom(generator: nn.Module, targets: Tensor, *, optimizer: str = "lbfgs", ste
             best = torch.empty(n, device=device)
             for start in range(0, n, batch_size):
                 # clone: a fresh normal tensor even when the targets are inference tensors
-                x = targets[start:start + batch_size].detach().float().clone()
+                x = targets[start : start + batch_size].detach().float().clone()
                 batch_best = None
                 for z_all in starts:
-                    found = _search(generator, x, z_all[start:start + batch_size], optimizer, steps, lr)
+                    found = _search(generator, x, z_all[start : start + batch_size], optimizer, steps, lr)
                     batch_best = found if batch_best is None else torch.minimum(batch_best, found)
-                best[start:start + batch_size] = batch_best
+                best[start : start + batch_size] = batch_best
     finally:
         for p, flag in requires_grad:
             p.requires_grad_(flag)

@@ -55,17 +55,18 @@ def knn_radii(features: Tensor, k: int, chunk: int = 2048) -> Tensor:
     x = features.float()
     radii = torch.empty(n, dtype=torch.float32, device=x.device)
     for start in range(0, n, chunk):
-        block = _distances(x[start:start + chunk], x)
+        block = _distances(x[start : start + chunk], x)
         # a point's distance to itself is exactly 0 only up to rounding in the identity: set it, so the
         # self-distance is always the smallest entry of its row and k + 1 skips exactly it
         block.diagonal(offset=start).zero_()
-        radii[start:start + block.shape[0]] = block.topk(k + 1, dim=1, largest=False).values[:, k]
+        radii[start : start + block.shape[0]] = block.topk(k + 1, dim=1, largest=False).values[:, k]
     return radii
 
 
 @torch.no_grad()
-def density_coverage(real: Tensor, fake: Tensor, k: int = 5, chunk: int = 2048,
-                     radii: Tensor | None = None) -> dict[str, float]:
+def density_coverage(
+    real: Tensor, fake: Tensor, k: int = 5, chunk: int = 2048, radii: Tensor | None = None
+) -> dict[str, float]:
     """{'density': ..., 'coverage': ...} with real = reference features [N, D], fake = generated [M, D].
 
     Naeem et al. (2020), Eq. (3)-(4), with r_i the distance from real_i to its k-th nearest other real:
@@ -99,7 +100,7 @@ def density_coverage(real: Tensor, fake: Tensor, k: int = 5, chunk: int = 2048,
     inside = torch.zeros((), dtype=torch.int64, device=real32.device)  # pairs (j, i) with fake_j in ball i
     nearest_fake = torch.full_like(radii, float("inf"))  # min_j |fake_j - real_i|
     for start in range(0, m, chunk):
-        block = _distances(fake32[start:start + chunk], real32)  # [chunk, N]
+        block = _distances(fake32[start : start + chunk], real32)  # [chunk, N]
         inside += (block < radii).sum()
         nearest_fake = torch.minimum(nearest_fake, block.amin(dim=0))
     covered = (nearest_fake < radii).sum()

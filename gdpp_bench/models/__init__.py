@@ -28,8 +28,9 @@ MODELS.register("dcgan28-gdpp")(build_dcgan28_gdpp)
 MODELS.register("dcgan64")(build_dcgan64)
 
 
-def build_models(model: str, data_shape: tuple[int, ...],
-                 modifiers: tuple[str, ...] = ()) -> tuple[nn.Module, nn.Module]:
+def build_models(
+    model: str, data_shape: tuple[int, ...], modifiers: tuple[str, ...] = ()
+) -> tuple[nn.Module, nn.Module]:
     """(generator, discriminator) of family `model`, D changed as the modifier tokens ask."""
     return MODELS.get(model)(data_shape, discriminator_options(modifiers))
 

@@ -63,26 +63,55 @@ class Arch:
 
 
 DCGAN32 = Arch(
-    name="dcgan32", size=32, channels=(1, 3), kernel=4, padding=1,
-    d_widths=(64, 128, 256), g_widths=(512, 256, 128, 64), g_start=2, output_padding=(0, 0, 0, 0),
+    name="dcgan32",
+    size=32,
+    channels=(1, 3),
+    kernel=4,
+    padding=1,
+    d_widths=(64, 128, 256),
+    g_widths=(512, 256, 128, 64),
+    g_start=2,
+    output_padding=(0, 0, 0, 0),
 )
 # the standard 64x64 DCGAN (Radford et al.): one more stride-2 block on each side; 8192 features
 DCGAN64 = Arch(
-    name="dcgan64", size=64, channels=(1, 3), kernel=4, padding=1,
-    d_widths=(64, 128, 256, 512), g_widths=(512, 256, 128, 64), g_start=4, output_padding=(0, 0, 0, 0),
+    name="dcgan64",
+    size=64,
+    channels=(1, 3),
+    kernel=4,
+    padding=1,
+    d_widths=(64, 128, 256, 512),
+    g_widths=(512, 256, 128, 64),
+    g_start=4,
+    output_padding=(0, 0, 0, 0),
 )
 # With kernel 5, stride 2, padding 2 a transposed conv maps n -> 2n - 1 + output_padding, so
 # 4 -> 7 needs 0 and 7 -> 14 -> 28 need 1: the inverse of D's 28 -> 14 -> 7 -> 4.
 DCGAN28 = Arch(
-    name="dcgan28", size=28, channels=None, kernel=5, padding=2,
-    d_widths=(64, 128, 256), g_widths=(256, 128, 64), g_start=4, output_padding=(0, 1, 1),
+    name="dcgan28",
+    size=28,
+    channels=None,
+    kernel=5,
+    padding=2,
+    d_widths=(64, 128, 256),
+    g_widths=(256, 128, 64),
+    g_start=4,
+    output_padding=(0, 1, 1),
 )
 # the GDPP paper's Stacked-MNIST model: dcgan28 with a 128-d z and no BatchNorm in D (the official
 # code's D: three 5x5 stride-2 convs with LeakyReLU 0.2, 4096 features)
 DCGAN28_GDPP = Arch(
-    name="dcgan28-gdpp", size=28, channels=None, kernel=5, padding=2,
-    d_widths=(64, 128, 256), g_widths=(256, 128, 64), g_start=4, output_padding=(0, 1, 1),
-    z_dim=128, d_batchnorm=False,
+    name="dcgan28-gdpp",
+    size=28,
+    channels=None,
+    kernel=5,
+    padding=2,
+    d_widths=(64, 128, 256),
+    g_widths=(256, 128, 64),
+    g_start=4,
+    output_padding=(0, 1, 1),
+    z_dim=128,
+    d_batchnorm=False,
 )
 
 
@@ -96,7 +125,8 @@ class Generator(nn.Module):
         self.stem = nn.Sequential(
             nn.Linear(arch.z_dim, width * start * start),
             nn.Unflatten(1, (width, start, start)),
-            nn.BatchNorm2d(width), nn.ReLU(),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
         )
         outputs = (*arch.g_widths[1:], channels)
         layers: list[nn.Module] = []
@@ -154,8 +184,9 @@ def init_dcgan(module: nn.Module) -> None:
             nn.init.zeros_(layer.bias)
 
 
-def build_dcgan(arch: Arch, data_shape: tuple[int, ...],
-                options: DiscriminatorOptions = PLAIN) -> tuple[nn.Module, nn.Module]:
+def build_dcgan(
+    arch: Arch, data_shape: tuple[int, ...], options: DiscriminatorOptions = PLAIN
+) -> tuple[nn.Module, nn.Module]:
     """An initialised (generator, discriminator) of `arch` for samples of `data_shape` (C, H, W);
     D packs `options.pack` samples along channels and may have a minibatch-stddev layer."""
     shape = tuple(data_shape)
@@ -173,25 +204,29 @@ def build_dcgan(arch: Arch, data_shape: tuple[int, ...],
     return generator, with_packing(discriminator, options)
 
 
-def build_dcgan32(data_shape: tuple[int, ...] = (3, 32, 32),
-                options: DiscriminatorOptions = PLAIN) -> tuple[nn.Module, nn.Module]:
+def build_dcgan32(
+    data_shape: tuple[int, ...] = (3, 32, 32), options: DiscriminatorOptions = PLAIN
+) -> tuple[nn.Module, nn.Module]:
     """The seed DCGAN for 32x32 images with 1 or 3 channels."""
     return build_dcgan(DCGAN32, data_shape, options)
 
 
-def build_dcgan64(data_shape: tuple[int, ...] = (3, 64, 64),
-                options: DiscriminatorOptions = PLAIN) -> tuple[nn.Module, nn.Module]:
+def build_dcgan64(
+    data_shape: tuple[int, ...] = (3, 64, 64), options: DiscriminatorOptions = PLAIN
+) -> tuple[nn.Module, nn.Module]:
     """The standard DCGAN for 64x64 images (CelebA at 64 px)."""
     return build_dcgan(DCGAN64, data_shape, options)
 
 
-def build_dcgan28_gdpp(data_shape: tuple[int, ...] = (3, 28, 28),
-                options: DiscriminatorOptions = PLAIN) -> tuple[nn.Module, nn.Module]:
+def build_dcgan28_gdpp(
+    data_shape: tuple[int, ...] = (3, 28, 28), options: DiscriminatorOptions = PLAIN
+) -> tuple[nn.Module, nn.Module]:
     """The GDPP paper's Stacked-MNIST model: dcgan28 with z 128 and a D without BatchNorm."""
     return build_dcgan(DCGAN28_GDPP, data_shape, options)
 
 
-def build_dcgan28(data_shape: tuple[int, ...] = (1, 28, 28),
-                options: DiscriminatorOptions = PLAIN) -> tuple[nn.Module, nn.Module]:
+def build_dcgan28(
+    data_shape: tuple[int, ...] = (1, 28, 28), options: DiscriminatorOptions = PLAIN
+) -> tuple[nn.Module, nn.Module]:
     """The MNIST DCGAN for 28x28 images (any number of channels, e.g. Stacked-MNIST's 3)."""
     return build_dcgan(DCGAN28, data_shape, options)

@@ -21,8 +21,10 @@ class Generator2D(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(Z_DIM, HIDDEN), nn.Tanh(),
-            nn.Linear(HIDDEN, HIDDEN), nn.Tanh(),
+            nn.Linear(Z_DIM, HIDDEN),
+            nn.Tanh(),
+            nn.Linear(HIDDEN, HIDDEN),
+            nn.Tanh(),
             nn.Linear(HIDDEN, 2),
         )
 
@@ -41,8 +43,11 @@ class Discriminator2D(nn.Module):
         super().__init__()
         mbstd = [MinibatchStdDev(mbstd_group)] if mbstd_group else []
         self.body = nn.Sequential(
-            nn.Linear(inputs, HIDDEN), nn.Tanh(), *mbstd,
-            nn.Linear(HIDDEN + len(mbstd), HIDDEN), nn.Tanh(),
+            nn.Linear(inputs, HIDDEN),
+            nn.Tanh(),
+            *mbstd,
+            nn.Linear(HIDDEN + len(mbstd), HIDDEN),
+            nn.Tanh(),
         )
         self.head = nn.Linear(HIDDEN, 1)
 
@@ -59,8 +64,9 @@ def init_orthogonal(module: nn.Module) -> None:
             nn.init.zeros_(layer.bias)
 
 
-def build_mlp2d(data_shape: tuple[int, ...] = (2,),
-                options: DiscriminatorOptions = PLAIN) -> tuple[nn.Module, nn.Module]:
+def build_mlp2d(
+    data_shape: tuple[int, ...] = (2,), options: DiscriminatorOptions = PLAIN
+) -> tuple[nn.Module, nn.Module]:
     if tuple(data_shape) != (2,):
         raise UserError(f"model mlp2d needs 2D points, the dataset has samples of shape {data_shape}")
     generator = Generator2D()

@@ -51,18 +51,26 @@ ALIASES = {"pac": "pacgan"}
 # PacGAN: Lin, Khetan, Fanti, Oh, "PacGAN: The power of two samples in generative adversarial
 # networks", NeurIPS 2018. D judges N samples at once (concatenated along channels), so a generator
 # that repeats itself is easier to tell apart; works with any adversarial loss.
-MODIFIERS.register("pacgan")(Modifier(
-    apply=lambda options, n: replace(options, pack=n), default=2, minimum=2,
-    canonical=lambda n: f"pacgan{n}",
-))
+MODIFIERS.register("pacgan")(
+    Modifier(
+        apply=lambda options, n: replace(options, pack=n),
+        default=2,
+        minimum=2,
+        canonical=lambda n: f"pacgan{n}",
+    )
+)
 # Minibatch standard deviation: Karras, Aila, Laine, Lehtinen, "Progressive Growing of GANs for
 # Improved Quality, Stability, and Variation", ICLR 2018, section 3. One extra feature map holding
 # the mean standard deviation of the features over a group of samples, inserted before D's last
 # layer, lets D see the batch's variety; group size 4 as in the paper.
-MODIFIERS.register("mbstd")(Modifier(
-    apply=lambda options, n: replace(options, mbstd_group=n), default=4, minimum=2,
-    canonical=lambda n: "mbstd" if n == 4 else f"mbstd{n}",
-))
+MODIFIERS.register("mbstd")(
+    Modifier(
+        apply=lambda options, n: replace(options, mbstd_group=n),
+        default=4,
+        minimum=2,
+        canonical=lambda n: "mbstd" if n == 4 else f"mbstd{n}",
+    )
+)
 
 _TOKEN = re.compile(r"([a-z][a-z-]*?)(\d*)")
 
@@ -78,8 +86,10 @@ def parse_modifier(token: str) -> tuple[str, int] | None:
     modifier = MODIFIERS.get(name)
     number = int(match.group(2)) if match.group(2) else modifier.default
     if number < modifier.minimum:
-        raise UserError(f"discriminator modifier {token!r} needs a number >= {modifier.minimum}, "
-                        f"e.g. {modifier.canonical(modifier.default)}")
+        raise UserError(
+            f"discriminator modifier {token!r} needs a number >= {modifier.minimum}, "
+            f"e.g. {modifier.canonical(modifier.default)}"
+        )
     return name, number
 
 
@@ -93,8 +103,9 @@ def discriminator_options(tokens: tuple[str, ...]) -> DiscriminatorOptions:
     for token in tokens:
         parsed = parse_modifier(token)
         if parsed is None:
-            raise UserError(f"unknown discriminator modifier {token!r}; "
-                            f"known: {', '.join(MODIFIERS.names())}")
+            raise UserError(
+                f"unknown discriminator modifier {token!r}; known: {', '.join(MODIFIERS.names())}"
+            )
         options = MODIFIERS.get(parsed[0]).apply(options, parsed[1])
     return options
 
@@ -102,12 +113,16 @@ def discriminator_options(tokens: tuple[str, ...]) -> DiscriminatorOptions:
 def check_batch_size(options: DiscriminatorOptions, batch_size: int) -> None:
     """Packing and minibatch-stddev groups must divide the batch D sees; UserError if not."""
     if batch_size % options.pack:
-        raise UserError(f"batch size {batch_size} is not a multiple of the packing degree "
-                        f"{options.pack}; pick a batch size divisible by it")
+        raise UserError(
+            f"batch size {batch_size} is not a multiple of the packing degree "
+            f"{options.pack}; pick a batch size divisible by it"
+        )
     packed = batch_size // options.pack
     if options.mbstd_group and packed % min(options.mbstd_group, packed):
-        raise UserError(f"discriminator batch {packed} is not a multiple of the minibatch-stddev "
-                        f"group {options.mbstd_group}; pick a batch size divisible by it")
+        raise UserError(
+            f"discriminator batch {packed} is not a multiple of the minibatch-stddev "
+            f"group {options.mbstd_group}; pick a batch size divisible by it"
+        )
 
 
 class MinibatchStdDev(nn.Module):

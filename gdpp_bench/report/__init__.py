@@ -34,8 +34,9 @@ def _write_csv(path: Path, frame: pd.DataFrame) -> Path:
     return path
 
 
-def _suite_figures(runs: pd.DataFrame, suite_dir: Path, fig_dir: Path,
-                   baseline: str, last_k: int = DEFAULT_LAST_K) -> dict[str, list[Path]]:
+def _suite_figures(
+    runs: pd.DataFrame, suite_dir: Path, fig_dir: Path, baseline: str, last_k: int = DEFAULT_LAST_K
+) -> dict[str, list[Path]]:
     """Every figure that applies, per dataset: {dataset: [PNG paths]}."""
     made: dict[str, list[Path]] = {}
     for dataset in sorted(runs["dataset"].unique()):
@@ -44,31 +45,49 @@ def _suite_figures(runs: pd.DataFrame, suite_dir: Path, fig_dir: Path,
         if not (block["status"] == "done").any():  # nothing to draw (unreadable runs are listed)
             continue
         for metric in metric_columns(block):
-            written += figures.metric_points(runs, dataset, metric, fig_dir / f"points_{dataset}_{metric}",
-                                             baseline)
-            written += figures.metric_vs_weight(runs, dataset, metric, fig_dir / f"weight_{dataset}_{metric}",
-                                                baseline)
-            written += figures.metric_vs_cpu(runs, dataset, metric, fig_dir / f"cost_{dataset}_{metric}",
-                                             baseline)
-        for prefix, draw in (("training", figures.training_curves), ("grids", figures.sample_grids),
-                             ("samples", figures.samples_over_modes), ("modes", figures.mode_histograms)):
+            written += figures.metric_points(
+                runs, dataset, metric, fig_dir / f"points_{dataset}_{metric}", baseline
+            )
+            written += figures.metric_vs_weight(
+                runs, dataset, metric, fig_dir / f"weight_{dataset}_{metric}", baseline
+            )
+            written += figures.metric_vs_cpu(
+                runs, dataset, metric, fig_dir / f"cost_{dataset}_{metric}", baseline
+            )
+        for prefix, draw in (
+            ("training", figures.training_curves),
+            ("grids", figures.sample_grids),
+            ("samples", figures.samples_over_modes),
+            ("modes", figures.mode_histograms),
+        ):
             written += draw(runs, suite_dir, dataset, fig_dir / f"{prefix}_{dataset}", baseline=baseline)
-        written += figures.evaluation_curves(runs, suite_dir, dataset, fig_dir / f"evals_{dataset}",
-                                             baseline=baseline, last_k=last_k)
+        written += figures.evaluation_curves(
+            runs, suite_dir, dataset, fig_dir / f"evals_{dataset}", baseline=baseline, last_k=last_k
+        )
         made[dataset] = [p for p in written if p.suffix == ".png"]
     return made
 
 
-def build_report(suite_dir: Path, out_dir: Path | None = None, baseline: str = DEFAULT_BASELINE,
-                 with_figures: bool = True, last_k: int = DEFAULT_LAST_K) -> dict[str, Path]:
+def build_report(
+    suite_dir: Path,
+    out_dir: Path | None = None,
+    baseline: str = DEFAULT_BASELINE,
+    with_figures: bool = True,
+    last_k: int = DEFAULT_LAST_K,
+) -> dict[str, Path]:
     """Write runs.csv, summary.{csv,md,tex}, significance.csv, decisions.csv, claims.md, figures/
     (unless not `with_figures`) and index.html for one suite's results folder; return what was
     written. `last_k`: periodic evaluations averaged into each run's headline value."""
     return _suite_report(suite_dir, out_dir, baseline, with_figures, last_k)[0]
 
 
-def _suite_report(suite_dir: Path, out_dir: Path | None, baseline: str, with_figures: bool = True,
-                  last_k: int = DEFAULT_LAST_K) -> tuple[dict[str, Path], pd.DataFrame, pd.DataFrame]:
+def _suite_report(
+    suite_dir: Path,
+    out_dir: Path | None,
+    baseline: str,
+    with_figures: bool = True,
+    last_k: int = DEFAULT_LAST_K,
+) -> tuple[dict[str, Path], pd.DataFrame, pd.DataFrame]:
     """build_report, also returning the summary and the significance tables it wrote."""
     runs = collect_runs(suite_dir, last_k)
     if runs.empty:
@@ -85,27 +104,44 @@ def _suite_report(suite_dir: Path, out_dir: Path | None, baseline: str, with_fig
         "significance.csv": _write_csv(out_dir / "significance.csv", tests),
         "decisions.csv": _write_csv(out_dir / "decisions.csv", decided),
         "claims.md": _write_text(out_dir / "claims.md", claims),
-        "summary.md": _write_text(out_dir / "summary.md", f"# {suite}\n\n{_headline_note(runs, last_k)} "
-                                  f"mean ± std [95% t interval, cut to the metric's range] over seeds; "
-                                  f"CPU s: mean training CPU seconds per run; stars: Holm-corrected "
-                                  f"Mann-Whitney U against {baseline} (the decision rule; verdicts in "
-                                  f"claims.md)\n\n" + summary_markdown(summary, tests, runs, baseline)),
+        "summary.md": _write_text(
+            out_dir / "summary.md",
+            f"# {suite}\n\n{_headline_note(runs, last_k)} "
+            f"mean ± std [95% t interval, cut to the metric's range] over seeds; "
+            f"CPU s: mean training CPU seconds per run; stars: Holm-corrected "
+            f"Mann-Whitney U against {baseline} (the decision rule; verdicts in "
+            f"claims.md)\n\n" + summary_markdown(summary, tests, runs, baseline),
+        ),
         "summary.tex": _write_text(out_dir / "summary.tex", summary_latex(summary, tests, baseline, suite)),
     }
     made = _suite_figures(runs, suite_dir, out_dir / "figures", baseline, last_k) if with_figures else {}
     for png in (p for paths in made.values() for p in paths):
         written[png.relative_to(out_dir).as_posix()] = png
-    written["index.html"] = _write_text(out_dir / "index.html", suite_page(
-        suite, runs, summary, tests, baseline, made, suite_dir, out_dir,
-        claims_html(decided, _headline_note(runs, last_k))))
+    written["index.html"] = _write_text(
+        out_dir / "index.html",
+        suite_page(
+            suite,
+            runs,
+            summary,
+            tests,
+            baseline,
+            made,
+            suite_dir,
+            out_dir,
+            claims_html(decided, _headline_note(runs, last_k)),
+        ),
+    )
     return written, summary, tests
 
 
 def _headline_note(runs: pd.DataFrame, last_k: int) -> str:
     """What a run's headline value is, in one sentence."""
     kinds = sorted({h.split(" (")[0] for h in runs.get("headline", pd.Series(dtype=str)).dropna() if h})
-    return (f"Headline value of a run: {'; '.join(kinds)} (--last-k {last_k})." if kinds
-            else "Headline value of a run: final checkpoint.")
+    return (
+        f"Headline value of a run: {'; '.join(kinds)} (--last-k {last_k})."
+        if kinds
+        else "Headline value of a run: final checkpoint."
+    )
 
 
 def suite_dirs(results: Path) -> list[Path]:
@@ -113,13 +149,19 @@ def suite_dirs(results: Path) -> list[Path]:
     return sorted(p for p in results.iterdir() if p.is_dir() and p.name != "report" and find_run_dirs(p))
 
 
-def build_overview(results: Path, out_dir: Path | None = None, baseline: str = DEFAULT_BASELINE,
-                   with_figures: bool = True, last_k: int = DEFAULT_LAST_K) -> dict[str, Path]:
+def build_overview(
+    results: Path,
+    out_dir: Path | None = None,
+    baseline: str = DEFAULT_BASELINE,
+    with_figures: bool = True,
+    last_k: int = DEFAULT_LAST_K,
+) -> dict[str, Path]:
     """A report for every suite under `results`, and a cross-suite overview in results/report/."""
     suites = suite_dirs(results) if results.is_dir() else []
     if not suites:
-        raise UserError(f"no suite results under {results}; run `gdpp-bench run --suite NAME` first "
-                        "or pass --results")
+        raise UserError(
+            f"no suite results under {results}; run `gdpp-bench run --suite NAME` first or pass --results"
+        )
     out_dir = out_dir or results / "report"
     written: dict[str, Path] = {}
     summaries, sections = [], []
@@ -131,19 +173,26 @@ def build_overview(results: Path, out_dir: Path | None = None, baseline: str = D
         link = report["index.html"].relative_to(results).as_posix()
         sections.append(f"<h2><a href='../{link}'>{suite_dir.name}</a></h2>")
         for dataset, block in summary.groupby("dataset", sort=True):
-            sections.append(f"<h3>{dataset}</h3>"
-                            + summary_table_html(block, tests[tests["dataset"] == dataset], baseline))
+            sections.append(
+                f"<h3>{dataset}</h3>"
+                + summary_table_html(block, tests[tests["dataset"] == dataset], baseline)
+            )
     combined = pd.concat(summaries, ignore_index=True)
     written["summary.csv"] = _write_csv(out_dir / "summary.csv", combined)
     effect = _relative_to_baseline(combined, baseline)
-    heat = [] if effect.empty or not with_figures else figures.gdpp_effect_heatmap(
-        effect, out_dir / "figures" / "gdpp_effect")
+    heat = (
+        []
+        if effect.empty or not with_figures
+        else figures.gdpp_effect_heatmap(effect, out_dir / "figures" / "gdpp_effect")
+    )
     for path in heat:
         written[path.relative_to(out_dir).as_posix()] = path
     images = figures_html([p for p in heat if p.suffix == ".png"], out_dir)
-    body = (f"<p>{len(suites)} suites; baseline <code>{baseline}</code>. The heat map shows each "
-            "variant's change of every metric relative to the baseline, signed so that positive is "
-            f"better.</p>{images}" + "\n".join(sections))
+    body = (
+        f"<p>{len(suites)} suites; baseline <code>{baseline}</code>. The heat map shows each "
+        "variant's change of every metric relative to the baseline, signed so that positive is "
+        f"better.</p>{images}" + "\n".join(sections)
+    )
     written["index.html"] = _write_text(out_dir / "index.html", page("gdpp-bench: all suites", body))
     return written
 
@@ -152,7 +201,8 @@ def _relative_to_baseline(summary: pd.DataFrame, baseline: str) -> pd.DataFrame:
     """Rows of non-baseline variants with the baseline's mean of the same suite, dataset and metric."""
     base = summary[summary["variant"] == baseline][["suite", "dataset", "metric", "mean"]]
     merged = summary[summary["variant"] != baseline].merge(
-        base.rename(columns={"mean": "baseline_mean"}), on=["suite", "dataset", "metric"])
+        base.rename(columns={"mean": "baseline_mean"}), on=["suite", "dataset", "metric"]
+    )
     return merged[["suite", "dataset", "variant", "metric", "mean", "baseline_mean"]]
 
 

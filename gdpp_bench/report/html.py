@@ -29,17 +29,22 @@ def summary_table_html(summary: pd.DataFrame, tests: pd.DataFrame, baseline: str
     """One table: variants (baseline first) x metrics with their direction; best in bold."""
     metrics = [m for m in HIGHER_IS_BETTER if m in set(summary["metric"])]
     cells = cell_texts(summary, tests, ("<b>", "</b>"), "&plusmn;", "<sup>{}</sup>")
-    head = "".join(f"<th>{html.escape(m)} {'&uarr;' if HIGHER_IS_BETTER[m] else '&darr;'}</th>"
-                   for m in metrics)
+    head = "".join(
+        f"<th>{html.escape(m)} {'&uarr;' if HIGHER_IS_BETTER[m] else '&darr;'}</th>" for m in metrics
+    )
     rows = []
     for variant in variant_order(summary["variant"].tolist(), baseline):
         block = summary[summary["variant"] == variant]
         cpu = block["train_cpu_s"].iloc[0] if "train_cpu_s" in block.columns else math.nan
         tds = "".join(f"<td>{cells.get((variant, m), '')}</td>" for m in metrics)
-        rows.append(f"<tr><td>{html.escape(variant)}</td><td>{int(block['n'].max())}</td>"
-                    f"<td>{f'{cpu:.0f}' if math.isfinite(cpu) else 'n/a'}</td>{tds}</tr>")
-    return (f"<table><thead><tr><th>variant</th><th>n</th><th>CPU s/run</th>{head}</tr></thead>"
-            f"<tbody>{''.join(rows)}</tbody></table>")
+        rows.append(
+            f"<tr><td>{html.escape(variant)}</td><td>{int(block['n'].max())}</td>"
+            f"<td>{f'{cpu:.0f}' if math.isfinite(cpu) else 'n/a'}</td>{tds}</tr>"
+        )
+    return (
+        f"<table><thead><tr><th>variant</th><th>n</th><th>CPU s/run</th>{head}</tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
 
 
 def figures_html(figures: list[Path], out_dir: Path) -> str:
@@ -50,9 +55,11 @@ def figures_html(figures: list[Path], out_dir: Path) -> str:
         pdf_link = ""
         if pdf.exists():
             pdf_link = f' (<a href="{html.escape(pdf.relative_to(out_dir).as_posix())}">PDF</a>)'
-        parts.append(f'<figure><a href="{html.escape(link)}"><img src="{html.escape(link)}" '
-                     f'alt="{html.escape(png.stem)}"></a><figcaption>{html.escape(png.stem)}{pdf_link}'
-                     "</figcaption></figure>")
+        parts.append(
+            f'<figure><a href="{html.escape(link)}"><img src="{html.escape(link)}" '
+            f'alt="{html.escape(png.stem)}"></a><figcaption>{html.escape(png.stem)}{pdf_link}'
+            "</figcaption></figure>"
+        )
     return "\n".join(parts)
 
 
@@ -77,14 +84,22 @@ def protocol_html(runs: pd.DataFrame, suite_dir: Path) -> str:
             for metric, entry in read_json(run_dir.metrics).get("protocol", {}).items():
                 details = ", ".join(
                     f"{key.replace('_', ' ')} {html.escape(str(entry[key]))}"
-                    for key in ("protocol", "generated_samples", "real_samples", "reference_split",
-                                "extractor", "checkpoint")
+                    for key in (
+                        "protocol",
+                        "generated_samples",
+                        "real_samples",
+                        "reference_split",
+                        "extractor",
+                        "checkpoint",
+                    )
                     if key in entry
                 )
-                items.append(f"<b>{html.escape(metric)}</b>: {html.escape(entry.get('description', ''))} "
-                             f"({details})")
-        parts.append(f"<h3>{html.escape(dataset)}</h3><ul>" + "".join(f"<li>{i}</li>" for i in items)
-                     + "</ul>")
+                items.append(
+                    f"<b>{html.escape(metric)}</b>: {html.escape(entry.get('description', ''))} ({details})"
+                )
+        parts.append(
+            f"<h3>{html.escape(dataset)}</h3><ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
+        )
     return "\n".join(parts)
 
 
@@ -98,14 +113,18 @@ def not_done_html(runs: pd.DataFrame) -> str:
         f"<td>{r.seed}</td><td>{html.escape(r.status)}</td><td>{html.escape(str(r.reason or ''))}</td></tr>"
         for r in missing.itertuples()
     )
-    return ("<table><thead><tr><th>dataset</th><th>variant</th><th>seed</th><th>status</th>"
-            f"<th>reason</th></tr></thead><tbody>{rows}</tbody></table>")
+    return (
+        "<table><thead><tr><th>dataset</th><th>variant</th><th>seed</th><th>status</th>"
+        f"<th>reason</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
 
 
 def page(title: str, body: str) -> str:
-    return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}"
-            f"</title><style>{STYLE}</style></head><body>\n<h1>{html.escape(title)}</h1>\n{body}\n"
-            "</body></html>\n")
+    return (
+        f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}"
+        f"</title><style>{STYLE}</style></head><body>\n<h1>{html.escape(title)}</h1>\n{body}\n"
+        "</body></html>\n"
+    )
 
 
 def claims_html(decided: pd.DataFrame, headline: str) -> str:
@@ -114,21 +133,45 @@ def claims_html(decided: pd.DataFrame, headline: str) -> str:
         return "<p>No comparison: the baseline or the other variants have no finished runs.</p>"
     shown = decided.assign(
         comparison=decided["variant"] + " vs " + decided["reference"],
-        **{"Δ [95% bootstrap]": [f"{r.difference:.4g} [{r.difference_low:.4g}, {r.difference_high:.4g}]"
-                                 for r in decided.itertuples()]})
-    columns = ["dataset", "comparison", "metric", "verdict", "Δ [95% bootstrap]", "hedges_g",
-               "cliffs_delta", "mannwhitney_p_holm", "mannwhitney_method"]
-    table = shown[columns].to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="n/a",
-                                   classes="claims", border=0)
-    return (f"<p>{html.escape(headline)} The rule, fixed before the runs: two-sided Mann-Whitney U, "
-            "Holm over all comparisons and metrics of a dataset, alpha 0.05; the same lines are in "
-            "<a href='claims.md'>claims.md</a> and <a href='decisions.csv'>decisions.csv</a>.</p>"
-            + table)
+        **{
+            "Δ [95% bootstrap]": [
+                f"{r.difference:.4g} [{r.difference_low:.4g}, {r.difference_high:.4g}]"
+                for r in decided.itertuples()
+            ]
+        },
+    )
+    columns = [
+        "dataset",
+        "comparison",
+        "metric",
+        "verdict",
+        "Δ [95% bootstrap]",
+        "hedges_g",
+        "cliffs_delta",
+        "mannwhitney_p_holm",
+        "mannwhitney_method",
+    ]
+    table = shown[columns].to_html(
+        index=False, float_format=lambda v: f"{v:.4g}", na_rep="n/a", classes="claims", border=0
+    )
+    return (
+        f"<p>{html.escape(headline)} The rule, fixed before the runs: two-sided Mann-Whitney U, "
+        "Holm over all comparisons and metrics of a dataset, alpha 0.05; the same lines are in "
+        "<a href='claims.md'>claims.md</a> and <a href='decisions.csv'>decisions.csv</a>.</p>" + table
+    )
 
 
-def suite_page(suite: str, runs: pd.DataFrame, summary: pd.DataFrame, tests: pd.DataFrame,
-               baseline: str | None, figures: dict[str, list[Path]], suite_dir: Path, out_dir: Path,
-               claims: str = "") -> str:
+def suite_page(
+    suite: str,
+    runs: pd.DataFrame,
+    summary: pd.DataFrame,
+    tests: pd.DataFrame,
+    baseline: str | None,
+    figures: dict[str, list[Path]],
+    suite_dir: Path,
+    out_dir: Path,
+    claims: str = "",
+) -> str:
     """index.html of one suite's report."""
     sections = [
         f"<p>{len(runs)} runs, {int((runs['status'] == 'done').sum())} finished. Cells: mean &plusmn; std "
@@ -149,6 +192,10 @@ def suite_page(suite: str, runs: pd.DataFrame, summary: pd.DataFrame, tests: pd.
         else:
             sections.append(summary_table_html(block, tests[tests["dataset"] == dataset], baseline))
         sections.append(figures_html(figures.get(dataset, []), out_dir))
-    sections += ["<h2>Runs not finished</h2>", not_done_html(runs),
-                 "<h2>Protocol</h2>", protocol_html(runs, suite_dir)]
+    sections += [
+        "<h2>Runs not finished</h2>",
+        not_done_html(runs),
+        "<h2>Protocol</h2>",
+        protocol_html(runs, suite_dir),
+    ]
     return page(f"gdpp-bench report: {suite}", "\n".join(sections))

@@ -25,8 +25,11 @@ def _finite(values: Sequence[float]) -> np.ndarray:
     return np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
 
 
-def mean_ci(values: Sequence[float], confidence: float = CONFIDENCE,
-            bounds: tuple[float | None, float | None] = (None, None)) -> tuple[float, float, float]:
+def mean_ci(
+    values: Sequence[float],
+    confidence: float = CONFIDENCE,
+    bounds: tuple[float | None, float | None] = (None, None),
+) -> tuple[float, float, float]:
     """(mean, low, high) of the t interval, cut to the metric's possible range `bounds` (a t
     interval of a bounded metric such as a percentage may otherwise leave it); low = high = NaN
     with fewer than two finite values."""
@@ -46,9 +49,13 @@ def mean_ci(values: Sequence[float], confidence: float = CONFIDENCE,
     return mean, low, high
 
 
-def bootstrap_mean_difference(a: Sequence[float], b: Sequence[float],
-                              resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
-                              confidence: float = CONFIDENCE) -> tuple[float, float]:
+def bootstrap_mean_difference(
+    a: Sequence[float],
+    b: Sequence[float],
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    confidence: float = CONFIDENCE,
+) -> tuple[float, float]:
     """Percentile bootstrap interval of mean(a) - mean(b): each group resampled with replacement
     (over seeds), `resamples` times, from a fixed seed. NaNs with an empty group."""
     x, y = _finite(a), _finite(b)
@@ -111,8 +118,13 @@ def compare(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
     """Welch's t-test and Mann-Whitney U (two-sided) of a against b, and Hedges' g."""
     x = [v for v in a if math.isfinite(v)]
     y = [v for v in b if math.isfinite(v)]
-    result = {"n": len(x), "n_baseline": len(y), "welch_p": math.nan, "mannwhitney_p": math.nan,
-              "hedges_g": hedges_g(x, y)}
+    result = {
+        "n": len(x),
+        "n_baseline": len(y),
+        "welch_p": math.nan,
+        "mannwhitney_p": math.nan,
+        "hedges_g": hedges_g(x, y),
+    }
     if len(x) >= 2 and len(y) >= 2:
         if np.var(x) == 0 and np.var(y) == 0:  # t undefined; identical constants do not differ
             result["welch_p"] = 1.0 if np.mean(x) == np.mean(y) else 0.0

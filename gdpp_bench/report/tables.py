@@ -66,10 +66,15 @@ def _unreadable_row(run_dir: RunDir, suite_dir: Path, exc: UnreadableFile) -> di
     key = run_dir.path.relative_to(suite_dir).as_posix()
     parts = key.split("/")
     seed_text = parts[-1].removeprefix("seed-")
-    return {"suite": suite_dir.name, "dataset": parts[0] if len(parts) > 2 else "?",
-            "variant": parts[-2] if len(parts) > 1 else "?",
-            "seed": int(seed_text) if seed_text.lstrip("-").isdigit() else -1,
-            "status": f"unreadable: {exc.path.name}", "reason": str(exc), "run": key}
+    return {
+        "suite": suite_dir.name,
+        "dataset": parts[0] if len(parts) > 2 else "?",
+        "variant": parts[-2] if len(parts) > 1 else "?",
+        "seed": int(seed_text) if seed_text.lstrip("-").isdigit() else -1,
+        "status": f"unreadable: {exc.path.name}",
+        "reason": str(exc),
+        "run": key,
+    }
 
 
 def read_run_csv(path: Path) -> pd.DataFrame:
@@ -104,8 +109,9 @@ def term_weight(variant: Variant) -> tuple[str, float]:
     return variant.terms[0] if variant.terms else ("", 0.0)
 
 
-def _headline(values: dict, evals: pd.DataFrame | None, spec: dict, last_k: int,
-              checkpoint_step: int | None) -> tuple[dict, str]:
+def _headline(
+    values: dict, evals: pd.DataFrame | None, spec: dict, last_k: int, checkpoint_step: int | None
+) -> tuple[dict, str]:
     """The run's headline metric values (and `final_` copies) and the line saying what they are."""
     if spec["eval"].get("select"):
         return dict(values), f"best.pt (step {checkpoint_step}) on the test split"
@@ -141,15 +147,19 @@ def _run_row(run_dir: RunDir, last_k: int = DEFAULT_LAST_K) -> dict:
     metrics = read_json_object(run_dir.metrics) if run_dir.metrics.exists() else {}
     values = metrics.get("values", {})
     if not isinstance(values, dict) or not all(
-            v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in values.values()):
+        v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in values.values()
+    ):
         raise UnreadableFile(run_dir.metrics, "its 'values' are not metric names with numbers")
     tables = {path: read_run_csv(path) if path.exists() else None for path in (run_dir.log, run_dir.evals)}
     protocols = metrics.get("protocol", {})
     first = next(iter(protocols.values()), {})
     packages = environment.get("packages") or {}
     term, weight = term_weight(variant)
-    headline, what = ({}, "") if status["status"] != "done" else _headline(
-        values, tables[run_dir.evals], spec, last_k, first.get("checkpoint_step"))
+    headline, what = (
+        ({}, "")
+        if status["status"] != "done"
+        else _headline(values, tables[run_dir.evals], spec, last_k, first.get("checkpoint_step"))
+    )
     row = {
         "suite": spec["suite"],
         "dataset": spec["dataset"],
@@ -188,8 +198,11 @@ def _run_row(run_dir: RunDir, last_k: int = DEFAULT_LAST_K) -> dict:
 
 def _reference_splits(protocols: dict) -> str:
     """The real-data splits the run's metrics compared with, e.g. 'fidelity: test'."""
-    splits = [f"{name}: {entry['reference_split']}" for name, entry in protocols.items()
-              if isinstance(entry, dict) and entry.get("reference_split")]
+    splits = [
+        f"{name}: {entry['reference_split']}"
+        for name, entry in protocols.items()
+        if isinstance(entry, dict) and entry.get("reference_split")
+    ]
     return "; ".join(splits)
 
 
@@ -206,19 +219,45 @@ def metric_columns(runs: pd.DataFrame) -> list[str]:
     return [c for c in HIGHER_IS_BETTER if c in runs.columns and runs[c].notna().any()]
 
 
-SUMMARY_COLUMNS = ["dataset", "variant", "metric", "higher_is_better", "mean", "std", "ci_low",
-                   "ci_high", "n", "train_cpu_s", "best"]
-SIGNIFICANCE_COLUMNS = ["dataset", "variant", "baseline", "metric", "n", "n_baseline", "mean",
-                        "baseline_mean", "hedges_g", "welch_p", "welch_p_holm", "mannwhitney_p",
-                        "mannwhitney_p_holm", "stars"]
+SUMMARY_COLUMNS = [
+    "dataset",
+    "variant",
+    "metric",
+    "higher_is_better",
+    "mean",
+    "std",
+    "ci_low",
+    "ci_high",
+    "n",
+    "train_cpu_s",
+    "best",
+]
+SIGNIFICANCE_COLUMNS = [
+    "dataset",
+    "variant",
+    "baseline",
+    "metric",
+    "n",
+    "n_baseline",
+    "mean",
+    "baseline_mean",
+    "hedges_g",
+    "welch_p",
+    "welch_p_holm",
+    "mannwhitney_p",
+    "mannwhitney_p_holm",
+    "stars",
+]
 
 
 def variant_order(variants: Iterable[str], baseline: str | None = None) -> list[str]:
     """Distinct variants, the baseline first, then by adversarial loss, term name and weight (as a
     number), then discriminator modifiers: the order of table rows and figure axes."""
+
     def key(variant: str) -> tuple:
         parsed = parse_variant(variant)
         return variant != baseline, parsed.adversarial, parsed.terms, parsed.discriminator
+
     return sorted(set(variants), key=key)
 
 
@@ -232,20 +271,34 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
     rows = []
     for (dataset, variant), group in done.groupby(["dataset", "variant"], sort=True):
-        cpu = pd.to_numeric(group["train_cpu_s"], errors="coerce").mean() \
-            if "train_cpu_s" in group.columns else math.nan
+        cpu = (
+            pd.to_numeric(group["train_cpu_s"], errors="coerce").mean()
+            if "train_cpu_s" in group.columns
+            else math.nan
+        )
         for metric in metrics:
             values = group[metric].dropna().tolist()
             if not values:
                 continue
             mean, low, high = mean_ci(values, bounds=METRIC_BOUNDS.get(metric, (None, None)))
-            rows.append({"dataset": dataset, "variant": variant, "metric": metric,
-                         "higher_is_better": HIGHER_IS_BETTER[metric], "mean": mean,
-                         "std": pd.Series(values).std(ddof=1), "ci_low": low, "ci_high": high,
-                         "n": len(values), "train_cpu_s": cpu})
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "variant": variant,
+                    "metric": metric,
+                    "higher_is_better": HIGHER_IS_BETTER[metric],
+                    "mean": mean,
+                    "std": pd.Series(values).std(ddof=1),
+                    "ci_low": low,
+                    "ci_high": high,
+                    "n": len(values),
+                    "train_cpu_s": cpu,
+                }
+            )
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS[:-1])
     best = summary.groupby(["dataset", "metric"])["mean"].transform(
-        lambda means: means.max() if HIGHER_IS_BETTER[means.name[1]] else means.min())
+        lambda means: means.max() if HIGHER_IS_BETTER[means.name[1]] else means.min()
+    )
     summary["best"] = summary["mean"] == best
     return summary
 
@@ -286,9 +339,17 @@ def significance(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
     for dataset, block in done.groupby("dataset", sort=True):
         start = len(rows)
         for variant, reference, metric, a, b in _compared(block, baseline):
-            rows.append({"dataset": dataset, "variant": variant, "baseline": reference,
-                         "metric": metric, "mean": sum(a) / len(a), "baseline_mean": sum(b) / len(b),
-                         **compare(a, b)})
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "variant": variant,
+                    "baseline": reference,
+                    "metric": metric,
+                    "mean": sum(a) / len(a),
+                    "baseline_mean": sum(b) / len(b),
+                    **compare(a, b),
+                }
+            )
         family = rows[start:]
         for key in ("welch_p", "mannwhitney_p"):
             for row, adjusted in zip(family, holm([r[key] for r in family]), strict=True):
@@ -298,10 +359,27 @@ def significance(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=SIGNIFICANCE_COLUMNS)
 
 
-DECISION_COLUMNS = ["dataset", "variant", "reference", "metric", "higher_is_better", "n",
-                    "n_reference", "mean", "reference_mean", "difference", "difference_low",
-                    "difference_high", "hedges_g", "cliffs_delta", "mannwhitney_p",
-                    "mannwhitney_method", "mannwhitney_p_holm", "comparisons", "verdict"]
+DECISION_COLUMNS = [
+    "dataset",
+    "variant",
+    "reference",
+    "metric",
+    "higher_is_better",
+    "n",
+    "n_reference",
+    "mean",
+    "reference_mean",
+    "difference",
+    "difference_low",
+    "difference_high",
+    "hedges_g",
+    "cliffs_delta",
+    "mannwhitney_p",
+    "mannwhitney_method",
+    "mannwhitney_p_holm",
+    "comparisons",
+    "verdict",
+]
 
 
 def _sizes(n: int, m: int) -> str:
@@ -323,13 +401,26 @@ def decisions(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
             p, method = mann_whitney(a, b)
             low, high = bootstrap_mean_difference(a, b)
             mean_a, mean_b = sum(a) / len(a), sum(b) / len(b)
-            family.append({
-                "dataset": dataset, "variant": variant, "reference": reference, "metric": metric,
-                "higher_is_better": HIGHER_IS_BETTER[metric], "n": len(a), "n_reference": len(b),
-                "mean": mean_a, "reference_mean": mean_b, "difference": mean_a - mean_b,
-                "difference_low": low, "difference_high": high, "hedges_g": hedges_g(a, b),
-                "cliffs_delta": cliffs_delta(a, b) if metric in COUNT_METRICS else math.nan,
-                "mannwhitney_p": p, "mannwhitney_method": method})
+            family.append(
+                {
+                    "dataset": dataset,
+                    "variant": variant,
+                    "reference": reference,
+                    "metric": metric,
+                    "higher_is_better": HIGHER_IS_BETTER[metric],
+                    "n": len(a),
+                    "n_reference": len(b),
+                    "mean": mean_a,
+                    "reference_mean": mean_b,
+                    "difference": mean_a - mean_b,
+                    "difference_low": low,
+                    "difference_high": high,
+                    "hedges_g": hedges_g(a, b),
+                    "cliffs_delta": cliffs_delta(a, b) if metric in COUNT_METRICS else math.nan,
+                    "mannwhitney_p": p,
+                    "mannwhitney_method": method,
+                }
+            )
         adjusted = holm([row["mannwhitney_p"] for row in family])
         floor = min((smallest_mann_whitney_p(r["n"], r["n_reference"]) for r in family), default=1.0)
         for row, p_holm in zip(family, adjusted, strict=True):
@@ -344,18 +435,20 @@ def decisions(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
 def _verdict(row: dict, p_holm: float, smallest_holm_p: float) -> str:
     sizes = _sizes(row["n"], row["n_reference"])
     if smallest_holm_p >= ALPHA:
-        return (f"n too small to decide: at {sizes} with Holm over {row['comparisons']} comparisons "
-                f"no p can fall below {smallest_holm_p:.3g}")
+        return (
+            f"n too small to decide: at {sizes} with Holm over {row['comparisons']} comparisons "
+            f"no p can fall below {smallest_holm_p:.3g}"
+        )
     if math.isfinite(p_holm) and p_holm < ALPHA and row["difference"] != 0:
         return "better" if (row["difference"] > 0) == row["higher_is_better"] else "worse"
     return f"no detectable difference at {sizes}"
 
 
-def claims_markdown(table: pd.DataFrame, runs: pd.DataFrame, suite: str, baseline: str,
-                    last_k: int) -> str:
+def claims_markdown(table: pd.DataFrame, runs: pd.DataFrame, suite: str, baseline: str, last_k: int) -> str:
     """claims.md: the fixed decision rule, then one line per comparison and metric."""
     lines = [
-        f"# Claims: {suite}", "",
+        f"# Claims: {suite}",
+        "",
         "Generated by `gdpp-bench report` from the run folders; nothing here is written by hand.",
         "The rule was fixed before the runs: per dataset, every variant against the baseline "
         f"(`{baseline}`) and a variant with a diversity term also against the same variant without "
@@ -363,25 +456,36 @@ def claims_markdown(table: pd.DataFrame, runs: pd.DataFrame, suite: str, baselin
         f"all comparisons and metrics of the dataset, alpha = {ALPHA}. 'better'/'worse' follow the "
         "metric's better direction. Δ = variant mean - reference mean over seeds, with its 95 % "
         "percentile bootstrap interval (10,000 resamples, fixed seed); g = Hedges' g; "
-        "δ = Cliff's delta (counts only).", ""]
+        "δ = Cliff's delta (counts only).",
+        "",
+    ]
     done = runs[runs["status"] == "done"] if "status" in runs.columns else runs.iloc[0:0]
     if table.empty:
         lines.append("No comparison: the baseline or the other variants have no finished runs.")
     for dataset, block in table.groupby("dataset", sort=True):
-        headlines = sorted(set(done.loc[done["dataset"] == dataset, "headline"].dropna())) \
-            if "headline" in done.columns else []
+        headlines = (
+            sorted(set(done.loc[done["dataset"] == dataset, "headline"].dropna()))
+            if "headline" in done.columns
+            else []
+        )
         kinds = sorted({h.split(" (")[0] for h in headlines})
-        lines += [f"## {dataset}", "",
-                  f"Headline value per run: {'; '.join(kinds) or 'n/a'} (report --last-k {last_k}).", "",
-                  "| comparison | metric | verdict | Δ [95% bootstrap] | g | δ | p (Holm) | method |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"## {dataset}",
+            "",
+            f"Headline value per run: {'; '.join(kinds) or 'n/a'} (report --last-k {last_k}).",
+            "",
+            "| comparison | metric | verdict | Δ [95% bootstrap] | g | δ | p (Holm) | method |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for row in block.itertuples():
             arrow = "↑" if row.higher_is_better else "↓"
-            delta = (f"{_fmt(row.difference)} [{_fmt(row.difference_low)}, {_fmt(row.difference_high)}]")
-            lines.append(f"| {row.variant} vs {row.reference} | {row.metric} {arrow} | {row.verdict} | "
-                         f"{delta} | {_fmt(row.hedges_g)} | {_fmt(row.cliffs_delta)} | "
-                         f"{_fmt(row.mannwhitney_p)} ({_fmt(row.mannwhitney_p_holm)}) | "
-                         f"{row.mannwhitney_method} |")
+            delta = f"{_fmt(row.difference)} [{_fmt(row.difference_low)}, {_fmt(row.difference_high)}]"
+            lines.append(
+                f"| {row.variant} vs {row.reference} | {row.metric} {arrow} | {row.verdict} | "
+                f"{delta} | {_fmt(row.hedges_g)} | {_fmt(row.cliffs_delta)} | "
+                f"{_fmt(row.mannwhitney_p)} ({_fmt(row.mannwhitney_p_holm)}) | "
+                f"{row.mannwhitney_method} |"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -390,8 +494,9 @@ def _fmt(value: float) -> str:
     return "n/a" if value is None or not math.isfinite(value) else f"{value:.4g}"
 
 
-def cell_texts(summary: pd.DataFrame, tests: pd.DataFrame, bold: tuple[str, str],
-           pm: str, stars_format: str) -> dict[tuple[str, str], str]:
+def cell_texts(
+    summary: pd.DataFrame, tests: pd.DataFrame, bold: tuple[str, str], pm: str, stars_format: str
+) -> dict[tuple[str, str], str]:
     """(variant, metric) -> 'mean ± std [low, high]' with the best in bold and stars appended."""
     marks: dict[tuple[str, str], str] = {}
     for r in tests.itertuples():  # the comparison with the baseline comes first; stars are its
@@ -412,8 +517,9 @@ def _arrow(metric: str, up: str, down: str) -> str:
     return f"{metric} {up if higher else down}"
 
 
-def summary_markdown(summary: pd.DataFrame, tests: pd.DataFrame, runs: pd.DataFrame,
-                     baseline: str | None) -> str:
+def summary_markdown(
+    summary: pd.DataFrame, tests: pd.DataFrame, runs: pd.DataFrame, baseline: str | None
+) -> str:
     """One table per dataset: variants as rows (baseline first), metrics as columns with their
     direction; cells mean ± std [95% CI], best in bold, stars from the Holm-corrected Welch test."""
     parts = []
@@ -426,8 +532,12 @@ def summary_markdown(summary: pd.DataFrame, tests: pd.DataFrame, runs: pd.DataFr
             rows = block[block["variant"] == variant]
             n = int(rows["n"].max())
             cpu = rows["train_cpu_s"].iloc[0] if "train_cpu_s" in rows.columns else math.nan
-            row = [variant, str(n), f"{cpu:.0f}" if math.isfinite(cpu) else "n/a",
-                   *(cells.get((variant, m), "") for m in metrics)]
+            row = [
+                variant,
+                str(n),
+                f"{cpu:.0f}" if math.isfinite(cpu) else "n/a",
+                *(cells.get((variant, m), "") for m in metrics),
+            ]
             lines.append("| " + " | ".join(row) + " |")
         parts.append(f"### {dataset}\n\n" + "\n".join(lines) + "\n")
     not_done = runs[runs["status"] != "done"]
@@ -438,8 +548,13 @@ def summary_markdown(summary: pd.DataFrame, tests: pd.DataFrame, runs: pd.DataFr
 
 
 def _latex(text: str) -> str:
-    for char, escaped in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"),
-                          ("#", r"\#")):
+    for char, escaped in (
+        ("\\", r"\textbackslash{}"),
+        ("_", r"\_"),
+        ("%", r"\%"),
+        ("&", r"\&"),
+        ("#", r"\#"),
+    ):
         text = text.replace(char, escaped)
     return text
 
@@ -449,16 +564,23 @@ def summary_latex(summary: pd.DataFrame, tests: pd.DataFrame, baseline: str | No
     parts = []
     for dataset, block in summary.groupby("dataset", sort=True):
         metrics = [m for m in HIGHER_IS_BETTER if m in set(block["metric"])]
-        cells = cell_texts(block, tests[tests["dataset"] == dataset], (r"\textbf{", "}"), r"$\pm$",
-                           "$^{{{}}}$")
+        cells = cell_texts(
+            block, tests[tests["dataset"] == dataset], (r"\textbf{", "}"), r"$\pm$", "$^{{{}}}$"
+        )
         header = ["variant", "$n$", *(_arrow(_latex(m), r"$\uparrow$", r"$\downarrow$") for m in metrics)]
-        lines = [r"\begin{table}[t]", r"\centering", r"\small",
-                 rf"\caption{{{_latex(suite)} / {_latex(dataset)}: mean $\pm$ std [95\% t interval] over "
-                 rf"seeds; best in bold; stars: Holm-corrected Mann-Whitney U against "
-                 rf"{_latex(baseline or 'n/a')}"
-                 r" ($^{*}$ $p<0.05$, $^{**}$ $p<0.01$, $^{***}$ $p<0.001$).}",
-                 r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}", r"\toprule",
-                 " & ".join(header) + r" \\", r"\midrule"]
+        lines = [
+            r"\begin{table}[t]",
+            r"\centering",
+            r"\small",
+            rf"\caption{{{_latex(suite)} / {_latex(dataset)}: mean $\pm$ std [95\% t interval] over "
+            rf"seeds; best in bold; stars: Holm-corrected Mann-Whitney U against "
+            rf"{_latex(baseline or 'n/a')}"
+            r" ($^{*}$ $p<0.05$, $^{**}$ $p<0.01$, $^{***}$ $p<0.001$).}",
+            r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
+            r"\toprule",
+            " & ".join(header) + r" \\",
+            r"\midrule",
+        ]
         for variant in variant_order(block["variant"].tolist(), baseline):
             n = int(block[block["variant"] == variant]["n"].max())
             row = [_latex(variant), str(n)]
