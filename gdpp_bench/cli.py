@@ -216,6 +216,12 @@ def list_cmd() -> None:
     help="Set aside (NAME.replaced-TIMESTAMP, nothing deleted) run folders trained with other "
     "settings, and train those runs afresh.",
 )
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print every run of the expanded suite, its folder and what run would do with it "
+    "(train, resume, skip, refuse); train nothing, write nothing.",
+)
 @_evaluation_options
 def run(
     suite: str,
@@ -242,6 +248,7 @@ def run(
     eval_samples: int | None,
     extend: bool,
     force: bool,
+    dry_run: bool,
     protocol: str,
     inception_weights: str | None,
     batch_size: int,
@@ -275,6 +282,12 @@ def run(
         datasets=_split(only_datasets),
     )
     click.echo(f"suite {loaded.name}: {len(specs)} runs -> {results / loaded.name}")
+    if dry_run:
+        from gdpp_bench.pipeline import plan_line
+
+        for spec in specs:
+            click.echo(plan_line(spec, results))
+        return
     tally = Tally()
 
     def report(outcome: dict) -> None:

@@ -14,16 +14,17 @@ import click
 import torch
 from tqdm import tqdm
 
+from gdpp_bench.checkpoint import load_checkpoint
 from gdpp_bench.environment import resolve_device
 from gdpp_bench.errors import UserError
 from gdpp_bench.executors import Executor, SlurmExecutor, make_executor
 from gdpp_bench.metrics import EvalOptions
 from gdpp_bench.metrics.evaluate import evaluate_run, make_eval_hook
 from gdpp_bench.progress import working_on
-from gdpp_bench.rundir import RunDir, find_run_dirs
+from gdpp_bench.rundir import RunDir, UnreadableFile, find_run_dirs
 from gdpp_bench.seed_parallel import run_seed_group, seed_groups, supports_seed_parallel
 from gdpp_bench.suites import RunSpec
-from gdpp_bench.train import train
+from gdpp_bench.train import train, training_differences
 
 # what `gdpp-bench run` exits with (the README lists them)
 EXIT_OK = 0  # every run done or skipped
@@ -231,3 +232,28 @@ def evaluate_suite(
             record = {"status": "error", "reason": str(exc), "user_error": True}
         outcomes.append({"key": key, **record})
     return outcomes
+
+
+def plan_line(spec: RunSpec, results: Path) -> str:
+    """What `run` would do with `spec`'s folder, in one line, without touching it (--dry-run)."""
+    run_dir = RunDir(results / spec.suite / spec.key)
+    where = run_dir.path
+    if not run_dir.config.exists():
+        return f"{spec.key}: would train from step 0 in {where}"
+    try:
+        recorded = RunSpec.from_dict(run_dir.read_config()["spec"])
+        state = run_dir.status()
+    except (UnreadableFile, KeyError, TypeError, ValueError) as exc:
+        return f"{spec.key}: would refuse its folder ({exc}) in {where}"
+    changed = training_differences(recorded, spec)
+    if changed:
+        return f"{spec.key}: would refuse ({', '.join(changed)} changed; --extend or --force) in {where}"
+    if state["status"] == "done":
+        return f"{spec.key}: would skip (done) in {where}"
+    if state["status"] == "failed":
+        return f"{spec.key}: would skip (failed: {state.get('reason', '')}) in {where}"
+    try:
+        step = load_checkpoint(run_dir.checkpoint)["step"] if run_dir.checkpoint.exists() else 0
+    except UserError as exc:
+        return f"{spec.key}: would stop at its checkpoint ({exc}) in {where}"
+    return f"{spec.key}: would resume at step {step} of {spec.train.steps} in {where}"

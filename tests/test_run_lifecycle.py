@@ -297,3 +297,36 @@ def test_plain_names_only(name):
 )
 def test_variant_and_dataset_names_pass(name):
     assert check_plain_name("variant", name) == name
+
+
+def test_dry_run_says_what_run_would_do_and_writes_nothing(tmp_path):
+    plan = gdpp_bench(
+        "run",
+        "--suite",
+        "ring8",
+        "--device",
+        "cpu",
+        "--seeds",
+        "0,1",
+        "--variants",
+        "bce",
+        "--steps",
+        "20",
+        "--results",
+        str(tmp_path),
+        "--dry-run",
+    )
+    assert plan.returncode == 0, plan.stderr
+    assert plan.stdout.splitlines() == [
+        f"suite ring8: 2 runs -> {tmp_path / 'ring8'}",
+        f"bce/seed-0: would train from step 0 in {tmp_path / 'ring8' / 'bce' / 'seed-0'}",
+        f"bce/seed-1: would train from step 0 in {tmp_path / 'ring8' / 'bce' / 'seed-1'}",
+    ]
+    assert not tmp_path.joinpath("ring8").exists()
+    assert ring8(tmp_path, "--steps", "20").returncode == 0
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+    again = gdpp_bench("run", *RING, "--results", str(tmp_path), "--dry-run", "--steps", "30")
+    assert "bce/seed-0: would refuse (train.steps changed; --extend or --force)" in again.stdout
+    done = gdpp_bench("run", *RING, "--results", str(tmp_path), "--dry-run", "--steps", "20")
+    assert "bce/seed-0: would skip (done)" in done.stdout
+    assert before == {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
