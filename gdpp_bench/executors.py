@@ -180,8 +180,14 @@ class PoolExecutor:
         )
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
-        future = self._pool.submit(_in_worker, len(self._futures), fn, *args)
-        self._futures.append(future)
+        # a Ctrl-C waits until the job is both in the pool and in our list, so that abort()
+        # accounts for every job the pool may hold
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            future = self._pool.submit(_in_worker, len(self._futures), fn, *args)
+            self._futures.append(future)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         return future
 
     def shutdown(self) -> None:
