@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -297,7 +298,7 @@ def run(
         click.echo(f"{outcome['key']}: {state}  {detail}")
 
     options = EvalOptions(protocol, inception_weights, batch_size)
-    slurm = {
+    slurm: dict[str, Any] = {
         "partition": slurm_partition,
         "time_min": slurm_time,
         "gpus_per_run": slurm_gpus,

@@ -51,6 +51,7 @@ class GraphedStep:
     def __call__(self) -> Tensor:
         if self.graph is not None:
             self.graph.replay()
+            assert self.output is not None  # set when the graph was captured
             return self.output
         if self.warmed < WARMUP_STEPS:
             self.warmed += 1

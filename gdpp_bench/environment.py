@@ -54,7 +54,7 @@ def git_hash() -> str:
 
 
 def describe(device: torch.device) -> dict[str, Any]:
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
             versions[name] = metadata.version(name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import signal
 import traceback
 from collections.abc import Callable
@@ -154,8 +155,9 @@ def run_specs(
             _echo_error(keys, error)
         outcomes = _error_outcomes(keys, error) if error is not None else _as_list(future.result())
         progress.update(len(outcomes))
-        for outcome in outcomes if on_result else ():
-            on_result(outcome)
+        if on_result is not None:
+            for outcome in outcomes:
+                on_result(outcome)
 
     groups = seed_groups(specs) if seed_parallel else [[spec] for spec in specs]
     futures: list[tuple[Future, list[str]]] = []
@@ -186,7 +188,7 @@ def run_specs(
                 ]
             for future, keys in jobs_of_group:
                 # at once for the inline executor
-                future.add_done_callback(lambda done, keys=keys: finished(done, keys))
+                future.add_done_callback(functools.partial(_call_with_keys, finished, keys))
             futures += jobs_of_group
         outcomes = []
         for future, keys in futures:
@@ -232,6 +234,10 @@ def evaluate_suite(
             record = {"status": "error", "reason": str(exc), "user_error": True}
         outcomes.append({"key": key, **record})
     return outcomes
+
+
+def _call_with_keys(finished: Callable[[Future, list[str]], None], keys: list[str], future: Future) -> None:
+    finished(future, keys)
 
 
 def plan_line(spec: RunSpec, results: Path) -> str:

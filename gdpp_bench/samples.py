@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import Tensor
@@ -47,7 +47,7 @@ def save_samples_2d(path: Path, samples: Tensor, centers: Tensor, title: str) ->
     plt.close(fig)
 
 
-def save_samples(path: Path, samples: Tensor, dataset: object, title: str) -> None:
+def save_samples(path: Path, samples: Tensor, dataset: Any, title: str) -> None:
     """2D points [N, 2] over the dataset's mode centres, or images [N, C, H, W] in [-1, 1] as a grid."""
     if samples.ndim == 2:
         save_samples_2d(path, samples, dataset.centers_tensor(), title)
@@ -80,7 +80,7 @@ def fixed_noise_samples(
     the statistics of each chunk of that many samples (the official GDPP code's sampling), on a
     copy of G so that its running statistics stay untouched."""
     noise_rng = torch.Generator(device).manual_seed(seed)
-    z = torch.randn(count, generator.z_dim, generator=noise_rng, device=device)
+    z = torch.randn(count, cast(int, generator.z_dim), generator=noise_rng, device=device)
     if batch_stats_chunk:
         sampler = copy.deepcopy(generator).train()
         with torch.no_grad():

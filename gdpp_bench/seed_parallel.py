@@ -177,7 +177,9 @@ class _Batch:
             stacked, lr=group["lr"], betas=group["betas"], eps=group["eps"], fused=self.device.type == "cuda"
         )
         for i, param in enumerate(stacked):
-            states = [opt.state.get(seed_params[i]) for opt, seed_params in zip(opts, params, strict=True)]
+            states: list[Any] = [
+                opt.state.get(seed_params[i]) for opt, seed_params in zip(opts, params, strict=True)
+            ]
             if not any(states):
                 continue
             if not all(states):

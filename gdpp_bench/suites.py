@@ -281,9 +281,8 @@ def expand(
         if datasets and dataset not in datasets:
             continue
         settings = suite.settings(dataset)
-        train = dataclasses.replace(
-            settings.train, **{key: value for key, value in overrides.items() if value is not None}
-        )
+        replaced: dict[str, Any] = {key: value for key, value in overrides.items() if value is not None}
+        train = dataclasses.replace(settings.train, **replaced)
         evaluation = settings.eval
         if eval_samples is not None:
             evaluation = dataclasses.replace(
@@ -319,7 +318,7 @@ def _build(cls: type, table: Any, where: str, **ready: Any) -> Any:
         raise UserError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
     values = dict(ready)
     for key, value in table.items():
-        values[key] = _coerce(value, fields[key].type, f"{where}: {key}")
+        values[key] = _coerce(value, str(fields[key].type), f"{where}: {key}")
     missing = [
         f.name
         for f in fields.values()

@@ -7,10 +7,10 @@ import csv
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -54,7 +54,7 @@ class _Step:
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
     adversarial: AdversarialLoss
-    terms: list[tuple[str, Callable[..., Tensor], float]]
+    terms: list[tuple[str, Callable[..., Any], float]]
     sample_real: Callable[[int, torch.Generator], Tensor]
     rng: torch.Generator
     batch_size: int
@@ -70,7 +70,7 @@ class _Step:
 
     def noise(self) -> Tensor:
         z_dim = self.generator.z_dim
-        z = torch.randn(self.batch_size, z_dim, generator=self.rng, device=self.rng.device)
+        z = torch.randn(self.batch_size, cast(int, z_dim), generator=self.rng, device=self.rng.device)
         if self.latent_centres is not None:
             return self.latent_centres + MIXTURE_LATENT_STD * z
         return z
@@ -83,7 +83,7 @@ class _Step:
         return [name for name, _, _ in self.terms if name in TERM_DIAGNOSTICS]
 
 
-def _set_grads(params: list[Tensor], loss: Tensor, retain_graph: bool = False) -> None:
+def _set_grads(params: Sequence[Tensor], loss: Tensor, retain_graph: bool = False) -> None:
     """params' .grad = d(loss)/d(params), computing no gradient for any other module."""
     grads = torch.autograd.grad(loss, params, retain_graph=retain_graph)
     for param, grad in zip(params, grads, strict=True):
@@ -198,7 +198,7 @@ def build_step(spec: RunSpec, device: torch.device, sampler: Any) -> _Step:
         simultaneous=cfg.update == "simultaneous",
         d_targets=(cfg.d_real_target, cfg.d_fake_target),
         g_target=cfg.g_target,
-        latent_centres=_latent_centres(cfg, spec.seed, cfg.batch_size, generator.z_dim, device),
+        latent_centres=_latent_centres(cfg, spec.seed, cfg.batch_size, cast(int, generator.z_dim), device),
         post_update_real=cfg.term_real_features == "post-update",
         graph_blocker=blocker,
     )
@@ -559,7 +559,7 @@ def _log_row(
     number: int,
     means: list[float],
     rate: float,
-    diagnostics: list[float] = (),
+    diagnostics: Sequence[float] = (),
 ) -> str | None:
     """Append one log.csv row; the reason the run diverged if a logged mean is not finite (the
     diagnostics after imgs_per_s may be NaN: they are observations, not losses)."""

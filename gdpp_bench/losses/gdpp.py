@@ -31,12 +31,12 @@ def _eigh_forward(kernels: Tensor) -> tuple[Tensor, Tensor]:
     an accelerator with tensor ops, which need no host sync.
     """
     on_host = kernels.device.type == "cpu"
+    all_finite = torch.isfinite(kernels).all()
     if on_host:
-        finite = bool(torch.isfinite(kernels).all())
+        finite = bool(all_finite)
         safe = kernels if finite else torch.zeros_like(kernels)
     else:
-        finite = torch.isfinite(kernels).all()
-        safe = torch.where(finite, kernels, torch.zeros_like(kernels))
+        safe = torch.where(all_finite, kernels, torch.zeros_like(kernels))
     try:
         values, vectors = torch.linalg.eigh(safe)
     except torch.linalg.LinAlgError:
@@ -45,7 +45,7 @@ def _eigh_forward(kernels: Tensor) -> tuple[Tensor, Tensor]:
         values, vectors = (t.to(kernels.dtype) for t in torch.linalg.eigh(safe.double()))
     if on_host:
         return (values, vectors) if finite else (values * math.nan, vectors * math.nan)
-    poison = torch.where(finite, 0.0, math.nan).to(kernels.dtype)
+    poison = torch.where(all_finite, 0.0, math.nan).to(kernels.dtype)
     return values + poison, vectors + poison
 
 

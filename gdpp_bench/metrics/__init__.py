@@ -5,10 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from gdpp_bench.data.images import Split
 from gdpp_bench.metrics.modes import kl_to_uniform
 from gdpp_bench.metrics.modes import modes2d as modes2d_values
 from gdpp_bench.registry import Registry
@@ -52,7 +54,11 @@ METRIC_BOUNDS: dict[str, tuple[float | None, float | None]] = {
 COUNT_METRICS = ("modes", "classes")  # counts: Cliff's delta is reported beside Hedges' g
 PAPER_FIDELITY_SAMPLES = 50_000  # generated and real samples for FID/IS/KID/PR under --protocol paper
 PAPER_IVOM_IMAGES = 2_000  # IvOM's target test images in the GDPP paper (../shared/PROTOCOLS.md)
-IVOM_SEARCH = {"optimizer": "lbfgs", "steps": 25, "restarts": 3}  # the paper's search per image
+IVOM_SEARCH: dict[str, Any] = {
+    "optimizer": "lbfgs",
+    "steps": 25,
+    "restarts": 3,
+}  # the paper's search per image
 
 
 @dataclass(frozen=True)
@@ -74,14 +80,14 @@ class EvalContext:
     once per count)."""
 
     generator: nn.Module
-    dataset: object
+    dataset: Any  # a registered dataset (2D mixtures add centers_tensor and std)
     device: torch.device
     n_samples: int
     seed: int
     data_root: str | None = None  # for instruments trained on the real data (MNIST classifiers)
     fidelity_samples: int = 10_000  # generated samples for the fidelity metrics (quick protocol)
     real_samples: int = 10_000  # real reference samples for them (quick protocol)
-    reference_split: str = "train"
+    reference_split: Split = "train"
     ivom_images: int = 1_000  # real test images IvOM reconstructs (quick protocol)
     options: EvalOptions = field(default_factory=EvalOptions)
     bn_batch: int | None = None  # sample with BatchNorm batch statistics over chunks of this size

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
 
 from gdpp_bench.checkpoint import load_checkpoint
 from gdpp_bench.data import DATASETS
+from gdpp_bench.data.images import Split
 from gdpp_bench.metrics import METRICS, SAMPLE_SEED_OFFSET, EvalContext, EvalOptions, compute_metrics
 from gdpp_bench.models import build_models
 from gdpp_bench.progress import notice
@@ -24,14 +25,15 @@ from gdpp_bench.rundir import (
 from gdpp_bench.suites import RunSpec
 
 
-def reference_splits(spec: RunSpec) -> tuple[str, str]:
+def reference_splits(spec: RunSpec) -> tuple[Split, Split]:
     """(periodic, final) real reference split. A suite that selects best.pt by a periodic metric
     (eval.select) selects against the training split and measures best.pt once against the test
     split, so that no reported number is read off the images that chose the checkpoint; other
     suites use eval.reference_split throughout."""
     if spec.eval.select:
         return "train", "test"
-    return spec.eval.reference_split, spec.eval.reference_split
+    split = cast(Split, spec.eval.reference_split)  # checked at suite load: train or test
+    return split, split
 
 
 def eval_context(
@@ -40,7 +42,7 @@ def eval_context(
     device: torch.device,
     data_root: str | None,
     options: EvalOptions,
-    split: str | None = None,
+    split: Split | None = None,
 ) -> EvalContext:
     """The context the suite's metrics see for one generator of the run `spec`, comparing with the
     real `split` (default: the final evaluation's, `reference_splits`)."""
@@ -137,7 +139,7 @@ def _reusable(
 def eval_settings(spec: RunSpec) -> dict[str, Any]:
     """The evaluation settings a metric's values depend on (a change of any re-evaluates)."""
     evaluation = spec.eval
-    settings = {
+    settings: dict[str, Any] = {
         "samples": evaluation.samples,
         "fidelity_samples": evaluation.fidelity_samples,
         "real_samples": evaluation.real_samples,
@@ -218,8 +220,9 @@ def evaluate_run(
         write_atomic(run_dir.eval_samples, lambda tmp: torch.save(points, tmp))
 
     kept = {m: record["protocol"][m] for m in wanted if m not in missing} if record else {}
+    recorded_values = record["values"] if record else {}
     values = {
-        k: v for m, entry in kept.items() for k, v in record["values"].items() if k in entry.get("values", ())
+        k: v for m, entry in kept.items() for k, v in recorded_values.items() if k in entry.get("values", ())
     }
     protocol = dict(kept)
     for name in missing:

@@ -43,6 +43,7 @@ from torch_fidelity.utils import (
     resolve_feature_layer_for_metric,
 )
 
+from gdpp_bench.data.images import Split
 from gdpp_bench.errors import UserError
 from gdpp_bench.metrics.fidelity_extractor import extractor_name
 from gdpp_bench.metrics.instruments import file_sha256, load_or_train_classifier
@@ -138,6 +139,8 @@ def extractor_for(dataset: str, data_root: str | None, inception: str | Path | N
     """The project classifier for the MNIST family (trained on first use), Inception-v3 otherwise."""
     if dataset in CLASSIFIED:
         _, info = load_or_train_classifier(dataset, data_root)
+        if info.path is None or info.weights_sha256 is None:
+            raise UserError(f"the {dataset} classifier has no saved weights file to extract features with")
         return Extractor(
             extractor_name(dataset), info.path, info.weights_sha256, {"classifier": info.protocol()}
         )
@@ -145,7 +148,7 @@ def extractor_for(dataset: str, data_root: str | None, inception: str | Path | N
     return Extractor(INCEPTION, weights, weights_sha256(weights), {})
 
 
-def real_reference(dataset: str, data_root: str | None, split: str, count: int) -> Tensor:
+def real_reference(dataset: str, data_root: str | None, split: Split, count: int) -> Tensor:
     """uint8 images of `split`: all of them, or a fixed random subset of `count` (seed SUBSET_SEED)."""
     from gdpp_bench.data import load_split
 

@@ -76,7 +76,7 @@ class ClassifierFeatureExtractor(FeatureExtractorBase):
             f"feature extractor {name!r} needs feature_extractor_weights_path: the cached classifier file "
             "(gdpp_bench.metrics.instruments.load_or_train_classifier gives its path)",
         )
-        model, record = load_classifier(Path(feature_extractor_weights_path))
+        model, record = load_classifier(Path(str(feature_extractor_weights_path)))
         vassert(
             record["dataset"] == _DATASET_OF_NAME[name],
             f"{feature_extractor_weights_path} holds the {record['dataset']} classifier, "

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gdpp_bench.data import load_split
+from gdpp_bench.data.images import Split
 from gdpp_bench.errors import UserError
 from gdpp_bench.progress import say
 from gdpp_bench.rundir import write_atomic
@@ -182,6 +183,14 @@ def accuracy(model: DigitClassifier, images: Tensor, labels: Tensor, batch_size:
     return (predicted == labels.to(predicted.device)).double().mean().item()
 
 
+def _labelled(dataset: str, data_root: str | Path | None, split: Split) -> tuple[Tensor, Tensor]:
+    """A classifier dataset's images and labels (every classifier dataset has labels)."""
+    images, labels = load_split(dataset, data_root, split)
+    if labels is None:
+        raise UserError(f"{dataset} has no labels to train or test a classifier on")
+    return images, labels
+
+
 def train_classifier(
     dataset: str,
     data_root: str | Path | None,
@@ -199,7 +208,7 @@ def train_classifier(
         raise UserError(f"classifiers are trained for {', '.join(CLASSIFIER_DATASETS)}, not {dataset!r}")
     config = config or DEFAULT_CONFIGS[dataset]
     device = torch.device(device)
-    images, labels = load_split(dataset, data_root, "train")
+    images, labels = _labelled(dataset, data_root, "train")
     if config.train_size is not None:
         images, labels = images[: config.train_size], labels[: config.train_size]
     images, labels = images.to(device), labels.to(device)
@@ -227,7 +236,7 @@ def train_classifier(
     model.eval()
     _for_inference(model)
     train_seconds = time.perf_counter() - start
-    test_images, test_labels = load_split(dataset, data_root, "test")
+    test_images, test_labels = _labelled(dataset, data_root, "test")
     test_accuracy = accuracy(model, test_images, test_labels)
     return model, ClassifierInfo(dataset, config, test_accuracy, train_seconds)
 

@@ -65,7 +65,7 @@ def _search(generator: nn.Module, x: Tensor, z0: Tensor, optimizer: str, steps: 
         return total.detach()
 
     if optimizer == "lbfgs":
-        opt = torch.optim.LBFGS(
+        lbfgs = torch.optim.LBFGS(
             [z],
             lr=lr,
             max_iter=steps,
@@ -73,12 +73,12 @@ def _search(generator: nn.Module, x: Tensor, z0: Tensor, optimizer: str, steps: 
             tolerance_grad=LBFGS_TOLERANCE,
             tolerance_change=LBFGS_TOLERANCE,
         )
-        opt.step(evaluate)
+        lbfgs.step(evaluate)
     else:
-        opt = torch.optim.Adam([z], lr=lr)
+        adam = torch.optim.Adam([z], lr=lr)
         for _ in range(steps):
             evaluate()
-            opt.step()
+            adam.step()
     with torch.no_grad():  # the final z (Adam's last update is not evaluated by the loop)
         best = torch.fmin(best, _per_image_mse(generator, z, x))
     return best
@@ -174,11 +174,11 @@ def ivom(
             for start in range(0, n, batch_size):
                 # clone: a fresh normal tensor even when the targets are inference tensors
                 x = targets[start : start + batch_size].detach().float().clone()
-                batch_best = None
-                for z_all in starts:
-                    found = _search(generator, x, z_all[start : start + batch_size], optimizer, steps, lr)
-                    batch_best = found if batch_best is None else torch.minimum(batch_best, found)
-                best[start : start + batch_size] = batch_best
+                searches = [
+                    _search(generator, x, z_all[start : start + batch_size], optimizer, steps, lr)
+                    for z_all in starts
+                ]
+                best[start : start + batch_size] = torch.stack(searches).amin(dim=0)
     finally:
         for p, flag in requires_grad:
             p.requires_grad_(flag)

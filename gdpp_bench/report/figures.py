@@ -14,7 +14,7 @@ import math
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Any, Literal, ParamSpec, TypeVar, cast
 
 import matplotlib
 
@@ -84,15 +84,14 @@ def _save(fig: plt.Figure, stem: Path) -> list[Path]:
         for path in paths:
             fmt = path.suffix[1:]
             metadata = {"CreationDate": None} if fmt == "pdf" else None  # reproducible PDF bytes
-            write_atomic(
-                path,
-                lambda tmp, fmt=fmt, metadata=metadata: fig.savefig(
-                    tmp, format=fmt, dpi=DPI, bbox_inches=bbox, metadata=metadata
-                ),
-            )
+            write_atomic(path, functools.partial(_savefig, fig, fmt=fmt, bbox=bbox, metadata=metadata))
     finally:
         plt.close(fig)
     return paths
+
+
+def _savefig(fig: plt.Figure, tmp: Path, fmt: str, bbox: Any, metadata: dict[str, Any] | None) -> None:
+    fig.savefig(tmp, format=fmt, dpi=DPI, bbox_inches=bbox, metadata=metadata)
 
 
 # --- which runs, in which order and colour -------------------------------------------------------
@@ -174,14 +173,15 @@ def _variant_ticks(ax: plt.Axes, order: list[str]) -> None:
     """Variant names under positions 0..n-1, slanted where they would overlap side by side."""
     ax.set_xticks(range(len(order)), order)
     ax.set_xlim(-0.6, len(order) - 0.4)
-    ax.figure.draw_without_rendering()  # lays out the figure, so that the labels' extents are known
+    figure = cast(plt.Figure, ax.figure)
+    figure.draw_without_rendering()  # lays out the figure, so that the labels' extents are known
     boxes = [label.get_window_extent() for label in ax.get_xticklabels()]
-    gap = 4 * ax.figure.dpi / 72  # 4 points between neighbours
+    gap = 4 * figure.dpi / 72  # 4 points between neighbours
     if any(left.x1 + gap > right.x0 for left, right in itertools.pairwise(boxes)):
         _slant(ax.get_xticklabels(), "right")
 
 
-def _slant(labels: list[plt.Text], align: str) -> None:
+def _slant(labels: list[plt.Text], align: Literal["left", "center", "right"]) -> None:
     """Tick labels at 30 degrees, anchored at their `align` end (right below an axis, left above)."""
     for label in labels:
         label.set_rotation(30)
@@ -316,7 +316,7 @@ def metric_points(
         handles.append(Line2D([], [], color="grey", linestyle="--", label=f"{baseline} mean"))
     ax.set_xlabel("variant")
     ax.set_ylabel(metric_label(metric))
-    _legend_outside(fig, handles, [h.get_label() for h in handles])
+    _legend_outside(fig, handles, [str(h.get_label()) for h in handles])
     _suptitle(fig, runs, shown, metric)
     _variant_ticks(ax, order)  # last: the legend and title take their room first
     return _save(fig, stem)
@@ -611,7 +611,7 @@ def samples_over_modes(
 ) -> list[Path]:
     """2D datasets: each run's evaluation samples over the true mode centres; one column per
     variant, one row per seed, each panel titled with its modes and high-quality share."""
-    data = DATASETS.get(dataset)
+    data: Any = DATASETS.get(dataset)  # a 2D mixture: centers_tensor() and std
     done = _finished(runs, dataset)
     if len(data.shape) != 1:
         return []
@@ -652,7 +652,7 @@ def samples_over_modes(
         Line2D([], [], marker="o", linestyle="", color="tab:blue", label="generated"),
         Line2D([], [], marker="x", linestyle="", color="tab:red", label="mode centre"),
     ]
-    _legend_outside(fig, handles, [h.get_label() for h in handles])
+    _legend_outside(fig, handles, [str(h.get_label()) for h in handles])
     _suptitle(fig, runs, done, f"evaluation samples ({len(samples):,} per run) over the mode centres")
     return _save(fig, stem)
 
@@ -663,7 +663,7 @@ def samples_over_modes(
 def _mode_shares_2d(done: pd.DataFrame, suite_dir: Path, dataset: str) -> pd.DataFrame:
     """Per run and mode: the share of its evaluation samples that are high-quality samples of
     that mode (within 3 std of its centre)."""
-    data = DATASETS.get(dataset)
+    data: Any = DATASETS.get(dataset)  # a 2D mixture: centers_tensor() and std
     centers = data.centers_tensor()
     frames = []
     for record in done.itertuples():
@@ -711,7 +711,8 @@ def _mode_bars(
         hq = stats["mean"].sum()
         ax.set_title(f"{variant}\nHQ {100 * hq:.1f}% of samples")
         ax.set_xlabel("mode")
-        if ax.get_subplotspec().is_first_col():
+        spec = ax.get_subplotspec()
+        if spec is not None and spec.is_first_col():
             ax.set_ylabel("share of samples")
         ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
         ax.set_xticks(range(0, modes, max(1, modes // 8)))
@@ -719,7 +720,7 @@ def _mode_bars(
         Patch(color="grey", label="mean over seeds, 95% t interval"),
         Line2D([], [], color="black", linestyle="--", label=f"uniform (1/{modes})"),
     ]
-    _legend_outside(fig, handles, [h.get_label() for h in handles])
+    _legend_outside(fig, handles, [str(h.get_label()) for h in handles])
     _suptitle(
         fig,
         runs,

@@ -6,6 +6,7 @@ import csv
 import math
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -152,7 +153,7 @@ def _run_row(run_dir: RunDir, last_k: int = DEFAULT_LAST_K) -> dict:
         raise UnreadableFile(run_dir.metrics, "its 'values' are not metric names with numbers")
     tables = {path: read_run_csv(path) if path.exists() else None for path in (run_dir.log, run_dir.evals)}
     protocols = metrics.get("protocol", {})
-    first = next(iter(protocols.values()), {})
+    first: dict[str, Any] = next(iter(protocols.values()), {})
     packages = environment.get("packages") or {}
     term, weight = term_weight(variant)
     headline, what = (
@@ -335,7 +336,7 @@ def significance(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
     dataset, and Hedges' g (variant minus reference; its sign is not flipped for lower-is-better
     metrics). The `baseline` column names each comparison's reference."""
     done = runs[runs["status"] == "done"]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for dataset, block in done.groupby("dataset", sort=True):
         start = len(rows)
         for variant, reference, metric, a, b in _compared(block, baseline):
