@@ -288,3 +288,16 @@ def test_dcgan64_shapes_and_parameter_count():
     )
     assert sum(p.numel() for p in discriminator.parameters()) == d_params
     assert sum(p.numel() for p in generator.parameters()) == g_params
+
+
+@pytest.mark.parametrize("divisor", [2, 4])
+def test_smaller_discriminator_option_divides_only_d_widths(divisor):
+    """dcgan28-gdpp-d2 / -d4: the Unrolled-GAN / VEEGAN smaller-D Stacked-MNIST setting."""
+    generator, discriminator = build(f"dcgan28-gdpp-d{divisor}", (3, 28, 28))
+    widths = [64 // divisor, 128 // divisor, 256 // divisor]
+    convs = [(m.in_channels, m.out_channels) for m in discriminator.modules() if isinstance(m, nn.Conv2d)]
+    assert convs == list(zip([3, *widths[:-1]], widths, strict=True))
+    expected_d = sum(c_in * c_out * 25 + c_out for c_in, c_out in convs) + widths[-1] * 16 + 1
+    assert n_params(discriminator) == expected_d
+    assert n_params(generator) == G28_GDPP_PARAMS  # G is the full model's
+    assert discriminator(torch.zeros(2, 3, 28, 28)).features.shape == (2, widths[-1] * 16)

@@ -13,7 +13,13 @@ from collections.abc import Callable
 from torch import nn
 
 from gdpp_bench.models.base import DOut
-from gdpp_bench.models.dcgan import build_dcgan28, build_dcgan28_gdpp, build_dcgan32, build_dcgan64
+from gdpp_bench.models.dcgan import (
+    build_dcgan28,
+    build_dcgan28_gdpp,
+    build_dcgan28_gdpp_small_d,
+    build_dcgan32,
+    build_dcgan64,
+)
 from gdpp_bench.models.mlp2d import build_mlp2d
 from gdpp_bench.models.modifiers import MODIFIERS, DiscriminatorOptions, discriminator_options
 from gdpp_bench.registry import Registry
@@ -25,6 +31,8 @@ MODELS.register("mlp2d")(build_mlp2d)
 MODELS.register("dcgan32")(build_dcgan32)
 MODELS.register("dcgan28")(build_dcgan28)
 MODELS.register("dcgan28-gdpp")(build_dcgan28_gdpp)
+MODELS.register("dcgan28-gdpp-d2")(build_dcgan28_gdpp_small_d(2))
+MODELS.register("dcgan28-gdpp-d4")(build_dcgan28_gdpp_small_d(4))
 MODELS.register("dcgan64")(build_dcgan64)
 
 

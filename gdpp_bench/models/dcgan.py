@@ -10,6 +10,8 @@ from the global torch RNG.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from torch import Tensor, nn
@@ -224,6 +226,25 @@ def build_dcgan28_gdpp(
 ) -> tuple[nn.Module, nn.Module]:
     """The GDPP paper's Stacked-MNIST model: dcgan28 with z 128 and a D without BatchNorm."""
     return build_dcgan(DCGAN28_GDPP, data_shape, options)
+
+
+def build_dcgan28_gdpp_small_d(divisor: int) -> Callable[..., tuple[nn.Module, nn.Module]]:
+    """dcgan28-gdpp with D's widths divided by `divisor`: the smaller-discriminator Stacked-MNIST
+    setting of the Unrolled-GAN and VEEGAN experiments (D at 1/4 or 1/2 size), a harder test of
+    mode coverage and a cheaper step on a CPU."""
+    arch = dataclasses.replace(
+        DCGAN28_GDPP,
+        name=f"dcgan28-gdpp-d{divisor}",
+        d_widths=tuple(width // divisor for width in DCGAN28_GDPP.d_widths),
+    )
+
+    def build(
+        data_shape: tuple[int, ...] = (3, 28, 28), options: DiscriminatorOptions = PLAIN
+    ) -> tuple[nn.Module, nn.Module]:
+        return build_dcgan(arch, data_shape, options)
+
+    build.__doc__ = f"dcgan28-gdpp with D at 1/{divisor} width ({arch.feature_dim}-d GDPP features)."
+    return build
 
 
 def build_dcgan28(
