@@ -92,17 +92,19 @@ def assign_devices(workers: int, devices: Sequence[str] | int) -> list[str]:
 _busy = False  # in a pool worker: whether it is running a job
 _stopping = False  # in a pool worker: the suite was stopped; calls still queued end at once
 _events: Any = None  # in a pool worker: where it tells the main process its pid and each run it starts
+_parent_pid = 0  # in a pool worker: the main process's pid
+EXIT_ORPHANED = 143  # a worker whose main process died (128 + SIGTERM)
 
 
 def _init_worker(threads: int, device_queue: Any, events: Any) -> None:
     """Pool initializer: take this worker's device (before anything initialises CUDA), split CPUs,
     and leave Ctrl-C to the main process, which stops the workers with SIGTERM: a worker in a run
     unwinds it (locks released, half-written files removed), an idle one starts nothing more."""
+    global _events, _parent_pid
+    _events, _parent_pid = events, os.getppid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stop_worker)
     _end_with_parent()
-    global _events
-    _events = events
     events.put(("pid", os.getpid()))
     if device_queue is not None:
         try:
@@ -133,11 +135,19 @@ class _NotStarted(KeyboardInterrupt):
 def _stop_worker(signum: int, frame: Any) -> None:
     """SIGTERM in a worker: a run in progress unwinds; calls the pool already queued for this
     worker end without starting. An idle worker stays until the pool's shutdown sentinel reaches
-    it, so that the pool never sees a worker die (which would break it, with tracebacks)."""
+    it, so that the pool never sees a worker die (which would break it, with tracebacks), unless
+    the main process is gone: then no sentinel will come, and it ends."""
     global _stopping
     _stopping = True
     if _busy:
         raise KeyboardInterrupt
+    _end_if_orphaned()
+
+
+def _end_if_orphaned() -> None:
+    # the worker holds both ends of the pool's call queue, so a dead parent never shows as EOF
+    if os.getppid() != _parent_pid:
+        os._exit(EXIT_ORPHANED)
 
 
 def _in_worker(index: int, fn: Callable[..., Any], *args: Any) -> Any:
@@ -148,6 +158,10 @@ def _in_worker(index: int, fn: Callable[..., Any], *args: Any) -> Any:
     _busy = True
     try:
         return fn(*args)
+    except KeyboardInterrupt:
+        if _stopping:  # the run has unwound (locks released, temp files removed)
+            _end_if_orphaned()
+        raise
     finally:
         _busy = False
 

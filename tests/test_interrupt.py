@@ -134,3 +134,42 @@ def test_ctrl_c_while_the_workers_start_stops_cleanly(tmp_path):
         counts and int(counts[1]) + int(counts[2] or 0) == 3
     ), line
     assert "training of" not in stdout
+
+
+def test_workers_end_when_the_main_process_is_killed(tmp_path):
+    """SIGKILL of `gdpp-bench run` (no chance to stop its pool): its workers, busy or idle, stop
+    their runs and exit instead of lingering as orphans; the runs resume."""
+    suite = tmp_path / "interrupt.toml"
+    suite.write_text(SUITE)
+    results = tmp_path / "results"
+    process = start(suite, results, "--workers", "2")
+    try:
+        read_until(process, "step 200/1000", count=2)
+        workers = [
+            int(pid)
+            for pid in subprocess.run(
+                ["pgrep", "-P", str(process.pid), "-f", "spawn_main"], capture_output=True, text=True
+            ).stdout.split()
+        ]
+        assert len(workers) == 2
+        os.kill(process.pid, signal.SIGKILL)  # the main process only, as the OOM killer would
+        process.wait(timeout=30)
+        deadline = time.monotonic() + 60
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not any(_alive(pid) for pid in workers), "orphaned workers still running"
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    again = gdpp_bench("run", "--suite", str(suite), "--device", "cpu", "--results", str(results))
+    assert again.returncode == 0, again.stderr
+    assert "resuming at step" in again.stdout
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(")")[-1].split()[0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False
