@@ -42,17 +42,17 @@ from gdpp_bench.rundir import RunDir
 from gdpp_bench.suites import RunSpec
 from gdpp_bench.train import (
     EvalHook,
-    _checkpoint_state,
-    _finish_run,
-    _log_row,
-    _periodic_evaluation,
-    _Progress,
-    _Session,
-    _set_grads,
-    _start_or_resume,
-    _Step,
+    LoopProgress,
+    TrainSession,
+    TrainStep,
     build_step,
+    checkpoint_state,
+    finish_run,
+    log_row,
+    periodic_evaluation,
     reconcile,
+    set_grads,
+    start_or_resume,
 )
 
 SUPPORTED_MODELS = ("mlp2d",)
@@ -121,8 +121,8 @@ def _check_module(module: nn.Module, what: str) -> None:
 class _Seed:
     spec: RunSpec
     run_dir: RunDir
-    step: _Step
-    progress: _Progress
+    step: TrainStep
+    progress: LoopProgress
     eval_hook: EvalHook | None
     start: int
 
@@ -273,20 +273,20 @@ class _Batch:
             real, noise = self._draw()
             fake = self.g_forward(self.g_params, noise)
             d_loss, out_real, out_fake, penalty = self._d_loss(real, fake.detach())
-            _set_grads(self.d_params, d_loss.sum())  # seeds are independent: per-seed gradients
+            set_grads(self.d_params, d_loss.sum())  # seeds are independent: per-seed gradients
             self.opt_d.step()
         if first.simultaneous:
             real, noise = self._draw()
             fake = self.g_forward(self.g_params, noise)
             d_loss, out_real, out_fake, penalty = self._d_loss(real, fake)
             g_loss, term_values = self._g_loss(out_real, out_fake, noise, fake)
-            _set_grads(self.d_params, d_loss.sum(), retain_graph=True)
-            _set_grads(self.g_params, g_loss.sum())
+            set_grads(self.d_params, d_loss.sum(), retain_graph=True)
+            set_grads(self.g_params, g_loss.sum())
             self.opt_d.step()
             self.opt_g.step()
         else:
             g_loss, term_values = self._g_loss(out_real, self.d_forward(self.d_params, fake), noise, fake)
-            _set_grads(self.g_params, g_loss.sum())
+            set_grads(self.g_params, g_loss.sum())
             self.opt_g.step()
         logged = [
             d_loss,
@@ -341,8 +341,8 @@ def train_seed_parallel(
                 if run_dirs[i].is_done():  # finished by another process meanwhile
                     continue
                 columns = ["step", *step.log_columns(), "imgs_per_s"]
-                progress = _Progress(log_sum=torch.zeros(len(columns) - 2, device=device))
-                start = _start_or_resume(specs[i], run_dirs[i], step, device, progress)
+                progress = LoopProgress(log_sum=torch.zeros(len(columns) - 2, device=device))
+                start = start_or_resume(specs[i], run_dirs[i], step, device, progress)
                 seeds.append(_Seed(specs[i], run_dirs[i], step, progress, hooks[i], start))
             groups: dict[tuple[int, int], list[_Seed]] = {}
             for seed in seeds:
@@ -361,7 +361,7 @@ def _train_group(seeds: list[_Seed], start: int, device: torch.device) -> None:
     log_sum = torch.stack([s.progress.log_sum for s in seeds])
     log_count = seeds[0].progress.log_count
     tick = time.perf_counter()
-    sessions = {id(seed): _Session(seed.progress, share=len(seeds)) for seed in seeds}
+    sessions = {id(seed): TrainSession(seed.progress, share=len(seeds)) for seed in seeds}
 
     number = start
     while number < cfg.steps and batch.seeds:
@@ -374,7 +374,7 @@ def _train_group(seeds: list[_Seed], start: int, device: torch.device) -> None:
             all_means = (log_sum / log_count).tolist()
             rate = log_count * cfg.batch_size / (time.perf_counter() - tick)
             for k, (seed, means) in enumerate(zip(batch.seeds, all_means, strict=True)):
-                reason = _log_row(seed.run_dir, columns, number, means, rate)
+                reason = log_row(seed.run_dir, columns, number, means, rate)
                 if reason:
                     seed.run_dir.mark_done("failed", reason=reason, step=number, **sessions[id(seed)].times())
                     leaving.add(k)
@@ -389,7 +389,7 @@ def _train_group(seeds: list[_Seed], start: int, device: torch.device) -> None:
                 if k in leaving:
                     continue
                 with sessions[id(seed)].evaluating():
-                    if _periodic_evaluation(
+                    if periodic_evaluation(
                         seed.spec, seed.run_dir, seed.step, number, seed.eval_hook, seed.progress.selection
                     ):
                         stopped.add(k)
@@ -401,10 +401,10 @@ def _train_group(seeds: list[_Seed], start: int, device: torch.device) -> None:
                 seed.progress.log_count = log_count
                 save_checkpoint(
                     seed.run_dir.checkpoint,
-                    _checkpoint_state(seed.step, number, seed.progress, sessions[id(seed)]),
+                    checkpoint_state(seed.step, number, seed.progress, sessions[id(seed)]),
                 )
             if k in stopped:
-                _finish_run(
+                finish_run(
                     seed.spec,
                     seed.run_dir,
                     seed.step.generator,
@@ -424,7 +424,7 @@ def _train_group(seeds: list[_Seed], start: int, device: torch.device) -> None:
     if batch.seeds:
         batch.sync_to_seeds()
         for seed in batch.seeds:
-            _finish_run(
+            finish_run(
                 seed.spec,
                 seed.run_dir,
                 seed.step.generator,

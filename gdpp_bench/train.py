@@ -39,14 +39,13 @@ from gdpp_bench.suites import RunSpec
 
 EvalHook = Callable[[nn.Module, int], dict[str, float]]
 FIXED_NOISE_SEED = 2019
-COMPILE_MODE: str | None = None  # torch.compile mode for `compile = true` (None = torch's default)
 SCATTER_POINTS = 2_500
 MIXTURE_LATENT_STD = 0.2  # the official Stacked-MNIST script's zsig
 MIXTURE_CENTRES_SEED_OFFSET = 7_919  # the centres' own stream, apart from training noise
 
 
 @dataclass
-class _Step:
+class TrainStep:
     """What one training step needs; built once per run."""
 
     generator: nn.Module
@@ -83,14 +82,14 @@ class _Step:
         return [name for name, _, _ in self.terms if name in TERM_DIAGNOSTICS]
 
 
-def _set_grads(params: Sequence[Tensor], loss: Tensor, retain_graph: bool = False) -> None:
+def set_grads(params: Sequence[Tensor], loss: Tensor, retain_graph: bool = False) -> None:
     """params' .grad = d(loss)/d(params), computing no gradient for any other module."""
     grads = torch.autograd.grad(loss, params, retain_graph=retain_graph)
     for param, grad in zip(params, grads, strict=True):
         param.grad = grad
 
 
-def _d_loss(step: _Step, real: Tensor, fake: Tensor) -> tuple[Tensor, Any, Any, Tensor]:
+def _d_loss(step: TrainStep, real: Tensor, fake: Tensor) -> tuple[Tensor, Any, Any, Tensor]:
     out_real, out_fake = step.discriminator(real), step.discriminator(fake)
     loss = step.adversarial.d_loss(out_real, out_fake, step.d_targets)
     penalty = torch.zeros((), device=real.device)
@@ -100,7 +99,9 @@ def _d_loss(step: _Step, real: Tensor, fake: Tensor) -> tuple[Tensor, Any, Any, 
     return loss, out_real, out_fake, penalty
 
 
-def _g_loss(step: _Step, out_real: Any, out_fake: Any, generated: Generated) -> tuple[Tensor, list[Tensor]]:
+def _g_loss(
+    step: TrainStep, out_real: Any, out_fake: Any, generated: Generated
+) -> tuple[Tensor, list[Tensor]]:
     term_values = []
     for name, term, _ in step.terms:
         value, diagnostics = split_term_output(term(out_real, out_fake, generated))
@@ -113,7 +114,7 @@ def _g_loss(step: _Step, out_real: Any, out_fake: Any, generated: Generated) -> 
     return loss, term_values
 
 
-def train_step(step: _Step) -> Tensor:
+def train_step(step: TrainStep) -> Tensor:
     """D step(s) then a G step (or one simultaneous update); returns the values to log."""
     g_params = list(step.generator.parameters())
     d_params = list(step.discriminator.parameters())
@@ -122,7 +123,7 @@ def train_step(step: _Step) -> Tensor:
         z = step.noise()
         fake = step.generator(z)
         d_loss, out_real, out_fake, penalty = _d_loss(step, real, fake.detach())
-        _set_grads(d_params, d_loss)
+        set_grads(d_params, d_loss)
         step.opt_d.step()
     if step.simultaneous:
         # both gradients at the same parameters, from one forward pass (the official scripts)
@@ -131,8 +132,8 @@ def train_step(step: _Step) -> Tensor:
         fake = step.generator(z)
         d_loss, out_real, out_fake, penalty = _d_loss(step, real, fake)
         g_loss, term_values = _g_loss(step, out_real, out_fake, Generated(z, fake))
-        _set_grads(d_params, d_loss, retain_graph=True)
-        _set_grads(g_params, g_loss)
+        set_grads(d_params, d_loss, retain_graph=True)
+        set_grads(g_params, g_loss)
         step.opt_d.step()
         step.opt_g.step()
     else:
@@ -141,14 +142,17 @@ def train_step(step: _Step) -> Tensor:
         if step.post_update_real and step.terms:
             out_real = step.discriminator(real)
         g_loss, term_values = _g_loss(step, out_real, step.discriminator(fake), Generated(z, fake))
-        _set_grads(g_params, g_loss)
+        set_grads(g_params, g_loss)
         step.opt_g.step()
     logged = [d_loss, g_loss, out_real.logits.mean(), out_fake.logits.mean(), penalty, *term_values]
     return torch.stack([v.detach().float() for v in logged])
 
 
-def build_step(spec: RunSpec, device: torch.device, sampler: Any) -> _Step:
-    """Models, optimisers and RNG of a fresh run, drawing real batches from `sampler`."""
+def build_step(
+    spec: RunSpec, device: torch.device, sampler: Any, compile_mode: str | None = None
+) -> TrainStep:
+    """Models, optimisers and RNG of a fresh run, drawing real batches from `sampler`;
+    `compile_mode` is torch.compile's mode where the run compiles (None: torch's default)."""
     variant = parse_variant(spec.variant)
     torch.manual_seed(spec.seed)
     data_shape = DATASETS.get(spec.dataset).shape
@@ -168,7 +172,7 @@ def build_step(spec: RunSpec, device: torch.device, sampler: Any) -> _Step:
         if fused and len(data_shape) == 3:
             module.to(memory_format=torch.channels_last)
         if cfg.compile:
-            module.compile(mode=COMPILE_MODE)
+            module.compile(mode=compile_mode)
     if fused:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -184,7 +188,7 @@ def build_step(spec: RunSpec, device: torch.device, sampler: Any) -> _Step:
             capturable=blocker is None,
         )
 
-    return _Step(
+    return TrainStep(
         generator=generator,
         discriminator=discriminator,
         opt_g=adam(generator, cfg.lr_g),
@@ -212,14 +216,14 @@ def _latent_centres(cfg: Any, seed: int, batch_size: int, z_dim: int, device: to
     return torch.rand(batch_size, z_dim, generator=rng, device=device) * 2 - 1
 
 
-def make_stepper(step: _Step) -> Callable[[], Tensor]:
+def make_stepper(step: TrainStep) -> Callable[[], Tensor]:
     """What the loop calls once per step: train_step, replayed from a CUDA graph where it can be."""
     if step.graph_blocker is None:
         return GraphedStep(lambda: train_step(step), [step.rng])
     return lambda: train_step(step)
 
 
-def step_autocast(step: _Step, precision: str) -> torch.autocast:
+def step_autocast(step: TrainStep, precision: str) -> torch.autocast:
     """bf16 autocast of forward passes; its cast cache must be off in a captured step."""
     return torch.autocast(
         step.rng.device.type,
@@ -389,8 +393,8 @@ def _field(spec: RunSpec, dotted: str) -> Any:
     return value
 
 
-def _start_or_resume(
-    spec: RunSpec, run_dir: RunDir, step: _Step, device: torch.device, progress: _Progress
+def start_or_resume(
+    spec: RunSpec, run_dir: RunDir, step: TrainStep, device: torch.device, progress: LoopProgress
 ) -> int:
     """Write config.json (first start) or note a change of code or torch (resume); load the
     checkpoint if any. Returns the step reached. `reconcile` has made config.json agree with spec."""
@@ -435,7 +439,9 @@ def _start_or_resume(
     return int(state["step"])
 
 
-def _checkpoint_state(step: _Step, number: int, progress: _Progress, session: _Session) -> dict[str, Any]:
+def checkpoint_state(
+    step: TrainStep, number: int, progress: LoopProgress, session: TrainSession
+) -> dict[str, Any]:
     times = session.times()
     return {
         "step": number,
@@ -480,7 +486,7 @@ class _Selection:
 
 
 @dataclass
-class _Progress:
+class LoopProgress:
     """Loop bookkeeping that a resumed run restores from its checkpoint."""
 
     log_sum: Tensor  # sum of the logged values since the last log row
@@ -493,12 +499,12 @@ class _Progress:
     previous_diagnostics: dict[str, Any] = field(default_factory=dict)
 
 
-class _Session:
+class TrainSession:
     """Wall and CPU time of a run across its sessions. CPU time is this process's (all its threads),
     which two runs sharing the cores do not inflate as they inflate wall time; the periodic
     evaluations' CPU time is kept apart so that `train_cpu_s` is the cost of training alone."""
 
-    def __init__(self, progress: _Progress, share: int = 1) -> None:
+    def __init__(self, progress: LoopProgress, share: int = 1) -> None:
         self.progress = progress
         self.share = share  # runs trained together in this process (seed-parallel): each gets 1/share
         self.wall_start = time.perf_counter()
@@ -523,10 +529,10 @@ class _Session:
         }
 
 
-def _periodic_evaluation(
+def periodic_evaluation(
     spec: RunSpec,
     run_dir: RunDir,
-    step: _Step,
+    step: TrainStep,
     number: int,
     eval_hook: EvalHook | None,
     selection: _Selection,
@@ -553,7 +559,7 @@ def _periodic_evaluation(
     return bool(spec.eval.patience) and selection.stale >= spec.eval.patience
 
 
-def _log_row(
+def log_row(
     run_dir: RunDir,
     columns: list[str],
     number: int,
@@ -568,7 +574,7 @@ def _log_row(
     return f"diverged: non-finite {', '.join(bad)} by step {number}" if bad else None
 
 
-def _diagnostics(step: _Step, progress: _Progress, names: list[str]) -> list[float]:
+def _diagnostics(step: TrainStep, progress: LoopProgress, names: list[str]) -> list[float]:
     """Each diagnostic term's log value at this log step, against the previous log step's."""
     values = []
     for name in names:
@@ -582,13 +588,13 @@ def _diagnostics(step: _Step, progress: _Progress, names: list[str]) -> list[flo
     return values
 
 
-def _finish_run(
+def finish_run(
     spec: RunSpec,
     run_dir: RunDir,
     generator: nn.Module,
     device: torch.device,
     number: int,
-    session: _Session,
+    session: TrainSession,
     stopped_early: bool,
     execution: str,
 ) -> None:
@@ -630,7 +636,7 @@ def train(
 def _train_loop(
     spec: RunSpec,
     run_dir: RunDir,
-    step: _Step,
+    step: TrainStep,
     device: torch.device,
     eval_hook: EvalHook | None,
     style: str = "off",
@@ -643,13 +649,13 @@ def _train_loop(
         "imgs_per_s",
         *(TERM_DIAGNOSTICS[name][0] for name in diagnostic_terms),
     ]
-    progress = _Progress(log_sum=torch.zeros(len(step.log_columns()), device=device))
-    start = _start_or_resume(spec, run_dir, step, device, progress)
+    progress = LoopProgress(log_sum=torch.zeros(len(step.log_columns()), device=device))
+    start = start_or_resume(spec, run_dir, step, device, progress)
     say(f"{'resuming at step ' + str(start) if start else 'training'} of {cfg.steps} in {run_dir.path}")
     shown = RunProgress(cfg.steps, start, style)
     autocast = step_autocast(step, cfg.precision)
     run_step = make_stepper(step)
-    session = _Session(progress)
+    session = TrainSession(progress)
     tick = time.perf_counter()
     number, stop_early = start, False
     try:
@@ -662,7 +668,7 @@ def _train_loop(
                 # the only host sync, once per log interval
                 means = (progress.log_sum / progress.log_count).tolist()
                 rate = progress.log_count * cfg.batch_size / (time.perf_counter() - tick)
-                reason = _log_row(
+                reason = log_row(
                     run_dir, columns, number, means, rate, _diagnostics(step, progress, diagnostic_terms)
                 )
                 if reason:
@@ -673,13 +679,13 @@ def _train_loop(
                 progress.log_count, tick = 0, time.perf_counter()
             if spec.eval.every and number % spec.eval.every == 0:
                 with session.evaluating():
-                    stop_early = _periodic_evaluation(
+                    stop_early = periodic_evaluation(
                         spec, run_dir, step, number, eval_hook, progress.selection
                     )
             if number % cfg.checkpoint_every == 0 or number == cfg.steps or stop_early:
-                save_checkpoint(run_dir.checkpoint, _checkpoint_state(step, number, progress, session))
+                save_checkpoint(run_dir.checkpoint, checkpoint_state(step, number, progress, session))
     finally:
         shown.close()
     execution = "cuda graph" if step.graph_blocker is None else f"eager: {step.graph_blocker}"
-    _finish_run(spec, run_dir, step.generator, device, number, session, stop_early, execution)
+    finish_run(spec, run_dir, step.generator, device, number, session, stop_early, execution)
     return run_dir.status()

@@ -319,7 +319,7 @@ def test_gdpp_runs_log_the_sign_flip_diagnostic_and_it_survives_a_resume(tmp_pat
     assert "gdpp_sign_flips" not in other.log.read_text()  # |<v, v'>| has no sign to flip
 
 
-def _one_step(options: dict, monkeypatch) -> tuple[torch.Tensor, torch.Tensor, train_module._Step]:
+def _one_step(options: dict, monkeypatch) -> tuple[torch.Tensor, torch.Tensor, train_module.TrainStep]:
     """One alternating step of bce+gdpp with `options`: (the real features GDPP compared with,
     the real batch, the step)."""
     (spec,) = expand(tiny_suite(variants=("bce+gdpp@1",), train={"update": "alternating", **options}))

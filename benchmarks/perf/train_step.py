@@ -97,8 +97,7 @@ def harness_step(
     precision: str,
     compile_mode: str,
     cuda_graph: bool,
-) -> train_module._Step:
-    train_module.COMPILE_MODE = compile_mode if compile_mode != "off" else None
+) -> train_module.TrainStep:
     train = TrainConfig(
         steps=10**9,
         batch_size=BATCH,
@@ -119,11 +118,12 @@ def harness_step(
         eval=EvalConfig(metrics=()),
         key="bench",
     )
-    return build_step(spec, device, TensorSampler(images))
+    mode = compile_mode if compile_mode != "off" else None
+    return build_step(spec, device, TensorSampler(images), compile_mode=mode)
 
 
 def harness_stepper(
-    step: train_module._Step, precision: str, deterministic: bool = False
+    step: train_module.TrainStep, precision: str, deterministic: bool = False
 ) -> Callable[[], None]:
     """One harness training step, as the training loop runs it (graph replay where it can)."""
     run_step = make_stepper(step)
