@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import Tensor
 
-# diversity terms whose computation synchronises with the host (torch.linalg.eigh on CUDA)
-HOST_SYNCING_TERMS = frozenset({"gdpp", "gdpp-si"})
+from gdpp_bench.losses.terms import host_syncing_terms
+
 WARMUP_STEPS = 3  # eager steps on a side stream first: cuDNN autotuning, optimiser state, compilation
 
 
@@ -26,7 +26,7 @@ def graph_blocker(device: torch.device, term_names: Iterable[str], sampler: obje
     """Why a step on `device` with these terms and this sampler cannot be captured; None if it can."""
     if device.type != "cuda":
         return f"CUDA graphs need a CUDA device, not {device.type}"
-    syncing = sorted(set(term_names) & HOST_SYNCING_TERMS)
+    syncing = sorted(set(term_names) & set(host_syncing_terms()))
     if syncing:
         return f"{', '.join(syncing)} synchronises with the host (eigh)"
     if not getattr(sampler, "device_only", False):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from gdpp_bench.errors import UserError
 
@@ -11,20 +11,38 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """Maps names to entries; `get` on an unknown name raises a UserError listing the known ones."""
+    """Maps names to entries and what each entry declares about itself (`meta`: a metric's values
+    and their direction, a term's host synchronisation, ...); `get` on an unknown name raises a
+    UserError listing the known ones."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, T] = {}
+        self._meta: dict[str, dict[str, Any]] = {}
 
-    def register(self, name: str) -> Callable[[T], T]:
+    def register(self, name: str, **meta: Any) -> Callable[[T], T]:
         def add(entry: T) -> T:
             if name in self._entries:
                 raise ValueError(f"{self.kind} {name!r} registered twice")
             self._entries[name] = entry
+            self._meta[name] = meta
             return entry
 
         return add
+
+    def unregister(self, name: str) -> None:
+        """Remove an entry (a plug-in's or a test's); unknown names are ignored."""
+        self._entries.pop(name, None)
+        self._meta.pop(name, None)
+
+    def declared(self) -> list[tuple[str, dict[str, Any]]]:
+        """(name, meta) of every entry, in the order they were registered."""
+        return list(self._meta.items())
+
+    def meta(self, name: str) -> dict[str, Any]:
+        """What `name` declared when it was registered ({} if nothing)."""
+        self.get(name)
+        return self._meta[name]
 
     def get(self, name: str) -> T:
         try:

@@ -3,7 +3,7 @@ to a loss added to G's (weighted as the variant says)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 from torch import Tensor
@@ -33,11 +33,32 @@ DiversityTerm = Callable[[DOut, DOut, Generated], "Tensor | TermOutput"]
 
 TERMS: Registry[DiversityTerm] = Registry("diversity term")
 
-# term -> (log.csv column, f(diagnostics now, diagnostics at the previous log step) -> float): a
-# column the training log adds beside the term's value, computed at log steps only
-TERM_DIAGNOSTICS: dict[str, tuple[str, Callable[[Any, Any], float]]] = {
-    "gdpp": ("gdpp_sign_flips", sign_flip_fraction),
-}
+
+class _TermDiagnostics(Mapping[str, tuple[str, Callable[[Any, Any], float]]]):
+    """term -> (log.csv column, f(diagnostics now, diagnostics at the previous log step) -> float)
+    for every registered term that declared `diagnostic=` (plug-ins included): a column the
+    training log adds beside the term's value, computed at log steps only."""
+
+    def _table(self) -> dict[str, tuple[str, Callable[[Any, Any], float]]]:
+        return {name: meta["diagnostic"] for name, meta in TERMS.declared() if meta.get("diagnostic")}
+
+    def __getitem__(self, name: str) -> tuple[str, Callable[[Any, Any], float]]:
+        return self._table()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
+
+
+TERM_DIAGNOSTICS: Mapping[str, tuple[str, Callable[[Any, Any], float]]] = _TermDiagnostics()
+
+
+def host_syncing_terms() -> list[str]:
+    """Registered terms that declared `host_sync=True` (e.g. eigh on CUDA): a step with one of them
+    cannot be captured in a CUDA graph."""
+    return [name for name, meta in TERMS.declared() if meta.get("host_sync")]
 
 
 def split_term_output(output: Tensor | TermOutput) -> tuple[Tensor, Any]:
@@ -45,13 +66,13 @@ def split_term_output(output: Tensor | TermOutput) -> tuple[Tensor, Any]:
     return (output.value, output.diagnostics) if isinstance(output, TermOutput) else (output, None)
 
 
-@TERMS.register("gdpp")
+@TERMS.register("gdpp", host_sync=True, diagnostic=("gdpp_sign_flips", sign_flip_fraction))
 def gdpp_term(real: DOut, fake: DOut, generated: Generated) -> TermOutput:
     """GDPP (Elfeki et al., ICML 2019) on D's penultimate features (published, sign-dependent)."""
     return TermOutput(*gdpp_loss_and_pairs(fake.features, real.features))
 
 
-@TERMS.register("gdpp-si")
+@TERMS.register("gdpp-si", host_sync=True)
 def gdpp_si_term(real: DOut, fake: DOut, generated: Generated) -> Tensor:
     """Sign-invariant GDPP: |<v_fake, v_real>| in the structure term."""
     return gdpp_si_loss(fake.features, real.features)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,40 +18,47 @@ from gdpp_bench.samples import fixed_noise_samples, to_uint8
 
 SAMPLE_SEED_OFFSET = 1_000_003  # evaluation noise never shares a stream with training
 PROTOCOLS = ("quick", "paper")
-# Whether a larger value of a metric's value is better: what reports rank and compare. Values not
-# listed (the spread within one run, such as is_std) are recorded but not compared.
-HIGHER_IS_BETTER = {
-    "modes": True,
-    "hq_percent": True,
-    "kl_uniform": False,
-    "classes": True,
-    "class_kl_uniform": False,
-    "fid": False,
-    "is": True,
-    "kid": False,
-    "precision": True,
-    "recall": True,
-    "density": True,
-    "coverage": True,
-    "ivom_mse": False,
-}
-# The range each compared value can take (None: unbounded on that side); intervals are cut to it.
-METRIC_BOUNDS: dict[str, tuple[float | None, float | None]] = {
-    "modes": (0, None),
-    "hq_percent": (0, 100),
-    "kl_uniform": (0, None),
-    "classes": (0, 10),
-    "class_kl_uniform": (0, None),
-    "fid": (0, None),
-    "is": (1, None),
-    "kid": (None, None),
-    "precision": (0, 1),
-    "recall": (0, 1),
-    "density": (0, None),
-    "coverage": (0, 1),
-    "ivom_mse": (0, None),
-}
-COUNT_METRICS = ("modes", "classes")  # counts: Cliff's delta is reported beside Hedges' g
+
+
+@dataclass(frozen=True)
+class Value:
+    """What a metric declares about one of the values it returns (`values=` at registration):
+    the direction reports rank and test it by, the range its intervals are cut to (None: open on
+    that side), and whether it is a count (Cliff's delta beside Hedges' g). Values a metric does
+    not declare (a spread within one run, such as is_std) are recorded but not compared."""
+
+    higher_is_better: bool
+    bounds: tuple[float | None, float | None] = (None, None)
+    count: bool = False
+
+
+class _DeclaredValues(Mapping[str, Any]):
+    """value name -> one field of its `Value`, over every registered metric (plug-ins included),
+    in registration order; a live view, so a metric registered later appears at once."""
+
+    def __init__(self, field_name: str) -> None:
+        self.field_name = field_name
+
+    def _table(self) -> dict[str, Value]:
+        table: dict[str, Value] = {}
+        for _, meta in METRICS.declared():
+            for key, value in meta.get("values", {}).items():
+                table.setdefault(key, value)
+        return table
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self._table()[key], self.field_name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
+
+
+HIGHER_IS_BETTER: Mapping[str, bool] = _DeclaredValues("higher_is_better")
+METRIC_BOUNDS: Mapping[str, tuple[float | None, float | None]] = _DeclaredValues("bounds")
+IS_COUNT: Mapping[str, bool] = _DeclaredValues("count")
 PAPER_FIDELITY_SAMPLES = 50_000  # generated and real samples for FID/IS/KID/PR under --protocol paper
 PAPER_IVOM_IMAGES = 2_000  # IvOM's target test images in the GDPP paper (../shared/PROTOCOLS.md)
 IVOM_SEARCH: dict[str, Any] = {
@@ -121,7 +128,13 @@ Metric = Callable[[EvalContext], dict[str, float]]
 METRICS: Registry[Metric] = Registry("metric")
 
 
-@METRICS.register("modes2d")
+MODES = Value(True, (0, None), count=True)
+KL_UNIFORM = Value(False, (0, None))
+
+
+@METRICS.register(
+    "modes2d", values={"modes": MODES, "hq_percent": Value(True, (0, 100)), "kl_uniform": KL_UNIFORM}
+)
 def modes2d(ctx: EvalContext) -> dict[str, float]:
     """Modes hit, % high-quality (<= 3 std from nearest mode), KL of HQ histogram to uniform."""
     centers = ctx.dataset.centers_tensor(ctx.device)
@@ -139,7 +152,18 @@ def compute_metrics(names: tuple[str, ...] | list[str], ctx: EvalContext) -> dic
     return values
 
 
-@METRICS.register("fidelity")
+@METRICS.register(
+    "fidelity",
+    values={
+        "fid": Value(False, (0, None)),
+        "is": Value(True, (1, None)),
+        "kid": Value(False),
+        "precision": Value(True, (0, 1)),
+        "recall": Value(True, (0, 1)),
+        "density": Value(True, (0, None)),
+        "coverage": Value(True, (0, 1)),
+    },
+)
 def fidelity_metric(ctx: EvalContext) -> dict[str, float]:
     """FID, IS, KID and precision/recall (k = 3) via torch-fidelity, and density/coverage (k = 5,
     Naeem et al. 2020) on the same features, generated samples against the real reference split;
@@ -169,7 +193,7 @@ def _classified(ctx: EvalContext, dataset: str, metric: str) -> Tensor:
     return classify_channels(model, images)
 
 
-@METRICS.register("stacked_mnist_modes")
+@METRICS.register("stacked_mnist_modes", values={"modes": MODES, "kl_uniform": KL_UNIFORM})
 def stacked_mnist_modes(ctx: EvalContext) -> dict[str, float]:
     """Stacked-MNIST: each channel classified by the MNIST classifier; modes = distinct triples
     (of 1000) among the generated samples, and KL(triple histogram || uniform), natural log."""
@@ -184,20 +208,23 @@ def _class_coverage(ctx: EvalContext, dataset: str, metric: str) -> dict[str, fl
     return {"classes": float((counts > 0).sum().item()), "class_kl_uniform": kl_to_uniform(counts)}
 
 
-@METRICS.register("mnist_classes")
+CLASS_VALUES = {"classes": Value(True, (0, 10), count=True), "class_kl_uniform": KL_UNIFORM}
+
+
+@METRICS.register("mnist_classes", values=CLASS_VALUES)
 def mnist_classes(ctx: EvalContext) -> dict[str, float]:
     """MNIST: generated samples classified by the MNIST classifier; classes covered (of 10) and
     KL(class histogram || uniform), natural log."""
     return _class_coverage(ctx, "mnist", "mnist_classes")
 
 
-@METRICS.register("fashion_mnist_classes")
+@METRICS.register("fashion_mnist_classes", values=CLASS_VALUES)
 def fashion_mnist_classes(ctx: EvalContext) -> dict[str, float]:
     """Fashion-MNIST: as mnist_classes, with the Fashion-MNIST classifier."""
     return _class_coverage(ctx, "fashion-mnist", "fashion_mnist_classes")
 
 
-@METRICS.register("ivom")
+@METRICS.register("ivom", values={"ivom_mse": Value(False, (0, None))})
 def ivom_metric(ctx: EvalContext) -> dict[str, float]:
     """Inference via optimization (GDPP paper, CIFAR-10; from VEEGAN): for real test images, the
     smallest MSE (images on the [0, 1] scale) between G(z) and the image that L-BFGS on z finds in
@@ -222,11 +249,12 @@ def ivom_metric(ctx: EvalContext) -> dict[str, float]:
 
 
 __all__ = [
-    "COUNT_METRICS",
+    "IS_COUNT",
     "HIGHER_IS_BETTER",
     "METRICS",
     "METRIC_BOUNDS",
     "PROTOCOLS",
+    "Value",
     "EvalContext",
     "EvalOptions",
     "Metric",

@@ -37,33 +37,23 @@ def _write_csv(path: Path, frame: pd.DataFrame) -> Path:
 def _suite_figures(
     runs: pd.DataFrame, suite_dir: Path, fig_dir: Path, baseline: str, last_k: int = DEFAULT_LAST_K
 ) -> dict[str, list[Path]]:
-    """Every figure that applies, per dataset: {dataset: [PNG paths]}."""
+    """Every registered figure that applies, per dataset: {dataset: [PNG paths]}."""
     made: dict[str, list[Path]] = {}
     for dataset in sorted(runs["dataset"].unique()):
         written: list[Path] = []
         block = runs[runs["dataset"] == dataset]
         if not (block["status"] == "done").any():  # nothing to draw (unreadable runs are listed)
             continue
-        for metric in metric_columns(block):
-            written += figures.metric_points(
-                runs, dataset, metric, fig_dir / f"points_{dataset}_{metric}", baseline
-            )
-            written += figures.metric_vs_weight(
-                runs, dataset, metric, fig_dir / f"weight_{dataset}_{metric}", baseline
-            )
-            written += figures.metric_vs_cpu(
-                runs, dataset, metric, fig_dir / f"cost_{dataset}_{metric}", baseline
-            )
-        for prefix, draw in (
-            ("training", figures.training_curves),
-            ("grids", figures.sample_grids),
-            ("samples", figures.samples_over_modes),
-            ("modes", figures.mode_histograms),
-        ):
-            written += draw(runs, suite_dir, dataset, fig_dir / f"{prefix}_{dataset}", baseline=baseline)
-        written += figures.evaluation_curves(
-            runs, suite_dir, dataset, fig_dir / f"evals_{dataset}", baseline=baseline, last_k=last_k
-        )
+        for prefix, meta in figures.FIGURES.declared():
+            draw = figures.FIGURES.get(prefix)
+            extra = {"last_k": last_k} if meta.get("last_k") else {}
+            if meta["per"] == "metric":
+                for metric in metric_columns(block):
+                    written += draw(runs, dataset, metric, fig_dir / f"{prefix}_{dataset}_{metric}", baseline)
+            else:
+                written += draw(
+                    runs, suite_dir, dataset, fig_dir / f"{prefix}_{dataset}", baseline=baseline, **extra
+                )
         made[dataset] = [p for p in written if p.suffix == ".png"]
     return made
 

@@ -12,7 +12,7 @@ import pandas as pd
 
 from gdpp_bench.errors import UserError
 from gdpp_bench.losses import Variant, parse_variant
-from gdpp_bench.metrics import COUNT_METRICS, HIGHER_IS_BETTER, METRIC_BOUNDS
+from gdpp_bench.metrics import HIGHER_IS_BETTER, IS_COUNT, METRIC_BOUNDS
 from gdpp_bench.report.stats import (
     ALPHA,
     bootstrap_mean_difference,
@@ -417,7 +417,7 @@ def decisions(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
                     "difference_low": low,
                     "difference_high": high,
                     "hedges_g": hedges_g(a, b),
-                    "cliffs_delta": cliffs_delta(a, b) if metric in COUNT_METRICS else math.nan,
+                    "cliffs_delta": cliffs_delta(a, b) if IS_COUNT.get(metric) else math.nan,
                     "mannwhitney_p": p,
                     "mannwhitney_method": method,
                 }

@@ -1,0 +1,234 @@
+"""Shared pieces of the report figures: style, saving, run selection, colours, titles, intervals
+and per-run files."""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Literal, ParamSpec, TypeVar, cast
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from gdpp_bench.metrics import HIGHER_IS_BETTER  # noqa: E402
+from gdpp_bench.report.stats import mean_ci  # noqa: E402
+from gdpp_bench.report.tables import (  # noqa: E402
+    read_run_csv,
+)
+from gdpp_bench.rundir import RunDir, read_json, write_atomic  # noqa: E402
+
+DPI = 150
+# log.csv columns that are not diversity terms (every other column but step is one)
+LOG_FIXED_COLUMNS = ("step", "d_loss", "g_loss", "d_real", "d_fake", "gp", "imgs_per_s")
+LOSS_LABELS = {"d_loss": "discriminator loss", "g_loss": "generator loss (incl. weighted terms)"}
+DIAGNOSTIC_LABELS = {"gdpp_sign_flips": "eigenpairs (weight > 0.01) whose\nsign flipped since the last log"}
+STYLE = {
+    **sns.axes_style("whitegrid"),
+    **sns.plotting_context("notebook", font_scale=0.85),
+    "legend.frameon": False,
+    "figure.titlesize": "large",
+    "axes.titlesize": "medium",
+}
+BAND_ALPHA = 0.2
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def styled(draw: Callable[P, R]) -> Callable[P, R]:
+    """Run a figure function under the report's style, leaving matplotlib's global state alone."""
+
+    @functools.wraps(draw)
+    def styled(*args: P.args, **kwargs: P.kwargs) -> R:
+        with plt.rc_context(STYLE):
+            return draw(*args, **kwargs)
+
+    return styled
+
+
+def save_figure(fig: plt.Figure, stem: Path) -> list[Path]:
+    """stem.png (150 dpi) and stem.pdf, each written atomically; closes the figure.
+
+    The layout and the tight bounding box are computed once, then frozen for both saves (each
+    save would otherwise run the constrained layout again, and bbox_inches="tight" once more)."""
+    paths = [stem.parent / f"{stem.name}.png", stem.parent / f"{stem.name}.pdf"]
+    try:
+        fig.draw_without_rendering()
+        bbox = fig.get_tightbbox().padded(plt.rcParams["savefig.pad_inches"])
+        fig.set_layout_engine("none")
+        for path in paths:
+            fmt = path.suffix[1:]
+            metadata = {"CreationDate": None} if fmt == "pdf" else None  # reproducible PDF bytes
+            write_atomic(path, functools.partial(_savefig, fig, fmt=fmt, bbox=bbox, metadata=metadata))
+    finally:
+        plt.close(fig)
+    return paths
+
+
+def _savefig(fig: plt.Figure, tmp: Path, fmt: str, bbox: Any, metadata: dict[str, Any] | None) -> None:
+    fig.savefig(tmp, format=fmt, dpi=DPI, bbox_inches=bbox, metadata=metadata)
+
+
+# --- which runs, in which order and colour -------------------------------------------------------
+
+
+def finished_runs(runs: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """The finished runs of `dataset`."""
+    if runs.empty or "status" not in runs.columns:
+        return runs.iloc[0:0]
+    return runs[(runs["dataset"] == dataset) & (runs["status"] == "done")]
+
+
+def palette(order: list[str]) -> dict[str, tuple[float, float, float]]:
+    """One colour per variant (colour-blind safe up to 10)."""
+    colors = sns.color_palette("colorblind" if len(order) <= 10 else "husl", len(order))
+    return dict(zip(order, colors, strict=True))
+
+
+def panel_grid(
+    count: int, max_cols: int, panel: tuple[float, float], **kwargs
+) -> tuple[plt.Figure, list[plt.Axes]]:
+    """A constrained-layout figure of `count` panels in rows of at most `max_cols`; panels past
+    `count` are removed, so none is left empty."""
+    ncols = min(count, max_cols)
+    nrows = math.ceil(count / ncols)
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        squeeze=False,
+        layout="constrained",
+        figsize=(panel[0] * ncols, panel[1] * nrows + 0.9),
+        **kwargs,
+    )
+    flat = list(axes.flat)
+    for ax in flat[count:]:
+        ax.remove()
+    return fig, flat[:count]
+
+
+# --- labels and titles ----------------------------------------------------------------------------
+
+
+def metric_label(metric: str) -> str:
+    """The metric's name and its direction, e.g. 'fid (lower is better)'."""
+    if metric not in HIGHER_IS_BETTER:
+        return metric
+    return f"{metric} ({'higher' if HIGHER_IS_BETTER[metric] else 'lower'} is better)"
+
+
+def suptitle(
+    fig: plt.Figure,
+    runs: pd.DataFrame,
+    shown: pd.DataFrame,
+    what: str,
+    protocol: bool = True,
+    notes: Iterable[str] = (),
+) -> None:
+    """'SUITE / DATASET: what' over 'n = K seeds, P protocol, S steps[, excluded runs]' and a
+    line of `notes`, if any."""
+    dataset = shown["dataset"].iloc[0]
+    per_variant = shown.groupby("variant")["seed"].nunique()
+    low, high = int(per_variant.min()), int(per_variant.max())
+    details = [f"n = {low if low == high else f'{low}–{high}'} seed{'s' if high > 1 else ''} per variant"]
+    if protocol and "protocol" in shown.columns:
+        names = sorted({str(p) for p in shown["protocol"].dropna()} - {""})
+        if names:
+            details.append(f"{' + '.join(names)} protocol")
+    steps = sorted(shown["steps"].dropna().astype(int).unique()) if "steps" in shown.columns else []
+    if steps:
+        details.append(f"{'/'.join(f'{s:,}' for s in steps)} training steps")
+    others = runs[(runs["dataset"] == dataset) & (runs["status"] != "done")]
+    if len(others):
+        details.append(f"{len(others)} unfinished or failed run{'s' if len(others) > 1 else ''} left out")
+    lines = [f"{shown['suite'].iloc[0]} / {dataset}: {what}", ", ".join(details), "; ".join(notes)]
+    fig.suptitle("\n".join(line for line in lines if line))
+
+
+def variant_ticks(ax: plt.Axes, order: list[str]) -> None:
+    """Variant names under positions 0..n-1, slanted where they would overlap side by side."""
+    ax.set_xticks(range(len(order)), order)
+    ax.set_xlim(-0.6, len(order) - 0.4)
+    figure = cast(plt.Figure, ax.figure)
+    figure.draw_without_rendering()  # lays out the figure, so that the labels' extents are known
+    boxes = [label.get_window_extent() for label in ax.get_xticklabels()]
+    gap = 4 * figure.dpi / 72  # 4 points between neighbours
+    if any(left.x1 + gap > right.x0 for left, right in itertools.pairwise(boxes)):
+        slant_labels(ax.get_xticklabels(), "right")
+
+
+def slant_labels(labels: list[plt.Text], align: Literal["left", "center", "right"]) -> None:
+    """Tick labels at 30 degrees, anchored at their `align` end (right below an axis, left above)."""
+    for label in labels:
+        label.set_rotation(30)
+        label.set_horizontalalignment(align)
+        label.set_rotation_mode("anchor")
+
+
+def legend_outside(
+    fig: plt.Figure, handles: list, labels: list[str], title: str | None = None, **kwargs
+) -> None:
+    """One legend for the whole figure, to the right of the panels."""
+    fig.legend(handles, labels, loc="outside right center", title=title, **kwargs)
+
+
+# --- statistics over seeds ------------------------------------------------------------------------
+
+
+def ci_frame(frame: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:
+    """Per group of `by`: mean, low, high (95% t interval, NaN bounds with one value) and n."""
+    rows = []
+    for key, group in frame.groupby(by, sort=True):
+        values = group[value].dropna().tolist()
+        mean, low, high = mean_ci(values)
+        rows.append(
+            {**dict(zip(by, key, strict=True)), "mean": mean, "low": low, "high": high, "n": len(values)}
+        )
+    return pd.DataFrame(rows, columns=[*by, "mean", "low", "high", "n"])
+
+
+def band(ax: plt.Axes, stats: pd.DataFrame, x: str, color: tuple, label: str, **line) -> None:
+    """The mean as a line and its 95% interval as a shaded band."""
+    ax.plot(stats[x], stats["mean"], color=color, label=label, **line)
+    ax.fill_between(stats[x], stats["low"], stats["high"], color=color, alpha=BAND_ALPHA, linewidth=0)
+
+
+# --- per-run files ---------------------------------------------------------------------------------
+
+
+def run_csvs(done: pd.DataFrame, suite_dir: Path, file: Callable[[RunDir], Path]) -> pd.DataFrame:
+    """The CSV `file(run_dir)` of every run in `done` that has one, with its variant and seed."""
+    frames = []
+    for record in done.itertuples():
+        path = file(RunDir(suite_dir / record.run))
+        if path.is_file():
+            frame = read_run_csv(path)
+            if not frame.empty:
+                frames.append(frame.assign(variant=record.variant, seed=record.seed))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def stacked_histograms(done: pd.DataFrame, suite_dir: Path) -> pd.DataFrame:
+    """Per finished Stacked-MNIST run: variant, seed and its 1000 triple counts (metrics.json)."""
+    rows = []
+    for record in done.itertuples():
+        path = RunDir(suite_dir / record.run).metrics
+        if not path.is_file():
+            continue
+        protocol = read_json(path).get("protocol", {}).get("stacked_mnist_modes") or {}
+        if protocol.get("histogram"):
+            rows.append(
+                {
+                    "variant": record.variant,
+                    "seed": record.seed,
+                    "counts": np.asarray(protocol["histogram"], dtype=float),
+                }
+            )
+    return pd.DataFrame(rows, columns=["variant", "seed", "counts"])
