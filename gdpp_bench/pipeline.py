@@ -166,8 +166,8 @@ def run_specs(
         for group in groups:
             submitted += 1
             if len(group) > 1 and supports_seed_parallel(
-                group[0], device or torch.device("cpu" if device_name == "cpu" else "cuda")
-            ):  # Slurm: the nodes' device, as named
+                group[0], device or torch.device("cuda" if device_name == "auto" else device_name)
+            ):  # Slurm: the nodes' device as named (auto: a cluster node's GPU)
                 jobs_of_group = [
                     (
                         executor.submit(
