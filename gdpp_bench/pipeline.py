@@ -16,6 +16,7 @@ import torch
 from tqdm import tqdm
 
 from gdpp_bench.checkpoint import load_checkpoint
+from gdpp_bench.config import RunSpec
 from gdpp_bench.environment import resolve_device
 from gdpp_bench.errors import UserError
 from gdpp_bench.executors import Executor, SlurmExecutor, make_executor
@@ -24,7 +25,6 @@ from gdpp_bench.metrics.evaluate import evaluate_run, make_eval_hook
 from gdpp_bench.progress import working_on
 from gdpp_bench.rundir import RunDir, UnreadableFile, find_run_dirs
 from gdpp_bench.seed_parallel import run_seed_group, seed_groups, supports_seed_parallel
-from gdpp_bench.suites import RunSpec
 from gdpp_bench.train import train, training_differences
 
 # what `gdpp-bench run` exits with (the README lists them)
@@ -45,7 +45,7 @@ def run_one(
 ) -> dict[str, Any]:
     """Train (or resume, or skip) one run and evaluate it. Safe to call again."""
     device = resolve_device(device_name)
-    run_dir = RunDir(results / spec.suite / spec.key)
+    run_dir = RunDir.for_spec(results, spec)
     with working_on(spec.key):
         hook = make_eval_hook(spec, device, data_root, options)
         status = train(spec, run_dir, device, data_root, eval_hook=hook, policy=policy, style=style)
@@ -242,7 +242,7 @@ def _call_with_keys(finished: Callable[[Future, list[str]], None], keys: list[st
 
 def plan_line(spec: RunSpec, results: Path) -> str:
     """What `run` would do with `spec`'s folder, in one line, without touching it (--dry-run)."""
-    run_dir = RunDir(results / spec.suite / spec.key)
+    run_dir = RunDir.for_spec(results, spec)
     where = run_dir.path
     if not run_dir.config.exists():
         return f"{spec.key}: would train from step 0 in {where}"

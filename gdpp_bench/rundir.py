@@ -115,6 +115,11 @@ class RunDir:
 
     path: Path
 
+    @classmethod
+    def for_spec(cls, results: Path, spec: Any) -> RunDir:
+        """The folder of the run `spec` (a RunSpec: its suite and key) under `results`."""
+        return cls(Path(results) / spec.suite / spec.key)
+
     @property
     def config(self) -> Path:
         return self.path / "config.json"

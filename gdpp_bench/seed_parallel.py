@@ -34,12 +34,12 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from gdpp_bench.checkpoint import save_checkpoint
+from gdpp_bench.config import RunSpec
 from gdpp_bench.data import DATASETS
 from gdpp_bench.losses import Generated, parse_variant, split_term_output
 from gdpp_bench.models.base import DOut
 from gdpp_bench.progress import say, working_on
 from gdpp_bench.rundir import RunDir
-from gdpp_bench.suites import RunSpec
 from gdpp_bench.train import (
     EvalHook,
     LoopProgress,
@@ -324,7 +324,7 @@ def train_seed_parallel(
     hooks = list(eval_hooks) if eval_hooks is not None else [None] * len(specs)
     if len(hooks) != len(specs):
         raise ValueError("eval_hooks must have one entry per spec")
-    run_dirs = [RunDir(results / spec.suite / spec.key) for spec in specs]
+    run_dirs = [RunDir.for_spec(results, spec) for spec in specs]
     for spec, run_dir in zip(specs, run_dirs, strict=True):
         with run_dir.lock():
             reconcile(spec, run_dir, policy)
@@ -473,7 +473,7 @@ def run_seed_group(
     from gdpp_bench.metrics.evaluate import evaluate_run, make_eval_hook
 
     device = resolve_device(device_name)
-    run_dirs = [RunDir(results / spec.suite / spec.key) for spec in specs]
+    run_dirs = [RunDir.for_spec(results, spec) for spec in specs]
     with working_on(", ".join(spec.key for spec in specs)):
         say(f"training {len(specs)} seeds as one batched model")
         hooks = [make_eval_hook(spec, device, data_root, options) for spec in specs]

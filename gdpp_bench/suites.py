@@ -6,13 +6,26 @@ import dataclasses
 import math
 import os
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gdpp_bench.config import (  # re-exported: the suite files' types
+    EVAL_SAMPLE_COUNTS,
+    LATENTS,
+    PRECISIONS,
+    SAMPLE_BN_MODES,
+    SELECT_MODES,
+    TERM_REAL_FEATURES,
+    UPDATE_SCHEMES,
+    DatasetSettings,
+    EvalConfig,
+    RunSpec,
+    Suite,
+    TrainConfig,
+)
 from gdpp_bench.data import DATASETS
 from gdpp_bench.errors import UserError
-from gdpp_bench.losses import ADVERSARIAL, parse_variant
+from gdpp_bench.losses import parse_variant
 from gdpp_bench.metrics import METRICS
 from gdpp_bench.models import MODELS
 from gdpp_bench.models.modifiers import check_batch_size, discriminator_options
@@ -21,130 +34,6 @@ from gdpp_bench.rundir import check_plain_name
 SUITES_DIR = Path(
     os.environ.get("GDPP_BENCH_SUITES", Path(__file__).resolve().parents[1] / "benchmarks" / "suites")
 )
-UPDATE_SCHEMES = ("alternating", "simultaneous")
-PRECISIONS = ("fp32", "bf16")
-SELECT_MODES = ("max", "min")
-LATENTS = ("normal", "mixture")
-TERM_REAL_FEATURES = ("pre-update", "post-update")
-SAMPLE_BN_MODES = ("running", "batch")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation settings. Defaults are the GDPP paper's synthetic 2D recipe."""
-
-    steps: int = 25_000
-    batch_size: int = 512
-    lr_g: float = 1e-3
-    lr_d: float = 1e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    eps: float = 1e-8
-    d_steps: int = 0  # D updates per G update; 0 = the adversarial loss's default (wgan-gp 5, else 1)
-    update: str = "alternating"  # or "simultaneous": G and D gradients from the same forward pass
-    log_every: int = 100
-    checkpoint_every: int = 1_000
-    precision: str = "fp32"  # or "bf16": autocast of forward passes (GDPP itself stays float32)
-    compile: bool = False  # torch.compile the generator and discriminator
-    d_real_target: float = 1.0  # D's label for real samples (0.9 = the official one-sided smoothing)
-    d_fake_target: float = 0.0  # D's label for fake samples (bce only; hinge/wgan-gp have no labels)
-    g_target: float = 1.0  # the label G's bce loss gives its samples (0.9: official Stacked-MNIST/CIFAR)
-    # G's training latent: "normal" N(0, I); "mixture": the official Stacked-MNIST script's fixed,
-    # untrained U(-1, 1) centre per batch position plus 0.2 N(0, I) (sampling always uses N(0, I))
-    latent: str = "normal"
-    # alternating updates: the real features a diversity term compares with come from D's forward
-    # pass of its own step ("pre-update", no extra cost) or from the updated D ("post-update": one
-    # more D forward on the real batch, as the official scripts' single D call per step)
-    term_real_features: str = "pre-update"
-    cuda_graph: bool = True  # on CUDA, replay each step from one CUDA graph where the variant allows
-
-    def resolved_d_steps(self, adversarial: str) -> int:
-        return self.d_steps or ADVERSARIAL.get(adversarial).d_steps
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """Evaluation: `every` N steps during training (0 = only at the end) and after training."""
-
-    every: int = 0
-    metrics: tuple[str, ...] = ("modes2d",)
-    samples: int = 2_500
-    select: str = ""  # metric value that picks best.pt at periodic evaluations ("" = keep none)
-    select_mode: str = "max"  # or "min"
-    patience: int = 0  # stop after this many evaluations without a better `select` (0 = never)
-    grid_samples: int = 64  # images in each fixed-noise sample grid
-    # BatchNorm when sampling for metrics: "running" statistics (eval mode) or "batch" statistics of
-    # chunks of train.batch_size samples (the official GDPP code); recorded in each metric's protocol
-    sample_bn: str = "running"
-    fidelity_samples: int = 10_000  # generated samples for FID/IS/KID/PR (metric "fidelity")
-    real_samples: int = 10_000  # real reference samples for them (the whole split if fewer)
-    reference_split: str = "train"  # or "test"
-    ivom_images: int = 1_000  # real test images for IvOM (metric "ivom"; the paper: 2,000)
-
-
-EVAL_SAMPLE_COUNTS = ("samples", "fidelity_samples", "real_samples", "ivom_images")
-
-
-@dataclass(frozen=True)
-class DatasetSettings:
-    """What one dataset of a suite trains with: the suite's settings, or its [per_dataset.NAME]."""
-
-    model: str = ""  # "" = the dataset's default model
-    train: TrainConfig = field(default_factory=TrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-
-
-@dataclass(frozen=True)
-class Suite:
-    name: str
-    datasets: tuple[str, ...]
-    variants: tuple[str, ...]
-    seeds: tuple[int, ...] = (0, 1, 2)
-    model: str = ""  # "" = each dataset's default model
-    description: str = ""
-    train: TrainConfig = field(default_factory=TrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    # (dataset, settings) for datasets whose [per_dataset.NAME] table replaces some of the above
-    per_dataset: tuple[tuple[str, DatasetSettings], ...] = ()
-    # (variant, seeds) for variants whose [variant_seeds] entry replaces `seeds` (a costlier
-    # variant run at fewer seeds in a study)
-    variant_seeds: tuple[tuple[str, tuple[int, ...]], ...] = ()
-
-    def seeds_of(self, variant: str) -> tuple[int, ...]:
-        return dict(self.variant_seeds).get(variant, self.seeds)
-
-    def settings(self, dataset: str) -> DatasetSettings:
-        for name, settings in self.per_dataset:
-            if name == dataset:
-                return settings
-        return DatasetSettings(self.model, self.train, self.eval)
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """Everything one training run needs; `key` is its folder under RESULTS/SUITE/."""
-
-    suite: str
-    dataset: str
-    model: str
-    variant: str
-    seed: int
-    train: TrainConfig
-    eval: EvalConfig
-    key: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunSpec:
-        """Read back `to_dict()` (e.g. from config.json); fields added since take their defaults,
-        so runs started by an older version still resume. Unknown fields raise TypeError."""
-        fields = dict(data)
-        train = TrainConfig(**fields.pop("train"))
-        raw_eval = dict(fields.pop("eval"))
-        raw_eval["metrics"] = tuple(raw_eval.get("metrics", EvalConfig.metrics))
-        return cls(**fields, train=train, eval=EvalConfig(**raw_eval))
 
 
 def suite_names() -> list[str]:

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from gdpp_bench.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
+from gdpp_bench.config import RunSpec
 from gdpp_bench.cuda_graph import GraphedStep, graph_blocker
 from gdpp_bench.data import DATASETS
 from gdpp_bench.environment import describe
@@ -35,7 +36,6 @@ from gdpp_bench.models.modifiers import check_batch_size, discriminator_options
 from gdpp_bench.progress import RunProgress, notice, say
 from gdpp_bench.rundir import RunDir, UnreadableFile, read_json, set_aside, write_atomic, write_json
 from gdpp_bench.samples import fixed_noise_samples, save_samples
-from gdpp_bench.suites import RunSpec
 
 EvalHook = Callable[[nn.Module, int], dict[str, float]]
 FIXED_NOISE_SEED = 2019

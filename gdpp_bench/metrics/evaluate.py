@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from gdpp_bench.checkpoint import load_checkpoint
+from gdpp_bench.config import RunSpec
 from gdpp_bench.data import DATASETS
 from gdpp_bench.data.images import Split
 from gdpp_bench.metrics import METRICS, SAMPLE_SEED_OFFSET, EvalContext, EvalOptions, compute_metrics
@@ -22,7 +23,6 @@ from gdpp_bench.rundir import (
     write_atomic,
     write_json,
 )
-from gdpp_bench.suites import RunSpec
 
 
 def reference_splits(spec: RunSpec) -> tuple[Split, Split]:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from gdpp_bench.config import RunSpec
 from gdpp_bench.errors import UserError
 from gdpp_bench.losses import Variant, parse_variant
 from gdpp_bench.metrics import HIGHER_IS_BETTER, IS_COUNT, METRIC_BOUNDS
@@ -26,7 +27,7 @@ from gdpp_bench.report.stats import (
     stars,
 )
 from gdpp_bench.rundir import RunDir, UnreadableFile, find_run_dirs, read_json_object
-from gdpp_bench.suites import RunSpec, check_settings
+from gdpp_bench.suites import check_settings
 
 ID_COLUMNS = ["suite", "dataset", "variant", "seed"]
 DEFAULT_BASELINE = "bce"  # the variant every other is tested against unless --baseline says otherwise
