@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import signal
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,12 +19,12 @@ from gdpp_bench.checkpoint import load_checkpoint
 from gdpp_bench.config import RunSpec
 from gdpp_bench.environment import resolve_device
 from gdpp_bench.errors import UserError
+from gdpp_bench.evaluation import evaluate_run, make_eval_hook
 from gdpp_bench.executors import Executor, SlurmExecutor, make_executor
 from gdpp_bench.metrics import EvalOptions
-from gdpp_bench.metrics.evaluate import evaluate_run, make_eval_hook
-from gdpp_bench.progress import working_on
+from gdpp_bench.progress import say, working_on
 from gdpp_bench.rundir import RunDir, UnreadableFile, find_run_dirs
-from gdpp_bench.seed_parallel import run_seed_group, seed_groups, supports_seed_parallel
+from gdpp_bench.seed_parallel import seed_groups, supports_seed_parallel, train_seed_parallel
 from gdpp_bench.train import train, training_differences
 
 # what `gdpp-bench run` exits with (the README lists them)
@@ -113,6 +113,38 @@ def _echo_error(keys: list[str], exc: BaseException) -> None:
 
 def _as_list(result: Any) -> list[dict[str, Any]]:
     return result if isinstance(result, list) else [result]
+
+
+def run_seed_group(
+    specs: Sequence[RunSpec],
+    results: Path,
+    data_root: str | None,
+    device_name: str,
+    options: Any = None,
+    policy: str = "refuse",
+    style: str = "off",
+) -> list[dict[str, Any]]:
+    """`run_one` for a group of seeds: train them batched, then evaluate each run."""
+    device = resolve_device(device_name)
+    run_dirs = [RunDir.for_spec(results, spec) for spec in specs]
+    with working_on(", ".join(spec.key for spec in specs)):
+        say(f"training {len(specs)} seeds as one batched model")
+        hooks = [make_eval_hook(spec, device, data_root, options) for spec in specs]
+        before = [run_dir.is_done() for run_dir in run_dirs]
+        statuses = train_seed_parallel(specs, results, device, data_root, eval_hooks=hooks, policy=policy)
+    outcomes = []
+    for spec, run_dir, skipped, status, hook in zip(specs, run_dirs, before, statuses, hooks, strict=True):
+        with working_on(spec.key):
+            record = evaluate_run(run_dir, device, data_root=data_root, options=options, measured=hook.last)
+        outcomes.append(
+            {
+                "key": spec.key,
+                "skipped": skipped and status["status"] != "incomplete",
+                **status,
+                "values": record.get("values", {}),
+            }
+        )
+    return outcomes
 
 
 def run_specs(

@@ -38,7 +38,6 @@ from gdpp_bench.config import RunSpec
 from gdpp_bench.data import DATASETS
 from gdpp_bench.losses import Generated, parse_variant, split_term_output
 from gdpp_bench.models.base import DOut
-from gdpp_bench.progress import say, working_on
 from gdpp_bench.rundir import RunDir
 from gdpp_bench.train import (
     EvalHook,
@@ -457,38 +456,3 @@ def supports_seed_parallel(spec: RunSpec, device: torch.device | None = None) ->
     except ValueError:
         return False
     return True
-
-
-def run_seed_group(
-    specs: Sequence[RunSpec],
-    results: Path,
-    data_root: str | None,
-    device_name: str,
-    options: Any = None,
-    policy: str = "refuse",
-    style: str = "off",
-) -> list[dict[str, Any]]:
-    """`pipeline.run_one` for a group of seeds: train them batched, then evaluate each run."""
-    from gdpp_bench.environment import resolve_device
-    from gdpp_bench.metrics.evaluate import evaluate_run, make_eval_hook
-
-    device = resolve_device(device_name)
-    run_dirs = [RunDir.for_spec(results, spec) for spec in specs]
-    with working_on(", ".join(spec.key for spec in specs)):
-        say(f"training {len(specs)} seeds as one batched model")
-        hooks = [make_eval_hook(spec, device, data_root, options) for spec in specs]
-        before = [run_dir.is_done() for run_dir in run_dirs]
-        statuses = train_seed_parallel(specs, results, device, data_root, eval_hooks=hooks, policy=policy)
-    outcomes = []
-    for spec, run_dir, skipped, status, hook in zip(specs, run_dirs, before, statuses, hooks, strict=True):
-        with working_on(spec.key):
-            record = evaluate_run(run_dir, device, data_root=data_root, options=options, measured=hook.last)
-        outcomes.append(
-            {
-                "key": spec.key,
-                "skipped": skipped and status["status"] != "incomplete",
-                **status,
-                "values": record.get("values", {}),
-            }
-        )
-    return outcomes

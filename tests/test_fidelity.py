@@ -188,8 +188,8 @@ def test_evaluate_adds_missing_metrics_and_reuses_the_others(tmp_path, monkeypat
 
     from conftest import tiny_suite
 
+    from gdpp_bench.evaluation import evaluate_run
     from gdpp_bench.metrics import METRICS
-    from gdpp_bench.metrics.evaluate import evaluate_run
     from gdpp_bench.rundir import RunDir, read_json, write_json
     from gdpp_bench.suites import expand
     from gdpp_bench.train import train

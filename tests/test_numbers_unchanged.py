@@ -15,7 +15,7 @@ import torch
 from conftest import tiny_suite, torch_threads
 
 from gdpp_bench.checkpoint import load_checkpoint
-from gdpp_bench.metrics.evaluate import evaluate_run
+from gdpp_bench.evaluation import evaluate_run
 from gdpp_bench.pipeline import run_specs
 from gdpp_bench.rundir import RunDir, read_json
 from gdpp_bench.suites import expand

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from gdpp_bench.metrics.evaluate import evaluate_run
+from gdpp_bench.evaluation import evaluate_run
 from gdpp_bench.rundir import RunDir
 from gdpp_bench.suites import expand, load_suite
 from gdpp_bench.train import train

@@ -1,4 +1,5 @@
-"""Evaluate a finished run directory into metrics.json (value + protocol for every number)."""
+"""The evaluation stage: a run folder's metrics.json (value + protocol for every number), and the
+periodic-evaluation hook training calls. The metrics themselves live in `metrics/`."""
 
 from __future__ import annotations
 
