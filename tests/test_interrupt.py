@@ -4,12 +4,14 @@ resumable. These start real processes: the signal is the point."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -55,6 +57,13 @@ def start(suite: Path, results: Path, *extra: str) -> subprocess.Popen:
     )
 
 
+@contextlib.contextmanager
+def started(suite: Path, results: Path, *extra: str) -> Iterator[subprocess.Popen]:
+    """`start`, and the whole process group killed at the end if the test left it running."""
+    with started(suite, results, *extra) as process:
+        yield process
+
+
 def read_until(process: subprocess.Popen, needle: str, count: int = 1, timeout: float = 120) -> list[str]:
     """stdout lines up to the `count`-th that contains `needle`."""
     lines, seen, deadline = [], 0, time.monotonic() + timeout
@@ -71,16 +80,11 @@ def test_one_ctrl_c_stops_the_suite_and_every_run_resumes(tmp_path, workers):
     suite = tmp_path / "interrupt.toml"
     suite.write_text(SUITE)
     results = tmp_path / "results"
-    process = start(suite, results, "--workers", str(workers))
-    try:
+    with started(suite, results, "--workers", str(workers)) as process:
         # a run is past a checkpoint (step 100) and still training: Ctrl-C now
         lines = read_until(process, "step 200/1000", count=workers)
         os.killpg(process.pid, signal.SIGINT)
         stdout, stderr = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr
     (line,) = [line for line in stderr.splitlines() if line.strip()]
@@ -113,15 +117,10 @@ def test_ctrl_c_while_the_workers_start_stops_cleanly(tmp_path):
     suite = tmp_path / "interrupt.toml"
     suite.write_text(SUITE)
     results = tmp_path / "results"
-    process = start(suite, results, "--workers", "2")
-    try:
+    with started(suite, results, "--workers", "2") as process:
         read_until(process, "suite interrupt: 3 runs")
         os.killpg(process.pid, signal.SIGINT)
         stdout, stderr = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr and "BrokenProcessPool" not in stdout + stderr
     (line,) = [line for line in stderr.splitlines() if line.strip()]
@@ -142,8 +141,7 @@ def test_workers_end_when_the_main_process_is_killed(tmp_path):
     suite = tmp_path / "interrupt.toml"
     suite.write_text(SUITE)
     results = tmp_path / "results"
-    process = start(suite, results, "--workers", "2")
-    try:
+    with started(suite, results, "--workers", "2") as process:
         read_until(process, "step 200/1000", count=2)
         workers = [
             int(pid)
@@ -158,10 +156,6 @@ def test_workers_end_when_the_main_process_is_killed(tmp_path):
         while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
             time.sleep(0.5)
         assert not any(_alive(pid) for pid in workers), "orphaned workers still running"
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
     again = gdpp_bench("run", "--suite", str(suite), "--device", "cpu", "--results", str(results))
     assert again.returncode == 0, again.stderr
     assert "resuming at step" in again.stdout
