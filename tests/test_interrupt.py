@@ -60,8 +60,13 @@ def start(suite: Path, results: Path, *extra: str) -> subprocess.Popen:
 @contextlib.contextmanager
 def started(suite: Path, results: Path, *extra: str) -> Iterator[subprocess.Popen]:
     """`start`, and the whole process group killed at the end if the test left it running."""
-    with started(suite, results, *extra) as process:
+    process = start(suite, results, *extra)
+    try:
         yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def read_until(process: subprocess.Popen, needle: str, count: int = 1, timeout: float = 120) -> list[str]:
