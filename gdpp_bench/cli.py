@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from gdpp_bench import __version__
+from gdpp_bench.config import CLASSIFIER_DATASETS, DEVICES, EXECUTORS, PRECISIONS, PROTOCOLS
 from gdpp_bench.errors import UserError
 
 
@@ -20,9 +21,6 @@ def default_data_root() -> str:
         return os.environ["GDPP_BENCH_DATA"]
     shared = Path("..") / "shared" / "datasets"
     return str(shared) if shared.is_dir() else str(Path("~/.cache/gdpp-bench/data").expanduser())
-
-
-DEVICES = ["auto", "cpu", "cuda", "mps"]
 
 
 def _split(text: str | None) -> list[str] | None:
@@ -49,7 +47,7 @@ def _evaluation_options(command):
         [
             click.option(
                 "--protocol",
-                type=click.Choice(["quick", "paper"]),
+                type=click.Choice(PROTOCOLS),
                 default="quick",
                 show_default=True,
                 help="quick: the suite's sample counts; paper: 50,000 generated and real samples "
@@ -131,7 +129,7 @@ def list_cmd() -> None:
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option(
     "--precision",
-    type=click.Choice(["fp32", "bf16"]),
+    type=click.Choice(PRECISIONS),
     help="Replaces the suite's: bf16 autocasts the forward passes.",
 )
 @click.option(
@@ -149,7 +147,7 @@ def list_cmd() -> None:
 )
 @click.option(
     "--executor",
-    type=click.Choice(["local", "slurm"]),
+    type=click.Choice(EXECUTORS),
     default="local",
     show_default=True,
     help="local: this machine, --workers processes (one GPU each when several are visible); "
@@ -429,7 +427,7 @@ def instruments() -> None:
     "--dataset",
     "datasets",
     multiple=True,
-    type=click.Choice(["mnist", "fashion-mnist"]),
+    type=click.Choice(CLASSIFIER_DATASETS),
     help="Classifier to train (repeatable). Default: all.",
 )
 @click.option("--data-root", default=default_data_root, show_default="as for run")

@@ -7,6 +7,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+# the choices of the command line and of suite fields, read by the CLI without importing torch
+DEVICES = ("auto", "cpu", "cuda", "mps")
+EXECUTORS = ("local", "slurm")
+PROTOCOLS = ("quick", "paper")  # evaluation: the suite's sample counts, or the papers' 50,000
+CLASSIFIER_DATASETS = ("mnist", "fashion-mnist")  # datasets with a project-trained classifier
 UPDATE_SCHEMES = ("alternating", "simultaneous")
 PRECISIONS = ("fp32", "bf16")
 SELECT_MODES = ("max", "min")

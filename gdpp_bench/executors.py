@@ -20,12 +20,12 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from gdpp_bench.config import EXECUTORS
 from gdpp_bench.errors import UserError
 
 if TYPE_CHECKING:  # torch is imported where needed: a submitit task that runs no model starts faster
     import torch
 
-EXECUTORS = ("local", "slurm")
 SLURM_FLAGS = {  # SlurmExecutor's arguments as `gdpp-bench run` names them, for messages
     "partition": "--slurm-partition",
     "time_min": "--slurm-time",

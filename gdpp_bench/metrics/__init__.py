@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from gdpp_bench.config import PROTOCOLS
 from gdpp_bench.data.images import Split
 from gdpp_bench.metrics.modes import kl_to_uniform
 from gdpp_bench.metrics.modes import modes2d as modes2d_values
@@ -17,7 +18,6 @@ from gdpp_bench.registry import Registry
 from gdpp_bench.samples import fixed_noise_samples, to_uint8
 
 SAMPLE_SEED_OFFSET = 1_000_003  # evaluation noise never shares a stream with training
-PROTOCOLS = ("quick", "paper")
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gdpp_bench.config import CLASSIFIER_DATASETS
 from gdpp_bench.data import load_split
 from gdpp_bench.data.images import Split
 from gdpp_bench.errors import UserError
@@ -41,7 +42,6 @@ NUM_CLASSES = 10
 FEATURE_DIM = 1024
 
 # Datasets with their own classifier; stacked-mnist is classified per channel by the MNIST one.
-CLASSIFIER_DATASETS = ("mnist", "fashion-mnist")
 _CLASSIFIER_OF = {"mnist": "mnist", "fashion-mnist": "fashion-mnist", "stacked-mnist": "mnist"}
 # The test accuracy an instrument must reach before its numbers are trusted (issue 4).
 REQUIRED_ACCURACY = {"mnist": 0.99, "fashion-mnist": 0.90}
