@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from gdpp_bench.report.claims import claims_markdown, decisions
 from gdpp_bench.report.stats import (
     bootstrap_mean_difference,
     cliffs_delta,
@@ -19,7 +20,7 @@ from gdpp_bench.report.stats import (
     mann_whitney,
     smallest_mann_whitney_p,
 )
-from gdpp_bench.report.tables import claims_markdown, comparisons, decisions
+from gdpp_bench.report.tables import comparisons
 
 
 def test_hedges_g_by_hand():

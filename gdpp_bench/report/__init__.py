@@ -8,13 +8,12 @@ import pandas as pd
 
 from gdpp_bench.errors import UserError
 from gdpp_bench.report import figures
+from gdpp_bench.report.claims import claims_markdown, decisions
 from gdpp_bench.report.html import claims_html, figures_html, page, suite_page, summary_table_html
 from gdpp_bench.report.tables import (
     DEFAULT_BASELINE,
     DEFAULT_LAST_K,
-    claims_markdown,
     collect_runs,
-    decisions,
     metric_columns,
     significance,
     summarize,

@@ -13,17 +13,11 @@ import pandas as pd
 from gdpp_bench.config import RunSpec
 from gdpp_bench.errors import UserError
 from gdpp_bench.losses import Variant, parse_variant
-from gdpp_bench.metrics import HIGHER_IS_BETTER, IS_COUNT, METRIC_BOUNDS
+from gdpp_bench.metrics import HIGHER_IS_BETTER, METRIC_BOUNDS
 from gdpp_bench.report.stats import (
-    ALPHA,
-    bootstrap_mean_difference,
-    cliffs_delta,
     compare,
-    hedges_g,
     holm,
-    mann_whitney,
     mean_ci,
-    smallest_mann_whitney_p,
     stars,
 )
 from gdpp_bench.rundir import RunDir, UnreadableFile, find_run_dirs, read_json_object
@@ -321,7 +315,7 @@ def comparisons(variants: Iterable[str], baseline: str) -> list[tuple[str, str]]
     return pairs
 
 
-def _compared(block: pd.DataFrame, baseline: str) -> Iterable[tuple[str, str, str, list, list]]:
+def compared_values(block: pd.DataFrame, baseline: str) -> Iterable[tuple[str, str, str, list, list]]:
     """(variant, reference, metric, values, reference values) of every comparison of one dataset."""
     for variant, reference in comparisons(block["variant"].tolist(), baseline):
         group, base = block[block["variant"] == variant], block[block["variant"] == reference]
@@ -340,7 +334,7 @@ def significance(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     for dataset, block in done.groupby("dataset", sort=True):
         start = len(rows)
-        for variant, reference, metric, a, b in _compared(block, baseline):
+        for variant, reference, metric, a, b in compared_values(block, baseline):
             rows.append(
                 {
                     "dataset": dataset,
@@ -361,138 +355,7 @@ def significance(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=SIGNIFICANCE_COLUMNS)
 
 
-DECISION_COLUMNS = [
-    "dataset",
-    "variant",
-    "reference",
-    "metric",
-    "higher_is_better",
-    "n",
-    "n_reference",
-    "mean",
-    "reference_mean",
-    "difference",
-    "difference_low",
-    "difference_high",
-    "hedges_g",
-    "cliffs_delta",
-    "mannwhitney_p",
-    "mannwhitney_method",
-    "mannwhitney_p_holm",
-    "comparisons",
-    "verdict",
-]
-
-
-def _sizes(n: int, m: int) -> str:
-    return f"n = {n}" if n == m else f"n = {n} vs {m}"
-
-
-def decisions(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
-    """The decision rule, per dataset, comparison (`comparisons`) and metric: two-sided
-    Mann-Whitney U, Holm over every comparison and metric of the dataset, alpha 0.05. Verdict:
-    'better' or 'worse' (Holm p < alpha, direction from the metric's better direction), 'no
-    detectable difference at n = N', or, where no outcome at these n could reach alpha after
-    Holm, 'n too small: ...'. Beside it: the difference in means with its 95% percentile
-    bootstrap interval, Hedges' g and, for counts, Cliff's delta (both variant minus reference)."""
-    done = runs[runs["status"] == "done"]
-    rows: list[dict] = []
-    for dataset, block in done.groupby("dataset", sort=True):
-        family = []
-        for variant, reference, metric, a, b in _compared(block, baseline):
-            p, method = mann_whitney(a, b)
-            low, high = bootstrap_mean_difference(a, b)
-            mean_a, mean_b = sum(a) / len(a), sum(b) / len(b)
-            family.append(
-                {
-                    "dataset": dataset,
-                    "variant": variant,
-                    "reference": reference,
-                    "metric": metric,
-                    "higher_is_better": HIGHER_IS_BETTER[metric],
-                    "n": len(a),
-                    "n_reference": len(b),
-                    "mean": mean_a,
-                    "reference_mean": mean_b,
-                    "difference": mean_a - mean_b,
-                    "difference_low": low,
-                    "difference_high": high,
-                    "hedges_g": hedges_g(a, b),
-                    "cliffs_delta": cliffs_delta(a, b) if IS_COUNT.get(metric) else math.nan,
-                    "mannwhitney_p": p,
-                    "mannwhitney_method": method,
-                }
-            )
-        adjusted = holm([row["mannwhitney_p"] for row in family])
-        floor = min((smallest_mann_whitney_p(r["n"], r["n_reference"]) for r in family), default=1.0)
-        for row, p_holm in zip(family, adjusted, strict=True):
-            row["mannwhitney_p_holm"], row["comparisons"] = p_holm, len(family)
-            # no Holm-adjusted p of the family is below m x the smallest raw p any outcome allows
-            bound = max(len(family) * floor, smallest_mann_whitney_p(row["n"], row["n_reference"]))
-            row["verdict"] = _verdict(row, p_holm, bound)
-        rows += family
-    return pd.DataFrame(rows, columns=DECISION_COLUMNS)
-
-
-def _verdict(row: dict, p_holm: float, smallest_holm_p: float) -> str:
-    sizes = _sizes(row["n"], row["n_reference"])
-    if smallest_holm_p >= ALPHA:
-        return (
-            f"n too small to decide: at {sizes} with Holm over {row['comparisons']} comparisons "
-            f"no p can fall below {smallest_holm_p:.3g}"
-        )
-    if math.isfinite(p_holm) and p_holm < ALPHA and row["difference"] != 0:
-        return "better" if (row["difference"] > 0) == row["higher_is_better"] else "worse"
-    return f"no detectable difference at {sizes}"
-
-
-def claims_markdown(table: pd.DataFrame, runs: pd.DataFrame, suite: str, baseline: str, last_k: int) -> str:
-    """claims.md: the fixed decision rule, then one line per comparison and metric."""
-    lines = [
-        f"# Claims: {suite}",
-        "",
-        "Generated by `gdpp-bench report` from the run folders; nothing here is written by hand.",
-        "The rule was fixed before the runs: per dataset, every variant against the baseline "
-        f"(`{baseline}`) and a variant with a diversity term also against the same variant without "
-        "it; two-sided Mann-Whitney U (exact without ties, else tie-corrected asymptotic), Holm over "
-        f"all comparisons and metrics of the dataset, alpha = {ALPHA}. 'better'/'worse' follow the "
-        "metric's better direction. Δ = variant mean - reference mean over seeds, with its 95 % "
-        "percentile bootstrap interval (10,000 resamples, fixed seed); g = Hedges' g; "
-        "δ = Cliff's delta (counts only).",
-        "",
-    ]
-    done = runs[runs["status"] == "done"] if "status" in runs.columns else runs.iloc[0:0]
-    if table.empty:
-        lines.append("No comparison: the baseline or the other variants have no finished runs.")
-    for dataset, block in table.groupby("dataset", sort=True):
-        headlines = (
-            sorted(set(done.loc[done["dataset"] == dataset, "headline"].dropna()))
-            if "headline" in done.columns
-            else []
-        )
-        kinds = sorted({h.split(" (")[0] for h in headlines})
-        lines += [
-            f"## {dataset}",
-            "",
-            f"Headline value per run: {'; '.join(kinds) or 'n/a'} (report --last-k {last_k}).",
-            "",
-            "| comparison | metric | verdict | Δ [95% bootstrap] | g | δ | p (Holm) | method |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for row in block.itertuples():
-            arrow = "↑" if row.higher_is_better else "↓"
-            delta = f"{_fmt(row.difference)} [{_fmt(row.difference_low)}, {_fmt(row.difference_high)}]"
-            lines.append(
-                f"| {row.variant} vs {row.reference} | {row.metric} {arrow} | {row.verdict} | "
-                f"{delta} | {_fmt(row.hedges_g)} | {_fmt(row.cliffs_delta)} | "
-                f"{_fmt(row.mannwhitney_p)} ({_fmt(row.mannwhitney_p_holm)}) | "
-                f"{row.mannwhitney_method} |"
-            )
-        lines.append("")
-    return "\n".join(lines)
-
-
-def _fmt(value: float) -> str:
+def fmt(value: float) -> str:
     return "n/a" if value is None or not math.isfinite(value) else f"{value:.4g}"
 
 
@@ -505,8 +368,8 @@ def cell_texts(
         marks.setdefault((r.variant, r.metric), r.stars)
     cells = {}
     for row in summary.itertuples():
-        text = f"{_fmt(row.mean)} {pm} {_fmt(row.std)}" if math.isfinite(row.std) else _fmt(row.mean)
-        interval = f"[{_fmt(row.ci_low)}, {_fmt(row.ci_high)}]" if math.isfinite(row.ci_low) else "[CI n/a]"
+        text = f"{fmt(row.mean)} {pm} {fmt(row.std)}" if math.isfinite(row.std) else fmt(row.mean)
+        interval = f"[{fmt(row.ci_low)}, {fmt(row.ci_high)}]" if math.isfinite(row.ci_low) else "[CI n/a]"
         star = marks.get((row.variant, row.metric), "")
         text = f"{bold[0]}{text}{bold[1]}" if row.best else text
         cells[(row.variant, row.metric)] = f"{text} {interval}" + (stars_format.format(star) if star else "")
