@@ -37,6 +37,7 @@ from gdpp_bench.checkpoint import save_checkpoint
 from gdpp_bench.config import RunSpec
 from gdpp_bench.data import DATASETS
 from gdpp_bench.losses import Generated, parse_variant, split_term_output
+from gdpp_bench.losses.adversarial import interpolation_penalty
 from gdpp_bench.models.base import DOut
 from gdpp_bench.rundir import RunDir
 from gdpp_bench.train import (
@@ -236,10 +237,9 @@ class _Batch:
                     for s in self.seeds
                 ]
             )
-            mixed = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
-            logits = self.d_forward(self.d_params, mixed).logits
-            (grad,) = torch.autograd.grad(logits.sum(), mixed, create_graph=True)
-            penalty = (grad.flatten(2).norm(dim=2) - 1).pow(2).mean(dim=1)
+            penalty = interpolation_penalty(
+                lambda mixed: self.d_forward(self.d_params, mixed).logits, real, fake, alpha, leading=1
+            )
             loss = loss + gp_weight * penalty
         return loss, out_real, out_fake, penalty
 

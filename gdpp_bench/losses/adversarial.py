@@ -76,7 +76,22 @@ def gradient_penalty(
     shape = (real.shape[0] // pack,) + (1,) * (real.ndim - 1)
     alpha = torch.rand(shape, generator=generator, device=real.device, dtype=real.dtype)
     alpha = alpha.repeat_interleave(pack, dim=0) if pack > 1 else alpha
+    return interpolation_penalty(lambda mixed: discriminator(mixed).logits, real, fake, alpha, pack)
+
+
+def interpolation_penalty(
+    critic: Callable[[Tensor], Tensor],
+    real: Tensor,
+    fake: Tensor,
+    alpha: Tensor,
+    pack: int = 1,
+    leading: int = 0,
+) -> Tensor:
+    """The WGAN-GP penalty at the interpolates alpha * real + (1 - alpha) * fake: the mean over
+    packs of `pack` samples of (||d critic / d x|| - 1)^2. With `leading` > 0 the inputs carry that
+    many batch dimensions (seeds trained together) before the sample dimension, and so does the
+    result."""
     mixed = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
-    logits = discriminator(mixed).logits
-    (grad,) = torch.autograd.grad(logits.sum(), mixed, create_graph=True)
-    return (grad.reshape(grad.shape[0] // pack, -1).norm(dim=1) - 1).pow(2).mean()
+    (grad,) = torch.autograd.grad(critic(mixed).sum(), mixed, create_graph=True)
+    packs = grad.reshape(*grad.shape[:leading], grad.shape[leading] // pack, -1)
+    return (packs.norm(dim=-1) - 1).pow(2).mean(dim=-1)
