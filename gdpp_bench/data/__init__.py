@@ -17,11 +17,21 @@ from gdpp_bench.data.synthetic import Mixture2D, grid, ring
 from gdpp_bench.errors import UserError
 from gdpp_bench.registry import Registry
 
+# each dataset declares its kind ("2d" point mixture or "image") and, where the project trains
+# one, the dataset whose classifier measures it (metrics and fidelity features read this)
 DATASETS: Registry[Dataset] = Registry("dataset")
-DATASETS.register("ring8")(ring(8, radius=1.0, std=0.01))
-DATASETS.register("grid25")(grid(5, spacing=2.0, std=0.05))
-for _image_dataset in (MNIST, FASHION_MNIST, STACKED_MNIST, CIFAR10_DATASET, CELEBA, CELEBA64):
-    DATASETS.register(_image_dataset.name)(_image_dataset)
+DATASETS.register("ring8", kind="2d")(ring(8, radius=1.0, std=0.01))
+DATASETS.register("grid25", kind="2d")(grid(5, spacing=2.0, std=0.05))
+DATASETS.register("mnist", kind="image", classifier="mnist")(MNIST)
+DATASETS.register("fashion-mnist", kind="image", classifier="fashion-mnist")(FASHION_MNIST)
+DATASETS.register("stacked-mnist", kind="image", classifier="mnist")(STACKED_MNIST)
+for _image_dataset in (CIFAR10_DATASET, CELEBA, CELEBA64):
+    DATASETS.register(_image_dataset.name, kind="image")(_image_dataset)
+
+
+def classifier_of(dataset: str) -> str | None:
+    """The dataset whose project-trained classifier measures `dataset`, or None."""
+    return DATASETS.meta(dataset).get("classifier") if dataset in DATASETS else None
 
 
 def load_split(
@@ -52,6 +62,7 @@ __all__ = [
     "Mixture2D",
     "Sampler",
     "Split",
+    "classifier_of",
     "load_split",
     "sample_stacked_mnist",
 ]

@@ -43,6 +43,7 @@ from torch_fidelity.utils import (
     resolve_feature_layer_for_metric,
 )
 
+from gdpp_bench.data import classifier_of
 from gdpp_bench.data.images import Split
 from gdpp_bench.errors import UserError
 from gdpp_bench.metrics.fidelity_extractor import extractor_name
@@ -53,7 +54,6 @@ from gdpp_bench.rundir import write_atomic
 
 INCEPTION = "inception-v3-compat"
 INCEPTION_FILE = URL_INCEPTION_V3.rsplit("/", 1)[-1]
-CLASSIFIED = ("mnist", "fashion-mnist", "stacked-mnist")  # datasets measured by a project classifier
 PRC_NEIGHBOURS = 3  # Kynkaanniemi et al. 2019
 PRC_BATCH = FIDELITY_DEFAULTS["prc_batch_size"]  # rows per distance block, as torch-fidelity
 DC_NEIGHBOURS = 5  # Naeem et al. 2020
@@ -137,7 +137,7 @@ class Extractor:
 
 def extractor_for(dataset: str, data_root: str | None, inception: str | Path | None) -> Extractor:
     """The project classifier for the MNIST family (trained on first use), Inception-v3 otherwise."""
-    if dataset in CLASSIFIED:
+    if classifier_of(dataset):
         _, info = load_or_train_classifier(dataset, data_root)
         if info.path is None or info.weights_sha256 is None:
             raise UserError(f"the {dataset} classifier has no saved weights file to extract features with")

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gdpp_bench.config import CLASSIFIER_DATASETS
-from gdpp_bench.data import load_split
+from gdpp_bench.data import DATASETS, classifier_of, load_split
 from gdpp_bench.data.images import Split
 from gdpp_bench.errors import UserError
 from gdpp_bench.progress import say
@@ -42,7 +42,6 @@ NUM_CLASSES = 10
 FEATURE_DIM = 1024
 
 # Datasets with their own classifier; stacked-mnist is classified per channel by the MNIST one.
-_CLASSIFIER_OF = {"mnist": "mnist", "fashion-mnist": "fashion-mnist", "stacked-mnist": "mnist"}
 # The test accuracy an instrument must reach before its numbers are trusted (issue 4).
 REQUIRED_ACCURACY = {"mnist": 0.99, "fashion-mnist": 0.90}
 
@@ -155,12 +154,11 @@ def _for_inference(model: DigitClassifier) -> DigitClassifier:
 
 def classifier_dataset(dataset: str) -> str:
     """The dataset whose classifier measures `dataset` (stacked-mnist -> mnist)."""
-    try:
-        return _CLASSIFIER_OF[dataset]
-    except KeyError:
-        raise UserError(
-            f"no classifier instrument for dataset {dataset!r}; known: {', '.join(sorted(_CLASSIFIER_OF))}"
-        ) from None
+    classifier = classifier_of(dataset)
+    if classifier is None:
+        measured = [name for name in DATASETS if classifier_of(name)]
+        raise UserError(f"no classifier instrument for dataset {dataset!r}; known: {', '.join(measured)}")
+    return classifier
 
 
 def instruments_dir(cache_dir: str | Path | None = None) -> Path:
