@@ -176,7 +176,7 @@ def test_verdicts_follow_direction_holm_and_sample_size():
     # 3 vs 3: no outcome gives p below 2 / C(6, 3) = 0.1, and the line says so
     small = decisions(_runs({"bce": [1, 2, 3], "hinge": [4, 5, 6]}), "bce")
     assert small["verdict"].tolist() == [
-        "n too small to decide: at n = 3 with Holm over 1 comparisons no p can fall below 0.1"
+        "n too small to decide: at n = 3, Holm over 1 comparisons, the smallest possible p is 0.1"
     ]
     assert (table["comparisons"] == 3).all()
     # Holm: the raw p of the clear difference times 3 comparisons (it is the smallest)

@@ -96,8 +96,8 @@ def _verdict(row: dict, p_holm: float, smallest_holm_p: float) -> str:
     sizes = _sizes(row["n"], row["n_reference"])
     if smallest_holm_p >= ALPHA:
         return (
-            f"n too small to decide: at {sizes} with Holm over {row['comparisons']} comparisons "
-            f"no p can fall below {smallest_holm_p:.3g}"
+            f"n too small to decide: at {sizes}, Holm over {row['comparisons']} comparisons, the "
+            f"smallest possible p is {min(1.0, smallest_holm_p):.3g}"
         )
     if math.isfinite(p_holm) and p_holm < ALPHA and row["difference"] != 0:
         return "better" if (row["difference"] > 0) == row["higher_is_better"] else "worse"
