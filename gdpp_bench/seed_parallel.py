@@ -317,8 +317,9 @@ def train_seed_parallel(
     specs = list(specs)
     check_seed_parallel(specs)
     if device.type != "cpu":
-        # its one CUDA trial (H200) failed in fused Adam ("params, grads, exp_avgs, and exp_avg_sqs
-        # must have same dtype, device, and layout"); on CUDA the sequential steps replay CUDA graphs
+        # fused Adam on CUDA rejects the stacked parameters ("params, grads, exp_avgs, and
+        # exp_avg_sqs must have same dtype, device, and layout"); there the sequential steps replay
+        # CUDA graphs instead
         raise ValueError(f"seed-parallel training runs on the CPU only, not {device.type}")
     hooks = list(eval_hooks) if eval_hooks is not None else [None] * len(specs)
     if len(hooks) != len(specs):

@@ -42,7 +42,7 @@ NUM_CLASSES = 10
 FEATURE_DIM = 1024
 
 # Datasets with their own classifier; stacked-mnist is classified per channel by the MNIST one.
-# The test accuracy an instrument must reach before its numbers are trusted (issue 4).
+# The test accuracy an instrument must reach before its numbers are trusted.
 REQUIRED_ACCURACY = {"mnist": 0.99, "fashion-mnist": 0.90}
 
 
