@@ -363,6 +363,19 @@ def _train_group(seeds: list[_Seed], start: int, device: torch.device) -> None:
     tick = time.perf_counter()
     sessions = {id(seed): TrainSession(seed.progress, share=len(seeds)) for seed in seeds}
 
+    def finish(seed: _Seed, stopped_early: bool) -> None:
+        execution = STEP_EXECUTION.format(k=len(seeds))
+        finish_run(
+            seed.spec,
+            seed.run_dir,
+            seed.step.generator,
+            device,
+            number,
+            sessions[id(seed)],
+            stopped_early,
+            execution,
+        )
+
     number = start
     while number < cfg.steps and batch.seeds:
         number += 1
@@ -404,16 +417,7 @@ def _train_group(seeds: list[_Seed], start: int, device: torch.device) -> None:
                     checkpoint_state(seed.step, number, seed.progress, sessions[id(seed)]),
                 )
             if k in stopped:
-                finish_run(
-                    seed.spec,
-                    seed.run_dir,
-                    seed.step.generator,
-                    device,
-                    number,
-                    sessions[id(seed)],
-                    True,
-                    STEP_EXECUTION.format(k=len(seeds)),
-                )
+                finish(seed, stopped_early=True)
         leaving |= stopped
         if leaving:
             keep = [k for k in range(len(batch.seeds)) if k not in leaving]
@@ -424,16 +428,7 @@ def _train_group(seeds: list[_Seed], start: int, device: torch.device) -> None:
     if batch.seeds:
         batch.sync_to_seeds()
         for seed in batch.seeds:
-            finish_run(
-                seed.spec,
-                seed.run_dir,
-                seed.step.generator,
-                device,
-                number,
-                sessions[id(seed)],
-                False,
-                STEP_EXECUTION.format(k=len(seeds)),
-            )
+            finish(seed, stopped_early=False)
 
 
 # --- grouping and the pipeline's entry point --------------------------------------------------

@@ -102,19 +102,7 @@ DCGAN28 = Arch(
 )
 # the GDPP paper's Stacked-MNIST model: dcgan28 with a 128-d z and no BatchNorm in D (the official
 # code's D: three 5x5 stride-2 convs with LeakyReLU 0.2, 4096 features)
-DCGAN28_GDPP = Arch(
-    name="dcgan28-gdpp",
-    size=28,
-    channels=None,
-    kernel=5,
-    padding=2,
-    d_widths=(64, 128, 256),
-    g_widths=(256, 128, 64),
-    g_start=4,
-    output_padding=(0, 1, 1),
-    z_dim=128,
-    d_batchnorm=False,
-)
+DCGAN28_GDPP = dataclasses.replace(DCGAN28, name="dcgan28-gdpp", z_dim=128, d_batchnorm=False)
 
 
 class Generator(nn.Module):
