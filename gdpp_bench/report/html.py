@@ -83,7 +83,7 @@ def protocol_html(runs: pd.DataFrame, suite_dir: Path) -> str:
         if run_dir.metrics.exists():
             for metric, entry in read_json(run_dir.metrics).get("protocol", {}).items():
                 details = ", ".join(
-                    f"{key.replace('_', ' ')} {html.escape(str(entry[key]))}"
+                    f"{key.replace('_', ' ')} {html.escape(_shown(entry[key]))}"
                     for key in (
                         "protocol",
                         "generated_samples",
@@ -127,6 +127,10 @@ def page(title: str, body: str) -> str:
     )
 
 
+def _shown(value: object) -> str:
+    return "none" if value is None else str(value)
+
+
 def claims_html(decided: pd.DataFrame, headline: str) -> str:
     """The decision rule's verdicts as a table (claims.md's content)."""
     if decided.empty:
@@ -140,24 +144,31 @@ def claims_html(decided: pd.DataFrame, headline: str) -> str:
             ]
         },
     )
-    columns = [
-        "dataset",
-        "comparison",
-        "metric",
-        "verdict",
-        "Δ [95% bootstrap]",
-        "hedges_g",
-        "cliffs_delta",
-        "mannwhitney_p_holm",
-        "mannwhitney_method",
-    ]
-    table = shown[columns].to_html(
-        index=False, float_format=lambda v: f"{v:.4g}", na_rep="n/a", classes="claims", border=0
+    columns = {
+        "dataset": "dataset",
+        "comparison": "comparison",
+        "metric": "metric",
+        "verdict": "verdict",
+        "Δ [95% bootstrap]": "Δ [95% bootstrap]",
+        "hedges_g": "g",
+        "cliffs_delta": "δ",
+        "mannwhitney_p_holm": "p (Holm)",
+        "mannwhitney_method": "test",
+    }
+    table = (
+        shown[list(columns)]
+        .rename(columns=columns)
+        .to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="n/a", classes="claims", border=0)
     )
+    kinds = decided["verdict"].map(
+        lambda v: v if v in ("better", "worse") else v.split(" at ")[0].split(":")[0]
+    )
+    counts = ", ".join(f"{count} {kind}" for kind, count in kinds.value_counts().items())
     return (
         f"<p>{html.escape(headline)} The rule, fixed before the runs: two-sided Mann-Whitney U, "
         "Holm over all comparisons and metrics of a dataset, alpha 0.05; the same lines are in "
-        "<a href='claims.md'>claims.md</a> and <a href='decisions.csv'>decisions.csv</a>.</p>" + table
+        "<a href='claims.md'>claims.md</a> and <a href='decisions.csv'>decisions.csv</a>.</p>"
+        f"<details><summary>{len(decided)} verdicts: {html.escape(counts)}</summary>{table}</details>"
     )
 
 
