@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gdpp_bench.losses.variants import Variant
 
 # the choices of the command line and of suite fields, read by the CLI without importing torch
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -115,19 +118,30 @@ class Suite:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """Everything one training run needs; `key` is its folder under RESULTS/SUITE/."""
+    """Everything one training run needs; `key` is its folder under RESULTS/SUITE/.
+
+    `variant` is parsed once, when the spec is made (a variant name is accepted and parsed);
+    `to_dict` writes its canonical name, which is what config.json holds."""
 
     suite: str
     dataset: str
     model: str
-    variant: str
+    variant: Variant
     seed: int
     train: TrainConfig
     eval: EvalConfig
     key: str
 
+    def __post_init__(self) -> None:
+        if isinstance(self.variant, str):
+            from gdpp_bench.losses import parse_variant  # the losses own the variant grammar
+
+            object.__setattr__(self, "variant", parse_variant(self.variant))
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        data["variant"] = str(self.variant)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunSpec:

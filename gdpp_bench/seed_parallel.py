@@ -36,7 +36,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from gdpp_bench.checkpoint import save_checkpoint
 from gdpp_bench.config import RunSpec
 from gdpp_bench.data import DATASETS
-from gdpp_bench.losses import Generated, parse_variant, split_term_output
+from gdpp_bench.losses import Generated, split_term_output
 from gdpp_bench.losses.adversarial import interpolation_penalty
 from gdpp_bench.models.base import DOut
 from gdpp_bench.rundir import RunDir
@@ -70,7 +70,7 @@ def check_seed_parallel(specs: Sequence[RunSpec]) -> None:
             f"model {first.model!r} is not supported (batch statistics would need per-seed buffers "
             "under vmap); train these runs sequentially"
         )
-    modifiers = parse_variant(first.variant).discriminator
+    modifiers = first.variant.discriminator
     if modifiers:
         raise ValueError(
             f"seed-parallel training does not support discriminator modifiers ({', '.join(modifiers)}: "

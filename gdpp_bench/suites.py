@@ -165,6 +165,7 @@ def expand(
             f"its datasets: {', '.join(suite.datasets)}"
         )
     several = len(suite.datasets) > 1
+    parsed = {name: parse_variant(name) for name in names}  # the one parse of each variant
     specs = []
     for dataset in suite.datasets:
         if datasets and dataset not in datasets:
@@ -182,7 +183,7 @@ def expand(
                 suite=suite.name,
                 dataset=dataset,
                 model=settings.model or DATASETS.get(dataset).default_model,
-                variant=variant,
+                variant=parsed[variant],
                 seed=seed,
                 train=train,
                 eval=evaluation,
@@ -192,9 +193,7 @@ def expand(
             for seed in (seeds if seeds is not None else suite.seeds_of(variant))
         ]
     for spec in specs:
-        check_batch_size(
-            discriminator_options(parse_variant(spec.variant).discriminator), spec.train.batch_size
-        )
+        check_batch_size(discriminator_options(spec.variant.discriminator), spec.train.batch_size)
     return specs
 
 

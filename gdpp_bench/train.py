@@ -28,7 +28,6 @@ from gdpp_bench.losses import (
     AdversarialLoss,
     Generated,
     gradient_penalty,
-    parse_variant,
     split_term_output,
 )
 from gdpp_bench.models import MODELS
@@ -153,7 +152,7 @@ def build_step(
 ) -> TrainStep:
     """Models, optimisers and RNG of a fresh run, drawing real batches from `sampler`;
     `compile_mode` is torch.compile's mode where the run compiles (None: torch's default)."""
-    variant = parse_variant(spec.variant)
+    variant = spec.variant
     torch.manual_seed(spec.seed)
     data_shape = DATASETS.get(spec.dataset).shape
     cfg = spec.train

@@ -254,7 +254,7 @@ def test_seed_groups():
     specs = expand(tiny_suite(seeds=SEEDS))  # two variants x three seeds
     groups = seed_groups(specs)
     assert [[s.seed for s in group] for group in groups] == [list(SEEDS), list(SEEDS)]
-    assert [{s.variant for s in group} for group in groups] == [{"bce"}, {"bce+gdpp@1"}]
+    assert [{str(s.variant) for s in group} for group in groups] == [{"bce"}, {"bce+gdpp@1"}]
 
 
 def test_patience_stops_each_seed_as_a_sequential_run_stops(tmp_path):

@@ -59,7 +59,8 @@ def test_every_shipped_suite_loads_and_expands(name):
     assert len(specs) == len(suite.datasets) * sum(len(suite.seeds_of(v)) for v in suite.variants)
     assert len({s.key for s in specs}) == len(specs)
     for spec in specs:
-        assert spec.variant == str(parse_variant(spec.variant))
+        assert str(spec.variant) == str(parse_variant(str(spec.variant)))
+        assert spec.to_dict()["variant"] == str(spec.variant)  # config.json holds the name
 
 
 def test_shipped_suites_cover_the_issue():
