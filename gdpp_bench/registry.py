@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 from gdpp_bench.errors import UserError
 
 T = TypeVar("T")
+V = TypeVar("V")
 
 
 class Registry(Generic[T]):
@@ -58,3 +59,23 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+class DeclaredView(Mapping[str, V]):
+    """A live mapping built from what a registry's entries declared: `table(declared)` turns the
+    (name, meta) pairs, in registration order, into the mapping. Rebuilt on each access, so an
+    entry registered later (a plug-in's) appears at once."""
+
+    def __init__(
+        self, registry: Registry[Any], table: Callable[[list[tuple[str, dict[str, Any]]]], dict[str, V]]
+    ) -> None:
+        self.registry, self.table = registry, table
+
+    def __getitem__(self, key: str) -> V:
+        return self.table(self.registry.declared())[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.table(self.registry.declared()))
+
+    def __len__(self) -> int:
+        return len(self.table(self.registry.declared()))

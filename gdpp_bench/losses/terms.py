@@ -3,14 +3,14 @@ to a loss added to G's (weighted as the variant says)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from torch import Tensor
 
 from gdpp_bench.losses.gdpp import gdpp_loss_and_pairs, gdpp_si_loss, sign_flip_fraction
 from gdpp_bench.models.base import DOut
-from gdpp_bench.registry import Registry
+from gdpp_bench.registry import DeclaredView, Registry
 
 MS_EPS = 1e-5  # the mode-seeking paper's code
 
@@ -34,25 +34,12 @@ DiversityTerm = Callable[[DOut, DOut, Generated], "Tensor | TermOutput"]
 TERMS: Registry[DiversityTerm] = Registry("diversity term")
 
 
-class _TermDiagnostics(Mapping[str, tuple[str, Callable[[Any, Any], float]]]):
-    """term -> (log.csv column, f(diagnostics now, diagnostics at the previous log step) -> float)
-    for every registered term that declared `diagnostic=` (plug-ins included): a column the
-    training log adds beside the term's value, computed at log steps only."""
-
-    def _table(self) -> dict[str, tuple[str, Callable[[Any, Any], float]]]:
-        return {name: meta["diagnostic"] for name, meta in TERMS.declared() if meta.get("diagnostic")}
-
-    def __getitem__(self, name: str) -> tuple[str, Callable[[Any, Any], float]]:
-        return self._table()[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._table())
-
-    def __len__(self) -> int:
-        return len(self._table())
-
-
-TERM_DIAGNOSTICS: Mapping[str, tuple[str, Callable[[Any, Any], float]]] = _TermDiagnostics()
+# term -> (log.csv column, f(diagnostics now, diagnostics at the previous log step) -> float) for
+# every registered term that declared `diagnostic=`: a column the training log adds beside the
+# term's value, computed at log steps only
+TERM_DIAGNOSTICS: Mapping[str, tuple[str, Callable[[Any, Any], float]]] = DeclaredView(
+    TERMS, lambda declared: {name: meta["diagnostic"] for name, meta in declared if meta.get("diagnostic")}
+)
 
 
 def host_syncing_terms() -> list[str]:

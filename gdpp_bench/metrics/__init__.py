@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +14,7 @@ from gdpp_bench.config import PROTOCOLS
 from gdpp_bench.data.images import Split
 from gdpp_bench.metrics.modes import kl_to_uniform
 from gdpp_bench.metrics.modes import modes2d as modes2d_values
-from gdpp_bench.registry import Registry
+from gdpp_bench.registry import DeclaredView, Registry
 from gdpp_bench.samples import fixed_noise_samples, to_uint8
 
 SAMPLE_SEED_OFFSET = 1_000_003  # evaluation noise never shares a stream with training
@@ -32,33 +32,6 @@ class Value:
     count: bool = False
 
 
-class _DeclaredValues(Mapping[str, Any]):
-    """value name -> one field of its `Value`, over every registered metric (plug-ins included),
-    in registration order; a live view, so a metric registered later appears at once."""
-
-    def __init__(self, field_name: str) -> None:
-        self.field_name = field_name
-
-    def _table(self) -> dict[str, Value]:
-        table: dict[str, Value] = {}
-        for _, meta in METRICS.declared():
-            for key, value in meta.get("values", {}).items():
-                table.setdefault(key, value)
-        return table
-
-    def __getitem__(self, key: str) -> Any:
-        return getattr(self._table()[key], self.field_name)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._table())
-
-    def __len__(self) -> int:
-        return len(self._table())
-
-
-HIGHER_IS_BETTER: Mapping[str, bool] = _DeclaredValues("higher_is_better")
-METRIC_BOUNDS: Mapping[str, tuple[float | None, float | None]] = _DeclaredValues("bounds")
-IS_COUNT: Mapping[str, bool] = _DeclaredValues("count")
 PAPER_FIDELITY_SAMPLES = 50_000  # generated and real samples for FID/IS/KID/PR under --protocol paper
 PAPER_IVOM_IMAGES = 2_000  # IvOM's target test images in the GDPP paper (../shared/PROTOCOLS.md)
 IVOM_SEARCH: dict[str, Any] = {
@@ -126,6 +99,26 @@ class EvalContext:
 Metric = Callable[[EvalContext], dict[str, float]]
 
 METRICS: Registry[Metric] = Registry("metric")
+
+
+def _declared_values(declared: list[tuple[str, dict[str, Any]]]) -> dict[str, Value]:
+    """value name -> its `Value`, over every registered metric, the first declaration winning."""
+    table: dict[str, Value] = {}
+    for _, meta in declared:
+        for key, value in meta.get("values", {}).items():
+            table.setdefault(key, value)
+    return table
+
+
+def _value_field(field_name: str) -> DeclaredView[Any]:
+    return DeclaredView(
+        METRICS, lambda declared: {k: getattr(v, field_name) for k, v in _declared_values(declared).items()}
+    )
+
+
+HIGHER_IS_BETTER: Mapping[str, bool] = _value_field("higher_is_better")
+METRIC_BOUNDS: Mapping[str, tuple[float | None, float | None]] = _value_field("bounds")
+IS_COUNT: Mapping[str, bool] = _value_field("count")
 
 
 MODES = Value(True, (0, None), count=True)
