@@ -8,7 +8,7 @@ import json
 import math
 import os
 import re
-import tempfile
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,23 +18,25 @@ from typing import Any
 from gdpp_bench.errors import UserError
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
-    """Write through `write(tmp_path)` into a temp file beside `path`, then rename over it."""
+    """Write through `write(tmp_path)` into a temp file beside `path`, then rename over it.
+
+    The temp file is created inside the `try`, by one call, so that an interruption at any point
+    (Ctrl-C, or the SIGTERM that stops a pool worker, both raised between bytecodes) leaves either
+    no temp file or one that the `except` removes.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600 files; give the usual permissions
+        os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))  # the umask applies
+        write(tmp)
         os.replace(tmp, path)
+    except FileExistsError as exc:
+        if str(exc.filename) != str(tmp):  # a name clash (2^-48) is another writer's file: not ours
+            tmp.unlink(missing_ok=True)
+        raise
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
