@@ -151,6 +151,34 @@ def test_gdpp_si_gradient_matches_batch_by_batch_route():
     torch.testing.assert_close(grad_small, grad_big, rtol=1e-5, atol=1e-8)
 
 
+def _ring_features(points: torch.Tensor) -> torch.Tensor:
+    """Features as the ring8 discriminator makes them: tanh layers over 2D points, so the 512 x 512
+    kernel has a few dozen eigenvalues above 1e-6 and hundreds that are float noise."""
+    g = torch.Generator().manual_seed(3)
+    w1, w2 = torch.randn(2, 128, generator=g), torch.randn(128, 128, generator=g) / 128**0.5
+    return torch.tanh(torch.tanh(points @ w1.to(points.dtype)) @ w2.to(points.dtype))
+
+
+@pytest.mark.parametrize("spread", [0.8, 0.05])  # spread-out and collapsed generator points
+def test_gdpp_si_in_float32_matches_float64_on_near_low_rank_features(spread):
+    """The D x D route of the sign-invariant loss on float32 features whose kernel is numerically
+    rank deficient: loss and gradient as the float64 batch-by-batch definition gives them (a route
+    dividing by sqrt of noise eigenvalues was off by 3x in value and 100x in gradient)."""
+    g = torch.Generator().manual_seed(0)
+    angles = torch.randint(0, 8, (512,), generator=g) * (2 * math.pi / 8)
+    real_points = torch.stack([angles.cos(), angles.sin()], 1) + 0.01 * torch.randn(512, 2, generator=g)
+    fake_points = (torch.randn(512, 2, generator=g) * spread).requires_grad_(True)
+    value = gdpp_si_loss(_ring_features(fake_points), _ring_features(real_points))
+    (grad,) = torch.autograd.grad(value, fake_points)
+    fake64 = fake_points.detach().double().requires_grad_(True)
+    expected = reference_gdpp(
+        _ring_features(fake64), _ring_features(real_points.double()), sign_invariant=True
+    )
+    (expected_grad,) = torch.autograd.grad(expected, fake64)
+    assert value.item() == pytest.approx(expected.item(), rel=1e-4)
+    assert (grad.double() - expected_grad).norm() / expected_grad.norm() < 1e-2
+
+
 def _sign_flipping_eigh(monkeypatch):
     real_eigh = torch.linalg.eigh
     g = torch.Generator().manual_seed(7)

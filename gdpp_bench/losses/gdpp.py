@@ -19,7 +19,6 @@ from torch import Tensor
 
 MAGNITUDE_WEIGHT = 1e-4
 SAFE_RECIPROCAL_EPS = 1e-20
-_TINY = 1e-12  # floor of eigenvalues under a square root (a zero eigenvalue's vector is 0 anyway)
 
 
 def _eigh_forward(kernels: Tensor) -> tuple[Tensor, Tensor]:
@@ -219,10 +218,13 @@ def gdpp_si_loss(phi_fake: Tensor, phi_real: Tensor) -> Tensor:
     fake_values, fake_small, real_values, real_small = _paired_eigh(
         fake_units.T @ fake_units, real_units.T @ real_units
     )
-    # <u_f w_f / ||u_f w_f||, u_r w_r / ||u_r w_r||> with ||u w||^2 = mu: only the diagonal of
-    # W_f^T (u_f^T u_r) W_r is needed, so the B x D eigenvectors are never formed
-    cross = (fake_small * ((fake_units.T @ real_units) @ real_small)).sum(dim=0)
-    dots = cross / (fake_values.clamp_min(_TINY) * real_values.clamp_min(_TINY)).sqrt()
+    # the B x B eigenvectors are u w / ||u w||; the norm is taken of u w itself, not as sqrt(mu):
+    # equal in exact arithmetic, but for the many near-zero eigenvalues a feature kernel has, mu is
+    # float noise and <u_f w_f, u_r w_r> / sqrt(mu_f mu_r) is unbounded (a loss off by 3x and a
+    # gradient 100x too large on ring8 features), while the normalised vectors keep |dot| <= 1
+    fake_vectors = F.normalize(fake_units @ fake_small, dim=0)
+    real_vectors = F.normalize(real_units @ real_small, dim=0)
+    dots = (fake_vectors * real_vectors).sum(dim=0)
     return _gdpp_from_values_and_dots(
         fake_values, real_values, dots, batch_size, sign_invariant=True, zero_in_spectrum=True
     )
