@@ -18,7 +18,6 @@ import platform
 from pathlib import Path
 
 import pytest
-
 import torch
 from conftest import tiny_suite, torch_threads
 
