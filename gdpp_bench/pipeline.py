@@ -17,15 +17,20 @@ from tqdm import tqdm
 
 from gdpp_bench.checkpoint import load_checkpoint
 from gdpp_bench.config import RunSpec
-from gdpp_bench.environment import resolve_device
+from gdpp_bench.environment import device_type, resolve_device
 from gdpp_bench.errors import UserError
 from gdpp_bench.evaluation import evaluate_run, make_eval_hook
 from gdpp_bench.executors import Executor, SlurmExecutor, make_executor
 from gdpp_bench.metrics import EvalOptions
 from gdpp_bench.progress import say, working_on
 from gdpp_bench.rundir import RunDir, UnreadableFile, find_run_dirs
-from gdpp_bench.seed_parallel import seed_groups, supports_seed_parallel, train_seed_parallel
-from gdpp_bench.train import train, training_differences
+from gdpp_bench.training import (
+    seed_groups,
+    supports_seed_parallel,
+    train,
+    train_seed_parallel,
+    training_differences,
+)
 
 # what `gdpp-bench run` exits with (the README lists them)
 EXIT_OK = 0  # every run done or skipped
@@ -197,9 +202,8 @@ def run_specs(
     try:
         for group in groups:
             submitted += 1
-            if len(group) > 1 and supports_seed_parallel(
-                group[0], device or torch.device("cuda" if device_name == "auto" else device_name)
-            ):  # Slurm: the nodes' device as named (auto: a cluster node's GPU)
+            node_device = device or torch.device(device_type(device_name, on_cluster_node=True))
+            if len(group) > 1 and supports_seed_parallel(group[0], node_device):
                 jobs_of_group = [
                     (
                         executor.submit(

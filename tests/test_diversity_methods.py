@@ -17,9 +17,8 @@ from gdpp_bench.models import DOut, build_models
 from gdpp_bench.models.modifiers import MinibatchStdDev, Packed, check_batch_size, discriminator_options
 from gdpp_bench.report.tables import variant_order
 from gdpp_bench.rundir import RunDir
-from gdpp_bench.seed_parallel import check_seed_parallel
 from gdpp_bench.suites import expand, load_suite
-from gdpp_bench.train import train
+from gdpp_bench.training import check_seed_parallel, train
 
 CPU = torch.device("cpu")
 SHAPES = {"mlp2d": (2,), "dcgan28": (1, 28, 28), "dcgan32": (3, 32, 32)}

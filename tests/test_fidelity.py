@@ -192,7 +192,7 @@ def test_evaluate_adds_missing_metrics_and_reuses_the_others(tmp_path, monkeypat
     from gdpp_bench.metrics import METRICS
     from gdpp_bench.rundir import RunDir, read_json, write_json
     from gdpp_bench.suites import expand
-    from gdpp_bench.train import train
+    from gdpp_bench.training import train
 
     (spec,) = expand(tiny_suite(variants=("bce",), train={"steps": 10}))
     spec = dataclasses.replace(spec, eval=dataclasses.replace(spec.eval, every=0))

@@ -17,7 +17,7 @@ from gdpp_bench.errors import UserError
 from gdpp_bench.losses import TERMS
 from gdpp_bench.rundir import RunDir, check_plain_name, read_json
 from gdpp_bench.suites import EvalConfig, expand
-from gdpp_bench.train import reconcile, train
+from gdpp_bench.training import reconcile, train
 
 RING = ["--suite", "ring8", "--device", "cpu", "--variants", "bce", "--seeds", "0"]
 

@@ -11,13 +11,19 @@ import pytest
 import torch
 from conftest import tiny_suite
 
-from gdpp_bench import seed_parallel
 from gdpp_bench.checkpoint import load_checkpoint
 from gdpp_bench.data import DATASETS
 from gdpp_bench.rundir import RunDir
-from gdpp_bench.seed_parallel import _Batch, _Seed, check_seed_parallel, seed_groups, train_seed_parallel
 from gdpp_bench.suites import EvalConfig, expand
-from gdpp_bench.train import build_step, train
+from gdpp_bench.training import (
+    SeedParallelSteps,
+    build_step,
+    check_seed_parallel,
+    seed_groups,
+    seed_parallel,
+    train,
+    train_seed_parallel,
+)
 
 CPU = torch.device("cpu")
 SEEDS = (0, 1, 2)
@@ -64,8 +70,7 @@ def test_initial_weights_are_the_sequential_ones():
     specs = specs_for()
     sampler = DATASETS.get("ring8").sampler(CPU)
     steps = [build_step(spec, CPU, sampler) for spec in specs]
-    seeds = [_Seed(spec, None, step, None, None, 0) for spec, step in zip(specs, steps, strict=True)]
-    batch = _Batch(seeds, CPU)
+    batch = SeedParallelSteps(steps, CPU)
     for k, spec in enumerate(specs):
         fresh = build_step(spec, CPU, sampler)  # built again: what a sequential run starts from
         for stacked, own in zip(batch.g_params, fresh.generator.parameters(), strict=True):
@@ -126,7 +131,7 @@ def test_run_dirs_have_the_sequential_format_and_resume_sequentially(tmp_path, m
     specs = specs_for("bce", steps=20, checkpoint_every=10)
     # interrupt the seed-parallel session after step 10 (its checkpoint is written)
     calls = {"n": 0}
-    original = _Batch.train_step
+    original = SeedParallelSteps.__call__
 
     def interrupted(self):
         calls["n"] += 1
@@ -134,10 +139,10 @@ def test_run_dirs_have_the_sequential_format_and_resume_sequentially(tmp_path, m
             raise KeyboardInterrupt
         return original(self)
 
-    monkeypatch.setattr(_Batch, "train_step", interrupted)
+    monkeypatch.setattr(SeedParallelSteps, "__call__", interrupted)
     with pytest.raises(KeyboardInterrupt):
         train_seed_parallel(specs, tmp_path / "par", CPU)
-    monkeypatch.setattr(_Batch, "train_step", original)
+    monkeypatch.setattr(SeedParallelSteps, "__call__", original)
     for spec in specs:
         run_dir = RunDir(run_path(tmp_path / "par", spec))
         assert run_dir.config.exists() and not run_dir.is_done()
@@ -168,23 +173,23 @@ def test_writes_done_and_skips_finished_runs(tmp_path):
 
 def test_a_diverged_seed_fails_and_the_others_finish(tmp_path, monkeypatch):
     specs = specs_for("bce", steps=20)
-    original = _Batch.train_step
+    original = SeedParallelSteps.__call__
 
     def poisoned(self):
         values = original(self)
-        for k, seed in enumerate(self.seeds):
-            if seed.spec.seed == 1:
+        for k, step in enumerate(self.steps):
+            if step.rng.initial_seed() == 1:  # each seed's stream starts at its seed
                 values[k, 0] = math.nan
         return values
 
-    monkeypatch.setattr(_Batch, "train_step", poisoned)
+    monkeypatch.setattr(SeedParallelSteps, "__call__", poisoned)
     statuses = train_seed_parallel(specs, tmp_path, CPU)
     by_seed = {spec.seed: status for spec, status in zip(specs, statuses, strict=True)}
     assert by_seed[1]["status"] == "failed"
     assert by_seed[1]["reason"] == "diverged: non-finite d_loss by step 10"
     assert by_seed[0]["status"] == by_seed[2]["status"] == "done"
     assert by_seed[0]["step"] == by_seed[2]["step"] == 20
-    monkeypatch.setattr(_Batch, "train_step", original)
+    monkeypatch.setattr(SeedParallelSteps, "__call__", original)
     # the survivors trained as they would have alone
     for spec in specs:
         if spec.seed == 1:
@@ -236,9 +241,7 @@ def test_refuses_what_it_cannot_batch():
 
 def test_refuses_models_with_batchnorm(tmp_path, monkeypatch):
     """A model registered as mlp2d but holding BatchNorm is refused before any training."""
-    from gdpp_bench import train as train_module
-
-    real_build = train_module.build_step
+    real_build = build_step
 
     def with_batchnorm(spec, device, sampler):
         step = real_build(spec, device, sampler)
@@ -305,7 +308,7 @@ def test_seed_parallel_from_the_command_line_writes_every_run(tmp_path):
 
 
 def test_seed_parallel_is_cpu_only():
-    from gdpp_bench.seed_parallel import supports_seed_parallel, train_seed_parallel
+    from gdpp_bench.training import supports_seed_parallel
 
     specs = expand(tiny_suite(variants=("bce",), seeds=(0, 1)))
     assert supports_seed_parallel(specs[0], torch.device("cpu"))

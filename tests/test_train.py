@@ -14,7 +14,7 @@ import pytest
 import torch
 from conftest import tiny_suite
 
-from gdpp_bench import train as train_module
+from gdpp_bench import training as train_module
 from gdpp_bench.checkpoint import load_checkpoint
 from gdpp_bench.cuda_graph import GraphedStep
 from gdpp_bench.data import DATASETS
@@ -23,7 +23,7 @@ from gdpp_bench.losses import ADVERSARIAL, TERMS
 from gdpp_bench.pipeline import run_specs
 from gdpp_bench.rundir import RunDir, read_json
 from gdpp_bench.suites import RunSpec, expand
-from gdpp_bench.train import train
+from gdpp_bench.training import engine, train
 
 CPU = torch.device("cpu")
 
@@ -90,7 +90,7 @@ def test_resume_after_interruption_is_bit_identical(tmp_path, monkeypatch, varia
     train(spec, straight, CPU)
 
     saves = []
-    real_save = train_module.save_checkpoint
+    real_save = engine.save_checkpoint
 
     def save_then_die(path, state):
         real_save(path, state)
@@ -99,10 +99,10 @@ def test_resume_after_interruption_is_bit_identical(tmp_path, monkeypatch, varia
             raise KeyboardInterrupt  # killed mid-run, after the checkpoint at step 18
 
     interrupted = RunDir(tmp_path / "interrupted")
-    monkeypatch.setattr(train_module, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(engine, "save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         train(spec, interrupted, CPU)
-    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+    monkeypatch.setattr(engine, "save_checkpoint", real_save)
     assert not interrupted.is_done() and load_checkpoint(interrupted.checkpoint)["step"] == 18
 
     assert train(spec, interrupted, CPU)["status"] == "done"

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from gdpp_bench.data import DATASETS
 from gdpp_bench.models import MODELS
 from gdpp_bench.suites import expand, load_suite
-from gdpp_bench.train import build_step, train_step
+from gdpp_bench.training import build_step, train_step
 
 VARIANTS = ["bce", "bce+gdpp@1", "bce+gdpp-si@1"]
 

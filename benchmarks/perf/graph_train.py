@@ -21,7 +21,7 @@ import torch
 from gdpp_bench.evaluation import evaluate_run
 from gdpp_bench.rundir import RunDir
 from gdpp_bench.suites import expand, load_suite
-from gdpp_bench.train import train
+from gdpp_bench.training import train
 
 
 def main() -> None:

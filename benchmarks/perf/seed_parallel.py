@@ -28,9 +28,8 @@ import torch
 
 from gdpp_bench.checkpoint import load_checkpoint
 from gdpp_bench.rundir import RunDir
-from gdpp_bench.seed_parallel import train_seed_parallel
 from gdpp_bench.suites import expand, load_suite
-from gdpp_bench.train import train
+from gdpp_bench.training import train, train_seed_parallel
 
 
 def max_param_diff(a: Path, b: Path) -> float:

@@ -29,11 +29,11 @@ from collections.abc import Callable, Iterator
 import torch
 import torch.nn.functional as F
 
-from gdpp_bench import train as train_module
+from gdpp_bench import training as train_module
 from gdpp_bench.data.images import TensorSampler
 from gdpp_bench.models import MODELS
 from gdpp_bench.suites import EvalConfig, RunSpec, TrainConfig
-from gdpp_bench.train import build_step, make_stepper, step_autocast
+from gdpp_bench.training import build_step, make_stepper, step_autocast
 
 BATCH = 64
 IMAGES = 50_000

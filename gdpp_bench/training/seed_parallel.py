@@ -10,7 +10,7 @@ parameters is, slice by slice, each seed's own gradient. Diversity terms (GDPP: 
 checks, a custom autograd Function, eigh) run per seed in a Python loop over the K slices.
 
 Each seed writes a normal run directory: config.json, log.csv (same columns and rows), checkpoints
-in `train.py`'s format (a sequential `train()` resumes them), samples.png, DONE. A seed whose logged
+in the engine's format (a sequential `train()` resumes them), samples.png, DONE. A seed whose logged
 means turn non-finite is marked failed and leaves the batch; the others go on.
 
 Differences from K sequential runs: results agree to float rounding only (batched matmuls sum in
@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,27 +31,15 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from gdpp_bench.checkpoint import save_checkpoint
 from gdpp_bench.config import RunSpec
 from gdpp_bench.data import DATASETS
 from gdpp_bench.losses import Generated, split_term_output
 from gdpp_bench.losses.adversarial import interpolation_penalty
 from gdpp_bench.models.base import DOut
 from gdpp_bench.rundir import RunDir
-from gdpp_bench.train import (
-    EvalHook,
-    LoopProgress,
-    TrainSession,
-    TrainStep,
-    build_step,
-    checkpoint_state,
-    finish_run,
-    log_row,
-    periodic_evaluation,
-    reconcile,
-    set_grads,
-    start_or_resume,
-)
+from gdpp_bench.training.engine import EvalHook, Run, drive
+from gdpp_bench.training.reconcile import reconcile
+from gdpp_bench.training.state import TrainStep, build_step, set_grads
 
 SUPPORTED_MODELS = ("mlp2d",)
 STEP_EXECUTION = "seed-parallel (eager, {k} seeds batched with vmap)"
@@ -117,16 +103,6 @@ def _check_module(module: nn.Module, what: str) -> None:
         )
 
 
-@dataclass
-class _Seed:
-    spec: RunSpec
-    run_dir: RunDir
-    step: TrainStep
-    progress: LoopProgress
-    eval_hook: EvalHook | None
-    start: int
-
-
 def _stacked_forward(module: nn.Module, names: list[str]) -> Callable[[list[Tensor], Tensor], Any]:
     """f(stacked params [K, ...] in `names` order, x [K, B, ...]) -> the K modules' outputs."""
     base = copy.deepcopy(module).to("meta")
@@ -144,14 +120,15 @@ def _stacked_forward(module: nn.Module, names: list[str]) -> Callable[[list[Tens
     return forward
 
 
-class _Batch:
-    """The stacked parameters and Adam states of some seeds, and their batched training step."""
+class SeedParallelSteps:
+    """The engine's step function for the seeds of one configuration (see `engine.drive`): their
+    stacked parameters and Adam states, and their batched training step."""
 
-    def __init__(self, seeds: list[_Seed], device: torch.device) -> None:
-        self.seeds = seeds
-        steps = [s.step for s in seeds]
+    def __init__(self, steps: list[TrainStep], device: torch.device, execution: str | None = None) -> None:
+        self.steps = steps
         first = steps[0]
         self.device = device
+        self.execution = execution or STEP_EXECUTION.format(k=len(steps))
         g_params, _ = stack_module_state([s.generator for s in steps])
         d_params, _ = stack_module_state([s.discriminator for s in steps])
         self.g_params = list(g_params.values())
@@ -191,10 +168,9 @@ class _Batch:
             }
         return adam
 
-    def sync_to_seeds(self) -> None:
+    def sync(self) -> None:
         """Copy each seed's slice of the parameters and Adam state into its own modules/optimisers."""
-        for k, seed in enumerate(self.seeds):
-            step = seed.step
+        for k, step in enumerate(self.steps):
             for module, opt, stacked, adam in (
                 (step.generator, step.opt_g, self.g_params, self.opt_g),
                 (step.discriminator, step.opt_d, self.d_params, self.opt_d),
@@ -218,24 +194,20 @@ class _Batch:
 
     def _draw(self) -> tuple[Tensor, Tensor]:
         """Each seed's real batch then noise, from its own generator, in train_step's order."""
-        steps = [s.step for s in self.seeds]
-        real = torch.stack([s.sample_real(s.batch_size, s.rng) for s in steps])
-        noise = torch.stack([s.noise() for s in steps])
+        real = torch.stack([s.sample_real(s.batch_size, s.rng) for s in self.steps])
+        noise = torch.stack([s.noise() for s in self.steps])
         return real, noise
 
     def _d_loss(self, real: Tensor, fake: Tensor) -> tuple[Tensor, DOut, DOut, Tensor]:
         out_real, out_fake = self.d_forward(self.d_params, real), self.d_forward(self.d_params, fake)
         loss = self.adv_d(out_real.logits, out_real.features, out_fake.logits, out_fake.features)
-        penalty = torch.zeros(len(self.seeds), device=real.device)
-        gp_weight = self.seeds[0].step.adversarial.gp_weight
+        penalty = torch.zeros(len(self.steps), device=real.device)
+        gp_weight = self.steps[0].adversarial.gp_weight
         if gp_weight:
             fake = fake.detach()
             shape = (real.shape[1],) + (1,) * (real.ndim - 2)
             alpha = torch.stack(
-                [
-                    torch.rand(shape, generator=s.step.rng, device=real.device, dtype=real.dtype)
-                    for s in self.seeds
-                ]
+                [torch.rand(shape, generator=s.rng, device=real.device, dtype=real.dtype) for s in self.steps]
             )
             penalty = interpolation_penalty(
                 lambda mixed: self.d_forward(self.d_params, mixed).logits, real, fake, alpha, leading=1
@@ -248,26 +220,27 @@ class _Batch:
     ) -> tuple[Tensor, list[Tensor]]:
         loss = self.adv_g(out_fake.logits, out_fake.features)
         term_values = []
-        for _, term, weight in self.seeds[0].step.terms:
-            value = torch.stack(
-                [
-                    split_term_output(
-                        term(
-                            DOut(out_real.logits[k], out_real.features[k]),
-                            DOut(out_fake.logits[k], out_fake.features[k]),
-                            Generated(noise[k], fake[k]),
-                        )
-                    )[0]
-                    for k in range(len(self.seeds))
-                ]
-            )
+        for name, term, weight in self.steps[0].terms:
+            seed_values = []
+            for k, step in enumerate(self.steps):
+                value, diagnostics = split_term_output(
+                    term(
+                        DOut(out_real.logits[k], out_real.features[k]),
+                        DOut(out_fake.logits[k], out_fake.features[k]),
+                        Generated(noise[k], fake[k]),
+                    )
+                )
+                seed_values.append(value)
+                if diagnostics is not None:
+                    step.term_diagnostics[name] = diagnostics
+            value = torch.stack(seed_values)
             term_values.append(value)
             loss = loss + weight * value
         return loss, term_values
 
-    def train_step(self) -> Tensor:
+    def __call__(self) -> Tensor:
         """One train_step for every seed; returns the logged values, [K, columns]."""
-        first = self.seeds[0].step
+        first = self.steps[0]
         for _ in range(first.d_steps - 1 if first.simultaneous else first.d_steps):
             real, noise = self._draw()
             fake = self.g_forward(self.g_params, noise)
@@ -296,6 +269,10 @@ class _Batch:
             *term_values,
         ]
         return torch.stack([v.detach().float() for v in logged], dim=1)
+
+    def keep(self, indices: list[int]) -> SeedParallelSteps:
+        """Restacked from the seeds' own modules and optimisers, which `sync` has brought up to date."""
+        return SeedParallelSteps([self.steps[k] for k in indices], self.device, self.execution)
 
 
 def train_seed_parallel(
@@ -332,7 +309,7 @@ def train_seed_parallel(
     if pending:
         sampler = DATASETS.get(specs[0].dataset).sampler(device, data_root)
         with contextlib.ExitStack() as stack:
-            seeds = []
+            runs = []
             for i in pending:
                 step = build_step(specs[i], device, sampler)
                 _check_module(step.generator, "generator")
@@ -340,95 +317,13 @@ def train_seed_parallel(
                 stack.enter_context(run_dirs[i].lock())
                 if run_dirs[i].is_done():  # finished by another process meanwhile
                     continue
-                columns = ["step", *step.log_columns(), "imgs_per_s"]
-                progress = LoopProgress(log_sum=torch.zeros(len(columns) - 2, device=device))
-                start = start_or_resume(specs[i], run_dirs[i], step, device, progress)
-                seeds.append(_Seed(specs[i], run_dirs[i], step, progress, hooks[i], start))
-            groups: dict[tuple[int, int], list[_Seed]] = {}
-            for seed in seeds:
-                groups.setdefault((seed.start, seed.progress.log_count), []).append(seed)
-            for (start, _), group in sorted(groups.items(), key=lambda item: item[0]):
-                _train_group(group, start, device)
+                runs.append(Run.open(specs[i], run_dirs[i], step, device, hooks[i]))
+            groups: dict[tuple[int, int], list[Run]] = {}
+            for run in runs:  # runs at the same step and log count train together
+                groups.setdefault((run.start, run.progress.log_count), []).append(run)
+            for _, group in sorted(groups.items(), key=lambda item: item[0]):
+                drive(group, SeedParallelSteps([run.step for run in group], device))
     return [run_dir.status() for run_dir in run_dirs]
-
-
-def _train_group(seeds: list[_Seed], start: int, device: torch.device) -> None:
-    """The training loop of `train._train_loop`, for seeds that all stand at step `start`."""
-    spec = seeds[0].spec
-    cfg = spec.train
-    columns = ["step", *seeds[0].step.log_columns(), "imgs_per_s"]
-    batch = _Batch(seeds, device)
-    log_sum = torch.stack([s.progress.log_sum for s in seeds])
-    log_count = seeds[0].progress.log_count
-    tick = time.perf_counter()
-    sessions = {id(seed): TrainSession(seed.progress, share=len(seeds)) for seed in seeds}
-
-    def finish(seed: _Seed, stopped_early: bool) -> None:
-        execution = STEP_EXECUTION.format(k=len(seeds))
-        finish_run(
-            seed.spec,
-            seed.run_dir,
-            seed.step.generator,
-            device,
-            number,
-            sessions[id(seed)],
-            stopped_early,
-            execution,
-        )
-
-    number = start
-    while number < cfg.steps and batch.seeds:
-        number += 1
-        log_sum += batch.train_step()
-        log_count += 1
-        leaving: set[int] = set()  # indices of seeds that end at this step
-        stopped: set[int] = set()  # ... of which those whose patience ran out
-        if number % cfg.log_every == 0 or number == cfg.steps:
-            all_means = (log_sum / log_count).tolist()
-            rate = log_count * cfg.batch_size / (time.perf_counter() - tick)
-            for k, (seed, means) in enumerate(zip(batch.seeds, all_means, strict=True)):
-                reason = log_row(seed.run_dir, columns, number, means, rate)
-                if reason:
-                    seed.run_dir.mark_done("failed", reason=reason, step=number, **sessions[id(seed)].times())
-                    leaving.add(k)
-            log_sum.zero_()
-            log_count, tick = 0, time.perf_counter()
-        evaluate = bool(spec.eval.every) and number % spec.eval.every == 0
-        save = number % cfg.checkpoint_every == 0 or number == cfg.steps
-        if evaluate or save or leaving:
-            batch.sync_to_seeds()
-        if evaluate:
-            for k, seed in enumerate(batch.seeds):
-                if k in leaving:
-                    continue
-                with sessions[id(seed)].evaluating():
-                    if periodic_evaluation(
-                        seed.spec, seed.run_dir, seed.step, number, seed.eval_hook, seed.progress.selection
-                    ):
-                        stopped.add(k)
-        for k, seed in enumerate(batch.seeds):
-            if k in leaving:
-                continue
-            if save or k in stopped:
-                seed.progress.log_sum = log_sum[k].clone()
-                seed.progress.log_count = log_count
-                save_checkpoint(
-                    seed.run_dir.checkpoint,
-                    checkpoint_state(seed.step, number, seed.progress, sessions[id(seed)]),
-                )
-            if k in stopped:
-                finish(seed, stopped_early=True)
-        leaving |= stopped
-        if leaving:
-            keep = [k for k in range(len(batch.seeds)) if k not in leaving]
-            if not keep:
-                return
-            log_sum = log_sum[keep].clone()
-            batch = _Batch([batch.seeds[k] for k in keep], device)
-    if batch.seeds:
-        batch.sync_to_seeds()
-        for seed in batch.seeds:
-            finish(seed, stopped_early=False)
 
 
 # --- grouping and the pipeline's entry point --------------------------------------------------
