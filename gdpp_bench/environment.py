@@ -31,6 +31,17 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def device_type(device: torch.device | str, on_cluster_node: bool = False) -> str:
+    """The device type of runs asked for on `device` (a torch device or a --device name): "auto" is
+    what `resolve_device` picks on this machine, or "cuda" for a cluster node, whose GPUs this
+    machine cannot see."""
+    if isinstance(device, torch.device):
+        return device.type
+    if device == "auto":
+        return "cuda" if on_cluster_node else resolve_device("auto").type
+    return torch.device(device).type
+
+
 @functools.lru_cache(maxsize=1)
 def git_hash() -> str:
     """The checkout's commit when this process first asked (the code it imported), '+dirty'

@@ -5,6 +5,10 @@
 - `slurm`: every submitted run becomes one task of a single Slurm job array, through submitit.
 
 Whatever the executor, a run computes the same thing: the executor only decides where `fn` runs.
+
+Over 400 lines because stopping is part of each executor's contract and lives beside it: the pool's
+worker-side signal handling (Ctrl-C, orphaned workers) and the Slurm side's cancelling of the
+array's pending and running tasks; split apart, each half would only make sense with the other.
 """
 
 from __future__ import annotations
@@ -467,13 +471,9 @@ class SlurmExecutor:
 
 def uses_cuda(device: torch.device | str | None) -> bool:
     """Whether runs on `device` (a torch device or a --device name such as auto) use CUDA here."""
-    if device is None:
-        return False
-    import torch
+    from gdpp_bench.environment import device_type  # torch is imported only where needed
 
-    if device == "auto":
-        return torch.cuda.is_available()
-    return torch.device(device).type == "cuda"
+    return device is not None and device_type(device) == "cuda"
 
 
 def make_executor(
@@ -498,6 +498,8 @@ def make_executor(
                 "(see --slurm-array-parallelism)"
             )
         if device is not None and "gpus_per_run" not in slurm_options:
-            slurm_options["gpus_per_run"] = 0 if str(device) in ("cpu", "mps") else 1
+            from gdpp_bench.environment import device_type
+
+            slurm_options["gpus_per_run"] = int(device_type(device, on_cluster_node=True) == "cuda")
         return SlurmExecutor(**slurm_options)
     raise UserError(f"unknown executor {name!r}; known executors: {', '.join(EXECUTORS)}")

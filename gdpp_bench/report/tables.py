@@ -1,4 +1,8 @@
-"""The long per-run table (the report's source of truth) and its summaries."""
+"""The long per-run table (the report's source of truth) and its summaries.
+
+Over 400 lines because reading run folders (every file that can be missing, unreadable or from an
+older version) and pivoting them into runs.csv and the summary form one contract: the columns a
+summary reads are the ones the loader guarantees."""
 
 from __future__ import annotations
 
