@@ -49,17 +49,17 @@ def eval_context(
     real `split` (default: the final evaluation's, `reference_splits`)."""
     evaluation = spec.eval
     return EvalContext(
-        generator,
-        DATASETS.get(spec.dataset),
-        device,
-        evaluation.samples,
-        spec.seed,
-        data_root,
-        evaluation.fidelity_samples,
-        evaluation.real_samples,
-        split or reference_splits(spec)[1],
-        evaluation.ivom_images,
-        options,
+        generator=generator,
+        dataset=DATASETS.get(spec.dataset),
+        device=device,
+        n_samples=evaluation.samples,
+        seed=spec.seed,
+        data_root=data_root,
+        fidelity_samples=evaluation.fidelity_samples,
+        real_samples=evaluation.real_samples,
+        reference_split=split or reference_splits(spec)[1],
+        ivom_images=evaluation.ivom_images,
+        options=options,
         bn_batch=spec.train.batch_size if evaluation.sample_bn == "batch" else None,
     )
 
