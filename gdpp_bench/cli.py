@@ -113,7 +113,11 @@ def list_cmd() -> None:
 
 
 @cli.command()
-@click.option("--suite", required=True, help="Suite name (benchmarks/suites/NAME.toml) or path.")
+@click.option(
+    "--suite",
+    required=True,
+    help=("Suite name (built in, or NAME.toml in a folder of $GDPP_BENCH_SUITES) or path to a .toml file."),
+)
 @click.option("--results", default="results", show_default=True, type=click.Path(path_type=Path))
 @click.option(
     "--data-root",

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import math
 import os
 import tomllib
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -31,39 +33,56 @@ from gdpp_bench.models import MODELS
 from gdpp_bench.models.modifiers import check_batch_size, discriminator_options
 from gdpp_bench.rundir import check_plain_name
 
-SUITES_DIR = Path(
-    os.environ.get("GDPP_BENCH_SUITES", Path(__file__).resolve().parents[1] / "benchmarks" / "suites")
-)
+BUILT_IN_SUITES = importlib.resources.files("gdpp_bench") / "suite_files"
+
+
+def suite_folders() -> list[Traversable]:
+    """Where suites are looked up by name: the folders of GDPP_BENCH_SUITES (a path list, searched
+    first, so a user's suite may shadow a built-in one), then the suites shipped with the package."""
+    extra = [Path(p) for p in os.environ.get("GDPP_BENCH_SUITES", "").split(os.pathsep) if p]
+    return [*extra, BUILT_IN_SUITES]
+
+
+def suite_files() -> dict[str, Traversable]:
+    """Suite name -> its TOML file, the first folder of `suite_folders` that has it winning."""
+    found: dict[str, Traversable] = {}
+    for folder in suite_folders():
+        if folder.is_dir():
+            for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+                if entry.name.endswith(".toml") and entry.is_file():
+                    found.setdefault(entry.name.removesuffix(".toml"), entry)
+    return found
 
 
 def suite_names() -> list[str]:
-    return sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
+    return sorted(suite_files())
 
 
 def suite_description(name: str) -> str:
     """The `description` of a suite, for listings (not validated: `load_suite` does that)."""
     try:
-        description = tomllib.loads((SUITES_DIR / f"{name}.toml").read_text()).get("description", "")
-    except (OSError, tomllib.TOMLDecodeError):
+        description = tomllib.loads(suite_files()[name].read_text()).get("description", "")
+    except (KeyError, OSError, tomllib.TOMLDecodeError):
         return "(unreadable suite file)"
     return str(description)
 
 
 def load_suite(name_or_path: str) -> Suite:
-    """Load a suite by name (benchmarks/suites/NAME.toml) or by path to a TOML file."""
-    path = Path(name_or_path)
-    if path.suffix != ".toml":
-        path = SUITES_DIR / f"{name_or_path}.toml"
-        if not path.is_file():
+    """Load a suite by name (see `suite_folders`) or by path to a TOML file."""
+    source: Traversable | Path = Path(name_or_path)
+    if Path(name_or_path).suffix != ".toml":
+        files = suite_files()
+        if name_or_path not in files:
             raise UserError(
-                f"unknown suite {name_or_path!r}; known: {', '.join(suite_names())} "
+                f"unknown suite {name_or_path!r}; known: {', '.join(sorted(files))} "
                 "(or pass a path to a .toml file)"
             )
+        source = files[name_or_path]
     try:
-        table = tomllib.loads(path.read_text())
+        table = tomllib.loads(source.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise UserError(f"cannot read suite file {path}: {exc}") from None
-    return parse_suite(table, where=str(path))
+        raise UserError(f"cannot read suite file {source}: {exc}") from None
+    return parse_suite(table, where=str(source))
 
 
 def parse_suite(table: dict[str, Any], where: str = "suite") -> Suite:
