@@ -26,23 +26,9 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch_fidelity
 from torch import Tensor
-from torch_fidelity.defaults import DEFAULTS as FIDELITY_DEFAULTS
-from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
-from torch_fidelity.metric_kid import (
-    KEY_METRIC_KID_MEAN,
-    KEY_METRIC_KID_STD,
-    kernel_poly,
-    kid_features_to_metric,
-)
-from torch_fidelity.metric_prc import calc_cdist_part
-from torch_fidelity.utils import (
-    create_feature_extractor,
-    extract_featuresdict_from_input_id_cached,
-    resolve_feature_layer_for_metric,
-)
 
+import gdpp_bench.metrics.torch_fidelity_api as tf
 from gdpp_bench.data import classifier_of
 from gdpp_bench.data.images import Split
 from gdpp_bench.errors import UserError
@@ -53,9 +39,9 @@ from gdpp_bench.progress import say
 from gdpp_bench.rundir import write_atomic
 
 INCEPTION = "inception-v3-compat"
-INCEPTION_FILE = URL_INCEPTION_V3.rsplit("/", 1)[-1]
+INCEPTION_FILE = tf.URL_INCEPTION_V3.rsplit("/", 1)[-1]
 PRC_NEIGHBOURS = 3  # Kynkaanniemi et al. 2019
-PRC_BATCH = FIDELITY_DEFAULTS["prc_batch_size"]  # rows per distance block, as torch-fidelity
+PRC_BATCH = tf.DEFAULTS["prc_batch_size"]  # rows per distance block, as torch-fidelity
 DC_NEIGHBOURS = 5  # Naeem et al. 2020
 KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000
@@ -104,19 +90,19 @@ def inception_weights(path: str | Path | None) -> Path:
         weights = Path(path).expanduser()
         if not weights.is_file():
             raise UserError(
-                f"--inception-weights {weights} not found; download {URL_INCEPTION_V3} and pass its path"
+                f"--inception-weights {weights} not found; download {tf.URL_INCEPTION_V3} and pass its path"
             )
         return weights
     cached = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
     if not cached.is_file():
         try:
-            torch.hub.download_url_to_file(URL_INCEPTION_V3, str(cached), progress=False)
+            torch.hub.download_url_to_file(tf.URL_INCEPTION_V3, str(cached), progress=False)
         except Exception as exc:  # offline, proxy, read-only home: all need the same fix
             cached.unlink(missing_ok=True)
             first_line = (str(exc).strip().splitlines() or [""])[0]
             raise UserError(
                 f"Inception-v3 weights for FID/IS/KID are missing: {cached} not found and downloading "
-                f"{URL_INCEPTION_V3} failed ({type(exc).__name__}: {first_line}); download it where "
+                f"{tf.URL_INCEPTION_V3} failed ({type(exc).__name__}: {first_line}); download it where "
                 "there is internet and pass --inception-weights PATH (or copy it to that path)"
             ) from exc
     return cached
@@ -195,11 +181,12 @@ def fidelity_metrics(
         **extractor.kwargs(),
     }
     try:
-        values = torch_fidelity.calculate_metrics(isc=True, fid=True, kid=False, prc=False, **kwargs)
-        layer = resolve_feature_layer_for_metric("prc", **kwargs)
-        features = create_feature_extractor(extractor.name, [layer], **kwargs)
+        values = tf.calculate_metrics(isc=True, fid=True, kid=False, prc=False, **kwargs)
+        layer = tf.resolve_feature_layer_for_metric("prc", **kwargs)
+        features = tf.create_feature_extractor(extractor.name, [layer], **kwargs)
         fake_features, real_features = (
-            extract_featuresdict_from_input_id_cached(i, features, **kwargs)[layer].to(device) for i in (1, 2)
+            tf.extract_featuresdict_from_input_id_cached(i, features, **kwargs)[layer].to(device)
+            for i in (1, 2)
         )
     finally:
         for stale in cache.glob(f"{fake_name}-*"):
@@ -246,12 +233,12 @@ def kernel_inception_distance(fake: Tensor, real: Tensor, subsets: int, size: in
     n_fake, n_real = len(fake), len(real)
     whole = n_fake * n_fake + n_real * n_real + n_fake * n_real
     if whole > 3 * subsets * size * size or whole > KID_FULL_KERNEL_ENTRIES:
-        values = kid_features_to_metric(
+        values = tf.kid_features_to_metric(
             fake.cpu(), real.cpu(), kid_subsets=subsets, kid_subset_size=size, verbose=False
         )
-        return float(values[KEY_METRIC_KID_MEAN]), float(values[KEY_METRIC_KID_STD])
+        return float(values[tf.KEY_METRIC_KID_MEAN]), float(values[tf.KEY_METRIC_KID_STD])
     x, y = fake.cpu().numpy(), real.cpu().numpy()
-    draw = np.random.RandomState(FIDELITY_DEFAULTS["rng_seed"])
+    draw = np.random.RandomState(tf.DEFAULTS["rng_seed"])
     pick_x, pick_y = np.zeros((n_fake, subsets)), np.zeros((n_real, subsets))
     for index in range(subsets):  # the draws of torch-fidelity's loop, in its order
         pick_x[draw.choice(n_fake, size, replace=False), index] = 1.0
@@ -260,21 +247,21 @@ def kernel_inception_distance(fake: Tensor, real: Tensor, subsets: int, size: in
     def pair_sums(kernel: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
         return (left * (kernel.astype(np.float64) @ right)).sum(axis=0)
 
-    k_xx, k_yy = kernel_poly(x, x), kernel_poly(y, y)
+    k_xx, k_yy = tf.kernel_poly(x, x), tf.kernel_poly(y, y)
     # sums over the distinct pairs of each subset (the unbiased estimator leaves out i == j)
     within_x = pair_sums(k_xx, pick_x, pick_x) - pick_x.T @ np.diagonal(k_xx).astype(np.float64)
     within_y = pair_sums(k_yy, pick_y, pick_y) - pick_y.T @ np.diagonal(k_yy).astype(np.float64)
-    across = pair_sums(kernel_poly(x, y), pick_x, pick_y)
+    across = pair_sums(tf.kernel_poly(x, y), pick_x, pick_y)
     mmds = (within_x + within_y) / (size * (size - 1)) - 2 * across / (size * size)
     return float(mmds.mean()), float(mmds.std())
 
 
 def kth_neighbour_distances(features: Tensor, k: int) -> Tensor:
     """Each row's distance to its k-th nearest other row, as torch-fidelity's precision/recall
-    computes it (its `calc_cdist_part`, the (k+1)-th smallest with the self-distance); on the CPU."""
+    computes it (its `tf.calc_cdist_part`, the (k+1)-th smallest with the self-distance); on the CPU."""
     return torch.cat(
         [
-            calc_cdist_part(rows, features, PRC_BATCH).kthvalue(k + 1).values
+            tf.calc_cdist_part(rows, features, PRC_BATCH).kthvalue(k + 1).values
             for rows in features.split(PRC_BATCH)
         ]
     )
@@ -289,7 +276,7 @@ def precision_recall(fake: Tensor, real: Tensor, real_radii: Tensor) -> tuple[fl
     recall = (
         torch.cat(
             [
-                (calc_cdist_part(rows, fake, PRC_BATCH) <= fake_radii).any(dim=1)
+                (tf.calc_cdist_part(rows, fake, PRC_BATCH) <= fake_radii).any(dim=1)
                 for rows in real.split(PRC_BATCH)
             ]
         )
@@ -300,7 +287,7 @@ def precision_recall(fake: Tensor, real: Tensor, real_radii: Tensor) -> tuple[fl
     precision = (
         torch.cat(
             [
-                (calc_cdist_part(rows, real, PRC_BATCH) <= real_radii).any(dim=1)
+                (tf.calc_cdist_part(rows, real, PRC_BATCH) <= real_radii).any(dim=1)
                 for rows in fake.split(PRC_BATCH)
             ]
         )
@@ -338,7 +325,7 @@ def protocol(extractor: Extractor, fake: int, real: int, split: str, batch_size:
         "extractor": extractor.name,
         "extractor_weights_sha256": extractor.weights_sha256,
         **extractor.details,
-        "torch_fidelity": torch_fidelity.__version__,
+        "torch_fidelity": tf.version,
         "batch_size": batch_size,
         "is_splits": IS_SPLITS,
         "kid_subsets": KID_SUBSETS,

@@ -22,9 +22,6 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch_fidelity import FeatureExtractorBase, register_feature_extractor
-from torch_fidelity.helpers import vassert
-from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 from gdpp_bench.metrics.instruments import (
     CLASSIFIER_DATASETS,
@@ -34,6 +31,12 @@ from gdpp_bench.metrics.instruments import (
     load_classifier,
     load_or_train_classifier,
     prepare_images,
+)
+from gdpp_bench.metrics.torch_fidelity_api import (
+    FEATURE_EXTRACTORS_REGISTRY,
+    FeatureExtractorBase,
+    register_feature_extractor,
+    vassert,
 )
 
 FEATURES = ("1024", "logits_unbiased", "logits")
