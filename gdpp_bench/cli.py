@@ -5,7 +5,6 @@ commands' documentation), which read best beside the command they belong to."""
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,16 +13,8 @@ import click
 
 from gdpp_bench import __version__
 from gdpp_bench.config import CLASSIFIER_DATASETS, DEVICES, EXECUTORS, PRECISIONS, PROTOCOLS
+from gdpp_bench.environment import default_data_root
 from gdpp_bench.errors import UserError
-
-
-def default_data_root() -> str:
-    """$GDPP_BENCH_DATA, else the team's shared copy ../shared/datasets when it exists, else the
-    user cache (where torchvision downloads what is missing, on machines with internet)."""
-    if os.environ.get("GDPP_BENCH_DATA"):
-        return os.environ["GDPP_BENCH_DATA"]
-    shared = Path("..") / "shared" / "datasets"
-    return str(shared) if shared.is_dir() else str(Path("~/.cache/gdpp-bench/data").expanduser())
 
 
 def _split(text: str | None) -> list[str] | None:

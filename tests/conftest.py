@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gdpp_bench.cli import default_data_root
+from gdpp_bench.environment import default_data_root
 from gdpp_bench.suites import EvalConfig, Suite, TrainConfig
 
 if os.environ.get("PYTEST_XDIST_WORKER"):  # parallel test processes share the cores: one thread each
