@@ -15,6 +15,7 @@ from gdpp_bench import __version__
 from gdpp_bench.config import CLASSIFIER_DATASETS, DEVICES, EXECUTORS, PRECISIONS, PROTOCOLS
 from gdpp_bench.environment import default_data_root
 from gdpp_bench.errors import UserError
+from gdpp_bench.export import BN_MODES, CHECKPOINT_CHOICES, EXPORT_FORMATS
 
 
 def _split(text: str | None) -> list[str] | None:
@@ -366,6 +367,57 @@ def evaluate(
         click.echo(f"{outcome['key']}: {outcome['status']}  {detail}")
     if refused:
         sys.exit(2)
+
+
+@cli.command()
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option(
+    "--out", required=True, type=click.Path(path_type=Path), help="PNG folder, FILE.npz or FILE.csv."
+)
+@click.option("--count", default=10_000, show_default=True, help="Samples to write.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(EXPORT_FORMATS),
+    help="png: one PNG per image; npz: key images, uint8 NHWC; csv: x,y points (2D). Default: from --out.",
+)
+@click.option("--seed", default=0, show_default=True, help="Seed of the noise (same seed, same samples).")
+@click.option(
+    "--checkpoint",
+    type=click.Choice(CHECKPOINT_CHOICES),
+    default="auto",
+    show_default=True,
+    help="best.pt, checkpoint.pt, or auto: best.pt where the suite selects one.",
+)
+@click.option(
+    "--sample-bn",
+    type=click.Choice(BN_MODES),
+    default="running",
+    show_default=True,
+    help="BatchNorm statistics: running (eval mode) or each chunk's own (as eval.sample_bn = batch).",
+)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+def sample(
+    run: Path, out: Path, count: int, fmt: str | None, seed: int, checkpoint: str, sample_bn: str, device: str
+) -> None:
+    """Write samples of a trained run (RESULTS/SUITE/VARIANT/seed-N) for tools outside the harness."""
+    from gdpp_bench.environment import resolve_device
+    from gdpp_bench.export import export_samples
+
+    record = export_samples(
+        run,
+        out,
+        count,
+        fmt=fmt,
+        seed=seed,
+        checkpoint=checkpoint,
+        bn=sample_bn,
+        device=resolve_device(device),
+    )
+    click.echo(
+        f"{out}: {count} samples of {record['key']} ({record['checkpoint']}, step {record['step']}, "
+        f"seed {seed}, BatchNorm {sample_bn}) as {record['format']}"
+    )
 
 
 @cli.command()
