@@ -72,9 +72,20 @@ _INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 
 @click.group(invoke_without_command=True)
 @click.version_option(__version__, "--version", prog_name="gdpp-bench")
+@click.option(
+    "--plugin",
+    "plugins",
+    multiple=True,
+    metavar="MODULE|FILE.py",
+    help="Import a module that registers losses, terms, models, datasets or metrics (repeatable; "
+    "installed packages' gdpp_bench.plugins entry points are imported too).",
+)
 @click.pass_context
-def cli(ctx: click.Context) -> None:
+def cli(ctx: click.Context, plugins: tuple[str, ...]) -> None:
     """Train GANs under every loss variant of a suite, evaluate them, and report."""
+    from gdpp_bench.plugins import load_plugins
+
+    load_plugins(plugins)
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())
 

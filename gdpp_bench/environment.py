@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from gdpp_bench.plugins import loaded_plugins
+
 PACKAGES = ("torch", "torchvision", "torch-fidelity", "numpy", "scipy", "pandas", "gdpp-bench")
 
 
@@ -94,4 +96,5 @@ def describe(device: torch.device) -> dict[str, Any]:
         "packages": versions,
         "threads": torch.get_num_threads(),  # CPU results depend on it (float summation order)
         "git": git_hash(),
+        "plugins": loaded_plugins(),  # module, file and sha256 of each plug-in this process loaded
     }

@@ -22,6 +22,7 @@ from gdpp_bench.errors import UserError
 from gdpp_bench.evaluation import evaluate_run, make_eval_hook
 from gdpp_bench.executors import Executor, SlurmExecutor, make_executor
 from gdpp_bench.metrics import EvalOptions
+from gdpp_bench.plugins import load_plugins
 from gdpp_bench.progress import say, working_on
 from gdpp_bench.rundir import RunDir, UnreadableFile, find_run_dirs
 from gdpp_bench.training import (
@@ -49,6 +50,7 @@ def run_one(
     style: str = "off",
 ) -> dict[str, Any]:
     """Train (or resume, or skip) one run and evaluate it. Safe to call again."""
+    load_plugins()  # in a worker process or Slurm task: the plug-ins the suite's process loaded
     device = resolve_device(device_name)
     run_dir = RunDir.for_spec(results, spec)
     with working_on(spec.key):
@@ -130,6 +132,7 @@ def run_seed_group(
     style: str = "off",
 ) -> list[dict[str, Any]]:
     """`run_one` for a group of seeds: train them batched, then evaluate each run."""
+    load_plugins()
     device = resolve_device(device_name)
     run_dirs = [RunDir.for_spec(results, spec) for spec in specs]
     with working_on(", ".join(spec.key for spec in specs)):
