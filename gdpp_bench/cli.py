@@ -214,6 +214,12 @@ def list_cmd() -> None:
     "for a quick look; recorded in the runs' config.",
 )
 @click.option(
+    "--tensorboard/--no-tensorboard",
+    default=None,
+    help="Also write TensorBoard events into each run folder (tensorboard/): log.csv's values, "
+    "periodic metrics, sample pictures (default: the suite's eval.tensorboard).",
+)
+@click.option(
     "--extend",
     is_flag=True,
     help="Continue finished runs whose only change is a larger --steps (or train.steps) from "
@@ -255,6 +261,7 @@ def run(
     slurm_folder: Path | None,
     seed_parallel: bool,
     eval_samples: int | None,
+    tensorboard: bool | None,
     extend: bool,
     force: bool,
     dry_run: bool,
@@ -289,6 +296,7 @@ def run(
         cuda_graph,
         eval_samples,
         datasets=_split(only_datasets),
+        tensorboard=tensorboard,
     )
     click.echo(f"suite {loaded.name}: {len(specs)} runs -> {results / loaded.name}")
     if dry_run:

@@ -76,6 +76,9 @@ class EvalConfig:
     real_samples: int = 10_000  # real reference samples for them (the whole split if fewer)
     reference_split: str = "train"  # or "test"
     ivom_images: int = 1_000  # real test images for IvOM (metric "ivom"; the paper: 2,000)
+    # also write TensorBoard events into RUN/tensorboard/ (log.csv scalars, periodic metrics,
+    # sample pictures); logging only: changing it never retrains or re-evaluates
+    tensorboard: bool = False
 
 
 EVAL_SAMPLE_COUNTS = ("samples", "fidelity_samples", "real_samples", "ivom_images")

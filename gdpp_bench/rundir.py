@@ -151,6 +151,11 @@ class RunDir:
         return self.path / "samples" / f"step-{step:07d}.png"
 
     @property
+    def tensorboard(self) -> Path:
+        """TensorBoard's event files of the run (eval.tensorboard)."""
+        return self.path / "tensorboard"
+
+    @property
     def eval_samples(self) -> Path:
         return self.path / "eval_samples.pt"
 

@@ -164,6 +164,7 @@ def expand(
     cuda_graph: bool | None = None,
     eval_samples: int | None = None,
     datasets: list[str] | None = None,
+    tensorboard: bool | None = None,
 ) -> list[RunSpec]:
     """One RunSpec per dataset x variant x seed; CLI overrides replace the suite's values.
 
@@ -197,6 +198,8 @@ def expand(
             evaluation = dataclasses.replace(
                 evaluation, **{key: min(getattr(evaluation, key), eval_samples) for key in EVAL_SAMPLE_COUNTS}
             )
+        if tensorboard is not None:
+            evaluation = dataclasses.replace(evaluation, tensorboard=tensorboard)
         specs += [
             RunSpec(
                 suite=suite.name,

@@ -24,6 +24,7 @@ from gdpp_bench.losses import TERM_DIAGNOSTICS
 from gdpp_bench.progress import RunProgress, say
 from gdpp_bench.rundir import RunDir
 from gdpp_bench.samples import fixed_noise_samples, save_samples
+from gdpp_bench.training.board import Board
 from gdpp_bench.training.reconcile import reconcile
 from gdpp_bench.training.resume import (
     LoopProgress,
@@ -82,12 +83,17 @@ def periodic_evaluation(
     number: int,
     eval_hook: EvalHook | None,
     selection: Selection,
+    board: Board | None = None,
 ) -> bool:
-    """Metrics to evals.csv, a sample picture, best.pt; returns True when patience ran out."""
+    """Metrics to evals.csv, a sample picture, best.pt (and TensorBoard events); returns True
+    when patience ran out."""
     values = eval_hook(step.generator, number) if eval_hook else {}
     _save_samples(spec, step.generator, step.rng.device, run_dir.sample_grid(number), number)
     if values:
         _append_csv(run_dir.evals, ["step", *values], [number, *values.values()])
+    if board is not None:
+        board.scalars("eval", values, number)
+        board.picture("samples", run_dir.sample_grid(number), number)
     selected = spec.eval.select
     if not selected:
         return False
@@ -150,6 +156,7 @@ class Run:
     progress: LoopProgress
     eval_hook: EvalHook | None
     start: int  # the step it resumed at (0: a fresh start)
+    board: Board | None = None  # TensorBoard events (eval.tensorboard)
 
     @classmethod
     def open(
@@ -161,13 +168,20 @@ class Run:
         start = start_or_resume(spec, run_dir, step, device, progress)
         doing = f"resuming at step {start}" if start else "training"
         say(f"{doing} of {spec.train.steps} in {run_dir.path}")
-        return cls(spec, run_dir, step, progress, eval_hook, start)
+        board = Board(run_dir, start) if spec.eval.tensorboard else None
+        return cls(spec, run_dir, step, progress, eval_hook, start, board)
 
     def evaluate(self, number: int, session: TrainSession) -> bool:
         """The periodic evaluation at step `number`; True when patience ran out."""
         with session.evaluating():
             return periodic_evaluation(
-                self.spec, self.run_dir, self.step, number, self.eval_hook, self.progress.selection
+                self.spec,
+                self.run_dir,
+                self.step,
+                number,
+                self.eval_hook,
+                self.progress.selection,
+                self.board,
             )
 
     def save(self, number: int, session: TrainSession) -> None:
@@ -202,6 +216,7 @@ def drive(runs: list[Run], steps: Steps, style: str = "off") -> None:
     log_count = first.progress.log_count
     number = first.start
     shown = RunProgress(cfg.steps, number, style if len(runs) == 1 else "off")
+    everyone = list(runs)
     tick = time.perf_counter()
     try:
         while number < cfg.steps and runs:
@@ -216,6 +231,9 @@ def drive(runs: list[Run], steps: Steps, style: str = "off") -> None:
                 for k, (run, means) in enumerate(zip(runs, all_means, strict=True)):
                     diagnostics = _diagnostics(run.step, run.progress, diagnostic_terms)
                     reason = log_row(run.run_dir, columns, number, means, rate, diagnostics)
+                    if run.board is not None:
+                        logged = dict(zip(columns[1:], [*means, rate, *diagnostics], strict=True))
+                        run.board.scalars("train", logged, number)
                     if reason:
                         run.run_dir.mark_done(
                             "failed", reason=reason, step=number, **sessions[id(run)].times()
@@ -233,17 +251,11 @@ def drive(runs: list[Run], steps: Steps, style: str = "off") -> None:
                 if k in leaving:
                     continue
                 session = sessions[id(run)]
-                if evaluate:
-                    with session.evaluating():
-                        if periodic_evaluation(
-                            run.spec, run.run_dir, run.step, number, run.eval_hook, run.progress.selection
-                        ):
-                            stopped.add(k)
+                if evaluate and run.evaluate(number, session):
+                    stopped.add(k)
                 if save or k in stopped:
                     run.progress.log_sum, run.progress.log_count = log_sum[k].clone(), log_count
-                    save_checkpoint(
-                        run.run_dir.checkpoint, checkpoint_state(run.step, number, run.progress, session)
-                    )
+                    run.save(number, session)
                 if k in stopped:
                     run.finish(number, session, stopped_early=True, execution=execution)
             leaving |= stopped
@@ -255,6 +267,9 @@ def drive(runs: list[Run], steps: Steps, style: str = "off") -> None:
                     steps = steps.keep(keep)
     finally:
         shown.close()
+        for run in everyone:
+            if run.board is not None:
+                run.board.close()
     if runs:
         steps.sync()
     for run in runs:
