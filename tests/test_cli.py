@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from browser import chromium
 from conftest import DATA_ROOT, gdpp_bench, result_lines
 from PIL import Image
 
@@ -291,3 +292,37 @@ def test_training_an_instrument_says_so(tmp_path, monkeypatch, mnist_root, capsy
     with pytest.warns(UserWarning, match="below"):
         load_or_train_classifier("mnist", mnist_root, config=ClassifierConfig(epochs=1, train_size=64))
     assert "training the mnist classifier the metrics use (once; cached as" in capsys.readouterr().out
+
+
+def test_the_report_page_in_a_real_browser(smoke, tmp_path):
+    """index.html as a reader meets it in Chromium: every image decodes, no console error, captions
+    say what a figure shows, the provenance names the code, and the page is not blank."""
+    import io
+
+    results, _ = smoke
+    assert gdpp_bench("report", "--suite", "smoke", "--results", str(results)).returncode == 0
+    page = results / "smoke" / "report" / "index.html"
+    with chromium() as browser:
+        browser.get(page.as_uri())
+        images = browser.execute_script(
+            "return Array.from(document.images).map(i => [i.getAttribute('src'), i.complete, i.naturalWidth])"
+        )
+        errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+        captions = browser.execute_script(
+            "return Array.from(document.querySelectorAll('figcaption')).map(c => c.textContent)"
+        )
+        text = browser.find_element("tag name", "body").text  # what is shown
+        everything = browser.execute_script("return document.body.textContent")  # closed <details> too
+        links = browser.execute_script(
+            "return Array.from(document.querySelectorAll('details a')).map(a => a.getAttribute('href'))"
+        )
+        shot = Image.open(io.BytesIO(browser.get_screenshot_as_png())).convert("L")
+    assert len(images) >= 10 and all(complete and width > 0 for _, complete, width in images), images
+    assert errors == []
+    assert captions and not any(caption.split(" (")[0].endswith(".png") for caption in captions)
+    assert any(caption.startswith("Periodic evaluations on ring8") for caption in captions)
+    assert "Provenance" in text and "git revision" in text and "torch" in text
+    assert "ring8/bce/seed-0" in everything
+    assert "../ring8/bce/seed-0/" in links  # the report sits beside the run folders: linked
+    extrema = shot.getextrema()
+    assert extrema[1] - extrema[0] > 100 and np.asarray(shot).std() > 5  # drawn, not blank

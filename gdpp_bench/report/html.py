@@ -1,14 +1,17 @@
-"""The report's one self-contained HTML page: tables, figures (relative links) and protocol text."""
+"""The report's HTML page: claims, tables, figures, protocol text and provenance. It is one page
+with its figures/ folder beside it (the images are linked, not embedded): keep them together."""
 
 from __future__ import annotations
 
 import html
 import math
+import os
 from pathlib import Path
 
 import pandas as pd
 
 from gdpp_bench.metrics import HIGHER_IS_BETTER
+from gdpp_bench.report.figures import FIGURES
 from gdpp_bench.report.tables import cell_texts, variant_order
 from gdpp_bench.rundir import RunDir, read_json
 
@@ -47,6 +50,15 @@ def summary_table_html(summary: pd.DataFrame, tests: pd.DataFrame, baseline: str
     )
 
 
+def figure_caption(png: Path) -> str:
+    """What a report figure shows, from its registration (stem PREFIX_DATASET[_METRIC])."""
+    prefix, dataset, *metric = png.stem.split("_", 2)
+    if prefix not in FIGURES:
+        return png.stem
+    template = FIGURES.meta(prefix).get("caption", png.stem)
+    return str(template).format(dataset=dataset, metric=metric[0] if metric else "")
+
+
 def figures_html(figures: list[Path], out_dir: Path) -> str:
     parts = []
     for png in figures:
@@ -55,12 +67,53 @@ def figures_html(figures: list[Path], out_dir: Path) -> str:
         pdf_link = ""
         if pdf.exists():
             pdf_link = f' (<a href="{html.escape(pdf.relative_to(out_dir).as_posix())}">PDF</a>)'
+        caption = figure_caption(png)
         parts.append(
             f'<figure><a href="{html.escape(link)}"><img src="{html.escape(link)}" '
-            f'alt="{html.escape(png.stem)}"></a><figcaption>{html.escape(png.stem)}{pdf_link}'
+            f'alt="{html.escape(caption)}"></a><figcaption>{html.escape(caption)}{pdf_link}'
             "</figcaption></figure>"
         )
     return "\n".join(parts)
+
+
+def provenance_html(runs: pd.DataFrame) -> str:
+    """The code and packages the runs were trained with: each git revision, torch and
+    torch-fidelity version and device, with how many runs used it."""
+    items = []
+    for column, label in (
+        ("git", "git revision"),
+        ("torch", "torch"),
+        ("torch_fidelity", "torch-fidelity"),
+        ("device_name", "device"),
+    ):
+        if column not in runs.columns:
+            continue
+        counts = runs[column].fillna("unknown").astype(str).value_counts()
+        shown = ", ".join(
+            f"<code>{html.escape(value)}</code> ({count} runs)" for value, count in counts.items()
+        )
+        items.append(f"<li>{label}: {shown}</li>")
+    return "<ul>" + "".join(items) + "</ul>"
+
+
+def runs_html(runs: pd.DataFrame, suite_dir: Path, out_dir: Path) -> str:
+    """Every run with its status; its folder linked where the report sits beside the run folders."""
+    beside = out_dir.resolve().parent == suite_dir.resolve()
+    rows = []
+    for r in runs.itertuples():
+        name = html.escape(str(r.run))
+        if beside and (suite_dir / str(r.run)).is_dir():
+            link = os.path.relpath(suite_dir / str(r.run), out_dir)
+            name = f"<a href='{html.escape(Path(link).as_posix())}/'>{name}</a>"
+        rows.append(
+            f"<tr><td>{name}</td><td>{html.escape(str(r.dataset))}</td><td>{html.escape(str(r.variant))}</td>"
+            f"<td>{r.seed}</td><td>{html.escape(str(r.status))}</td></tr>"
+        )
+    return (
+        f"<details><summary>{len(runs)} run folders</summary><table><thead><tr><th>run</th>"
+        "<th>dataset</th><th>variant</th><th>seed</th><th>status</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table></details>"
+    )
 
 
 def protocol_html(runs: pd.DataFrame, suite_dir: Path) -> str:
@@ -186,7 +239,8 @@ def suite_page(
     """index.html of one suite's report."""
     sections = [
         f"<p>{len(runs)} runs, {int((runs['status'] == 'done').sum())} finished. Cells: mean &plusmn; std "
-        "[95% t interval, cut to the metric's range] over seeds; best mean in bold; arrows give the "
+        "[95% t interval, cut to the metric's range] over seeds; the best mean in bold where one "
+        "variant alone has it; arrows give the "
         "better direction; stars: Holm-corrected Mann-Whitney U against "
         f"<code>{html.escape(baseline or 'n/a')}</code> "
         "(* p&lt;0.05, ** p&lt;0.01, *** p&lt;0.001); all tests in <a href='significance.csv'>"
@@ -208,5 +262,8 @@ def suite_page(
         not_done_html(runs),
         "<h2>Protocol</h2>",
         protocol_html(runs, suite_dir),
+        "<h2>Provenance</h2>",
+        provenance_html(runs),
+        runs_html(runs, suite_dir, out_dir),
     ]
     return page(f"gdpp-bench report: {suite}", "\n".join(sections))

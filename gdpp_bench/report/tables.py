@@ -299,7 +299,10 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     best = summary.groupby(["dataset", "metric"])["mean"].transform(
         lambda means: means.max() if HIGHER_IS_BETTER[means.name[1]] else means.min()
     )
-    summary["best"] = summary["mean"] == best
+    at_best = summary["mean"] == best
+    # bold marks one winner: a best mean shared by several variants marks none
+    unique = at_best.groupby([summary["dataset"], summary["metric"]]).transform("sum") == 1
+    summary["best"] = at_best & unique
     return summary
 
 

@@ -22,14 +22,52 @@ from gdpp_bench.report.figures.samples import sample_grids, samples_over_modes
 from gdpp_bench.report.tables import variant_order
 
 FIGURES: Registry = Registry("figure")
-FIGURES.register("points", per="metric")(metric_points)
-FIGURES.register("weight", per="metric")(metric_vs_weight)
-FIGURES.register("cost", per="metric")(metric_vs_cpu)
-FIGURES.register("training", per="dataset")(training_curves)
-FIGURES.register("grids", per="dataset")(sample_grids)
-FIGURES.register("samples", per="dataset")(samples_over_modes)
-FIGURES.register("modes", per="dataset")(mode_histograms)
-FIGURES.register("evals", per="dataset", last_k=True)(evaluation_curves)
+FIGURES.register(
+    "points",
+    per="metric",
+    caption="{metric} on {dataset}: each seed as a dot, each variant's mean with its 95% t interval, "
+    "the baseline's mean dashed",
+)(metric_points)
+FIGURES.register(
+    "weight",
+    per="metric",
+    caption="{metric} on {dataset} against the weight of each diversity term (log axis; mean, 95% band, "
+    "seeds as dots; variants without a term dashed)",
+)(metric_vs_weight)
+FIGURES.register(
+    "cost",
+    per="metric",
+    caption="{metric} on {dataset} against each run's training CPU seconds: what a gain costs in compute",
+)(metric_vs_cpu)
+FIGURES.register(
+    "training",
+    per="dataset",
+    caption="Training losses and diversity terms on {dataset} against the step (mean over seeds, 95% band)",
+)(training_curves)
+FIGURES.register(
+    "grids",
+    per="dataset",
+    caption="Generated images on {dataset}: each variant's final fixed-noise grid, one seed, side by side",
+)(sample_grids)
+FIGURES.register(
+    "samples",
+    per="dataset",
+    caption="Generated points over the {dataset} mode centres: one column per variant, one row per seed, "
+    "each panel with its modes and high-quality share",
+)(samples_over_modes)
+FIGURES.register(
+    "modes",
+    per="dataset",
+    caption="How evenly the modes of {dataset} are covered: the share of high-quality samples per mode "
+    "(2D), the ranked samples per digit triple (Stacked-MNIST)",
+)(mode_histograms)
+FIGURES.register(
+    "evals",
+    per="dataset",
+    last_k=True,
+    caption="Periodic evaluations on {dataset} against the step: mean over seeds, 95% band, each "
+    "seed faintly; the shaded window is what a run's headline value averages",
+)(evaluation_curves)
 
 __all__ = [
     "FIGURES",
