@@ -140,7 +140,8 @@ def test_index_html_references_only_existing_files_and_lists_the_failed_run(tiny
     assert any(link.endswith(".png") for link in parser.links)
     for link in parser.links:
         assert not re.match(r"^[a-z]+://", link)  # self-contained: relative links only
-        assert (index.parent / link).is_file(), link
+        target = index.parent / link
+        assert target.is_dir() if link.endswith("/") else target.is_file(), link  # run folders end in /
     assert "hinge+gdpp@1" in text and "diverged" in text
     for png in (p for p in written.values() if p.suffix == ".png"):
         with Image.open(png) as image:

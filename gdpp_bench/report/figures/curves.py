@@ -37,6 +37,9 @@ from gdpp_bench.report.tables import (  # noqa: E402
 # --- curves over training --------------------------------------------------------------------------
 
 
+MIN_SEEDS_FOR_BAND = 4  # below, a t band (t quantile 12.7 at n = 2) hides the curves it bands
+
+
 def _curve_panels(
     runs: pd.DataFrame,
     curves: pd.DataFrame,
@@ -56,7 +59,7 @@ def _curve_panels(
     order = variant_order(curves["variant"], baseline)
     colors = palette(order)
     fig, axes = panel_grid(len(columns), 3, (4.4, 3.2))
-    clipped = False
+    clipped = few_seeds = False
     for ax, column in zip(axes, columns, strict=True):
         present = curves.dropna(subset=[column])
         bands = []
@@ -64,9 +67,14 @@ def _curve_panels(
             block = present[present["variant"] == variant]
             if block.empty:
                 continue
-            bands.append(ci_frame(block, ["step"], column))
-            band(ax, bands[-1], "step", colors[variant], variant, linewidth=1.6)
-            if per_seed:
+            stats = ci_frame(block, ["step"], column)
+            if block["seed"].nunique() >= MIN_SEEDS_FOR_BAND:
+                bands.append(stats)
+                band(ax, stats, "step", colors[variant], variant, linewidth=1.6)
+            else:  # a t band of 1 or 2 degrees of freedom covers the panel: the seeds instead
+                ax.plot(stats["step"], stats["mean"], color=colors[variant], label=variant, linewidth=1.6)
+                few_seeds = True
+            if per_seed or block["seed"].nunique() < MIN_SEEDS_FOR_BAND:
                 for _, seed_block in block.groupby("seed"):
                     ax.plot(
                         seed_block["step"],
@@ -88,9 +96,11 @@ def _curve_panels(
     legend_outside(fig, handles, order, title="variant")
     shown = finished_runs(runs, dataset)
     notes = [
-        "lines: mean over seeds, bands: 95% t interval" + (" (cut at the seeds' range)" if clipped else "")
+        "lines: mean over seeds, bands: 95% t interval"
+        + (f" (variants with {MIN_SEEDS_FOR_BAND}+ seeds)" if few_seeds else "")
+        + (" (cut at the seeds' range)" if clipped else "")
     ]
-    if per_seed:
+    if per_seed or few_seeds:
         notes.append("faint lines: single seeds")
     if window is not None:
         notes.append("grey: the evaluations averaged into the headline (report --last-k)")
@@ -103,7 +113,7 @@ def training_curves(
     runs: pd.DataFrame, suite_dir: Path, dataset: str, stem: Path, baseline: str = DEFAULT_BASELINE
 ) -> list[Path]:
     """From log.csv: d_loss, g_loss and each diversity term's value against step; per variant the
-    mean over seeds and its 95% band."""
+    mean over seeds and its 95% band (with fewer than 4 seeds, each seed faintly instead)."""
     curves = run_csvs(finished_runs(runs, dataset), suite_dir, lambda run_dir: run_dir.log)
     if curves.empty:
         return []

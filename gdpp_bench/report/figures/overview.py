@@ -92,18 +92,9 @@ def gdpp_effect_heatmap(summary_by_suite: pd.DataFrame, stem: Path) -> list[Path
         ax.set_title(variant, loc="left", fontweight="bold")
         ax.set(xlabel="", ylabel="")
         ax.tick_params(axis="y", labelrotation=0)
-        # metric names above the first facet and below the last one only
-        ax.tick_params(
-            axis="x",
-            length=0,
-            top=ax is axes[0, 0],
-            labeltop=ax is axes[0, 0],
-            bottom=ax is axes[-1, 0],
-            labelbottom=ax is axes[-1, 0],
-        )
+        # metric names below every facet: labels above the first one collided with its title
+        ax.tick_params(axis="x", length=0, top=False, labeltop=False, bottom=True, labelbottom=True)
         slant_labels(ax.get_xticklabels(which="major"), "right")
-    if len(variants) > 1:
-        slant_labels([tick.label2 for tick in axes[0, 0].xaxis.get_major_ticks()], "left")
     colorbar = fig.colorbar(
         axes[0, 0].collections[0],
         ax=axes[:, 0].tolist(),
