@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -58,11 +59,18 @@ def test_second_run_skips_finished_runs(smoke):
     assert before == {p: p.stat().st_mtime_ns for p in before}
 
 
-def test_report_numbers_come_from_the_runs(smoke):
+@pytest.fixture(scope="module")
+def smoke_report(smoke) -> Path:
+    """The smoke suite's report, with figures, beside its run folders (made once for the module)."""
     results, _ = smoke
     done = gdpp_bench("report", "--suite", "smoke", "--results", str(results))
     assert done.returncode == 0, done.stderr
-    report = results / "smoke" / "report"
+    return results / "smoke" / "report"
+
+
+def test_report_numbers_come_from_the_runs(smoke, smoke_report, tmp_path):
+    results, _ = smoke
+    report = smoke_report
     runs = pd.read_csv(report / "runs.csv")
     assert len(runs) == 12 and set(runs["status"]) == {"done"}
     summary = pd.read_csv(report / "summary.csv")
@@ -94,10 +102,11 @@ def test_report_numbers_come_from_the_runs(smoke):
     # --last-k 1: the last evaluation, which measured the final checkpoint; run folders untouched
     before = {p: p.stat().st_mtime_ns for p in (results / "smoke").glob("*/*/seed-*/*")}
     again = gdpp_bench(
-        "report", "--suite", "smoke", "--results", str(results), "--last-k", "1", "--no-figures"
+        *("report", "--suite", "smoke", "--results", str(results), "--last-k", "1", "--no-figures"),
+        *("--out", str(tmp_path / "last-1")),
     )
     assert again.returncode == 0, again.stderr
-    last = pd.read_csv(report / "runs.csv")
+    last = pd.read_csv(tmp_path / "last-1" / "runs.csv")
     assert (last["modes"].dropna() == last["final_modes"].dropna()).all()
     assert before == {p: p.stat().st_mtime_ns for p in before}
     markdown = (report / "summary.md").read_text()
@@ -294,14 +303,12 @@ def test_training_an_instrument_says_so(tmp_path, monkeypatch, mnist_root, capsy
     assert "training the mnist classifier the metrics use (once; cached as" in capsys.readouterr().out
 
 
-def test_the_report_page_in_a_real_browser(smoke, tmp_path):
+def test_the_report_page_in_a_real_browser(smoke_report):
     """index.html as a reader meets it in Chromium: every image decodes, no console error, captions
     say what a figure shows, the provenance names the code, and the page is not blank."""
     import io
 
-    results, _ = smoke
-    assert gdpp_bench("report", "--suite", "smoke", "--results", str(results)).returncode == 0
-    page = results / "smoke" / "report" / "index.html"
+    page = smoke_report / "index.html"
     with chromium() as browser:
         browser.get(page.as_uri())
         images = browser.execute_script(
