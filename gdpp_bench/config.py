@@ -134,6 +134,9 @@ class RunSpec:
     train: TrainConfig
     eval: EvalConfig
     key: str
+    # the device type it trains on, resolved once for the suite ("auto" never reaches a run);
+    # not a training field: a run may resume on another device
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if isinstance(self.variant, str):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import signal
 import traceback
@@ -44,14 +45,13 @@ def run_one(
     spec: RunSpec,
     results: Path,
     data_root: str | None,
-    device_name: str,
     options: EvalOptions | None = None,
     policy: str = "refuse",
     style: str = "off",
 ) -> dict[str, Any]:
-    """Train (or resume, or skip) one run and evaluate it. Safe to call again."""
+    """Train (or resume, or skip) one run on `spec.device` and evaluate it. Safe to call again."""
     load_plugins()  # in a worker process or Slurm task: the plug-ins the suite's process loaded
-    device = resolve_device(device_name)
+    device = resolve_device(spec.device)  # already resolved: checks that it is there
     run_dir = RunDir.for_spec(results, spec)
     with working_on(spec.key):
         hook = make_eval_hook(spec, device, data_root, options)
@@ -126,14 +126,13 @@ def run_seed_group(
     specs: Sequence[RunSpec],
     results: Path,
     data_root: str | None,
-    device_name: str,
     options: Any = None,
     policy: str = "refuse",
     style: str = "off",
 ) -> list[dict[str, Any]]:
     """`run_one` for a group of seeds: train them batched, then evaluate each run."""
     load_plugins()
-    device = resolve_device(device_name)
+    device = resolve_device(specs[0].device)
     run_dirs = [RunDir.for_spec(results, spec) for spec in specs]
     with working_on(", ".join(spec.key for spec in specs)):
         say(f"training {len(specs)} seeds as one batched model")
@@ -180,8 +179,11 @@ def run_specs(
     stops the whole suite: nothing more is submitted, running and queued runs are stopped or
     cancelled (Slurm tasks through submitit), and KeyboardInterrupt is raised again.
     """
-    # a missing device is reported once, before any job starts; a Slurm task resolves it on its node
-    device = None if isinstance(executor, SlurmExecutor) else resolve_device(device_name)
+    # the device is resolved here, once, into every spec (a missing one is reported before any
+    # job starts); for Slurm, "auto" means a GPU of the cluster's nodes, which this machine cannot see
+    on_cluster = isinstance(executor, SlurmExecutor)
+    kind = device_type(device_name, on_cluster_node=True) if on_cluster else resolve_device(device_name).type
+    specs = [dataclasses.replace(spec, device=kind) for spec in specs]
     executor = executor or make_executor("local", jobs, device=device_name)
     progress = tqdm(total=len(specs), desc="runs", unit="run", leave=False, disable=None, position=0)
 
@@ -205,22 +207,17 @@ def run_specs(
     try:
         for group in groups:
             submitted += 1
-            node_device = device or torch.device(device_type(device_name, on_cluster_node=True))
-            if len(group) > 1 and supports_seed_parallel(group[0], node_device):
+            if len(group) > 1 and supports_seed_parallel(group[0], torch.device(group[0].device)):
                 jobs_of_group = [
                     (
-                        executor.submit(
-                            run_seed_group, group, results, data_root, device_name, options, policy, style
-                        ),
+                        executor.submit(run_seed_group, group, results, data_root, options, policy, style),
                         [s.key for s in group],
                     )
                 ]
             else:
                 jobs_of_group = [
                     (
-                        executor.submit(
-                            run_one, spec, results, data_root, device_name, options, policy, style
-                        ),
+                        executor.submit(run_one, spec, results, data_root, options, policy, style),
                         [spec.key],
                     )
                     for spec in group

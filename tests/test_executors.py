@@ -268,7 +268,7 @@ def test_timed_out_task_is_requeued_with_the_same_call():
 def _run_all(executor, specs, results: Path) -> list[dict]:
     from gdpp_bench.pipeline import run_one  # not at the top: pool workers import this module
 
-    futures = [executor.submit(run_one, spec, results, None, "cpu") for spec in specs]
+    futures = [executor.submit(run_one, spec, results, None) for spec in specs]
     try:
         return [future.result() for future in futures]
     finally:
@@ -430,3 +430,27 @@ def test_ctrl_c_while_waiting_aborts_the_executor_and_says_so_in_one_line(tmp_pa
     assert executor.aborted and executor.submitted == 4
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("interrupted: cancelled 4 slurm tasks (job 42); every run folder resumes")
+
+
+def test_auto_is_resolved_once_into_every_run_spec(tmp_path, monkeypatch):
+    """`--device auto` is resolved by run_specs, once: each run trains on (and config.json records)
+    the resolved device type, and nothing downstream sees "auto"."""
+    from gdpp_bench import environment
+    from gdpp_bench.pipeline import run_specs
+    from gdpp_bench.rundir import RunDir, read_json
+
+    calls = []
+    real = environment.resolve_device
+
+    def counting(name):
+        calls.append(name)
+        return real(name)
+
+    monkeypatch.setattr("gdpp_bench.pipeline.resolve_device", counting)
+    specs = expand(tiny_suite(variants=("bce",), seeds=(0, 1), train={"steps": 10, "log_every": 5}))
+    assert {spec.device for spec in specs} == {"cpu"}  # the default before resolution
+    run_specs(specs, tmp_path, None, "auto")
+    assert calls[0] == "auto" and "auto" not in calls[1:]  # later calls check the resolved type
+    for spec in specs:
+        recorded = read_json(RunDir.for_spec(tmp_path, spec).config)["spec"]
+        assert recorded["device"] == real("auto").type
