@@ -14,7 +14,7 @@ import click
 from gdpp_bench import __version__
 from gdpp_bench.config import CLASSIFIER_DATASETS, DEVICES, EXECUTORS, PRECISIONS, PROTOCOLS
 from gdpp_bench.environment import default_data_root
-from gdpp_bench.errors import UserError
+from gdpp_bench.errors import INTERRUPTED_BEFORE_ANY_RUN, Interrupted, UserError
 from gdpp_bench.export import BN_MODES, CHECKPOINT_CHOICES, EXPORT_FORMATS
 
 
@@ -342,8 +342,8 @@ def run(
             policy=policy,
             style=style,
         )
-    except KeyboardInterrupt:
-        sys.exit(EXIT_INTERRUPTED)  # run_specs said what it stopped
+    except Interrupted:
+        sys.exit(EXIT_INTERRUPTED)  # run_specs said what it stopped (an earlier Ctrl-C: main says)
     click.echo(f"suite {loaded.name}: {tally.line()}")
     sys.exit(tally.exit_code())
 
@@ -542,11 +542,7 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:  # Ctrl-C outside a suite's runs (which say what they stopped)
-        click.echo(
-            "interrupted: stopped before anything more was done; every run folder resumes "
-            "from its last checkpoint: rerun the same command",
-            err=True,
-        )
+        click.echo(INTERRUPTED_BEFORE_ANY_RUN, err=True)
         sys.exit(130)  # pipeline.EXIT_INTERRUPTED, without importing torch here
 
 

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from gdpp_bench.checkpoint import load_checkpoint
 from gdpp_bench.config import RunSpec
 from gdpp_bench.environment import device_type, resolve_device
-from gdpp_bench.errors import UserError
+from gdpp_bench.errors import Interrupted, UserError
 from gdpp_bench.evaluation import evaluate_run, make_eval_hook
 from gdpp_bench.executors import Executor, SlurmExecutor, make_executor
 from gdpp_bench.metrics import EvalOptions
@@ -186,6 +186,7 @@ def run_specs(
     specs = [dataclasses.replace(spec, device=kind) for spec in specs]
     executor = executor or make_executor("local", jobs, device=device_name)
     progress = tqdm(total=len(specs), desc="runs", unit="run", leave=False, disable=None, position=0)
+    groups = seed_groups(specs) if seed_parallel else [[spec] for spec in specs]
 
     def finished(future: Future, keys: list[str]) -> None:
         if future.cancelled():
@@ -201,7 +202,6 @@ def run_specs(
             for outcome in outcomes:
                 on_result(outcome)
 
-    groups = seed_groups(specs) if seed_parallel else [[spec] for spec in specs]
     futures: list[tuple[Future, list[str]]] = []
     submitted = 0  # groups handed to the executor
     try:
@@ -244,7 +244,7 @@ def run_specs(
             + "; every run folder resumes from its last checkpoint: rerun the same command",
             err=True,
         )
-        raise
+        raise Interrupted from None  # said: the command line adds nothing
     finally:
         executor.shutdown()
         progress.close()
