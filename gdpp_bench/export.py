@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import copy
 import csv
-import json
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -25,10 +24,10 @@ from torch import Tensor
 from gdpp_bench.checkpoint import load_checkpoint
 from gdpp_bench.config import RunSpec
 from gdpp_bench.data import DATASETS
-from gdpp_bench.environment import describe
+from gdpp_bench.environment import git_hash
 from gdpp_bench.errors import UserError
 from gdpp_bench.models import build_models
-from gdpp_bench.rundir import RunDir, write_atomic
+from gdpp_bench.rundir import RunDir, write_atomic, write_json
 from gdpp_bench.samples import to_uint8
 
 EXPORT_FORMATS = ("png", "npz", "csv")
@@ -135,10 +134,9 @@ def export_samples(
         "sample_bn": bn,
         "chunk": chunk,
         "format": fmt,
-        "git": describe(device)["git"],
+        "git": git_hash(),
     }
-    beside = out / "samples.json" if fmt == "png" else out.with_name(out.name + ".json")
-    write_atomic(beside, lambda tmp: tmp.write_text(json.dumps(record, indent=2) + "\n"))
+    write_json(out / "samples.json" if fmt == "png" else out.with_name(out.name + ".json"), record)
     return record
 
 
@@ -148,22 +146,16 @@ def _write_png_folder(out: Path, parts: Iterator[Tensor]) -> None:
     from PIL import Image
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    tmp = out.with_name(f".{out.name}.{secrets.token_hex(6)}.tmp")
     try:
+        tmp.mkdir()  # inside the try, as write_atomic does: an interruption leaves nothing behind
         index = 0
         for part in parts:
             for image in to_uint8(part).permute(0, 2, 3, 1).cpu().numpy():
                 pixels = image[:, :, 0] if image.shape[2] == 1 else image
                 Image.fromarray(pixels).save(tmp / f"{index:06d}.png")
                 index += 1
-        os.chmod(tmp, 0o777 & ~_umask())
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

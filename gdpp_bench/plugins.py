@@ -27,7 +27,8 @@ ENVIRONMENT = "GDPP_BENCH_PLUGINS"  # os.pathsep-separated: what this process lo
 # a registered name becomes part of a variant (ADV+TERM@W) or a folder name: plain, no + or @
 _PLAIN_ENTRY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=-]*")
 
-_loaded: dict[str, dict[str, Any]] = {}  # reference (module name or file path) -> its record
+_loaded: dict[str, dict[str, Any]] = {}
+_entry_points_loaded = False  # reference (module name or file path) -> its record
 
 
 def _registries() -> dict[str, Registry[Any]]:
@@ -114,8 +115,11 @@ def load_plugin(reference: str, source: str = "--plugin") -> dict[str, Any]:
 def load_plugins(references: list[str] | tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """The entry-point plug-ins of installed distributions, then `references` (--plugin), then
     those a parent process loaded (GDPP_BENCH_PLUGINS)."""
-    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        load_plugin(entry.value.split(":")[0], source=f"entry point {entry.name}")
+    global _entry_points_loaded
+    if not _entry_points_loaded:  # scanned once: run_one calls this for every run
+        for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            load_plugin(entry.value.split(":")[0], source=f"entry point {entry.name}")
+        _entry_points_loaded = True
     for reference in references:
         load_plugin(reference)
     for reference in os.environ.get(ENVIRONMENT, "").split(os.pathsep):
