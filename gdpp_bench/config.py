@@ -108,6 +108,10 @@ class Suite:
     # (variant, seeds) for variants whose [variant_seeds] entry replaces `seeds` (a costlier
     # variant run at fewer seeds in a study)
     variant_seeds: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    # dataset "folder": the images' folder (absolute, or relative to the data root) and the
+    # side (32 or 64) they are cropped and resized to
+    data_path: str = ""
+    image_size: int = 0
 
     def seeds_of(self, variant: str) -> tuple[int, ...]:
         return dict(self.variant_seeds).get(variant, self.seeds)
@@ -134,6 +138,10 @@ class RunSpec:
     train: TrainConfig
     eval: EvalConfig
     key: str
+    # dataset "folder": the suite's data_path (as written: a run may move to another data root)
+    # and image_size; training fields
+    data_path: str = ""
+    image_size: int = 0
     # the device type it trains on, resolved once for the suite ("auto" never reaches a run);
     # not a training field: a run may resume on another device
     device: str = "cpu"

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from gdpp_bench.checkpoint import load_checkpoint
 from gdpp_bench.config import RunSpec
-from gdpp_bench.data import DATASETS
+from gdpp_bench.data import dataset_of
 from gdpp_bench.data.images import Split
 from gdpp_bench.metrics import METRICS, SAMPLE_SEED_OFFSET, EvalContext, EvalOptions, compute_metrics
 from gdpp_bench.models import build_models
@@ -50,7 +50,7 @@ def eval_context(
     evaluation = spec.eval
     return EvalContext(
         generator=generator,
-        dataset=DATASETS.get(spec.dataset),
+        dataset=dataset_of(spec),
         device=device,
         n_samples=evaluation.samples,
         seed=spec.seed,
@@ -106,10 +106,27 @@ class PeriodicEvaluation:
         return values
 
 
+def real_splits_read(spec: RunSpec) -> set[str]:
+    """The real-data splits the run's evaluations read (metrics declare `reads_real`: the
+    reference split, or a fixed one such as IvOM's test images)."""
+    splits: set[str] = set()
+    for metric in spec.eval.metrics:
+        reads = METRICS.meta(metric).get("reads_real")
+        if reads == "reference":
+            splits.update(reference_splits(spec))
+        elif reads:
+            splits.add(reads)
+    return splits
+
+
 def make_eval_hook(
     spec: RunSpec, device: torch.device, data_root: str | None = None, options: EvalOptions | None = None
 ) -> PeriodicEvaluation:
-    """The periodic-evaluation hook that training calls: metrics of the current generator."""
+    """The periodic-evaluation hook that training calls: metrics of the current generator. A split
+    the evaluations will read and the data lacks is an error now, before any training."""
+    check_splits = getattr(dataset_of(spec), "check_splits", None)  # image datasets have it
+    if check_splits is not None:
+        check_splits(data_root, real_splits_read(spec))
     return PeriodicEvaluation(spec, device, data_root, options)
 
 
@@ -211,7 +228,7 @@ def evaluate_run(
     ):
         computed, notes, points = measured.values, measured.notes, measured.points
     else:
-        generator, _ = build_models(spec.model, DATASETS.get(spec.dataset).shape)
+        generator, _ = build_models(spec.model, dataset_of(spec).shape)
         generator.load_state_dict(state["generator"])
         generator.to(device)
         ctx = eval_context(generator, spec, device, data_root, options)

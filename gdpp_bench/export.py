@@ -23,7 +23,7 @@ from torch import Tensor
 
 from gdpp_bench.checkpoint import load_checkpoint
 from gdpp_bench.config import RunSpec
-from gdpp_bench.data import DATASETS
+from gdpp_bench.data import dataset_of
 from gdpp_bench.environment import git_hash
 from gdpp_bench.errors import UserError
 from gdpp_bench.models import build_models
@@ -89,7 +89,7 @@ def export_samples(
         raise UserError(f"{out} exists; choose another --out (nothing is overwritten)")
     fmt = export_format(out, fmt)
     spec = RunSpec.from_dict(run_dir.read_config()["spec"])
-    shape = DATASETS.get(spec.dataset).shape
+    shape = dataset_of(spec).shape
     if (fmt == "csv") != (len(shape) == 1):
         wanted = "csv" if len(shape) == 1 else "png or npz"
         kind = "points" if len(shape) == 1 else "images"

@@ -25,7 +25,7 @@ from gdpp_bench.config import (  # re-exported: the suite files' types
     Suite,
     TrainConfig,
 )
-from gdpp_bench.data import DATASETS
+from gdpp_bench.data import DATASETS, dataset_for, is_configurable
 from gdpp_bench.errors import UserError
 from gdpp_bench.losses import parse_variant
 from gdpp_bench.metrics import METRICS
@@ -204,12 +204,15 @@ def expand(
             RunSpec(
                 suite=suite.name,
                 dataset=dataset,
-                model=settings.model or DATASETS.get(dataset).default_model,
+                model=settings.model
+                or dataset_for(dataset, suite.data_path, suite.image_size).default_model,
                 variant=parsed[variant],
                 seed=seed,
                 train=train,
                 eval=evaluation,
                 key=f"{dataset}/{variant}/seed-{seed}" if several else f"{variant}/seed-{seed}",
+                data_path=suite.data_path if is_configurable(dataset) else "",
+                image_size=suite.image_size if is_configurable(dataset) else 0,
             )
             for variant in names
             for seed in (seeds if seeds is not None else suite.seeds_of(variant))
@@ -268,9 +271,23 @@ def _validate(suite: Suite, where: str) -> None:
         check_plain_name(f"{where}: dataset", dataset)
     _validate_settings(suite.settings(""), where)
     for dataset in suite.datasets:
-        DATASETS.get(dataset)
+        _validate_dataset(suite, dataset, where)
     for dataset, settings in suite.per_dataset:
         _validate_settings(settings, f"{where} [per_dataset.{dataset}]")
+
+
+def _validate_dataset(suite: Suite, dataset: str, where: str) -> None:
+    if is_configurable(dataset):
+        try:
+            dataset_for(dataset, suite.data_path, suite.image_size)
+        except UserError as exc:
+            raise UserError(f"{where}: {exc}") from None
+    elif suite.data_path or suite.image_size:
+        folders = [name for name in DATASETS if is_configurable(name)]
+        raise UserError(
+            f"{where}: data_path and image_size are settings of dataset {' or '.join(folders)}, "
+            f"not of {dataset!r}; remove them"
+        )
 
 
 def _validate_settings(settings: DatasetSettings, where: str) -> None:

@@ -226,19 +226,20 @@ class Replay(torch.nn.Module):
         return out
 
 
-def replay_context(images_uint8: torch.Tensor, dataset: str, **fields):
-    """An EvalContext whose generator replays `images_uint8` (so metrics see real data)."""
+def replay_context(images_uint8: torch.Tensor, dataset, data_root: Path = DATA_ROOT, **fields):
+    """An EvalContext whose generator replays `images_uint8` (so metrics see real data); `dataset`
+    is a registered name or a dataset object (a folder's)."""
     from gdpp_bench.data import DATASETS
     from gdpp_bench.metrics import EvalContext
 
     signed = images_uint8.float() / 127.5 - 1
     return EvalContext(
         Replay(signed),
-        DATASETS.get(dataset),
+        DATASETS.get(dataset) if isinstance(dataset, str) else dataset,
         torch.device("cpu"),
         len(signed),
         seed=0,
-        data_root=str(DATA_ROOT),
+        data_root=str(data_root),
         **fields,
     )
 

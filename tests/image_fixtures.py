@@ -57,14 +57,43 @@ def celeba_fixture_color(i: int) -> tuple[int, int, int]:
 
 
 def _write_jpeg(path: Path, color: tuple[int, int, int], size: tuple[int, int]) -> None:
+    """An image of `size` (width, height): `color` in its centred square, CELEBA_BAND_COLOR outside;
+    JPEG or PNG by the file's suffix."""
     width, height = size
     pixels = np.empty((height, width, 3), dtype=np.uint8)
     pixels[:] = CELEBA_BAND_COLOR
     side = min(width, height)
     top, left = (height - side) // 2, (width - side) // 2
     pixels[top : top + side, left : left + side] = color
-    # Quality 100 without chroma subsampling keeps the solid colours within a grey level or two.
-    Image.fromarray(pixels).save(path, quality=100, subsampling=0)
+    if path.suffix.lower() == ".png":
+        Image.fromarray(pixels).save(path)
+    else:
+        # Quality 100 without chroma subsampling keeps the solid colours within a grey level or two.
+        Image.fromarray(pixels).save(path, quality=100, subsampling=0)
+
+
+def write_image_folder(
+    folder: Path,
+    n: int,
+    suffix: str = ".png",
+    classes: tuple[str, ...] = (),
+    first_color: int = 0,
+    sizes: tuple[tuple[int, int], ...] = ((48, 40), (36, 60), (50, 50)),
+) -> list[tuple[int, int, int]]:
+    """`n` images in `folder` (flat, or spread in turn over the `classes` sub-folders, one nested a
+    level deeper), image i coloured celeba_fixture_color(first_color + i) in its centred square and
+    of size sizes[i % len(sizes)]. Returns the colours in the order a name-sorted listing gives."""
+    folder = Path(folder)
+    placed = []
+    for i in range(n):
+        where = folder
+        if classes:
+            where = folder / classes[i % len(classes)] / ("nested" if i % 4 == 3 else "")
+        where.mkdir(parents=True, exist_ok=True)
+        path = where / f"img{i:03d}{suffix}"
+        _write_jpeg(path, celeba_fixture_color(first_color + i), sizes[i % len(sizes)])
+        placed.append((path, celeba_fixture_color(first_color + i)))
+    return [color for path, color in sorted(placed, key=lambda item: str(item[0]))]
 
 
 def celeba_fixture_partition(n: int) -> list[int]:

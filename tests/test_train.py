@@ -239,7 +239,7 @@ CUDA = torch.device("cuda")  # only compared against, never allocated on
 )
 def test_what_blocks_a_cuda_graph(device, terms, sampler, reason):
     from gdpp_bench.cuda_graph import graph_blocker
-    from gdpp_bench.data.celeba import MemmapSampler
+    from gdpp_bench.data.image_files import MemmapSampler
     from gdpp_bench.data.images import TensorSampler
 
     samplers = {

@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from gdpp_bench.data import DATASETS
+from gdpp_bench.data import DATASETS, dataset_for
 from gdpp_bench.metrics import EvalContext, EvalOptions, compute_metrics
 from gdpp_bench.metrics import fidelity as measure
 from gdpp_bench.models import MODELS
@@ -68,8 +68,9 @@ def main() -> None:
         return elapsed
 
     extractor = measure.extractor_for(args.dataset, args.data_root, args.inception_weights)
-    real = measure.real_reference(args.dataset, args.data_root, "train", args.samples)
-    prefix = measure.reference_name(args.dataset, "train", real, extractor)
+    dataset = dataset_for(args.dataset)
+    real = measure.real_reference(dataset, args.data_root, "train", args.samples)
+    prefix = measure.reference_name(dataset, args.data_root, "train", real, extractor)
     timings: dict[str, list[float]] = {"cold": [], "warm": []}
     for _ in range(args.rounds):
         for stale in measure.fidelity_cache_dir().glob(f"{prefix}-*"):

@@ -1,16 +1,20 @@
 """Datasets by name. Each has a `name`, a sample `shape`, a `default_model` and `sampler(device, data_root)`.
 
 Image datasets also load a whole split as uint8 for the metrics stage: `load_split(name, root, split)`.
+A configurable dataset (`folder`) is registered as a function of the suite's `data_path` and
+`image_size`: get any run's dataset with `dataset_of(spec)` (or `dataset_for`), not `DATASETS.get`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from torch import Tensor
 
 from gdpp_bench.data.celeba import CELEBA, CELEBA64
 from gdpp_bench.data.cifar import CIFAR10_DATASET
+from gdpp_bench.data.folder import FolderImages, folder_dataset
 from gdpp_bench.data.images import Dataset, ImageDataset, Sampler, Split
 from gdpp_bench.data.mnist import FASHION_MNIST, MNIST, STACKED_MNIST, StackedMNIST, sample_stacked_mnist
 from gdpp_bench.data.synthetic import Mixture2D, grid, ring
@@ -27,6 +31,39 @@ DATASETS.register("fashion-mnist", kind="image", classifier="fashion-mnist")(FAS
 DATASETS.register("stacked-mnist", kind="image", classifier="mnist")(STACKED_MNIST)
 for _image_dataset in (CIFAR10_DATASET, CELEBA, CELEBA64):
     DATASETS.register(_image_dataset.name, kind="image")(_image_dataset)
+# registered as the function that makes it from the suite's data_path and image_size
+DATASETS.register("folder", kind="image", configurable=True)(folder_dataset)  # type: ignore[arg-type]
+
+
+def is_configurable(name: str) -> bool:
+    """Whether dataset `name` is made from a suite's data_path and image_size (`folder`)."""
+    return bool(DATASETS.meta(name).get("configurable"))
+
+
+def dataset_for(name: str, data_path: str = "", image_size: int = 0) -> Dataset:
+    """The dataset `name`; a configurable one made from `data_path` and `image_size`."""
+    entry: Any = DATASETS.get(name)
+    return entry(data_path, image_size) if is_configurable(name) else entry
+
+
+def dataset_of(spec: Any) -> Dataset:
+    """The dataset a run (a RunSpec) trains on."""
+    return dataset_for(spec.dataset, spec.data_path, spec.image_size)
+
+
+def describe_data(dataset: Dataset, data_root: str | None) -> dict[str, Any]:
+    """What config.json records of a run's data beyond the dataset's name (a folder's path, size
+    and identity); {} for datasets whose name says it all."""
+    describe = getattr(dataset, "describe", None)  # image datasets have it; 2D mixtures do not
+    return describe(data_root) if describe is not None else {}
+
+
+def kind_of(name: str) -> str:
+    """'2d' (a point mixture) or 'image': as registered, else from the sample shape (a plug-in's)."""
+    kind = DATASETS.meta(name).get("kind")
+    if kind is None:
+        kind = "2d" if len(DATASETS.get(name).shape) == 1 else "image"
+    return kind
 
 
 def classifier_of(dataset: str) -> str | None:
@@ -58,11 +95,17 @@ def load_split(
 __all__ = [
     "DATASETS",
     "Dataset",
+    "FolderImages",
     "ImageDataset",
     "Mixture2D",
     "Sampler",
     "Split",
     "classifier_of",
+    "dataset_for",
+    "describe_data",
+    "dataset_of",
+    "is_configurable",
+    "kind_of",
     "load_split",
     "sample_stacked_mnist",
 ]

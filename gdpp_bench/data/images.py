@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import torch
 from torch import Tensor
@@ -120,3 +120,14 @@ class ImageDataset:
         """A sampler over the training split, loaded once onto `device`."""
         images, _ = self.load_split(data_root, "train")
         return TensorSampler(images.to(device))
+
+    def reference_id(self, data_root: str | Path | None, split: Split) -> str:
+        """What names the split's real images in metric caches (with the split, size and count)."""
+        return self.name
+
+    def check_splits(self, data_root: str | Path | None, splits: set[str]) -> None:
+        """A UserError before training where an evaluation will need a split the data lacks."""
+
+    def describe(self, data_root: str | Path | None) -> dict[str, Any]:
+        """What config.json records of the data beyond its name ({}: the name says it all)."""
+        return {}

@@ -147,6 +147,7 @@ def compute_metrics(names: tuple[str, ...] | list[str], ctx: EvalContext) -> dic
 
 @METRICS.register(
     "fidelity",
+    reads_real="reference",  # the real images of the evaluation's reference split
     values={
         "fid": Value(False, (0, None)),
         "is": Value(True, (1, None)),
@@ -165,12 +166,12 @@ def fidelity_metric(ctx: EvalContext) -> dict[str, float]:
 
     n_fake, n_real = ctx.fidelity_counts()
     extractor = measure.extractor_for(ctx.dataset.name, ctx.data_root, ctx.options.inception_weights)
-    real = measure.real_reference(ctx.dataset.name, ctx.data_root, ctx.reference_split, n_real)
+    real = measure.real_reference(ctx.dataset, ctx.data_root, ctx.reference_split, n_real)
     fake = to_uint8(ctx.samples(n_fake)).cpu()  # torch-fidelity batches from a CPU dataset
-    name = measure.reference_name(ctx.dataset.name, ctx.reference_split, real, extractor)
+    name = measure.reference_name(ctx.dataset, ctx.data_root, ctx.reference_split, real, extractor)
     values = measure.fidelity_metrics(fake, real, name, extractor, ctx.device, ctx.options.batch_size)
     ctx.notes["fidelity"] = measure.protocol(
-        extractor, len(fake), len(real), ctx.reference_split, ctx.options.batch_size
+        extractor, len(fake), len(real), ctx.reference_split, ctx.options.batch_size, name
     )
     return values
 
@@ -217,7 +218,7 @@ def fashion_mnist_classes(ctx: EvalContext) -> dict[str, float]:
     return _class_coverage(ctx, "fashion-mnist", "fashion_mnist_classes")
 
 
-@METRICS.register("ivom", values={"ivom_mse": Value(False, (0, None))})
+@METRICS.register("ivom", reads_real="test", values={"ivom_mse": Value(False, (0, None))})
 def ivom_metric(ctx: EvalContext) -> dict[str, float]:
     """Inference via optimization (GDPP paper, CIFAR-10; from VEEGAN): for real test images, the
     smallest MSE (images on the [0, 1] scale) between G(z) and the image that L-BFGS on z finds in
@@ -226,7 +227,7 @@ def ivom_metric(ctx: EvalContext) -> dict[str, float]:
     from gdpp_bench.metrics.ivom import ivom
 
     count = ctx.ivom_count()
-    images = real_reference(ctx.dataset.name, ctx.data_root, "test", count)
+    images = real_reference(ctx.dataset, ctx.data_root, "test", count)
     targets = images.to(ctx.device).float().div(127.5).sub(1)
     per_image = ivom(ctx.generator, targets, seed=ctx.seed + SAMPLE_SEED_OFFSET, **IVOM_SEARCH)
     ctx.notes["ivom"] = {

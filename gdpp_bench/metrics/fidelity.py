@@ -30,7 +30,7 @@ from torch import Tensor
 
 import gdpp_bench.metrics.torch_fidelity_api as tf
 from gdpp_bench.data import classifier_of
-from gdpp_bench.data.images import Split
+from gdpp_bench.data.images import ImageDataset, Split
 from gdpp_bench.errors import UserError
 from gdpp_bench.metrics.fidelity_extractor import extractor_name
 from gdpp_bench.metrics.instruments import file_sha256, load_or_train_classifier
@@ -134,11 +134,9 @@ def extractor_for(dataset: str, data_root: str | None, inception: str | Path | N
     return Extractor(INCEPTION, weights, weights_sha256(weights), {})
 
 
-def real_reference(dataset: str, data_root: str | None, split: Split, count: int) -> Tensor:
+def real_reference(dataset: ImageDataset, data_root: str | None, split: Split, count: int) -> Tensor:
     """uint8 images of `split`: all of them, or a fixed random subset of `count` (seed SUBSET_SEED)."""
-    from gdpp_bench.data import load_split
-
-    images, _ = load_split(dataset, data_root, split)
+    images, _ = dataset.load_split(data_root, split)
     if count < len(images):
         keep = torch.randperm(len(images), generator=torch.Generator().manual_seed(SUBSET_SEED))[:count]
         images = images[keep.sort().values]
@@ -309,18 +307,25 @@ def _cached_radii(path: Path, real_features: Tensor, compute: Callable[[], Tenso
     return radii
 
 
-def reference_name(dataset: str, split: str, images: Tensor, extractor: Extractor) -> str:
-    """Cache name of a real reference set: what it holds and what measures it."""
+def reference_name(
+    dataset: ImageDataset, data_root: str | None, split: Split, images: Tensor, extractor: Extractor
+) -> str:
+    """Cache name of a real reference set: what it holds (the dataset's reference id: its name, or
+    a folder's identity) and what measures it."""
     size = images.shape[-1]
-    return f"{dataset}-{split}-{size}px-n{len(images)}-s{SUBSET_SEED}-{extractor.weights_sha256[:16]}"
+    held = f"{dataset.reference_id(data_root, split)}-{split}-{size}px-n{len(images)}-s{SUBSET_SEED}"
+    return f"{held}-{extractor.weights_sha256[:16]}"
 
 
-def protocol(extractor: Extractor, fake: int, real: int, split: str, batch_size: int) -> dict[str, Any]:
-    """What metrics.json records with the values."""
+def protocol(
+    extractor: Extractor, fake: int, real: int, split: str, batch_size: int, reference: str
+) -> dict[str, Any]:
+    """What metrics.json records with the values (`reference`: the real set's cache name)."""
     return {
         "generated_samples": fake,
         "real_samples": real,
         "reference_split": split,
+        "reference": reference,
         "real_subset_seed": SUBSET_SEED,
         "extractor": extractor.name,
         "extractor_weights_sha256": extractor.weights_sha256,

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from gdpp_bench.checkpoint import save_checkpoint
 from gdpp_bench.config import RunSpec
-from gdpp_bench.data import DATASETS
+from gdpp_bench.data import dataset_of, describe_data
 from gdpp_bench.errors import UserError
 from gdpp_bench.losses import TERM_DIAGNOSTICS
 from gdpp_bench.progress import RunProgress, say
@@ -69,7 +69,7 @@ def _append_csv(path: Path, columns: list[str], row: list[Any]) -> None:
 
 
 def _save_samples(spec: RunSpec, generator: nn.Module, device: torch.device, path: Path, step: int) -> None:
-    dataset = DATASETS.get(spec.dataset)
+    dataset = dataset_of(spec)
     count = SCATTER_POINTS if len(dataset.shape) == 1 else spec.eval.grid_samples
     samples = fixed_noise_samples(generator, count, FIXED_NOISE_SEED, device)
     title = f"{spec.suite}: {spec.variant}, seed {spec.seed}, step {step}"
@@ -160,12 +160,18 @@ class Run:
 
     @classmethod
     def open(
-        cls, spec: RunSpec, run_dir: RunDir, step: TrainStep, device: torch.device, eval_hook: EvalHook | None
+        cls,
+        spec: RunSpec,
+        run_dir: RunDir,
+        step: TrainStep,
+        device: torch.device,
+        eval_hook: EvalHook | None,
+        data: dict[str, Any] | None = None,
     ) -> Run:
         """The run with `step` fresh or resumed from the folder's checkpoint (the caller holds its
-        lock and has reconciled it)."""
+        lock and has reconciled it); `data` describes its data for config.json (`describe_data`)."""
         progress = LoopProgress(log_sum=torch.zeros(len(step.log_columns()), device=device))
-        start = start_or_resume(spec, run_dir, step, device, progress)
+        start = start_or_resume(spec, run_dir, step, device, progress, data or {})
         doing = f"resuming at step {start}" if start else "training"
         say(f"{doing} of {spec.train.steps} in {run_dir.path}")
         board = Board(run_dir, start) if spec.eval.tensorboard else None
@@ -296,10 +302,11 @@ def train(
         reconcile(spec, run_dir, policy)
         if run_dir.is_done():
             return {**run_dir.status(), "skipped": True}
-    step = build_step(spec, device, DATASETS.get(spec.dataset).sampler(device, data_root))
+    dataset = dataset_of(spec)
+    step = build_step(spec, device, dataset.sampler(device, data_root))
     with run_dir.lock():
         if run_dir.is_done():  # finished by another process while we loaded the data
             return {**run_dir.status(), "skipped": True}
-        run = Run.open(spec, run_dir, step, device, eval_hook)
+        run = Run.open(spec, run_dir, step, device, eval_hook, describe_data(dataset, data_root))
         drive([run], SequentialSteps(step, spec.train.precision), style)
         return run_dir.status()

@@ -26,7 +26,7 @@ def training_differences(recorded: RunSpec, requested: RunSpec) -> list[str]:
     setting, the eval settings that select and stop) where `recorded` and `requested` differ."""
     names = [
         (name, getattr(recorded, name), getattr(requested, name))
-        for name in ("dataset", "model", "variant", "seed")
+        for name in ("dataset", "data_path", "image_size", "model", "variant", "seed")
     ]
     names += [
         (f"train.{f.name}", getattr(recorded.train, f.name), getattr(requested.train, f.name))

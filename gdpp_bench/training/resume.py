@@ -85,19 +85,37 @@ class TrainSession:
 
 
 def start_or_resume(
-    spec: RunSpec, run_dir: RunDir, step: TrainStep, device: torch.device, progress: LoopProgress
+    spec: RunSpec,
+    run_dir: RunDir,
+    step: TrainStep,
+    device: torch.device,
+    progress: LoopProgress,
+    data: dict[str, Any] | None = None,
 ) -> int:
-    """Write config.json (first start) or note a change of code or torch (resume); load the
-    checkpoint if any. Returns the step reached. `reconcile` has made config.json agree with spec."""
+    """Write config.json (first start) or note a change of code, torch or data (resume); load the
+    checkpoint if any. Returns the step reached. `reconcile` has made config.json agree with spec.
+    `data`: what describes the run's data beyond its name (a folder's identity), recorded."""
     environment = describe(device)
     if not run_dir.config.exists():
-        write_json(run_dir.config, {"spec": spec.to_dict(), "environment": environment})
+        write_json(
+            run_dir.config,
+            {"spec": spec.to_dict(), "environment": environment, **({"data": data} if data else {})},
+        )
     if not run_dir.checkpoint.exists():
         for stale in (run_dir.log, run_dir.evals, run_dir.best):
             stale.unlink(missing_ok=True)
         return 0
     state = load_checkpoint(run_dir.checkpoint, map_location=device)
     config = run_dir.read_config()
+    if data and config.get("data") != data:
+        notice(
+            f"resuming at step {state['step']} on data that changed since the run began "
+            f"({spec.dataset} {spec.data_path}: other files, sizes or times); the new description is "
+            "recorded in config.json"
+        )
+        record_history(config, "data changed", step=int(state["step"]), data=config.get("data"))
+        config["data"] = data
+        write_json(run_dir.config, config)
     recorded = config.get("environment", {})
     last = (config.get("history") or [recorded])[-1]
     now = {"git": environment["git"], "torch": environment["packages"]["torch"]}

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from gdpp_bench.config import RunSpec
-from gdpp_bench.data import DATASETS
+from gdpp_bench.data import dataset_of, describe_data
 from gdpp_bench.losses import Generated, split_term_output
 from gdpp_bench.losses.adversarial import interpolation_penalty
 from gdpp_bench.models.base import DOut
@@ -307,7 +307,9 @@ def train_seed_parallel(
             reconcile(spec, run_dir, policy)
     pending = [i for i, run_dir in enumerate(run_dirs) if not run_dir.is_done()]
     if pending:
-        sampler = DATASETS.get(specs[0].dataset).sampler(device, data_root)
+        dataset = dataset_of(specs[0])
+        sampler = dataset.sampler(device, data_root)
+        data = describe_data(dataset, data_root)
         with contextlib.ExitStack() as stack:
             runs = []
             for i in pending:
@@ -317,7 +319,7 @@ def train_seed_parallel(
                 stack.enter_context(run_dirs[i].lock())
                 if run_dirs[i].is_done():  # finished by another process meanwhile
                     continue
-                runs.append(Run.open(specs[i], run_dirs[i], step, device, hooks[i]))
+                runs.append(Run.open(specs[i], run_dirs[i], step, device, hooks[i], data))
             groups: dict[tuple[int, int], list[Run]] = {}
             for run in runs:  # runs at the same step and log count train together
                 groups.setdefault((run.start, run.progress.log_count), []).append(run)

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from gdpp_bench.config import RunSpec
 from gdpp_bench.cuda_graph import graph_blocker
-from gdpp_bench.data import DATASETS
+from gdpp_bench.data import dataset_of
 from gdpp_bench.losses import ADVERSARIAL, TERM_DIAGNOSTICS, TERMS, AdversarialLoss
 from gdpp_bench.models import MODELS
 from gdpp_bench.models.modifiers import check_batch_size, discriminator_options
@@ -72,7 +72,7 @@ def build_step(
     `compile_mode` is torch.compile's mode where the run compiles (None: torch's default)."""
     variant = spec.variant
     torch.manual_seed(spec.seed)
-    data_shape = DATASETS.get(spec.dataset).shape
+    data_shape = dataset_of(spec).shape
     cfg = spec.train
     options = discriminator_options(variant.discriminator)
     check_batch_size(options, cfg.batch_size)

@@ -16,7 +16,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter, PercentFormatter  # noqa: E402
 
-from gdpp_bench.data import DATASETS  # noqa: E402
+from gdpp_bench.data import DATASETS, kind_of  # noqa: E402
 from gdpp_bench.metrics.modes import mode_assignment  # noqa: E402
 from gdpp_bench.report.figures.base import (  # noqa: E402
     ci_frame,
@@ -164,7 +164,7 @@ def mode_histograms(
     done = finished_runs(runs, dataset)
     if done.empty:
         return []
-    if len(DATASETS.get(dataset).shape) == 1:
+    if kind_of(dataset) == "2d":
         shares = _mode_shares_2d(done, suite_dir, dataset)
         return _mode_bars(runs, done, shares, stem, baseline) if not shares.empty else []
     histograms = stacked_histograms(done, suite_dir)

@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from gdpp_bench.data import DATASETS  # noqa: E402
+from gdpp_bench.data import DATASETS, kind_of  # noqa: E402
 from gdpp_bench.report.figures.base import (  # noqa: E402
     finished_runs,
     legend_outside,
@@ -52,7 +52,7 @@ def sample_grids(
 ) -> list[Path]:
     """Image datasets: each variant's final fixed-noise sample grid (samples.png) for one seed,
     side by side (the smallest seed every variant finished, unless `seed` is given)."""
-    if len(DATASETS.get(dataset).shape) != 3:
+    if kind_of(dataset) != "image":
         return []
     done = finished_runs(runs, dataset)
     done = done[[RunDir(suite_dir / run).samples_png.is_file() for run in done["run"]]]
@@ -83,10 +83,10 @@ def samples_over_modes(
 ) -> list[Path]:
     """2D datasets: each run's evaluation samples over the true mode centres; one column per
     variant, one row per seed, each panel titled with its modes and high-quality share."""
+    if kind_of(dataset) != "2d":
+        return []
     data: Any = DATASETS.get(dataset)  # a 2D mixture: centers_tensor() and std
     done = finished_runs(runs, dataset)
-    if len(data.shape) != 1:
-        return []
     done = done[[RunDir(suite_dir / run).eval_samples.is_file() for run in done["run"]]]
     if done.empty:
         return []
