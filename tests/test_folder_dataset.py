@@ -51,6 +51,11 @@ def test_a_flat_png_folder_is_cropped_and_resized_once_into_the_cache(tmp_path, 
 
 def test_class_subfolders_of_jpegs_give_labels_in_name_order(tmp_path, cache):
     colours = write_image_folder(tmp_path / "pets", 8, ".jpg", classes=("dog", "cat"))
+    # what ImageFolder would also take, or trip over, and a user's folder often holds
+    write_image_folder(tmp_path / "pets" / ".ipynb_checkpoints", 2, ".png")
+    write_image_folder(tmp_path / "pets" / "cat" / ".thumbnails", 1, ".png")
+    (tmp_path / "pets" / "empty-class").mkdir()
+    (tmp_path / "pets" / "dog" / "notes.txt").write_text("not an image")
     dataset = dataset_for("folder", "pets", 64)
     images, labels = dataset.load_split(tmp_path, "train")  # data_path relative to the data root
     assert images.shape == (8, 3, 64, 64)

@@ -1,6 +1,7 @@
 """Users' own images: `dataset = "folder"` with `data_path` and `image_size` in a suite.
 
-Layouts (PNG, JPEG and the other formats torchvision's ImageFolder reads; hidden files are skipped):
+Layouts (PNG, JPEG and the other formats torchvision's ImageFolder reads, listed by its rules;
+hidden files are skipped):
 - flat: DATA_PATH/*.png -- one class;
 - class sub-folders: DATA_PATH/CLASS/**/*.jpg -- the classes in name order (as ImageFolder);
 - with a held-out split: DATA_PATH/train/ and DATA_PATH/test/, each flat or with class sub-folders.
@@ -39,8 +40,6 @@ from gdpp_bench.data.images import (
 from gdpp_bench.errors import UserError
 
 NAME = "folder"
-# torchvision.datasets.folder.IMG_EXTENSIONS, without importing torchvision to list a folder
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 MODEL_OF_SIZE = {32: "dcgan32", 64: "dcgan64"}
 
 
@@ -63,41 +62,38 @@ class FolderListing:
         }
 
 
-def _is_image(name: str) -> bool:
-    return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
-
-
-def _images_under(folder: Path) -> list[Path]:
-    """Image files anywhere under `folder`, in path order, skipping hidden files and folders."""
-    found = []
-    for here, dirs, files in os.walk(folder, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found += [Path(here) / f for f in sorted(files) if _is_image(f)]
-    return found
-
-
 def list_images(folder: Path) -> FolderListing:
-    """The listing of `folder` (an existing directory), flat or with class sub-folders."""
+    """The listing of `folder` (an existing directory), flat or with class sub-folders: torchvision's
+    ImageFolder rules (its extensions, classes in name order, files in path order, links followed),
+    skipping hidden files and folders and class folders without images."""
+    # imported here: torchvision's import costs seconds that runs of other datasets need not pay
+    from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension, make_dataset
+
     folder = folder.resolve()
+
+    def is_image(path: str) -> bool:
+        visible = not any(part.startswith(".") for part in Path(path).relative_to(folder).parts)
+        return visible and has_file_allowed_extension(path, IMG_EXTENSIONS)
+
     entries = sorted(e for e in os.listdir(folder) if not e.startswith("."))
-    top = [folder / e for e in entries if _is_image(e) and (folder / e).is_file()]
-    class_dirs = [folder / e for e in entries if (folder / e).is_dir()]
-    per_class = [(d.name, _images_under(d)) for d in class_dirs]
-    per_class = [(name, files) for name, files in per_class if files]
-    if top and per_class:
+    top = [folder / e for e in entries if is_image(str(folder / e)) and (folder / e).is_file()]
+    class_dirs = {e: i for i, e in enumerate(e for e in entries if (folder / e).is_dir())}
+    found = make_dataset(folder, class_dirs, is_valid_file=is_image, allow_empty=True) if class_dirs else []
+    classes = tuple(sorted({Path(path).relative_to(folder).parts[0] for path, _ in found}))
+    if top and classes:
         raise UserError(
             f"dataset {NAME!r}: {folder} holds both images and class folders with images "
-            f"({', '.join(name for name, _ in per_class[:3])}); move the loose images into a class folder"
+            f"({', '.join(classes[:3])}); move the loose images into a class folder"
         )
-    if per_class:
-        classes = tuple(name for name, _ in per_class)
-        files = [f for _, class_files in per_class for f in class_files]
-        labels = [i for i, (_, class_files) in enumerate(per_class) for _ in class_files]
+    if classes:
+        index = {name: i for i, name in enumerate(classes)}  # as ImageFolder: classes with images
+        files = [Path(path) for path, _ in found]
+        labels = [index[path.relative_to(folder).parts[0]] for path in files]
     else:
-        classes, files, labels = (), top, [0] * len(top)
+        files, labels = top, [0] * len(top)
     if not files:
         raise UserError(
-            f"dataset {NAME!r}: no images in {folder} (looked for {', '.join(IMAGE_EXTENSIONS)} files, "
+            f"dataset {NAME!r}: no images in {folder} (looked for {', '.join(IMG_EXTENSIONS)} files, "
             "directly or in class sub-folders)"
         )
     digest = hashlib.sha256(f"{folder}\n".encode())
