@@ -51,18 +51,20 @@ def run_suite(
     run with its status and headline metric values. Raises gdpp_bench.errors.UserError for a bad
     input (the message says what to change)."""
     loaded = suite if isinstance(suite, Suite) else load_suite(str(suite))
+    data_root = data_root or default_data_root()
     specs = expand(
         loaded,
         list(variants) if variants else None,
         list(seeds) if seeds is not None else None,
         steps,
         datasets=list(datasets) if datasets else None,
+        data_root=data_root,
     )
     results = Path(results)
     run_specs(
         specs,
         results,
-        data_root or default_data_root(),
+        data_root,
         device,
         options=EvalOptions(protocol),
         executor=make_executor("local", workers, device=device),

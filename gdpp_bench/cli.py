@@ -297,6 +297,7 @@ def run(
         eval_samples,
         datasets=_split(only_datasets),
         tensorboard=tensorboard,
+        data_root=data_root,
     )
     click.echo(f"suite {loaded.name}: {len(specs)} runs -> {results / loaded.name}")
     if dry_run:

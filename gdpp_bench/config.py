@@ -15,7 +15,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 EXECUTORS = ("local", "slurm")
 PROTOCOLS = ("quick", "paper")  # evaluation: the suite's sample counts, or the papers' 50,000
 CLASSIFIER_DATASETS = ("mnist", "fashion-mnist")  # datasets with a project-trained classifier
-UPDATE_SCHEMES = ("alternating", "simultaneous")
+UPDATE_SCHEMES = ("alternating", "simultaneous", "g-first")
 PRECISIONS = ("fp32", "bf16")
 SELECT_MODES = ("max", "min")
 LATENTS = ("normal", "mixture")
@@ -28,6 +28,9 @@ class TrainConfig:
     """Optimisation settings. Defaults are the GDPP paper's synthetic 2D recipe."""
 
     steps: int = 25_000
+    # > 0: train this many passes over the training images instead of `steps` (the step count,
+    # ceil(epochs * images / batch_size), is computed from the data when the runs are made)
+    epochs: int = 0
     batch_size: int = 512
     lr_g: float = 1e-3
     lr_d: float = 1e-4
@@ -35,7 +38,9 @@ class TrainConfig:
     beta2: float = 0.999
     eps: float = 1e-8
     d_steps: int = 0  # D updates per G update; 0 = the adversarial loss's default (wgan-gp 5, else 1)
-    update: str = "alternating"  # or "simultaneous": G and D gradients from the same forward pass
+    # or "simultaneous": G and D gradients from the same forward pass; "g-first": the G step, then
+    # the D step(s) on the same real batch with fresh fakes (the official CIFAR-10 script)
+    update: str = "alternating"
     log_every: int = 100
     checkpoint_every: int = 1_000
     precision: str = "fp32"  # or "bf16": autocast of forward passes (GDPP itself stays float32)

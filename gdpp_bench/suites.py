@@ -25,7 +25,7 @@ from gdpp_bench.config import (  # re-exported: the suite files' types
     Suite,
     TrainConfig,
 )
-from gdpp_bench.data import DATASETS, dataset_for, is_configurable
+from gdpp_bench.data import DATASETS, dataset_for, is_configurable, kind_of
 from gdpp_bench.errors import UserError
 from gdpp_bench.losses import parse_variant
 from gdpp_bench.metrics import METRICS
@@ -165,12 +165,14 @@ def expand(
     eval_samples: int | None = None,
     datasets: list[str] | None = None,
     tensorboard: bool | None = None,
+    data_root: str | None = None,
 ) -> list[RunSpec]:
     """One RunSpec per dataset x variant x seed; CLI overrides replace the suite's values.
 
     `eval_samples` caps every evaluation sample count (generated, real, IvOM images) for quick looks;
     `datasets` keeps only those of the suite's datasets (run folders stay where the whole suite
-    puts them).
+    puts them). A suite that trains for `epochs` gets its step count from the training images under
+    `data_root`; `steps` replaces it (and the epochs).
     """
     if steps is not None and steps < 1:
         raise UserError(f"--steps must be >= 1, got {steps}")
@@ -192,7 +194,13 @@ def expand(
             continue
         settings = suite.settings(dataset)
         replaced: dict[str, Any] = {key: value for key, value in overrides.items() if value is not None}
+        if steps is not None:
+            replaced["epochs"] = 0
         train = dataclasses.replace(settings.train, **replaced)
+        if train.epochs:
+            images: Any = dataset_for(dataset, suite.data_path, suite.image_size)  # an image dataset
+            count = images.train_count(data_root)
+            train = dataclasses.replace(train, steps=math.ceil(train.epochs * count / train.batch_size))
         evaluation = settings.eval
         if eval_samples is not None:
             evaluation = dataclasses.replace(
@@ -204,8 +212,7 @@ def expand(
             RunSpec(
                 suite=suite.name,
                 dataset=dataset,
-                model=settings.model
-                or dataset_for(dataset, suite.data_path, suite.image_size).default_model,
+                model=settings.model or dataset_for(dataset, suite.data_path, suite.image_size).default_model,
                 variant=parsed[variant],
                 seed=seed,
                 train=train,
@@ -277,6 +284,10 @@ def _validate(suite: Suite, where: str) -> None:
 
 
 def _validate_dataset(suite: Suite, dataset: str, where: str) -> None:
+    if suite.settings(dataset).train.epochs and kind_of(dataset) != "image":
+        raise UserError(
+            f"{where}: train.epochs counts passes over training images; {dataset!r} has none (use steps)"
+        )
     if is_configurable(dataset):
         try:
             dataset_for(dataset, suite.data_path, suite.image_size)
@@ -332,8 +343,8 @@ def check_settings(train: TrainConfig, evaluation: EvalConfig, where: str = "run
             raise UserError(f"{where}: {key} must be in [0, 1], got {value}")
     if not train.d_fake_target < train.d_real_target:
         raise UserError(f"{where}: train.d_fake_target must be below train.d_real_target")
-    if train.d_steps < 0 or evaluation.every < 0 or evaluation.patience < 0:
-        raise UserError(f"{where}: train.d_steps, eval.every and eval.patience must be >= 0")
+    if train.d_steps < 0 or train.epochs < 0 or evaluation.every < 0 or evaluation.patience < 0:
+        raise UserError(f"{where}: train.d_steps, train.epochs, eval.every and eval.patience must be >= 0")
     choices = {
         "train.update": (train.update, UPDATE_SCHEMES),
         "train.precision": (train.precision, PRECISIONS),

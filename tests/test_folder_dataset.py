@@ -213,6 +213,6 @@ def test_a_flat_folder_with_checkpoint_selection_stops_before_training(tmp_path,
     result = gdpp_bench("run", "--suite", str(suite), "--results", str(results), "--variants", "bce")
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if "error" in line]
-    assert any("has no test split" in line for line in lines), (result.stdout + result.stderr)
+    assert any("has no test split" in line for line in lines), result.stdout + result.stderr
     assert "Traceback" not in (result.stdout + result.stderr)
     assert not (results / "mine" / "bce" / "seed-0" / "checkpoint.pt").exists()

@@ -64,10 +64,13 @@ def test_stacked_mnist_modes_of_real_and_collapsed_samples(mnist_classifier):
 
     images, labels = load_split("stacked-mnist", DATA_ROOT, "test")  # 26,000, uniform digits
     assert len(images) == 26_000 and len(torch.unique(labels)) == 1000
-    real = _context(images, "stacked-mnist")
+    # a quarter of them (the test's CPU seconds): each triple ~6.5 times, so about 1000 exp(-6.5)
+    # = 1.5 triples are absent by chance, and the histogram's KL to uniform is about
+    # 999 / (2 x 6,500) = 0.077 from sampling alone; misreads only move counts
+    real = _context(images[:6_500], "stacked-mnist")
     values = stacked_mnist_modes(real)
-    assert values["modes"] >= 995  # every triple is there ~26 times; misreads only move counts
-    assert values["kl_uniform"] < 0.05
+    assert values["modes"] >= 990
+    assert values["kl_uniform"] < 0.15
     protocol = real.notes["stacked_mnist_modes"]["classifier"]
     assert protocol["test_accuracy"] >= 0.99 and len(protocol["weights_sha256"]) == 64
     one_triple = images[:1].repeat(2_600, 1, 1, 1)  # a tenth: each count is 0 or all of them anyway

@@ -301,3 +301,88 @@ def test_smaller_discriminator_option_divides_only_d_widths(divisor):
     assert n_params(discriminator) == expected_d
     assert n_params(generator) == G28_GDPP_PARAMS  # G is the full model's
     assert discriminator(torch.zeros(2, 3, 28, 28)).features.shape == (2, widths[-1] * 16)
+
+
+def _official_cifar_layers() -> tuple[list[tuple[str, tuple[int, ...]]], list[tuple[str, tuple[int, ...]]]]:
+    """The layers of the official gdppgan_cifar.py (DIM = 128), as (tflib layer, arguments): Linear
+    (in, out) and Conv2D / Deconv2D (in, out, kernel) have biases; Batchnorm(n) scales and offsets n
+    values (axes [0] on the linear output: one per feature; [0, 2, 3] on maps: one per channel)."""
+    dim = 128
+    generator = [
+        ("Linear", (128, 4 * 4 * 4 * dim)),
+        ("Batchnorm", (4 * 4 * 4 * dim,)),
+        ("Deconv2D", (4 * dim, 2 * dim, 5)),
+        ("Batchnorm", (2 * dim,)),
+        ("Deconv2D", (2 * dim, dim, 5)),
+        ("Batchnorm", (dim,)),
+        ("Deconv2D", (dim, 3, 5)),
+    ]
+    discriminator = [
+        ("Conv2D", (3, dim, 5)),
+        ("Conv2D", (dim, 2 * dim, 5)),
+        ("Batchnorm", (2 * dim,)),
+        ("Conv2D", (2 * dim, 4 * dim, 5)),
+        ("Batchnorm", (4 * dim,)),
+        ("Linear", (4 * 4 * 4 * dim, 1)),
+    ]
+    return generator, discriminator
+
+
+def _tflib_params(layers: list[tuple[str, tuple[int, ...]]]) -> int:
+    count = 0
+    for kind, args in layers:
+        if kind == "Linear":
+            count += args[0] * args[1] + args[1]
+        elif kind in ("Conv2D", "Deconv2D"):
+            c_in, c_out, kernel = args
+            count += c_in * c_out * kernel * kernel + c_out
+        else:
+            count += 2 * args[0]
+    return count
+
+
+def test_dcgan32_gdpp_is_the_official_cifar10_network():
+    official_g, official_d = _official_cifar_layers()
+    generator, discriminator = build("dcgan32-gdpp", (3, 32, 32))
+    assert n_params(generator) == _tflib_params(official_g)
+    assert n_params(discriminator) == _tflib_params(official_d)
+    assert generator.z_dim == 128
+    # the first BatchNorm normalises each of the linear layer's 8192 outputs, before the reshape
+    stem_norm = [m for m in generator.stem if isinstance(m, nn.BatchNorm1d)]
+    assert [m.num_features for m in stem_norm] == [8192]
+    kernels = [
+        m.kernel_size for m in (*generator.modules(), *discriminator.modules()) if hasattr(m, "kernel_size")
+    ]
+    assert set(kernels) == {(5, 5)}
+    z = torch.randn(3, 128)
+    images = generator(z)
+    out = discriminator(images)
+    assert images.shape == (3, 3, 32, 32) and out.features.shape == (3, 8192)
+    maps = []
+    for module in generator.body:
+        if isinstance(module, nn.ConvTranspose2d):
+            module.register_forward_hook(lambda _m, _i, result: maps.append(result.shape[-1]))
+    generator(z)
+    assert maps == [8, 16, 32]  # tflib's "SAME" transposed convs double the side: 4 -> 8 -> 16 -> 32
+
+
+def test_dcgan32_pixelshuffle_upsamples_by_sub_pixel_convolution():
+    generator, discriminator = build("dcgan32-pixelshuffle", (3, 32, 32))
+    _, plain_d = build("dcgan32", (3, 32, 32))
+    assert n_params(discriminator) == n_params(plain_d)  # D unchanged
+    # dcgan32's stem, then per step a 3x3 conv to 4x the next width (+ bias) before PixelShuffle(2)
+    widths = (512, 256, 128, 64, 3)
+    expected = (100 * 512 * 2 * 2 + 512 * 2 * 2) + 2 * 512
+    for c_in, c_out in zip(widths, widths[1:], strict=False):
+        expected += c_in * 4 * c_out * 3 * 3 + 4 * c_out + (2 * c_out if c_out != 3 else 0)
+    assert n_params(generator) == expected
+    assert not any(isinstance(m, nn.ConvTranspose2d) for m in generator.modules())
+    shuffles = [m for m in generator.modules() if isinstance(m, nn.PixelShuffle)]
+    assert [m.upscale_factor for m in shuffles] == [2, 2, 2, 2]
+    sides = []
+    for module in shuffles:
+        module.register_forward_hook(lambda _m, _i, result: sides.append(tuple(result.shape[1:])))
+    images = generator(torch.randn(5, 100) * 3)
+    assert sides == [(256, 4, 4), (128, 8, 8), (64, 16, 16), (3, 32, 32)]
+    assert images.shape == (5, 3, 32, 32) and torch.equal(images, images.clamp(-1, 1))
+    assert discriminator(images).features.shape == (5, 4096)

@@ -19,7 +19,7 @@ from gdpp_bench.checkpoint import load_checkpoint
 from gdpp_bench.cuda_graph import GraphedStep
 from gdpp_bench.data import DATASETS
 from gdpp_bench.errors import UserError
-from gdpp_bench.losses import ADVERSARIAL, TERMS
+from gdpp_bench.losses import ADVERSARIAL, TERMS, Generated
 from gdpp_bench.pipeline import run_specs
 from gdpp_bench.rundir import RunDir, read_json
 from gdpp_bench.suites import RunSpec, expand
@@ -377,3 +377,50 @@ def test_generator_target_smooths_only_the_bce_generator_loss():
     assert torch.allclose(bce.g_loss(fake, 1.0), -torch.nn.functional.logsigmoid(logits).mean())
     hinge = ADVERSARIAL.get("hinge")
     assert torch.equal(hinge.g_loss(fake, 0.9), hinge.g_loss(fake, 1.0))
+
+
+def test_g_first_steps_g_against_the_current_d_then_d_on_the_same_real_batch():
+    """update = "g-first" (the official CIFAR-10 order): G's update uses the D of the step's start
+    (real features included), then D updates on the same real batch with a fresh fake batch from
+    the updated G. Checked against the order done by hand on copies of the same models."""
+    import copy
+
+    (spec,) = expand(
+        tiny_suite(variants=("bce+gdpp",), train={"steps": 1, "batch_size": 32, "update": "g-first"})
+    )
+    sampler = DATASETS.get("ring8").sampler(CPU, None)
+    step = train_module.build_step(spec, CPU, sampler)
+    generator, discriminator = copy.deepcopy(step.generator), copy.deepcopy(step.discriminator)
+    rng = torch.Generator().set_state(step.rng.get_state())
+    logged = train_module.train_step(step)
+
+    cfg = spec.train
+    opt_g = torch.optim.Adam(generator.parameters(), cfg.lr_g, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
+    opt_d = torch.optim.Adam(discriminator.parameters(), cfg.lr_d, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
+    bce, gdpp = ADVERSARIAL.get("bce"), TERMS.get("gdpp")
+    real = sampler.sample(32, rng)
+    z = torch.randn(32, generator.z_dim, generator=rng)
+    fake = generator(z)
+    out_real, out_fake = discriminator(real), discriminator(fake)
+    g_loss = bce.g_loss(out_fake, 1.0) + gdpp(out_real, out_fake, Generated(z, fake)).value
+    opt_g.zero_grad()
+    g_loss.backward()
+    opt_g.step()
+    fresh = generator(torch.randn(32, generator.z_dim, generator=rng)).detach()
+    d_loss = bce.d_loss(discriminator(real), discriminator(fresh), (1.0, 0.0))
+    opt_d.zero_grad()
+    d_loss.backward()
+    opt_d.step()
+
+    torch.testing.assert_close(logged[:2], torch.stack([d_loss, g_loss]).detach())
+    for mine, theirs in ((step.generator, generator), (step.discriminator, discriminator)):
+        for (name, a), b in zip(mine.state_dict().items(), theirs.state_dict().values(), strict=True):
+            torch.testing.assert_close(a, b, msg=name)
+
+
+def test_g_first_runs_are_not_batched_across_seeds():
+    from gdpp_bench.training.seed_parallel import check_seed_parallel
+
+    specs = expand(tiny_suite(variants=("bce",), seeds=(0, 1), train={"update": "g-first"}))
+    with pytest.raises(ValueError, match='update = "g-first"'):
+        check_seed_parallel(specs)

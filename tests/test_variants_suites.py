@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from image_fixtures import write_celeba_small_fixture
 
 from gdpp_bench.errors import UserError
 from gdpp_bench.losses import ADVERSARIAL, TERMS, Variant, parse_variant
@@ -53,9 +54,13 @@ def test_unknown_term_error_lists_the_known_names():
 
 
 @pytest.mark.parametrize("name", suite_names())
-def test_every_shipped_suite_loads_and_expands(name):
+def test_every_shipped_suite_loads_and_expands(name, tmp_path):
     suite = load_suite(name)
-    specs = expand(suite)
+    data_root = None
+    if any(suite.settings(dataset).train.epochs for dataset in suite.datasets):
+        write_celeba_small_fixture(tmp_path, n=10)  # epochs count the training images
+        data_root = str(tmp_path)
+    specs = expand(suite, data_root=data_root)
     assert len(specs) == len(suite.datasets) * sum(len(suite.seeds_of(v)) for v in suite.variants)
     assert len({s.key for s in specs}) == len(specs)
     for spec in specs:

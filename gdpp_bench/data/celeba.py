@@ -117,6 +117,15 @@ class CelebA(ImageDataset):
         """Draws from the memory-mapped training cache (built on first use)."""
         return MemmapSampler(cached_images(self.name, data_root, "train", self.shape[-1]), device)
 
+    def train_count(self, data_root: str | Path | None) -> int:
+        """The training images listed (none decoded)."""
+        return len(find_celeba_images(self.name, data_root, "train")[1])
+
+    def check_splits(self, data_root: str | Path | None, splits: set[str]) -> None:
+        """A UserError before training for a split this layout lacks (processed_celeba_small: test)."""
+        for split in sorted(splits):
+            find_celeba_images(self.name, data_root, split)  # type: ignore[arg-type]  # train or test
+
 
 CELEBA = CelebA("celeba", (3, 32, 32), "dcgan32")
 CELEBA64 = CelebA("celeba64", (3, 64, 64), "dcgan64")

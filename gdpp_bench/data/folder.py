@@ -165,6 +165,10 @@ class FolderImages(ImageDataset):
         """Draws from the memory-mapped training cache (built on first use)."""
         return MemmapSampler(self._images(data_root, "train")[0], device)
 
+    def train_count(self, data_root: str | Path | None) -> int:
+        """The training images listed (none decoded)."""
+        return len(self.listing(data_root, "train").files)
+
     def reference_id(self, data_root: str | Path | None, split: Split) -> str:
         """The name of the split's real images in metric caches: the folder's identity."""
         return f"{self.name}-{self.listing(data_root, split).identity[:16]}"

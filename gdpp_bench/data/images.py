@@ -121,6 +121,10 @@ class ImageDataset:
         images, _ = self.load_split(data_root, "train")
         return TensorSampler(images.to(device))
 
+    def train_count(self, data_root: str | Path | None) -> int:
+        """How many training images there are (an epoch's worth of samples)."""
+        return len(self.load_split(data_root, "train")[0])
+
     def reference_id(self, data_root: str | Path | None, split: Split) -> str:
         """What names the split's real images in metric caches (with the split, size and count)."""
         return self.name

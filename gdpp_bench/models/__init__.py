@@ -18,6 +18,8 @@ from gdpp_bench.models.dcgan import (
     build_dcgan28_gdpp,
     build_dcgan28_gdpp_small_d,
     build_dcgan32,
+    build_dcgan32_gdpp,
+    build_dcgan32_pixelshuffle,
     build_dcgan64,
 )
 from gdpp_bench.models.mlp2d import build_mlp2d
@@ -29,6 +31,8 @@ ModelBuilder = Callable[[tuple[int, ...], DiscriminatorOptions], tuple[nn.Module
 MODELS: Registry[ModelBuilder] = Registry("model")
 MODELS.register("mlp2d")(build_mlp2d)
 MODELS.register("dcgan32")(build_dcgan32)
+MODELS.register("dcgan32-gdpp")(build_dcgan32_gdpp)
+MODELS.register("dcgan32-pixelshuffle")(build_dcgan32_pixelshuffle)
 MODELS.register("dcgan28")(build_dcgan28)
 MODELS.register("dcgan28-gdpp")(build_dcgan28_gdpp)
 MODELS.register("dcgan28-gdpp-d2")(build_dcgan28_gdpp_small_d(2))

@@ -1,4 +1,5 @@
-"""DCGAN image models, one parameterised family: `dcgan32` (32x32 seed DCGAN), `dcgan64` and `dcgan28`.
+"""DCGAN image models, one parameterised family: `dcgan32` (32x32 seed DCGAN), `dcgan64`, `dcgan28`, and
+the GDPP paper's `dcgan28-gdpp` (Stacked-MNIST) and `dcgan32-gdpp` (CIFAR-10); `dcgan32-pixelshuffle`.
 
 D: stride-2 convs (the first without BatchNorm) with LeakyReLU 0.2; its features are the last map
 flattened, followed by a linear logit. G: z (100-d) -> linear -> small map (BatchNorm + ReLU) ->
@@ -23,6 +24,8 @@ from gdpp_bench.models.modifiers import PLAIN, DiscriminatorOptions, MinibatchSt
 Z_DIM = 100
 LEAK = 0.2
 INIT_STD = 0.02
+SHUFFLE_FACTOR = 2  # PixelShuffle's upscale factor: each sub-pixel conv doubles the side
+SHUFFLE_KERNEL = 3  # kernel of the conv before each PixelShuffle (padding 1: same size)
 
 
 @dataclass(frozen=True)
@@ -40,13 +43,23 @@ class Arch:
     output_padding: tuple[int, ...]  # one per transposed conv
     z_dim: int = 100
     d_batchnorm: bool = True  # BatchNorm after D's convs (all but the first)
+    # G's BatchNorm after the linear layer: per "channel" of its map (BatchNorm2d), or per
+    # "feature" of its output before the reshape (BatchNorm1d; tflib's Batchnorm over axis 0, as
+    # the official GDPP CIFAR-10 generator)
+    stem_norm: str = "channel"
+    # G's upsampling: stride-2 "transposed" convs, or "pixelshuffle": a 3x3 conv to 4x the
+    # channels then PixelShuffle(2) (sub-pixel convolution, Shi et al. 2016), same widths
+    upsample: str = "transposed"
 
     def __post_init__(self) -> None:
         if len(self.output_padding) != len(self.g_widths):
             raise ValueError(f"{self.name}: one output_padding per transposed conv")
         size = self.g_start
         for extra in self.output_padding:
-            size = (size - 1) * 2 - 2 * self.padding + self.kernel + extra
+            if self.upsample == "pixelshuffle":
+                size *= SHUFFLE_FACTOR
+            else:
+                size = (size - 1) * 2 - 2 * self.padding + self.kernel + extra
         if size != self.size:
             raise ValueError(f"{self.name}: generator makes {size}x{size} images, not {self.size}")
 
@@ -103,6 +116,26 @@ DCGAN28 = Arch(
 # the GDPP paper's Stacked-MNIST model: dcgan28 with a 128-d z and no BatchNorm in D (the official
 # code's D: three 5x5 stride-2 convs with LeakyReLU 0.2, 4096 features)
 DCGAN28_GDPP = dataclasses.replace(DCGAN28, name="dcgan28-gdpp", z_dim=128, d_batchnorm=False)
+# the GDPP paper's CIFAR-10 model (official gdppgan_cifar.py, DIM = 128): G linear 128 -> 4x4x512
+# with BatchNorm per feature, 5x5 stride-2 transposed convs 512 -> 256 -> 128 -> 3 ("SAME": 4 -> 8
+# -> 16 -> 32); D 5x5 stride-2 convs 3 -> 128 -> 256 -> 512 (BatchNorm after the last two), the
+# 8192-d flattened map as GDPP's features, a linear logit
+DCGAN32_GDPP = Arch(
+    name="dcgan32-gdpp",
+    size=32,
+    channels=(1, 3),
+    kernel=5,
+    padding=2,
+    d_widths=(128, 256, 512),
+    g_widths=(512, 256, 128),
+    g_start=4,
+    output_padding=(1, 1, 1),
+    z_dim=128,
+    stem_norm="feature",
+)
+# dcgan32 with sub-pixel convolutions in G instead of transposed convs (the seed face write-ups'
+# remedy for checkerboard artefacts); D unchanged
+DCGAN32_PIXELSHUFFLE = dataclasses.replace(DCGAN32, name="dcgan32-pixelshuffle", upsample="pixelshuffle")
 
 
 class Generator(nn.Module):
@@ -112,17 +145,25 @@ class Generator(nn.Module):
         super().__init__()
         self.z_dim = arch.z_dim
         width, start = arch.g_widths[0], arch.g_start
-        self.stem = nn.Sequential(
-            nn.Linear(arch.z_dim, width * start * start),
-            nn.Unflatten(1, (width, start, start)),
-            nn.BatchNorm2d(width),
-            nn.ReLU(),
-        )
+        unflatten = nn.Unflatten(1, (width, start, start))
+        stem: list[nn.Module] = [nn.Linear(arch.z_dim, width * start * start)]
+        if arch.stem_norm == "feature":
+            stem += [nn.BatchNorm1d(width * start * start), nn.ReLU(), unflatten]
+        else:
+            stem += [unflatten, nn.BatchNorm2d(width), nn.ReLU()]
+        self.stem = nn.Sequential(*stem)
         outputs = (*arch.g_widths[1:], channels)
         layers: list[nn.Module] = []
         steps = zip(arch.g_widths, outputs, arch.output_padding, strict=True)
         for index, (c_in, c_out, extra) in enumerate(steps):
-            layers.append(nn.ConvTranspose2d(c_in, c_out, arch.kernel, 2, arch.padding, extra))
+            if arch.upsample == "pixelshuffle":
+                factor = SHUFFLE_FACTOR**2
+                layers += [
+                    nn.Conv2d(c_in, c_out * factor, SHUFFLE_KERNEL, 1, SHUFFLE_KERNEL // 2),
+                    nn.PixelShuffle(SHUFFLE_FACTOR),
+                ]
+            else:
+                layers.append(nn.ConvTranspose2d(c_in, c_out, arch.kernel, 2, arch.padding, extra))
             if index < len(outputs) - 1:
                 layers += [nn.BatchNorm2d(c_out), nn.ReLU()]
         layers.append(nn.Tanh())
@@ -170,7 +211,7 @@ def init_dcgan(module: nn.Module) -> None:
             nn.init.normal_(layer.weight, 0.0, INIT_STD)
             if layer.bias is not None:
                 nn.init.zeros_(layer.bias)
-        elif isinstance(layer, nn.BatchNorm2d):
+        elif isinstance(layer, nn.BatchNorm1d | nn.BatchNorm2d):
             nn.init.normal_(layer.weight, 1.0, INIT_STD)
             nn.init.zeros_(layer.bias)
 
@@ -200,6 +241,20 @@ def build_dcgan32(
 ) -> tuple[nn.Module, nn.Module]:
     """The seed DCGAN for 32x32 images with 1 or 3 channels."""
     return build_dcgan(DCGAN32, data_shape, options)
+
+
+def build_dcgan32_gdpp(
+    data_shape: tuple[int, ...] = (3, 32, 32), options: DiscriminatorOptions = PLAIN
+) -> tuple[nn.Module, nn.Module]:
+    """The GDPP paper's CIFAR-10 networks (width 128, 5x5 kernels, z 128, 8192-d D features)."""
+    return build_dcgan(DCGAN32_GDPP, data_shape, options)
+
+
+def build_dcgan32_pixelshuffle(
+    data_shape: tuple[int, ...] = (3, 32, 32), options: DiscriminatorOptions = PLAIN
+) -> tuple[nn.Module, nn.Module]:
+    """dcgan32 whose G upsamples by sub-pixel convolution (3x3 conv + PixelShuffle(2))."""
+    return build_dcgan(DCGAN32_PIXELSHUFFLE, data_shape, options)
 
 
 def build_dcgan64(

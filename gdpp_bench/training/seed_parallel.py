@@ -77,6 +77,10 @@ def check_seed_parallel(specs: Sequence[RunSpec]) -> None:
         raise ValueError(f"seed-parallel training runs in fp32 only, not precision {cfg.precision!r}")
     if cfg.compile:
         raise ValueError("seed-parallel training does not support compile = true")
+    if cfg.update == "g-first":
+        raise ValueError(
+            'seed-parallel training does not support update = "g-first"; train these runs sequentially'
+        )
     if cfg.latent != "normal" or cfg.term_real_features != "pre-update":
         raise ValueError(
             'seed-parallel training supports only latent = "normal" and '

@@ -38,8 +38,35 @@ def _g_loss(
     return loss, term_values
 
 
+def g_first_step(step: TrainStep) -> Tensor:
+    """The official CIFAR-10 script's order: a G step against the current D (real features from
+    D's forward pass of this step's real batch), then the D step(s), the first on the same real
+    batch, each with fresh fakes of the updated G. Returns the values to log."""
+    g_params = list(step.generator.parameters())
+    d_params = list(step.discriminator.parameters())
+    real = step.sample_real(step.batch_size, step.rng)
+    z = step.noise()
+    fake = step.generator(z)
+    out_real, out_fake = step.discriminator(real), step.discriminator(fake)
+    g_loss, term_values = _g_loss(step, out_real, out_fake, Generated(z, fake))
+    set_grads(g_params, g_loss)
+    step.opt_g.step()
+    for index in range(step.d_steps):
+        if index:
+            real = step.sample_real(step.batch_size, step.rng)
+        fake = step.generator(step.noise()).detach()
+        d_loss, out_real, out_fake, penalty = _d_loss(step, real, fake)
+        set_grads(d_params, d_loss)
+        step.opt_d.step()
+    logged = [d_loss, g_loss, out_real.logits.mean(), out_fake.logits.mean(), penalty, *term_values]
+    return torch.stack([v.detach().float() for v in logged])
+
+
 def train_step(step: TrainStep) -> Tensor:
-    """D step(s) then a G step (or one simultaneous update); returns the values to log."""
+    """D step(s) then a G step (or one simultaneous update, or `g_first_step`); returns the values
+    to log."""
+    if step.g_first:
+        return g_first_step(step)
     g_params = list(step.generator.parameters())
     d_params = list(step.discriminator.parameters())
     for _ in range(step.d_steps - 1 if step.simultaneous else step.d_steps):
