@@ -462,6 +462,12 @@ def sample(
     help="--no-figures: the tables and index.html only, in seconds (figures take most of a report's time).",
 )
 @click.option(
+    "--pdf/--no-pdf",
+    default=False,
+    show_default=True,
+    help="Also save every figure as PDF (vector copies for papers; about doubles the figures' time).",
+)
+@click.option(
     "--last-k",
     type=click.IntRange(min=1),
     default=4,
@@ -470,18 +476,26 @@ def sample(
     "without them: the final or the selected checkpoint); run folders are not touched.",
 )
 def report(
-    suite: str | None, results: Path, out: Path | None, baseline: str, with_figures: bool, last_k: int
+    suite: str | None,
+    results: Path,
+    out: Path | None,
+    baseline: str,
+    with_figures: bool,
+    pdf: bool,
+    last_k: int,
 ) -> None:
     """Tables with statistics, figures and index.html from the run folders (nothing is recomputed)."""
     from gdpp_bench.losses import parse_variant
     from gdpp_bench.report import build_overview, build_report
+    from gdpp_bench.report.figures.base import figure_formats
 
     baseline = str(parse_variant(baseline))
-    written = (
-        build_report(_suite_dir(results, suite), out, baseline, with_figures, last_k)
-        if suite
-        else build_overview(results, out, baseline, with_figures, last_k)
-    )
+    with figure_formats(pdf):
+        written = (
+            build_report(_suite_dir(results, suite), out, baseline, with_figures, last_k)
+            if suite
+            else build_overview(results, out, baseline, with_figures, last_k)
+        )
     for name, path in written.items():
         if not name.endswith(".pdf"):
             click.echo(f"wrote {path}")

@@ -71,16 +71,33 @@ def stacked(mnist_root, tmp_path_factory) -> tuple[pd.DataFrame, Path]:
     return collect_runs(results / "tiny-stacked"), results / "tiny-stacked"
 
 
-def assert_figure(paths: list[Path]) -> None:
-    """A PNG (over 400 x 300, more than 10 grey levels) and a PDF of the same stem."""
-    assert [p.suffix for p in paths] == [".png", ".pdf"]
-    png, pdf = paths
-    assert png.stem == pdf.stem and png.parent == pdf.parent
+def assert_figure(paths: list[Path], pdf: bool = False) -> None:
+    """A PNG (over 400 x 300, more than 10 grey levels), and a PDF of the same stem if `pdf`
+    (`report --pdf`), nothing else."""
+    assert [p.suffix for p in paths] == ([".png", ".pdf"] if pdf else [".png"])
+    png = paths[0]
     with Image.open(png) as image:
         assert image.width > 400 and image.height > 300
         assert len(np.unique(np.asarray(image.convert("L")))) > 10
-    assert pdf.read_bytes().startswith(b"%PDF")
+    if pdf:
+        assert paths[1].stem == png.stem and paths[1].parent == png.parent
+        assert paths[1].read_bytes().startswith(b"%PDF")
     assert not list(png.parent.glob(".*.tmp"))  # atomic writes leave no temp files
+    assert sorted(p.name for p in png.parent.glob(f"{png.stem}.*")) == sorted(p.name for p in paths)
+
+
+def test_pdf_copies_only_when_asked(tmp_path):
+    from gdpp_bench.report.figures.base import figure_formats, plt, save_figure
+
+    def drawn():
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.imshow(np.arange(400.0).reshape(20, 20))
+        return fig
+
+    assert_figure(save_figure(drawn(), tmp_path / "plain"))
+    with figure_formats(pdf=True):
+        assert_figure(save_figure(drawn(), tmp_path / "vector"), pdf=True)
+    assert_figure(save_figure(drawn(), tmp_path / "after"))  # the setting ends with its block
 
 
 def unfinished(runs: pd.DataFrame) -> pd.DataFrame:

@@ -3,10 +3,12 @@ and per-run files."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal, ParamSpec, TypeVar, cast
 
@@ -54,12 +56,28 @@ def styled(draw: Callable[P, R]) -> Callable[P, R]:
     return styled
 
 
-def save_figure(fig: plt.Figure, stem: Path) -> list[Path]:
-    """stem.png (150 dpi) and stem.pdf, each written atomically; closes the figure.
+# the formats every figure is saved in: PNG (the HTML page's), and PDF where the report asks for
+# vector copies (`report --pdf`; each PDF costs about as much as its PNG)
+FIGURE_FORMATS: ContextVar[tuple[str, ...]] = ContextVar("FIGURE_FORMATS", default=("png",))
 
-    The layout and the tight bounding box are computed once, then frozen for both saves (each
+
+@contextlib.contextmanager
+def figure_formats(pdf: bool) -> Iterator[None]:
+    """Figures saved within the block are PNG, and also PDF if `pdf`."""
+    token = FIGURE_FORMATS.set(("png", "pdf") if pdf else ("png",))
+    try:
+        yield
+    finally:
+        FIGURE_FORMATS.reset(token)
+
+
+def save_figure(fig: plt.Figure, stem: Path) -> list[Path]:
+    """stem.png (150 dpi), and stem.pdf under `figure_formats(pdf=True)`, each written atomically;
+    closes the figure.
+
+    The layout and the tight bounding box are computed once, then frozen for every save (each
     save would otherwise run the constrained layout again, and bbox_inches="tight" once more)."""
-    paths = [stem.parent / f"{stem.name}.png", stem.parent / f"{stem.name}.pdf"]
+    paths = [stem.parent / f"{stem.name}.{fmt}" for fmt in FIGURE_FORMATS.get()]
     try:
         fig.draw_without_rendering()
         bbox = fig.get_tightbbox().padded(plt.rcParams["savefig.pad_inches"])
