@@ -261,3 +261,14 @@ def random_inception_weights(tmp_path_factory):
     torch.manual_seed(0)
     torch.save(model.state_dict(), path)
     return path
+
+
+@pytest.fixture(scope="module")
+def fixture_root(tmp_path_factory):
+    """A data root with the CIFAR-10 and CelebA fixtures in their real on-disk formats (per module)."""
+    from image_fixtures import write_celeba_fixture, write_cifar10_fixture
+
+    root = tmp_path_factory.mktemp("data")
+    write_cifar10_fixture(root)
+    write_celeba_fixture(root)
+    return root

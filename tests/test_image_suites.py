@@ -8,7 +8,6 @@ import json
 
 import pytest
 from conftest import DATA_ROOT, gdpp_bench
-from image_fixtures import write_celeba_fixture, write_cifar10_fixture
 from PIL import Image
 
 from gdpp_bench.metrics import fidelity
@@ -16,14 +15,6 @@ from gdpp_bench.pipeline import run_specs
 from gdpp_bench.report.tables import collect_runs
 from gdpp_bench.rundir import RunDir
 from gdpp_bench.suites import EvalConfig, Suite, TrainConfig, expand, load_suite
-
-
-@pytest.fixture(scope="module")
-def fixture_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    write_cifar10_fixture(root)
-    write_celeba_fixture(root)
-    return root
 
 
 @pytest.mark.parametrize(

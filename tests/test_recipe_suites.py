@@ -9,23 +9,13 @@ import math
 import pytest
 from image_fixtures import (
     celeba_fixture_partition,
-    write_celeba_fixture,
     write_celeba_small_fixture,
-    write_cifar10_fixture,
 )
 
 from gdpp_bench.errors import UserError
 from gdpp_bench.pipeline import run_specs
 from gdpp_bench.rundir import RunDir
 from gdpp_bench.suites import expand, load_suite, parse_suite
-
-
-@pytest.fixture(scope="module")
-def fixture_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    write_cifar10_fixture(root)
-    write_celeba_fixture(root)
-    return root
 
 
 @pytest.mark.parametrize(

@@ -243,20 +243,6 @@ def build_dcgan32(
     return build_dcgan(DCGAN32, data_shape, options)
 
 
-def build_dcgan32_gdpp(
-    data_shape: tuple[int, ...] = (3, 32, 32), options: DiscriminatorOptions = PLAIN
-) -> tuple[nn.Module, nn.Module]:
-    """The GDPP paper's CIFAR-10 networks (width 128, 5x5 kernels, z 128, 8192-d D features)."""
-    return build_dcgan(DCGAN32_GDPP, data_shape, options)
-
-
-def build_dcgan32_pixelshuffle(
-    data_shape: tuple[int, ...] = (3, 32, 32), options: DiscriminatorOptions = PLAIN
-) -> tuple[nn.Module, nn.Module]:
-    """dcgan32 whose G upsamples by sub-pixel convolution (3x3 conv + PixelShuffle(2))."""
-    return build_dcgan(DCGAN32_PIXELSHUFFLE, data_shape, options)
-
-
 def build_dcgan64(
     data_shape: tuple[int, ...] = (3, 64, 64), options: DiscriminatorOptions = PLAIN
 ) -> tuple[nn.Module, nn.Module]:
@@ -271,6 +257,18 @@ def build_dcgan28_gdpp(
     return build_dcgan(DCGAN28_GDPP, data_shape, options)
 
 
+def dcgan_builder(arch: Arch, doc: str) -> Callable[..., tuple[nn.Module, nn.Module]]:
+    """The model builder of `arch` (for data of shape (3, size, size) unless told otherwise)."""
+
+    def build(
+        data_shape: tuple[int, ...] = (3, arch.size, arch.size), options: DiscriminatorOptions = PLAIN
+    ) -> tuple[nn.Module, nn.Module]:
+        return build_dcgan(arch, data_shape, options)
+
+    build.__doc__ = doc
+    return build
+
+
 def build_dcgan28_gdpp_small_d(divisor: int) -> Callable[..., tuple[nn.Module, nn.Module]]:
     """dcgan28-gdpp with D's widths divided by `divisor`: the smaller-discriminator Stacked-MNIST
     setting of the Unrolled-GAN and VEEGAN experiments (D at 1/4 or 1/2 size), a harder test of
@@ -280,14 +278,17 @@ def build_dcgan28_gdpp_small_d(divisor: int) -> Callable[..., tuple[nn.Module, n
         name=f"dcgan28-gdpp-d{divisor}",
         d_widths=tuple(width // divisor for width in DCGAN28_GDPP.d_widths),
     )
+    return dcgan_builder(
+        arch, f"dcgan28-gdpp with D at 1/{divisor} width ({arch.feature_dim}-d GDPP features)."
+    )
 
-    def build(
-        data_shape: tuple[int, ...] = (3, 28, 28), options: DiscriminatorOptions = PLAIN
-    ) -> tuple[nn.Module, nn.Module]:
-        return build_dcgan(arch, data_shape, options)
 
-    build.__doc__ = f"dcgan28-gdpp with D at 1/{divisor} width ({arch.feature_dim}-d GDPP features)."
-    return build
+build_dcgan32_gdpp = dcgan_builder(
+    DCGAN32_GDPP, "The GDPP paper's CIFAR-10 networks (width 128, 5x5 kernels, z 128, 8192-d D features)."
+)
+build_dcgan32_pixelshuffle = dcgan_builder(
+    DCGAN32_PIXELSHUFFLE, "dcgan32 whose G upsamples by sub-pixel convolution (3x3 conv + PixelShuffle(2))."
+)
 
 
 def build_dcgan28(
