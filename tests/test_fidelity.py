@@ -234,3 +234,45 @@ def test_kid_agrees_with_torch_fidelity(n_fake, n_real, size):
     assert mean == pytest.approx(reference["kernel_inception_distance_mean"], rel=1e-4)
     assert std == pytest.approx(reference["kernel_inception_distance_std"], rel=1e-3, abs=1e-6)
     assert mean > 1e-3  # the two sets differ: a value well above float32 noise
+
+
+@pytest.mark.parametrize("n,d", [(400, 96), (16, 96), (96, 96)])
+def test_frechet_distance_equals_torch_fidelitys_fid(n, d):
+    """The symmetric route gives torch-fidelity's FID (non-symmetric eigvals of S1 S2), for full-rank
+    and rank-deficient covariances (fewer samples than dimensions, as small evaluations have)."""
+    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+
+    generator = torch.Generator().manual_seed(n)
+    mixing = torch.randn(d, d, generator=generator, dtype=torch.float64) / d**0.5
+    a = torch.randn(n, d, generator=generator, dtype=torch.float64) @ mixing
+    b = torch.randn(n, d, generator=generator, dtype=torch.float64) @ mixing * 1.3 + 0.2
+    for first, second in ((a, b), (a, a), (b, a[:3].repeat(n // 3 + 1, 1)[:n])):
+        s1, s2 = fid_features_to_statistics(first), fid_features_to_statistics(second)
+        theirs = fid_statistics_to_metric(s1, s2, verbose=False)["frechet_inception_distance"]
+        ours = measure.frechet_distance(s1["mu"], s1["sigma"], s2["mu"], s2["sigma"])
+        assert ours == pytest.approx(theirs, rel=1e-7, abs=1e-7 * float(s1["sigma"].trace()))
+
+
+def test_fidelity_metrics_fid_is_torch_fidelitys(
+    mnist_root, mnist_classifier, offline, tmp_path, monkeypatch
+):
+    """The metric's FID (statistics from torch-fidelity's cache, distance from frechet_distance)
+    equals torch-fidelity's own calculate_metrics(fid=True) on the same images and extractor."""
+    monkeypatch.setattr(measure, "fidelity_cache_dir", lambda: tmp_path / "fidelity")
+    train, _ = load_split("mnist", DATA_ROOT, "train")
+    test, _ = load_split("mnist", DATA_ROOT, "test")
+    fake, real = train[:300], test[:300]
+    extractor = measure.extractor_for("mnist", str(DATA_ROOT), None)
+    ours = measure.fidelity_metrics(fake, real, "fid-check", extractor, torch.device("cpu"))
+    theirs = measure.tf.calculate_metrics(
+        input1=measure.UInt8Images(fake),
+        input2=measure.UInt8Images(real),
+        fid=True,
+        cache=False,
+        cuda=False,
+        save_cpu_ram=True,  # no DataLoader worker processes (as the metric)
+        verbose=False,
+        **extractor.kwargs(),
+    )
+    # float32 features: the two routes agree to about 1e-6 of the value
+    assert ours["fid"] == pytest.approx(theirs["frechet_inception_distance"], rel=1e-5)
