@@ -12,7 +12,7 @@
 # Settings (environment): DEVICE (cuda), WORKERS (9: one process per run), STEPS (the suite's
 # 15,000), EVAL_SAMPLES (the suite's), VARIANTS and SEEDS (the suite's), REPORT_FIGURES (1; 0 = the
 # report's tables only); the tests dry-run it on the CPU with DEVICE=cpu STEPS=4 EVAL_SAMPLES=64,
-# two runs and no figures.
+# one run and no figures.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
