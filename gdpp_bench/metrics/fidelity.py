@@ -179,24 +179,16 @@ def fidelity_metrics(
         **extractor.kwargs(),
     }
     try:
-        # one pass of the extractor over each input for every layer the metrics read, cached by
-        # torch-fidelity; its IS then reads the cached logits, and the FID statistics (the real
-        # set's cached too) go to `frechet_distance` instead of its non-symmetric eigvals
-        layers = {m: tf.resolve_feature_layer_for_metric(m, **kwargs) for m in ("isc", "fid", "prc")}
-        features = tf.create_feature_extractor(extractor.name, sorted(set(layers.values())), **kwargs)
-        extracted = [tf.extract_featuresdict_from_input_id_cached(i, features, **kwargs) for i in (1, 2)]
-        values = tf.calculate_metrics(isc=True, fid=False, kid=False, prc=False, **kwargs)
-        fake_stats, real_stats = (
-            tf.fid_featuresdict_to_statistics_cached(
-                featuresdict, tf.get_cacheable_input_name(i, **kwargs), features, layers["fid"], **kwargs
-            )
-            for i, featuresdict in ((1, extracted[0]), (2, extracted[1]))
+        values = tf.calculate_metrics(isc=True, fid=True, kid=False, prc=False, **kwargs)
+        layer = tf.resolve_feature_layer_for_metric("prc", **kwargs)
+        features = tf.create_feature_extractor(extractor.name, [layer], **kwargs)
+        fake_features, real_features = (
+            tf.extract_featuresdict_from_input_id_cached(i, features, **kwargs)[layer].to(device)
+            for i in (1, 2)
         )
-        fake_features, real_features = (featuresdict[layers["prc"]].to(device) for featuresdict in extracted)
     finally:
         for stale in cache.glob(f"{fake_name}-*"):
             stale.unlink(missing_ok=True)
-    fid = frechet_distance(fake_stats["mu"], fake_stats["sigma"], real_stats["mu"], real_stats["sigma"])
     prc_radii = _cached_radii(
         cache / f"{real_name}-prc-radii-k{PRC_NEIGHBOURS}.pt",
         real_features,
@@ -213,7 +205,7 @@ def fidelity_metrics(
         fake_features, real_features, KID_SUBSETS, min(KID_SUBSET_SIZE, len(fake), len(real))
     )
     return {
-        "fid": fid,
+        "fid": float(values["frechet_inception_distance"]),
         "is": float(values["inception_score_mean"]),
         "is_std": float(values["inception_score_std"]),
         "kid": kid,
@@ -302,23 +294,6 @@ def precision_recall(fake: Tensor, real: Tensor, real_radii: Tensor) -> tuple[fl
         .item()
     )
     return precision, recall
-
-
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
-    """|mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr sqrt(S1 S2), torch-fidelity's (and TTUR's) FID, with
-    tr sqrt(S1 S2) from symmetric eigendecompositions: the eigenvalues of S1 S2 are those of the
-    symmetric PSD matrix S1^1/2 S2 S1^1/2, so two `eigh` of D x D replace torch-fidelity's
-    non-symmetric `eigvals` (2048-d: seconds instead of about half a minute on 2 CPU cores).
-    Eigenvalues below zero (rounding, rank-deficient covariances) count as zero, as the real part
-    of their complex square root does there."""
-    mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
-    sigma1, sigma2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
-    eigenvalues, eigenvectors = np.linalg.eigh(sigma1)
-    root = (eigenvectors * np.sqrt(np.clip(eigenvalues, 0, None))) @ eigenvectors.T
-    product = root @ sigma2 @ root
-    tr_covmean = np.sqrt(np.clip(np.linalg.eigvalsh((product + product.T) / 2), 0, None)).sum()
-    diff = mu1 - mu2
-    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * tr_covmean)
 
 
 def _cached_radii(path: Path, real_features: Tensor, compute: Callable[[], Tensor]) -> Tensor:

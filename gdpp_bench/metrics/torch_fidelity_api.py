@@ -1,8 +1,7 @@
 """Every name taken from torch-fidelity, public or internal, in one place.
 
 The project pins torch-fidelity to the tested minor release (0.4.x): the internals below (its
-feature-dict cache, FID statistics, KID kernel, precision/recall distance helper and extractor
-registry) are not a
+feature-dict cache, KID kernel, precision/recall distance helper and extractor registry) are not a
 stable API, and a new release that moves them should break here, in one small module, not across
 the metrics."""
 
@@ -13,7 +12,6 @@ from torch_fidelity import __version__ as version
 from torch_fidelity.defaults import DEFAULTS
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from torch_fidelity.helpers import vassert
-from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_featuresdict_to_statistics_cached
 from torch_fidelity.metric_kid import (
     KEY_METRIC_KID_MEAN,
     KEY_METRIC_KID_STD,
@@ -25,14 +23,12 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from torch_fidelity.utils import (
     create_feature_extractor,
     extract_featuresdict_from_input_id_cached,
-    get_cacheable_input_name,
     resolve_feature_layer_for_metric,
 )
 
 __all__ = [
     "DEFAULTS",
     "FEATURE_EXTRACTORS_REGISTRY",
-    "KEY_METRIC_FID",
     "KEY_METRIC_KID_MEAN",
     "KEY_METRIC_KID_STD",
     "URL_INCEPTION_V3",
@@ -41,8 +37,6 @@ __all__ = [
     "calculate_metrics",
     "create_feature_extractor",
     "extract_featuresdict_from_input_id_cached",
-    "fid_featuresdict_to_statistics_cached",
-    "get_cacheable_input_name",
     "kernel_poly",
     "kid_features_to_metric",
     "register_feature_extractor",
