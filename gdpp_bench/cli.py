@@ -465,7 +465,7 @@ def sample(
     "--pdf/--no-pdf",
     default=False,
     show_default=True,
-    help="Also save every figure as PDF (vector copies for papers; about doubles the figures' time).",
+    help="Also save every figure as PDF (vector copies for papers; off by default).",
 )
 @click.option(
     "--last-k",

@@ -27,8 +27,8 @@ ENVIRONMENT = "GDPP_BENCH_PLUGINS"  # os.pathsep-separated: what this process lo
 # a registered name becomes part of a variant (ADV+TERM@W) or a folder name: plain, no + or @
 _PLAIN_ENTRY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=-]*")
 
-_loaded: dict[str, dict[str, Any]] = {}
-_entry_points_loaded = False  # reference (module name or file path) -> its record
+_loaded: dict[str, dict[str, Any]] = {}  # reference (module name or file path) -> its record
+_entry_points_loaded = False  # the installed distributions' entry points are scanned once
 
 
 def _registries() -> dict[str, Registry[Any]]:

@@ -193,13 +193,15 @@ def expand(
         if datasets and dataset not in datasets:
             continue
         settings = suite.settings(dataset)
+        # the suite's data_path and image_size belong to a configurable dataset (folder) only
+        data_path, image_size = (suite.data_path, suite.image_size) if is_configurable(dataset) else ("", 0)
+        data: Any = dataset_for(dataset, data_path, image_size)
         replaced: dict[str, Any] = {key: value for key, value in overrides.items() if value is not None}
         if steps is not None:
             replaced["epochs"] = 0
         train = dataclasses.replace(settings.train, **replaced)
-        if train.epochs:
-            images: Any = dataset_for(dataset, suite.data_path, suite.image_size)  # an image dataset
-            count = images.train_count(data_root)
+        if train.epochs:  # an image dataset (checked at load): its training images make an epoch
+            count = data.train_count(data_root)
             train = dataclasses.replace(train, steps=math.ceil(train.epochs * count / train.batch_size))
         evaluation = settings.eval
         if eval_samples is not None:
@@ -212,14 +214,14 @@ def expand(
             RunSpec(
                 suite=suite.name,
                 dataset=dataset,
-                model=settings.model or dataset_for(dataset, suite.data_path, suite.image_size).default_model,
+                model=settings.model or data.default_model,
                 variant=parsed[variant],
                 seed=seed,
                 train=train,
                 eval=evaluation,
                 key=f"{dataset}/{variant}/seed-{seed}" if several else f"{variant}/seed-{seed}",
-                data_path=suite.data_path if is_configurable(dataset) else "",
-                image_size=suite.image_size if is_configurable(dataset) else 0,
+                data_path=data_path,
+                image_size=image_size,
             )
             for variant in names
             for seed in (seeds if seeds is not None else suite.seeds_of(variant))

@@ -171,7 +171,7 @@ class Run:
         """The run with `step` fresh or resumed from the folder's checkpoint (the caller holds its
         lock and has reconciled it); `data` describes its data for config.json (`describe_data`)."""
         progress = LoopProgress(log_sum=torch.zeros(len(step.log_columns()), device=device))
-        start = start_or_resume(spec, run_dir, step, device, progress, data or {})
+        start = start_or_resume(spec, run_dir, step, device, progress, data)
         doing = f"resuming at step {start}" if start else "training"
         say(f"{doing} of {spec.train.steps} in {run_dir.path}")
         board = Board(run_dir, start) if spec.eval.tensorboard else None

@@ -245,13 +245,13 @@ class SeedParallelSteps:
     def __call__(self) -> Tensor:
         """One train_step for every seed; returns the logged values, [K, columns]."""
         first = self.steps[0]
-        for _ in range(first.d_steps - 1 if first.simultaneous else first.d_steps):
+        for _ in range(first.d_steps - 1 if first.update == "simultaneous" else first.d_steps):
             real, noise = self._draw()
             fake = self.g_forward(self.g_params, noise)
             d_loss, out_real, out_fake, penalty = self._d_loss(real, fake.detach())
             set_grads(self.d_params, d_loss.sum())  # seeds are independent: per-seed gradients
             self.opt_d.step()
-        if first.simultaneous:
+        if first.update == "simultaneous":
             real, noise = self._draw()
             fake = self.g_forward(self.g_params, noise)
             d_loss, out_real, out_fake, penalty = self._d_loss(real, fake)

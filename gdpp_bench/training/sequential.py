@@ -38,6 +38,14 @@ def _g_loss(
     return loss, term_values
 
 
+def _logged(
+    d_loss: Tensor, g_loss: Tensor, out_real: Any, out_fake: Any, penalty: Tensor, term_values: list[Tensor]
+) -> Tensor:
+    """The values log.csv gets of one step, in `TrainStep.log_columns` order."""
+    logged = [d_loss, g_loss, out_real.logits.mean(), out_fake.logits.mean(), penalty, *term_values]
+    return torch.stack([v.detach().float() for v in logged])
+
+
 def g_first_step(step: TrainStep) -> Tensor:
     """The official CIFAR-10 script's order: a G step against the current D (real features from
     D's forward pass of this step's real batch), then the D step(s), the first on the same real
@@ -58,25 +66,25 @@ def g_first_step(step: TrainStep) -> Tensor:
         d_loss, out_real, out_fake, penalty = _d_loss(step, real, fake)
         set_grads(d_params, d_loss)
         step.opt_d.step()
-    logged = [d_loss, g_loss, out_real.logits.mean(), out_fake.logits.mean(), penalty, *term_values]
-    return torch.stack([v.detach().float() for v in logged])
+    return _logged(d_loss, g_loss, out_real, out_fake, penalty, term_values)
 
 
 def train_step(step: TrainStep) -> Tensor:
     """D step(s) then a G step (or one simultaneous update, or `g_first_step`); returns the values
     to log."""
-    if step.g_first:
+    if step.update == "g-first":
         return g_first_step(step)
     g_params = list(step.generator.parameters())
     d_params = list(step.discriminator.parameters())
-    for _ in range(step.d_steps - 1 if step.simultaneous else step.d_steps):
+    simultaneous = step.update == "simultaneous"
+    for _ in range(step.d_steps - 1 if simultaneous else step.d_steps):
         real = step.sample_real(step.batch_size, step.rng)
         z = step.noise()
         fake = step.generator(z)
         d_loss, out_real, out_fake, penalty = _d_loss(step, real, fake.detach())
         set_grads(d_params, d_loss)
         step.opt_d.step()
-    if step.simultaneous:
+    if simultaneous:
         # both gradients at the same parameters, from one forward pass (the official scripts)
         real = step.sample_real(step.batch_size, step.rng)
         z = step.noise()
@@ -95,8 +103,7 @@ def train_step(step: TrainStep) -> Tensor:
         g_loss, term_values = _g_loss(step, out_real, step.discriminator(fake), Generated(z, fake))
         set_grads(g_params, g_loss)
         step.opt_g.step()
-    logged = [d_loss, g_loss, out_real.logits.mean(), out_fake.logits.mean(), penalty, *term_values]
-    return torch.stack([v.detach().float() for v in logged])
+    return _logged(d_loss, g_loss, out_real, out_fake, penalty, term_values)
 
 
 def make_stepper(step: TrainStep) -> Callable[[], Tensor]:

@@ -34,8 +34,7 @@ class TrainStep:
     rng: torch.Generator
     batch_size: int
     d_steps: int
-    simultaneous: bool
-    g_first: bool  # the G step before the D step(s), all on one real batch
+    update: str  # the train.update scheme: alternating, simultaneous or g-first
     d_targets: tuple[float, float]  # D's labels for real and fake samples
     g_target: float  # the label G's loss gives its samples
     latent_centres: Tensor | None  # the "mixture" latent's fixed centre per batch position
@@ -117,8 +116,7 @@ def build_step(
         rng=torch.Generator(device).manual_seed(spec.seed),
         batch_size=cfg.batch_size,
         d_steps=cfg.resolved_d_steps(variant.adversarial),
-        simultaneous=cfg.update == "simultaneous",
-        g_first=cfg.update == "g-first",
+        update=cfg.update,
         d_targets=(cfg.d_real_target, cfg.d_fake_target),
         g_target=cfg.g_target,
         latent_centres=_latent_centres(cfg, spec.seed, cfg.batch_size, cast(int, generator.z_dim), device),

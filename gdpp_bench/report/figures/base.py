@@ -57,7 +57,7 @@ def styled(draw: Callable[P, R]) -> Callable[P, R]:
 
 
 # the formats every figure is saved in: PNG (the HTML page's), and PDF where the report asks for
-# vector copies (`report --pdf`; each PDF costs about as much as its PNG)
+# vector copies (`report --pdf`; off by default, as each is a second rendering of the figure)
 FIGURE_FORMATS: ContextVar[tuple[str, ...]] = ContextVar("FIGURE_FORMATS", default=("png",))
 
 

@@ -68,13 +68,14 @@ def _curve_panels(
             if block.empty:
                 continue
             stats = ci_frame(block, ["step"], column)
-            if block["seed"].nunique() >= MIN_SEEDS_FOR_BAND:
+            banded = block["seed"].nunique() >= MIN_SEEDS_FOR_BAND
+            if banded:
                 bands.append(stats)
                 band(ax, stats, "step", colors[variant], variant, linewidth=1.6)
             else:  # a t band of 1 or 2 degrees of freedom covers the panel: the seeds instead
                 ax.plot(stats["step"], stats["mean"], color=colors[variant], label=variant, linewidth=1.6)
                 few_seeds = True
-            if per_seed or block["seed"].nunique() < MIN_SEEDS_FOR_BAND:
+            if per_seed or not banded:
                 for _, seed_block in block.groupby("seed"):
                     ax.plot(
                         seed_block["step"],
