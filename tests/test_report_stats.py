@@ -17,6 +17,7 @@ from gdpp_bench.metrics import METRIC_BOUNDS
 from gdpp_bench.pipeline import run_specs
 from gdpp_bench.report import build_overview, build_report
 from gdpp_bench.report.stats import compare, hedges_g, holm, mean_ci, stars
+from gdpp_bench.report.tables import summarize
 from gdpp_bench.rundir import RunDir, write_json
 from gdpp_bench.suites import expand
 
@@ -81,6 +82,26 @@ def tiny_results(tmp_path_factory):
     return results
 
 
+RING8_MODES = 8
+
+
+def test_a_mode_counts_interval_stops_at_the_datasets_mode_count():
+    seeds = {"ring8": [8, 8, 3], "grid25": [25, 25, 9], "stacked-mnist": [990, 999, 400], "nosuch": [8, 8, 3]}
+    runs = pd.DataFrame(
+        [
+            {"dataset": dataset, "variant": "bce", "status": "done", "train_cpu_s": 1.0, "modes": value}
+            for dataset, values in seeds.items()
+            for value in values
+        ]
+    )
+    summary = summarize(runs).set_index("dataset")
+    for dataset, values in seeds.items():
+        t_high = scipy_stats.t.interval(0.95, 2, loc=np.mean(values), scale=scipy_stats.sem(values))[1]
+        top = {"ring8": 8, "grid25": 25, "stacked-mnist": 1000}.get(dataset, t_high)
+        assert t_high > max(values) and summary.loc[dataset, "ci_high"] == pytest.approx(min(t_high, top))
+        assert summary.loc[dataset, "ci_low"] >= 0
+
+
 def test_summary_numbers_are_pandas_and_scipy_on_runs_csv(tiny_results):
     written = build_report(tiny_results / "tiny")
     runs = pd.read_csv(written["runs.csv"])
@@ -96,6 +117,7 @@ def test_summary_numbers_are_pandas_and_scipy_on_runs_csv(tiny_results):
         )
         if values.std() > 0:  # the t interval, cut to the metric's range (HQ % in [0, 100] ...)
             lower, upper = METRIC_BOUNDS[row.metric]
+            upper = RING8_MODES if row.metric == "modes" else upper
             low = low if lower is None else max(low, lower)
             high = high if upper is None else min(high, upper)
             assert (row.ci_low, row.ci_high) == pytest.approx((low, high), nan_ok=True)
@@ -103,7 +125,8 @@ def test_summary_numbers_are_pandas_and_scipy_on_runs_csv(tiny_results):
         assert row.n == len(values) and 1 <= row.n <= 3  # kl_uniform is n/a without HQ samples
     for _, block in summary.groupby("metric"):
         best = block["mean"].max() if block["higher_is_better"].iloc[0] else block["mean"].min()
-        assert set(block[block["best"]]["mean"]) == {best}
+        winners = (block["mean"] == best).sum()  # a best mean shared by variants marks none
+        assert set(block[block["best"]]["mean"]) == ({best} if winners == 1 else set())
     tests = pd.read_csv(written["significance.csv"])
     assert set(tests["variant"]) == {"bce+gdpp@1", "hinge"} and set(tests["baseline"]) == {"bce"}
     assert "train_cpu_s" in summary.columns and (summary["train_cpu_s"] > 0).all()
@@ -114,7 +137,8 @@ def test_summary_numbers_are_pandas_and_scipy_on_runs_csv(tiny_results):
             assert row.welch_p == pytest.approx(scipy_stats.ttest_ind(a, b, equal_var=False).pvalue)
     assert (tests["welch_p_holm"].dropna() >= tests["welch_p"].dropna() - 1e-12).all()
     markdown = written["summary.md"].read_text()
-    assert "hq_percent ↑" in markdown and "kl_uniform ↓" in markdown and "**" in markdown
+    assert "hq_percent ↑" in markdown and "kl_uniform ↓" in markdown
+    assert ("**" in markdown) == summary["best"].any()  # bold marks the unique best means
     assert markdown.index("| bce |") < markdown.index("| bce+gdpp@1 |")  # baseline first
     assert "Runs not in the summary" in markdown and "failed: diverged" in markdown
     latex = written["summary.tex"].read_text()

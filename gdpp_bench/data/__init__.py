@@ -51,6 +51,13 @@ def dataset_of(spec: Any) -> Dataset:
     return dataset_for(spec.dataset, spec.data_path, spec.image_size)
 
 
+def mode_count(name: str) -> int | None:
+    """How many modes a registered dataset has where its mode metric counts them (ring8: 8,
+    Stacked-MNIST: 1000); None for other or unknown datasets."""
+    entry = DATASETS.get(name) if name in DATASETS and not is_configurable(name) else None
+    return getattr(entry, "modes", None)
+
+
 def describe_data(dataset: Dataset, data_root: str | None) -> dict[str, Any]:
     """What config.json records of a run's data beyond the dataset's name (a folder's path, size
     and identity); {} for datasets whose name says it all."""
@@ -107,5 +114,6 @@ __all__ = [
     "is_configurable",
     "kind_of",
     "load_split",
+    "mode_count",
     "sample_stacked_mnist",
 ]

@@ -32,6 +32,7 @@ _RAW_FILES: dict[Split, tuple[str, str]] = {
 STACKED_MNIST_SEEDS: dict[Split, int] = {"train": 1_000, "test": 1_001}
 STACKED_MNIST_SIZES: dict[Split, int] = {"train": 60_000, "test": 26_000}
 _PLACE_VALUES = (100, 10, 1)
+STACKED_MODES = 10 ** len(_PLACE_VALUES)  # one mode per digit triple
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,7 @@ class StackedMNIST(ImageDataset):
     """Stacked-MNIST of the PacGAN/GDPP protocol: 3 x 28 x 28, 1000 modes, from MNIST's raw files."""
 
     source: TorchvisionDigits
+    modes: int = STACKED_MODES
 
     def load_split(
         self, data_root: str | Path | None, split: Split, size: int | None = None

@@ -19,6 +19,10 @@ class Mixture2D:
     default_model: str = "mlp2d"
     shape: tuple[int, ...] = (2,)
 
+    @property
+    def modes(self) -> int:
+        return len(self.centers)
+
     def centers_tensor(self, device: torch.device | str = "cpu") -> Tensor:
         return torch.tensor(self.centers, dtype=torch.float32, device=device)
 

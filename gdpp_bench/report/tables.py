@@ -15,9 +15,10 @@ from typing import Any
 import pandas as pd
 
 from gdpp_bench.config import RunSpec
+from gdpp_bench.data import mode_count
 from gdpp_bench.errors import UserError
 from gdpp_bench.losses import Variant, parse_variant
-from gdpp_bench.metrics import HIGHER_IS_BETTER, METRIC_BOUNDS
+from gdpp_bench.metrics import HIGHER_IS_BETTER, IS_COUNT, METRIC_BOUNDS
 from gdpp_bench.report.stats import (
     compare,
     holm,
@@ -261,6 +262,15 @@ def variant_order(variants: Iterable[str], baseline: str | None = None) -> list[
     return sorted(set(variants), key=key)
 
 
+def metric_bounds(metric: str, dataset: str) -> tuple[float | None, float | None]:
+    """The range `metric` can take on `dataset`: as the metric declares it, a mode count's top
+    being the dataset's number of modes where it is known."""
+    lower, upper = METRIC_BOUNDS.get(metric, (None, None))
+    if upper is None and IS_COUNT.get(metric, False):
+        upper = mode_count(dataset)
+    return lower, upper
+
+
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     """Per dataset, variant and metric over finished seeds: mean, std (ddof 1), 95% t interval (cut
     to the metric's range), n, the variant's mean training CPU seconds per run, the metric's
@@ -280,7 +290,7 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
             values = group[metric].dropna().tolist()
             if not values:
                 continue
-            mean, low, high = mean_ci(values, bounds=METRIC_BOUNDS.get(metric, (None, None)))
+            mean, low, high = mean_ci(values, bounds=metric_bounds(metric, dataset))
             rows.append(
                 {
                     "dataset": dataset,

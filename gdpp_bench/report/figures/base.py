@@ -200,12 +200,14 @@ def legend_outside(
 # --- statistics over seeds ------------------------------------------------------------------------
 
 
-def ci_frame(frame: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:
-    """Per group of `by`: mean, low, high (95% t interval, NaN bounds with one value) and n."""
+def ci_frame(
+    frame: pd.DataFrame, by: list[str], value: str, bounds: tuple[float | None, float | None] = (None, None)
+) -> pd.DataFrame:
+    """Per group of `by`: mean, low, high (95% t interval cut to `bounds`, NaN with one value) and n."""
     rows = []
     for key, group in frame.groupby(by, sort=True):
         values = group[value].dropna().tolist()
-        mean, low, high = mean_ci(values)
+        mean, low, high = mean_ci(values, bounds=bounds)
         rows.append(
             {**dict(zip(by, key, strict=True)), "mean": mean, "low": low, "high": high, "n": len(values)}
         )

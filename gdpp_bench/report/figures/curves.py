@@ -31,6 +31,7 @@ from gdpp_bench.report.figures.base import (  # noqa: E402
 from gdpp_bench.report.tables import (  # noqa: E402
     DEFAULT_BASELINE,
     DEFAULT_LAST_K,
+    metric_bounds,
     variant_order,
 )
 
@@ -67,7 +68,7 @@ def _curve_panels(
             block = present[present["variant"] == variant]
             if block.empty:
                 continue
-            stats = ci_frame(block, ["step"], column)
+            stats = ci_frame(block, ["step"], column, metric_bounds(column, dataset))
             banded = block["seed"].nunique() >= MIN_SEEDS_FOR_BAND
             if banded:
                 bands.append(stats)

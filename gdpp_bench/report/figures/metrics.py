@@ -32,6 +32,7 @@ from gdpp_bench.report.figures.base import (  # noqa: E402
 from gdpp_bench.report.stats import mean_ci  # noqa: E402
 from gdpp_bench.report.tables import (  # noqa: E402
     DEFAULT_BASELINE,
+    metric_bounds,
     variant_order,
 )
 
@@ -51,7 +52,7 @@ def metric_points(
     order = variant_order(done["variant"], baseline)
     colors = palette(order)
     shown = done.dropna(subset=[metric])
-    stats = ci_frame(shown, ["variant"], metric).set_index("variant")
+    stats = ci_frame(shown, ["variant"], metric, metric_bounds(metric, dataset)).set_index("variant")
     fig, ax = plt.subplots(figsize=(max(5.0, 0.85 * len(order) + 2.5), 4.6), layout="constrained")
     rng = np.random.default_rng(0)  # the same jitter every time the report is built
     for position, variant in enumerate(order):
@@ -133,7 +134,7 @@ def metric_vs_weight(
     for adversarial, term in swept:
         color = colors[(adversarial, term)]
         points = weighted[(weighted["adversarial"] == adversarial) & (weighted["term"] == term)]
-        stats = ci_frame(points, ["term_weight"], metric)
+        stats = ci_frame(points, ["term_weight"], metric, metric_bounds(metric, dataset))
         band(
             ax,
             stats,
@@ -149,7 +150,7 @@ def metric_vs_weight(
         reference = shown[(shown["adversarial"] == adversarial) & (shown["term_weight"] == 0)]
         if reference.empty:
             continue
-        mean, low, high = mean_ci(reference[metric].tolist())
+        mean, low, high = mean_ci(reference[metric].tolist(), bounds=metric_bounds(metric, dataset))
         note = ", baseline" if reference["variant"].iloc[0] == baseline else ""
         ax.axhline(
             mean,
@@ -194,8 +195,8 @@ def metric_vs_cpu(
     for variant in order:
         block = shown[shown["variant"] == variant]
         ax.scatter(block["train_cpu_s"], block[metric], s=18, color=colors[variant], alpha=0.45, linewidth=0)
-        y, y_low, y_high = mean_ci(block[metric].tolist())
-        x, x_low, x_high = mean_ci(block["train_cpu_s"].tolist())
+        y, y_low, y_high = mean_ci(block[metric].tolist(), bounds=metric_bounds(metric, dataset))
+        x, x_low, x_high = mean_ci(block["train_cpu_s"].tolist(), bounds=(0, None))
         xerr = None if math.isnan(x_low) else [[x - x_low], [x_high - x]]
         yerr = None if math.isnan(y_low) else [[y - y_low], [y_high - y]]
         ax.errorbar(
