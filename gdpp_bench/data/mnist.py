@@ -92,9 +92,13 @@ def sample_stacked_mnist(
     Returns (x [n, 3, H, W], y int64 [n]).
     """
     index = torch.randint(len(images), (n, 3), generator=generator, device=images.device)
-    place = torch.tensor(_PLACE_VALUES, dtype=torch.int64, device=labels.device)
-    y = (labels.to(torch.int64)[index] * place).sum(dim=1)
-    return _stack(images, index), y
+    return _stack(images, index), stacked_mode_labels(labels.to(torch.int64)[index])
+
+
+def stacked_mode_labels(digits: Tensor) -> Tensor:
+    """Each stack's mode, 0..STACKED_MODES - 1, from its channels' digits [N, 3]: 100*d_R + 10*d_G + d_B."""
+    place = torch.tensor(_PLACE_VALUES, dtype=torch.int64, device=digits.device)
+    return (digits.to(torch.int64) * place).sum(dim=1)
 
 
 class StackedSampler:
@@ -158,8 +162,10 @@ __all__ = [
     "STACKED_MNIST",
     "STACKED_MNIST_SEEDS",
     "STACKED_MNIST_SIZES",
+    "STACKED_MODES",
     "StackedMNIST",
     "StackedSampler",
     "TorchvisionDigits",
     "sample_stacked_mnist",
+    "stacked_mode_labels",
 ]

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from gdpp_bench.config import PROTOCOLS
 from gdpp_bench.data.images import Split
+from gdpp_bench.data.mnist import STACKED_MODES, stacked_mode_labels
 from gdpp_bench.metrics.modes import kl_to_uniform
 from gdpp_bench.metrics.modes import modes2d as modes2d_values
 from gdpp_bench.registry import DeclaredView, Registry
@@ -192,7 +193,7 @@ def stacked_mnist_modes(ctx: EvalContext) -> dict[str, float]:
     """Stacked-MNIST: each channel classified by the MNIST classifier; modes = distinct triples
     (of 1000) among the generated samples, and KL(triple histogram || uniform), natural log."""
     labels = _classified(ctx, "mnist", "stacked_mnist_modes")
-    counts = torch.bincount(labels[:, 0] * 100 + labels[:, 1] * 10 + labels[:, 2], minlength=1000)
+    counts = torch.bincount(stacked_mode_labels(labels), minlength=STACKED_MODES)
     ctx.notes["stacked_mnist_modes"]["histogram"] = counts.tolist()  # samples per triple, for reports
     return {"modes": float((counts > 0).sum().item()), "kl_uniform": kl_to_uniform(counts)}
 
