@@ -119,14 +119,23 @@ def real_splits_read(spec: RunSpec) -> set[str]:
     return splits
 
 
+def splits_needed(spec: RunSpec) -> set[str]:
+    """The real-data splits training the run and evaluating it read."""
+    return {"train", *real_splits_read(spec)}
+
+
+def check_data(dataset: Any, data_root: str | None, splits: set[str]) -> None:
+    """A UserError now, before any training, where the data lack one of `splits` (files absent and
+    not downloadable); nothing for datasets without files (2D mixtures)."""
+    check_splits = getattr(dataset, "check_splits", None)  # image datasets have it
+    if check_splits is not None:
+        check_splits(data_root, splits)
+
+
 def make_eval_hook(
     spec: RunSpec, device: torch.device, data_root: str | None = None, options: EvalOptions | None = None
 ) -> PeriodicEvaluation:
-    """The periodic-evaluation hook that training calls: metrics of the current generator. A split
-    the evaluations will read and the data lacks is an error now, before any training."""
-    check_splits = getattr(dataset_of(spec), "check_splits", None)  # image datasets have it
-    if check_splits is not None:
-        check_splits(data_root, real_splits_read(spec))
+    """The periodic-evaluation hook that training calls: metrics of the current generator."""
     return PeriodicEvaluation(spec, device, data_root, options)
 
 

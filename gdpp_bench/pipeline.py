@@ -18,9 +18,10 @@ from tqdm import tqdm
 
 from gdpp_bench.checkpoint import load_checkpoint
 from gdpp_bench.config import RunSpec
+from gdpp_bench.data import dataset_for, dataset_of
 from gdpp_bench.environment import device_type, resolve_device
 from gdpp_bench.errors import Interrupted, UserError
-from gdpp_bench.evaluation import evaluate_run, make_eval_hook
+from gdpp_bench.evaluation import check_data, evaluate_run, make_eval_hook, splits_needed
 from gdpp_bench.executors import Executor, SlurmExecutor, make_executor
 from gdpp_bench.metrics import EvalOptions
 from gdpp_bench.plugins import load_plugins
@@ -54,6 +55,8 @@ def run_one(
     device = resolve_device(spec.device)  # already resolved: checks that it is there
     run_dir = RunDir.for_spec(results, spec)
     with working_on(spec.key):
+        if not run_dir.is_done():  # a finished run is skipped without reading data
+            check_data(dataset_of(spec), data_root, splits_needed(spec))
         hook = make_eval_hook(spec, device, data_root, options)
         status = train(spec, run_dir, device, data_root, eval_hook=hook, policy=policy, style=style)
         record = evaluate_run(run_dir, device, data_root=data_root, options=options, measured=hook.last)
@@ -136,6 +139,9 @@ def run_seed_group(
     run_dirs = [RunDir.for_spec(results, spec) for spec in specs]
     with working_on(", ".join(spec.key for spec in specs)):
         say(f"training {len(specs)} seeds as one batched model")
+        for spec, run_dir in zip(specs, run_dirs, strict=True):
+            if not run_dir.is_done():
+                check_data(dataset_of(spec), data_root, splits_needed(spec))
         hooks = [make_eval_hook(spec, device, data_root, options) for spec in specs]
         before = [run_dir.is_done() for run_dir in run_dirs]
         statuses = train_seed_parallel(specs, results, device, data_root, eval_hooks=hooks, policy=policy)
@@ -184,8 +190,16 @@ def run_specs(
     on_cluster = isinstance(executor, SlurmExecutor)
     kind = device_type(device_name, on_cluster_node=True) if on_cluster else resolve_device(device_name).type
     specs = [dataclasses.replace(spec, device=kind) for spec in specs]
+    # a Slurm task reads the data where it runs, which need not be where this process runs
+    specs, refused = (specs, []) if on_cluster else refuse_runs_without_data(specs, results, data_root)
     executor = executor or make_executor("local", jobs, device=device_name)
-    progress = tqdm(total=len(specs), desc="runs", unit="run", leave=False, disable=None, position=0)
+    progress = tqdm(
+        total=len(specs) + len(refused), desc="runs", unit="run", leave=False, disable=None, position=0
+    )
+    for outcome in refused:
+        progress.update()
+        if on_result is not None:
+            on_result(outcome)
     groups = seed_groups(specs) if seed_parallel else [[spec] for spec in specs]
 
     def finished(future: Future, keys: list[str]) -> None:
@@ -226,7 +240,7 @@ def run_specs(
                 # at once for the inline executor
                 future.add_done_callback(functools.partial(_call_with_keys, finished, keys))
             futures += jobs_of_group
-        outcomes = []
+        outcomes = list(refused)
         for future, keys in futures:
             error = future.exception()
             outcomes += _error_outcomes(keys, error) if error is not None else _as_list(future.result())
@@ -248,6 +262,32 @@ def run_specs(
     finally:
         executor.shutdown()
         progress.close()
+
+
+def refuse_runs_without_data(
+    specs: list[RunSpec], results: Path, data_root: str | None
+) -> tuple[list[RunSpec], list[dict[str, Any]]]:
+    """(the runs to start, the outcomes of those refused): the data of each dataset that unfinished
+    runs train on are checked here once (downloaded where absent and possible), so that a missing
+    data root is one error line for the suite, not one per run, and no run of it starts."""
+    needs: dict[tuple[str, str, int], tuple[set[str], list[str]]] = {}
+    for spec in specs:
+        if RunDir.for_spec(results, spec).is_done():  # finished: skipped without reading data
+            continue
+        splits, keys = needs.setdefault((spec.dataset, spec.data_path, spec.image_size), (set(), []))
+        splits.update(splits_needed(spec))
+        keys.append(spec.key)
+    refused: list[dict[str, Any]] = []
+    for (name, data_path, image_size), (splits, keys) in needs.items():
+        try:
+            check_data(dataset_for(name, data_path, image_size), data_root, splits)
+        except UserError as exc:
+            click.echo(f"error: {exc} ({len(keys)} run{'s' * (len(keys) != 1)} not started)", err=True)
+            refused += _error_outcomes(
+                keys, UserError(f"not started: dataset {name!r} lacks its data (error above)")
+            )
+    refused_keys = {outcome["key"] for outcome in refused}
+    return [spec for spec in specs if spec.key not in refused_keys], refused
 
 
 def evaluate_suite(

@@ -92,12 +92,15 @@ def test_image_suite_trains_a_few_steps(
     "suite,looked_at",
     [
         ("mnist", "MNIST/raw/train-images-idx3-ubyte"),
+        ("stacked-mnist", "MNIST/raw/train-images-idx3-ubyte"),
         ("cifar10", "cifar-10-batches-py"),
         ("celeba", "img_align_celeba"),
     ],
 )
 def test_missing_data_root_is_one_line(tmp_path, suite, looked_at):
+    """Said once for the suite, not once per run; no run starts and nothing is written."""
     empty = tmp_path / "nothing-here"
+    results = tmp_path / "results"
     done = gdpp_bench(
         "run",
         "--suite",
@@ -105,13 +108,13 @@ def test_missing_data_root_is_one_line(tmp_path, suite, looked_at):
         "--data-root",
         str(empty),
         "--results",
-        str(tmp_path / "results"),
+        str(results),
         "--steps",
         "2",
         "--variants",
-        "bce",
+        "bce,bce+gdpp",
         "--seeds",
-        "0",
+        "0,1",
         "--device",
         "cpu",
     )
@@ -120,6 +123,28 @@ def test_missing_data_root_is_one_line(tmp_path, suite, looked_at):
     assert len(lines) == 1 and "Traceback" not in done.stderr
     assert lines[0].startswith(f"error: dataset {suite!r}: ")
     assert str(empty) in lines[0] and looked_at in lines[0]
+    assert lines[0].endswith("(4 runs not started)")
+    refused = [line for line in done.stdout.splitlines() if "not started" in line]
+    assert sorted(line.split(":")[0] for line in refused) == [
+        "bce+gdpp@1/seed-0",
+        "bce+gdpp@1/seed-1",
+        "bce/seed-0",
+        "bce/seed-1",
+    ]
+    assert done.stdout.strip().endswith("0 done, 0 skipped, 0 failed, 4 incomplete")
+    assert not results.exists()
+
+
+def test_finished_runs_are_skipped_without_their_data(tmp_path, mnist_classifier):
+    """Data are checked for the runs that will read them: a finished suite reruns without them."""
+    results = tmp_path / "results"
+    command = ["run", "--suite", "mnist", "--results", str(results), "--steps", "2", "--variants", "bce"]
+    command += ["--seeds", "0", "--device", "cpu", "--eval-samples", "16"]
+    first = gdpp_bench(*command, "--data-root", str(DATA_ROOT))
+    assert first.returncode == 0, first.stderr
+    again = gdpp_bench(*command, "--data-root", str(tmp_path / "nothing-here"))
+    assert again.returncode == 0, again.stderr
+    assert "bce/seed-0: skipped (done)" in again.stdout and again.stderr == ""
 
 
 def test_selection_and_reporting_never_read_the_same_reference_images(

@@ -63,10 +63,22 @@ class CIFAR10(ImageDataset):
 
     def load_split(self, data_root: str | Path | None, split: Split) -> tuple[Tensor, Tensor]:
         """Images uint8 [N, 3, 32, 32] and int64 labels [N]; downloads only when the folder is absent."""
-        split = check_split(self.name, split)
+        parts = [
+            read_cifar_batch(path) for path in self._batch_files(data_root, check_split(self.name, split))
+        ]
+        images = np.concatenate([p[0] for p in parts])
+        labels = np.concatenate([p[1] for p in parts])
+        return torch.from_numpy(images), torch.from_numpy(labels)
+
+    def check_splits(self, data_root: str | Path | None, splits: set[str]) -> None:
+        """A UserError now where a split's batch files are absent (and cannot be downloaded)."""
+        for split in sorted(splits):
+            self._batch_files(data_root, check_split(self.name, split))
+
+    def _batch_files(self, data_root: str | Path | None, split: Split) -> list[Path]:
+        """The split's pickle batches, after a download where the folder is absent."""
         root = require_root(self.name, data_root)
         folder = root / CIFAR10_FOLDER
-        first = folder / CIFAR10_BATCHES[split][0]
         if not folder.is_dir():
             how = (
                 f"put the python version of CIFAR-10 (cifar-10-python.tar.gz, unpacked) in {folder}, "
@@ -76,13 +88,12 @@ class CIFAR10(ImageDataset):
 
             try_download(
                 self.name,
-                first,
+                folder / CIFAR10_BATCHES[split][0],
                 how,
                 lambda: datasets.CIFAR10(str(root), train=split == "train", download=True),
             )
-        parts = []
-        for name in CIFAR10_BATCHES[split]:
-            path = folder / name
+        paths = [folder / name for name in CIFAR10_BATCHES[split]]
+        for path in paths:
             if not path.is_file():
                 raise missing_data(
                     self.name,
@@ -90,10 +101,7 @@ class CIFAR10(ImageDataset):
                     f"the folder {folder} is incomplete: it needs "
                     f"{', '.join(n for names in CIFAR10_BATCHES.values() for n in names)}",
                 )
-            parts.append(read_cifar_batch(path))
-        images = np.concatenate([p[0] for p in parts])
-        labels = np.concatenate([p[1] for p in parts])
-        return torch.from_numpy(images), torch.from_numpy(labels)
+        return paths
 
 
 CIFAR10_DATASET = CIFAR10("cifar10", (3, 32, 32), "dcgan32")

@@ -46,11 +46,20 @@ class TorchvisionDigits(ImageDataset):
 
     def load_split(self, data_root: str | Path | None, split: Split) -> tuple[Tensor, Tensor]:
         """Images uint8 [N, 1, 28, 28] and int64 labels [N]; downloads only when the raw files are absent."""
-        from torchvision import datasets  # here: its import costs seconds that 2D runs need not pay
-
         split = check_split(self.name, split)
         root = require_root(self.name, data_root)
-        cls = getattr(datasets, self.folder)
+        first = self._split_files(root, split)
+        images, labels = _read_digits(self._torchvision_class(), str(root), split, first.stat().st_mtime_ns)
+        return images.clone(), labels.clone()
+
+    def check_splits(self, data_root: str | Path | None, splits: set[str]) -> None:
+        """A UserError now where the raw files of a split are absent (and cannot be downloaded)."""
+        root = require_root(self.name, data_root)
+        for split in sorted(splits):
+            self._split_files(root, check_split(self.name, split))
+
+    def _split_files(self, root: Path, split: Split) -> Path:
+        """The split's image file, after a download where any of the four raw files is absent."""
         raw = self.raw_dir(root)
         # torchvision wants all four files present before it reads any; name the split's own first.
         wanted = [*_RAW_FILES[split], *_RAW_FILES["test" if split == "train" else "train"]]
@@ -60,11 +69,16 @@ class TorchvisionDigits(ImageDataset):
                 f"put the four {self.folder} IDX files (torchvision raw layout) in {raw}, "
                 f"or run once with internet access so torchvision can download them"
             )
+            cls = self._torchvision_class()
             try_download(self.name, missing[0], how, lambda: cls(str(root), train=True, download=True))
             if not (raw / wanted[0]).is_file():
                 raise missing_data(self.name, raw / wanted[0], how)
-        images, labels = _read_digits(cls, str(root), split, (raw / wanted[0]).stat().st_mtime_ns)
-        return images.clone(), labels.clone()
+        return raw / wanted[0]
+
+    def _torchvision_class(self) -> type:
+        from torchvision import datasets  # here: its import costs seconds that 2D runs need not pay
+
+        return getattr(datasets, self.folder)
 
 
 @functools.lru_cache(maxsize=4)
@@ -139,6 +153,10 @@ class StackedMNIST(ImageDataset):
         digits, labels = self.source.load_split(require_root(self.name, data_root), split)
         generator = torch.Generator().manual_seed(STACKED_MNIST_SEEDS[split])
         return sample_stacked_mnist(digits, labels, size or STACKED_MNIST_SIZES[split], generator)
+
+    def check_splits(self, data_root: str | Path | None, splits: set[str]) -> None:
+        """A UserError now where MNIST's raw files are absent (and cannot be downloaded)."""
+        self.source.check_splits(require_root(self.name, data_root), splits)
 
     def sampler(self, device: torch.device, data_root: str | None = None) -> Sampler:
         """Samples fresh stacks from the MNIST training digits (loaded once onto `device`)."""
