@@ -43,6 +43,7 @@ BAND_ALPHA = 0.2
 
 P = ParamSpec("P")
 R = TypeVar("R")
+K = TypeVar("K")
 
 
 def styled(draw: Callable[P, R]) -> Callable[P, R]:
@@ -105,10 +106,15 @@ def finished_runs(runs: pd.DataFrame, dataset: str) -> pd.DataFrame:
     return runs[(runs["dataset"] == dataset) & (runs["status"] == "done")]
 
 
-def palette(order: list[str]) -> dict[str, tuple[float, float, float]]:
-    """One colour per variant (colour-blind safe up to 10)."""
-    colors = sns.color_palette("colorblind" if len(order) <= 10 else "husl", len(order))
-    return dict(zip(order, colors, strict=True))
+def palette(order: list[K]) -> dict[K, tuple[float, float, float]]:
+    """One colour per variant (or other key; colour-blind safe up to 10)."""
+    if len(order) > 10:
+        return dict(zip(order, sns.color_palette("husl", len(order)), strict=True))
+    # seaborn's colour-blind palette with its 4th and 5th swapped: its 2nd (orange) and 4th
+    # (vermillion) are hard to tell apart in thin lines, and four variants are common
+    colors = sns.color_palette("colorblind", 10)
+    colors[3], colors[4] = colors[4], colors[3]
+    return dict(zip(order, colors[: len(order)], strict=True))
 
 
 def panel_grid(

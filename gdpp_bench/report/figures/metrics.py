@@ -11,7 +11,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import NullLocator  # noqa: E402
 
@@ -128,7 +127,7 @@ def metric_vs_weight(
         return []
     first = parse_variant(baseline).adversarial if baseline else ""
     swept.sort(key=lambda key: (key[0] != first, key))
-    colors = dict(zip(swept, sns.color_palette("colorblind", len(swept)), strict=True))
+    colors = palette(swept)
     fig, ax = plt.subplots(figsize=(7.5, 4.6), layout="constrained")
     rng = np.random.default_rng(0)
     for adversarial, term in swept:
