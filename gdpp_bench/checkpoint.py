@@ -17,10 +17,14 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     write_atomic(path, lambda tmp: torch.save(state, tmp))
 
 
-def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dict[str, Any]:
-    """Load a checkpoint; a corrupt or foreign file is a UserError naming it and the fix."""
+def load_checkpoint(
+    path: Path, map_location: torch.device | str = "cpu", mmap: bool = False
+) -> dict[str, Any]:
+    """Load a checkpoint; a corrupt or foreign file is a UserError naming it and the fix.
+
+    `mmap`: map the tensors' storage instead of reading it (to look at the step only)."""
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as exc:
         raise UserError(
             f"corrupt checkpoint {path} (unreadable as a torch checkpoint: {type(exc).__name__}); "

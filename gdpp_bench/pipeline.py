@@ -335,7 +335,7 @@ def plan_line(spec: RunSpec, results: Path) -> str:
     if state["status"] == "failed":
         return f"{spec.key}: would skip (failed: {state.get('reason', '')}) in {where}"
     try:
-        step = load_checkpoint(run_dir.checkpoint)["step"] if run_dir.checkpoint.exists() else 0
+        step = load_checkpoint(run_dir.checkpoint, mmap=True)["step"] if run_dir.checkpoint.exists() else 0
     except UserError as exc:
         return f"{spec.key}: would stop at its checkpoint ({exc}) in {where}"
     return f"{spec.key}: would resume at step {step} of {spec.train.steps} in {where}"

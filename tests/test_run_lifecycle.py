@@ -330,3 +330,10 @@ def test_dry_run_says_what_run_would_do_and_writes_nothing(tmp_path):
     done = gdpp_bench("run", *RING, "--results", str(tmp_path), "--dry-run", "--steps", "20")
     assert "bce/seed-0: would skip (done)" in done.stdout
     assert before == {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+    run = RunDir(tmp_path / "ring8" / "bce" / "seed-0")
+    run.path.joinpath("DONE").unlink()  # as if stopped after its last checkpoint
+    unfinished = gdpp_bench("run", *RING, "--results", str(tmp_path), "--dry-run", "--steps", "20")
+    assert "bce/seed-0: would resume at step 20 of 20" in unfinished.stdout
+    run.checkpoint.write_bytes(b"not a checkpoint")
+    corrupt = gdpp_bench("run", *RING, "--results", str(tmp_path), "--dry-run", "--steps", "20")
+    assert "bce/seed-0: would stop at its checkpoint (corrupt checkpoint" in corrupt.stdout
