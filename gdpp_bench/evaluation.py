@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from gdpp_bench.checkpoint import load_checkpoint
 from gdpp_bench.config import RunSpec
-from gdpp_bench.data import dataset_of
+from gdpp_bench.data import Dataset, dataset_of
 from gdpp_bench.data.images import Split
 from gdpp_bench.metrics import METRICS, SAMPLE_SEED_OFFSET, EvalContext, EvalOptions, compute_metrics
 from gdpp_bench.models import build_models
@@ -124,7 +124,7 @@ def splits_needed(spec: RunSpec) -> set[str]:
     return {"train", *real_splits_read(spec)}
 
 
-def check_data(dataset: Any, data_root: str | None, splits: set[str]) -> None:
+def check_data(dataset: Dataset, data_root: str | None, splits: set[str]) -> None:
     """A UserError now, before any training, where the data lack one of `splits` (files absent and
     not downloadable); nothing for datasets without files (2D mixtures)."""
     check_splits = getattr(dataset, "check_splits", None)  # image datasets have it

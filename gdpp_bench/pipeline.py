@@ -139,11 +139,11 @@ def run_seed_group(
     run_dirs = [RunDir.for_spec(results, spec) for spec in specs]
     with working_on(", ".join(spec.key for spec in specs)):
         say(f"training {len(specs)} seeds as one batched model")
-        for spec, run_dir in zip(specs, run_dirs, strict=True):
-            if not run_dir.is_done():
+        before = [run_dir.is_done() for run_dir in run_dirs]
+        for spec, done in zip(specs, before, strict=True):
+            if not done:  # a finished run is skipped without reading data
                 check_data(dataset_of(spec), data_root, splits_needed(spec))
         hooks = [make_eval_hook(spec, device, data_root, options) for spec in specs]
-        before = [run_dir.is_done() for run_dir in run_dirs]
         statuses = train_seed_parallel(specs, results, device, data_root, eval_hooks=hooks, policy=policy)
     outcomes = []
     for spec, run_dir, skipped, status, hook in zip(specs, run_dirs, before, statuses, hooks, strict=True):

@@ -130,7 +130,8 @@ class ImageDataset:
         return self.name
 
     def check_splits(self, data_root: str | Path | None, splits: set[str]) -> None:
-        """A UserError before training where an evaluation will need a split the data lacks."""
+        """A UserError before training where the data lack one of `splits` (training's or an
+        evaluation's); subclasses check their files without reading them."""
 
     def describe(self, data_root: str | Path | None) -> dict[str, Any]:
         """What config.json records of the data beyond its name ({}: the name says it all)."""
