@@ -246,6 +246,29 @@ def test_celeba_cache_is_written_once_and_reused(tmp_path: Path, monkeypatch) ->
         load_split("celeba", tmp_path / "data", "train")
 
 
+def test_a_metric_reference_subset_reads_only_its_rows_of_a_memory_mapped_cache(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The fidelity reference of CelebA (and of image folders, which share the cache code) is the
+    same fixed subset as before, taken from the memory-mapped cache: the whole split is never
+    copied into memory (load_split does that), and a subset as large as the split is all of it."""
+    from gdpp_bench.metrics.fidelity import SUBSET_SEED, real_reference
+
+    monkeypatch.setenv("GDPP_BENCH_CACHE", str(tmp_path / "cache"))
+    write_celeba_fixture(tmp_path / "data", n=40)
+    dataset = DATASETS.get("celeba")
+    whole, _ = dataset.load_split(str(tmp_path / "data"), "train")
+    keep = torch.randperm(len(whole), generator=torch.Generator().manual_seed(SUBSET_SEED))[:9].sort().values
+
+    def no_whole_split(*args, **kwargs):
+        raise AssertionError("the whole split was copied for a subset")
+
+    monkeypatch.setattr(type(dataset), "load_split", no_whole_split)
+    subset = real_reference(dataset, str(tmp_path / "data"), "train", 9)
+    assert subset.dtype == torch.uint8 and torch.equal(subset, whole[keep])
+    assert torch.equal(real_reference(dataset, str(tmp_path / "data"), "train", len(whole)), whole)
+
+
 def test_celeba_processed_small_layout(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("GDPP_BENCH_CACHE", str(tmp_path / "cache"))
     write_celeba_small_fixture(tmp_path, n=12)

@@ -110,8 +110,11 @@ class CelebA(ImageDataset):
 
     def load_split(self, data_root: str | Path | None, split: Split) -> tuple[Tensor, None]:
         """The split as uint8 [N, 3, R, R] (a copy in memory of the cache) and no labels."""
-        images = cached_images(self.name, data_root, split, self.shape[-1])
-        return torch.from_numpy(np.array(images)), None
+        return torch.from_numpy(np.array(self.split_images(data_root, split))), None
+
+    def split_images(self, data_root: str | Path | None, split: Split) -> np.ndarray:
+        """The memory-mapped decoded cache of the split (built on first use)."""
+        return cached_images(self.name, data_root, split, self.shape[-1])
 
     def sampler(self, device: torch.device, data_root: str | None = None) -> Sampler:
         """Draws from the memory-mapped training cache (built on first use)."""

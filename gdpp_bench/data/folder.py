@@ -161,9 +161,13 @@ class FolderImages(ImageDataset):
         images, listing = self._images(data_root, split)
         return torch.from_numpy(np.array(images)), torch.tensor(listing.labels, dtype=torch.int64)
 
+    def split_images(self, data_root: str | Path | None, split: Split) -> np.ndarray:
+        """The memory-mapped decoded cache of the split (built on first use)."""
+        return self._images(data_root, split)[0]
+
     def sampler(self, device: torch.device, data_root: str | None = None) -> Sampler:
         """Draws from the memory-mapped training cache (built on first use)."""
-        return MemmapSampler(self._images(data_root, "train")[0], device)
+        return MemmapSampler(self.split_images(data_root, "train"), device)
 
     def train_count(self, data_root: str | Path | None) -> int:
         """The training images listed (none decoded)."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -115,6 +116,11 @@ class ImageDataset:
     def load_split(self, data_root: str | Path | None, split: Split) -> tuple[Tensor, Tensor | None]:
         """Real images of `split` as uint8 [N, C, H, W] on the CPU, and int64 labels where it has them."""
         raise NotImplementedError
+
+    def split_images(self, data_root: str | Path | None, split: Split) -> Tensor | np.ndarray:
+        """The split's uint8 images [N, C, H, W] as stored: datasets whose decoded cache is
+        memory-mapped return the map, so that a subset reads only its own rows."""
+        return self.load_split(data_root, split)[0]
 
     def sampler(self, device: torch.device, data_root: str | None = None) -> Sampler:
         """A sampler over the training split, loaded once onto `device`."""

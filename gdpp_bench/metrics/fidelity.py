@@ -135,12 +135,15 @@ def extractor_for(dataset: str, data_root: str | None, inception: str | Path | N
 
 
 def real_reference(dataset: ImageDataset, data_root: str | None, split: Split, count: int) -> Tensor:
-    """uint8 images of `split`: all of them, or a fixed random subset of `count` (seed SUBSET_SEED)."""
-    images, _ = dataset.load_split(data_root, split)
+    """uint8 images of `split`: all of them, or a fixed random subset of `count` (seed SUBSET_SEED).
+    From a memory-mapped cache (CelebA, image folders) only the subset's rows are read: each
+    periodic evaluation would otherwise copy the whole split (2 GB for CelebA 64 px) to keep 10,000."""
+    images = dataset.split_images(data_root, split)
     if count < len(images):
         keep = torch.randperm(len(images), generator=torch.Generator().manual_seed(SUBSET_SEED))[:count]
-        images = images[keep.sort().values]
-    return images
+        keep = keep.sort().values
+        images = images[keep.numpy()] if isinstance(images, np.ndarray) else images[keep]
+    return torch.from_numpy(np.array(images)) if isinstance(images, np.ndarray) else images
 
 
 def fidelity_metrics(
