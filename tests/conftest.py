@@ -9,6 +9,7 @@ import fcntl
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,12 @@ from gdpp_bench.suites import EvalConfig, Suite, TrainConfig
 if os.environ.get("PYTEST_XDIST_WORKER"):  # parallel test processes share the cores: one thread each
     os.environ["OMP_NUM_THREADS"] = "1"  # and the processes they start
     torch.set_num_threads(1)
+
+# A shell starts a background job (`cmd &` without job control, as in `nohup .ci/run &`) with
+# SIGINT ignored, and an ignored signal stays ignored across exec: the interruption tests' Ctrl-C
+# would never reach the processes they start. A handled signal is reset to default in a child.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = Path(__file__).resolve().parents[1]
 # the data root the CLI would use: $GDPP_BENCH_DATA, ../shared/datasets, else the user cache
