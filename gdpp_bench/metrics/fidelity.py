@@ -141,8 +141,7 @@ def real_reference(dataset: ImageDataset, data_root: str | None, split: Split, c
     images = dataset.split_images(data_root, split)
     if count < len(images):
         keep = torch.randperm(len(images), generator=torch.Generator().manual_seed(SUBSET_SEED))[:count]
-        keep = keep.sort().values
-        images = images[keep.numpy()] if isinstance(images, np.ndarray) else images[keep]
+        images = images[keep.sort().values.numpy()]  # an index array that tensors and maps both take
     return torch.from_numpy(np.array(images)) if isinstance(images, np.ndarray) else images
 
 
