@@ -21,6 +21,10 @@ SELECT_MODES = ("max", "min")
 LATENTS = ("normal", "mixture")
 TERM_REAL_FEATURES = ("pre-update", "post-update")
 SAMPLE_BN_MODES = ("running", "batch")
+RUN_ROLES = ("", "trial", "confirm")  # an ordinary run; a tuning trial's run; a confirmation run
+SAMPLERS = ("random", "tpe")  # `tune`: Optuna's RandomSampler (Lucic et al.'s protocol) or TPESampler
+AGGREGATES = ("mean", "median")  # a trial's objective over its tuning seeds
+DISTRIBUTION_KINDS = ("log_uniform", "uniform", "int_uniform", "choice")
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,49 @@ EVAL_SAMPLE_COUNTS = ("samples", "fidelity_samples", "real_samples", "ivom_image
 
 
 @dataclass(frozen=True)
+class DecisionConfig:
+    """[decision]: what the decision rule may conclude from a suite (recorded in every run)."""
+
+    descriptive: bool = False  # not powered for a verdict: runs without the power check's refusal
+    primary: tuple[str, ...] = ()  # metric values in the Holm family (empty: every compared value)
+    # not a suite field: set by `run`/`tune --allow-underpowered` on a design that cannot reach alpha
+    underpowered: bool = False
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """One searched field of [search]: `kind` (DISTRIBUTION_KINDS) over `values`, the (low, high)
+    bounds of a range or the allowed values of a choice."""
+
+    kind: str
+    values: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What selects a variant's configuration among its trials: `metric` (a value name; its
+    declared direction says minimise or maximise), aggregated over the tuning seeds, subject to
+    `constraints` such as "hq_percent >= 10" (on the aggregated values)."""
+
+    metric: str
+    aggregate: str = "mean"
+    constraints: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Budget:
+    """[budget]: `trials` per variant (the same for every variant), each trained at every one of
+    `tuning_seeds`; the selected configuration of each variant is trained at `confirm_seeds`."""
+
+    trials: int
+    tuning_seeds: tuple[int, ...]
+    confirm_seeds: tuple[int, ...]
+    objective: Objective
+    sampler: str = "random"
+    sampler_seed: int = 0
+
+
+@dataclass(frozen=True)
 class DatasetSettings:
     """What one dataset of a suite trains with: the suite's settings, or its [per_dataset.NAME]."""
 
@@ -117,6 +164,16 @@ class Suite:
     # side (32 or 64) they are cropped and resized to
     data_path: str = ""
     image_size: int = 0
+    decision: DecisionConfig = field(default_factory=DecisionConfig)
+    # [search]: (field, distribution) for every variant, and (variant, its overrides) of
+    # [search.VARIANT]; `weight` is the weight of the variant's diversity term
+    search: tuple[tuple[str, Distribution], ...] = ()
+    search_per_variant: tuple[tuple[str, tuple[tuple[str, Distribution], ...]], ...] = ()
+    budget: Budget | None = None
+
+    def search_of(self, variant: str) -> dict[str, Distribution]:
+        """The searched fields of `variant`: [search], then its [search.VARIANT] replacing some."""
+        return {**dict(self.search), **dict(dict(self.search_per_variant).get(variant, ()))}
 
     def seeds_of(self, variant: str) -> tuple[int, ...]:
         return dict(self.variant_seeds).get(variant, self.seeds)
@@ -150,12 +207,26 @@ class RunSpec:
     # the device type it trains on, resolved once for the suite ("auto" never reaches a run);
     # not a training field: a run may resume on another device
     device: str = "cpu"
+    # `tune`: the variant as the suite names it when its term weight was drawn ("bce+gdpp" for
+    # bce+gdpp@3.7; "" = the variant's own name), the run's role (RUN_ROLES), its trial number
+    # (-1: none; a confirmation run records the trial it confirms), the objective and the budget
+    label: str = ""
+    role: str = ""
+    trial: int = -1
+    objective: Objective | None = None
+    trials: int = 0
+    decision: DecisionConfig = field(default_factory=DecisionConfig)
 
     def __post_init__(self) -> None:
         if isinstance(self.variant, str):
             from gdpp_bench.losses import parse_variant  # the losses own the variant grammar
 
             object.__setattr__(self, "variant", parse_variant(self.variant))
+
+    @property
+    def name(self) -> str:
+        """The variant's name in reports: the suite's (searched weights kept out of it)."""
+        return self.label or str(self.variant)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -170,4 +241,15 @@ class RunSpec:
         train = TrainConfig(**fields.pop("train"))
         raw_eval = dict(fields.pop("eval"))
         raw_eval["metrics"] = tuple(raw_eval.get("metrics", EvalConfig.metrics))
-        return cls(**fields, train=train, eval=EvalConfig(**raw_eval))
+        decision = dict(fields.pop("decision", {}))
+        decision["primary"] = tuple(decision.get("primary", ()))
+        objective = fields.pop("objective", None)
+        if objective is not None:
+            objective = Objective(**{**objective, "constraints": tuple(objective.get("constraints", ()))})
+        return cls(
+            **fields,
+            train=train,
+            eval=EvalConfig(**raw_eval),
+            decision=DecisionConfig(**decision),
+            objective=objective,
+        )
