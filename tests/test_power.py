@@ -18,7 +18,7 @@ from gdpp_bench.power import (
     smallest_seeds_per_arm,
 )
 from gdpp_bench.report.stats import smallest_mann_whitney_p
-from gdpp_bench.suites import expand, parse_suite
+from gdpp_bench.suites import expand, load_suite, parse_suite, suite_names
 
 # nine weighted variants against bce on ring8 (modes2d: modes, hq_percent, kl_uniform): 9 x 3 = 27
 WEIGHTS = ["0.1", "0.2", "0.5", "1", "2", "3", "5", "10", "20"]
@@ -172,3 +172,22 @@ def test_family_size_counts_comparisons_times_values():
     # values a metric records but the report does not compare (is_std, kid_std) are not in it
     assert "is_std" not in family_values(["fidelity"])
     assert family_values(["modes2d", "stacked_mnist_modes"]) == ("modes", "hq_percent", "kl_uniform")
+
+
+@pytest.mark.parametrize("name", suite_names())
+def test_every_shipped_suite_is_powered_or_says_it_is_descriptive(name):
+    suite = load_suite(name)
+    specs = expand(suite, steps=1)  # steps replace epochs: no training images needed
+    assert check_design(specs, subset=False, allow_underpowered=False) == (specs, None)
+    reachable = all(power.reachable for power in design_power(specs))
+    # a descriptive mark on a powered study would hide verdicts it can give
+    assert suite.decision.descriptive != reachable
+
+
+def test_the_powered_studies_and_smoke():
+    for name, family in (("ring8", 12), ("grid25", 6)):
+        (power,) = design_power(expand(load_suite(name)))
+        assert power.family == family and power.reachable
+        # bce+gdpp at 5 seeds against bce at 10 is the weakest arm: 2 / C(15, 5)
+        assert power.smallest_holm_p == pytest.approx(2 / 3003)
+    assert load_suite("smoke").decision.descriptive
