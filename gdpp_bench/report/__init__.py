@@ -8,8 +8,9 @@ import pandas as pd
 
 from gdpp_bench.errors import UserError
 from gdpp_bench.report import figures
-from gdpp_bench.report.claims import claims_markdown, decisions
-from gdpp_bench.report.html import claims_html, figures_html, page, suite_page, summary_table_html
+from gdpp_bench.report.claims import claims_markdown, decisions, settings_notes
+from gdpp_bench.report.html import claims_html, figures_html, page, suite_page, summary_tables_html
+from gdpp_bench.report.recipes import CONFIRM, ORDINARY, TRIAL, TUNED_FIGURES, budget_of, of_role, roles
 from gdpp_bench.report.tables import (
     DEFAULT_BASELINE,
     DEFAULT_LAST_K,
@@ -20,6 +21,8 @@ from gdpp_bench.report.tables import (
     summary_latex,
     summary_markdown,
 )
+from gdpp_bench.report.tuning import budget_curves, mark_selected, trial_table
+from gdpp_bench.report.tuning_report import tuning_markdown
 from gdpp_bench.rundir import find_run_dirs, write_atomic
 
 
@@ -36,24 +39,37 @@ def _write_csv(path: Path, frame: pd.DataFrame) -> Path:
 def _suite_figures(
     runs: pd.DataFrame, suite_dir: Path, fig_dir: Path, baseline: str, last_k: int = DEFAULT_LAST_K
 ) -> dict[str, list[Path]]:
-    """Every registered figure that applies, per dataset: {dataset: [PNG paths]}."""
+    """Every registered figure that applies, per dataset: {dataset: [PNG paths]}. The figures of
+    compared runs are drawn per recipe (ordinary runs into fig_dir, confirmation runs into
+    fig_dir/tuned/), never of both at once; `tuning` figures once, from all runs."""
     made: dict[str, list[Path]] = {}
+    recipes = [(of_role(runs, ORDINARY), fig_dir), (of_role(runs, CONFIRM), fig_dir / TUNED_FIGURES)]
     for dataset in sorted(runs["dataset"].unique()):
         written: list[Path] = []
-        block = runs[runs["dataset"] == dataset]
-        if not (block["status"] == "done").any():  # nothing to draw (unreadable runs are listed)
-            continue
         for prefix, meta in figures.FIGURES.declared():
             draw = figures.FIGURES.get(prefix)
+            if meta.get("tuning"):
+                if (of_role(runs, TRIAL)["dataset"] == dataset).any():
+                    written += draw(
+                        runs, suite_dir, dataset, fig_dir / f"{prefix}_{dataset}", baseline=baseline
+                    )
+                continue
             extra = {"last_k": last_k} if meta.get("last_k") else {}
-            if meta["per"] == "metric":
-                for metric in metric_columns(block):
-                    written += draw(runs, dataset, metric, fig_dir / f"{prefix}_{dataset}_{metric}", baseline)
-            else:
-                written += draw(
-                    runs, suite_dir, dataset, fig_dir / f"{prefix}_{dataset}", baseline=baseline, **extra
-                )
-        made[dataset] = [p for p in written if p.suffix == ".png"]
+            for recipe, folder in recipes:
+                block = recipe[recipe["dataset"] == dataset]
+                if not (block["status"] == "done").any():  # nothing to draw (unreadable runs are listed)
+                    continue
+                if meta["per"] == "metric":
+                    for metric in metric_columns(block):
+                        written += draw(
+                            recipe, dataset, metric, folder / f"{prefix}_{dataset}_{metric}", baseline
+                        )
+                else:
+                    written += draw(
+                        recipe, suite_dir, dataset, folder / f"{prefix}_{dataset}", baseline=baseline, **extra
+                    )
+        if written:
+            made[dataset] = [p for p in written if p.suffix == ".png"]
     return made
 
 
@@ -65,8 +81,9 @@ def build_report(
     last_k: int = DEFAULT_LAST_K,
 ) -> dict[str, Path]:
     """Write runs.csv, summary.{csv,md,tex}, significance.csv, decisions.csv, claims.md, figures/
-    (unless not `with_figures`) and index.html for one suite's results folder; return what was
-    written. `last_k`: periodic evaluations averaged into each run's headline value."""
+    (unless not `with_figures`) and index.html for one suite's results folder, and for a tuned
+    suite tuning.csv, tuning.md and budget.csv; return what was written. `last_k`: periodic
+    evaluations averaged into each run's headline value."""
     return _suite_report(suite_dir, out_dir, baseline, with_figures, last_k)[0]
 
 
@@ -87,6 +104,7 @@ def _suite_report(
     tests = significance(runs, baseline)
     decided = decisions(runs, baseline)
     claims = claims_markdown(decided, runs, suite, baseline, last_k)
+    trials = budget_of(of_role(runs, CONFIRM))
     written = {
         "runs.csv": _write_csv(out_dir / "runs.csv", runs),
         "summary.csv": _write_csv(out_dir / "summary.csv", summary),
@@ -101,8 +119,18 @@ def _suite_report(
             f"Mann-Whitney U against {baseline} (the decision rule; verdicts in "
             f"claims.md)\n\n" + summary_markdown(summary, tests, runs, baseline),
         ),
-        "summary.tex": _write_text(out_dir / "summary.tex", summary_latex(summary, tests, baseline, suite)),
+        "summary.tex": _write_text(
+            out_dir / "summary.tex", summary_latex(summary, tests, baseline, suite, trials)
+        ),
     }
+    tuning = mark_selected(trial_table(runs), runs)
+    if not tuning.empty:
+        curves = budget_curves(tuning)
+        written["tuning.csv"] = _write_csv(out_dir / "tuning.csv", tuning)
+        written["budget.csv"] = _write_csv(out_dir / "budget.csv", curves)
+        written["tuning.md"] = _write_text(
+            out_dir / "tuning.md", tuning_markdown(tuning, curves, runs, suite, baseline)
+        )
     made = _suite_figures(runs, suite_dir, out_dir / "figures", baseline, last_k) if with_figures else {}
     for png in (p for paths in made.values() for p in paths):
         written[png.relative_to(out_dir).as_posix()] = png
@@ -117,7 +145,8 @@ def _suite_report(
             made,
             suite_dir,
             out_dir,
-            claims_html(decided, _headline_note(runs, last_k)),
+            claims_html(decided, _headline_note(runs, last_k), trials, settings_notes(runs)),
+            tuning,
         ),
     )
     return written, summary, tests
@@ -164,7 +193,7 @@ def build_overview(
         for dataset, block in summary.groupby("dataset", sort=True):
             sections.append(
                 f"<h3>{dataset}</h3>"
-                + summary_table_html(block, tests[tests["dataset"] == dataset], baseline)
+                + summary_tables_html(block, tests[tests["dataset"] == dataset], baseline)
             )
     combined = pd.concat(summaries, ignore_index=True)
     written["summary.csv"] = _write_csv(out_dir / "summary.csv", combined)
@@ -187,11 +216,16 @@ def build_overview(
 
 
 def _relative_to_baseline(summary: pd.DataFrame, baseline: str) -> pd.DataFrame:
-    """Rows of non-baseline variants with the baseline's mean of the same suite, dataset and metric."""
-    base = summary[summary["variant"] == baseline][["suite", "dataset", "metric", "mean"]]
+    """Rows of non-baseline variants with the baseline's mean of the same suite, dataset, recipe
+    and metric; a tuned recipe's dataset reads 'DATASET (tuned)'."""
+    summary = summary.assign(role=roles(summary))
+    keys = ["suite", "dataset", "role", "metric"]
+    base = summary[summary["variant"] == baseline][[*keys, "mean"]]
     merged = summary[summary["variant"] != baseline].merge(
-        base.rename(columns={"mean": "baseline_mean"}), on=["suite", "dataset", "metric"]
+        base.rename(columns={"mean": "baseline_mean"}), on=keys
     )
+    tuned = merged["role"] == CONFIRM
+    merged.loc[tuned, "dataset"] = merged.loc[tuned, "dataset"] + " (tuned)"
     return merged[["suite", "dataset", "variant", "metric", "mean", "baseline_mean"]]
 
 

@@ -8,6 +8,18 @@ import math
 import pandas as pd
 
 from gdpp_bench.metrics import HIGHER_IS_BETTER, IS_COUNT
+from gdpp_bench.report.recipes import (
+    COMPARED_ROLES,
+    CONFIRM,
+    SELECTION_NOTE,
+    DecisionSettings,
+    budget_of,
+    compared_blocks,
+    constraints_of,
+    decision_settings,
+    recipe_title,
+    roles,
+)
 from gdpp_bench.report.stats import (
     ALPHA,
     bootstrap_mean_difference,
@@ -21,6 +33,7 @@ from gdpp_bench.report.tables import compared_values, fmt
 
 DECISION_COLUMNS = [
     "dataset",
+    "role",
     "variant",
     "reference",
     "metric",
@@ -38,8 +51,11 @@ DECISION_COLUMNS = [
     "mannwhitney_method",
     "mannwhitney_p_holm",
     "comparisons",
+    "primary",
     "verdict",
 ]
+NOT_PRIMARY = "descriptive (not primary)"  # a value outside the suite's primary family
+DESCRIPTIVE = "descriptive"  # where a descriptive suite's Holm p would have said better or worse
 
 
 def _sizes(n: int, m: int) -> str:
@@ -47,15 +63,21 @@ def _sizes(n: int, m: int) -> str:
 
 
 def decisions(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
-    """The decision rule, per dataset, comparison (`comparisons`) and metric: two-sided
-    Mann-Whitney U, Holm over every comparison and metric of the dataset, alpha 0.05. Verdict:
-    'better' or 'worse' (Holm p < alpha, direction from the metric's better direction), 'no
-    detectable difference at n = N', or, where no outcome at these n could reach alpha after
-    Holm, 'n too small: ...'. Beside it: the difference in means with its 95% percentile
-    bootstrap interval, Hedges' g and, for counts, Cliff's delta (both variant minus reference)."""
-    done = runs[runs["status"] == "done"]
+    """The decision rule, per family (a dataset's ordinary runs; its confirmation runs apart:
+    `role`), comparison (`comparisons`) and metric: two-sided Mann-Whitney U, Holm over every
+    comparison and primary value of the family, alpha 0.05. Verdict: 'better' or 'worse' (Holm p <
+    alpha, direction from the metric's better direction), 'no detectable difference at n = N',
+    or, where no outcome at these n could reach alpha after Holm, 'n too small: ...'. Beside it:
+    the difference in means with its 95% percentile bootstrap interval, Hedges' g and, for
+    counts, Cliff's delta (both variant minus reference).
+
+    What the runs recorded of their suite's [decision] table narrows this: where it names primary
+    values, only those enter Holm and the others read 'descriptive (not primary)' (raw p and
+    interval kept); a descriptive suite's 'better' or 'worse' reads 'descriptive'. Trial runs are
+    never compared."""
     rows: list[dict] = []
-    for dataset, block in done.groupby("dataset", sort=True):
+    for role, dataset, block in compared_blocks(runs):
+        settings = decision_settings(block)
         family = []
         for variant, reference, metric, a, b in compared_values(block, baseline):
             p, method = mann_whitney(a, b)
@@ -64,6 +86,7 @@ def decisions(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
             family.append(
                 {
                     "dataset": dataset,
+                    "role": role,
                     "variant": variant,
                     "reference": reference,
                     "metric": metric,
@@ -79,20 +102,26 @@ def decisions(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
                     "cliffs_delta": cliffs_delta(a, b) if IS_COUNT.get(metric) else math.nan,
                     "mannwhitney_p": p,
                     "mannwhitney_method": method,
+                    "primary": settings.in_family(metric),
                 }
             )
-        adjusted = holm([row["mannwhitney_p"] for row in family])
-        floor = min((smallest_mann_whitney_p(r["n"], r["n_reference"]) for r in family), default=1.0)
-        for row, p_holm in zip(family, adjusted, strict=True):
-            row["mannwhitney_p_holm"], row["comparisons"] = p_holm, len(family)
+        held = [row for row in family if row["primary"]]
+        adjusted = holm([row["mannwhitney_p"] for row in held])
+        floor = min((smallest_mann_whitney_p(r["n"], r["n_reference"]) for r in held), default=1.0)
+        for row, p_holm in zip(held, adjusted, strict=True):
+            row["mannwhitney_p_holm"], row["comparisons"] = p_holm, len(held)
             # no Holm-adjusted p of the family is below m x the smallest raw p any outcome allows
-            bound = max(len(family) * floor, smallest_mann_whitney_p(row["n"], row["n_reference"]))
-            row["verdict"] = _verdict(row, p_holm, bound)
+            bound = max(len(held) * floor, smallest_mann_whitney_p(row["n"], row["n_reference"]))
+            row["verdict"] = _verdict(row, p_holm, bound, settings)
+        for row in family:
+            if not row["primary"]:
+                row["mannwhitney_p_holm"], row["comparisons"] = math.nan, len(held)
+                row["verdict"] = NOT_PRIMARY
         rows += family
     return pd.DataFrame(rows, columns=DECISION_COLUMNS)
 
 
-def _verdict(row: dict, p_holm: float, smallest_holm_p: float) -> str:
+def _verdict(row: dict, p_holm: float, smallest_holm_p: float, settings: DecisionSettings) -> str:
     sizes = _sizes(row["n"], row["n_reference"])
     if smallest_holm_p >= ALPHA:
         return (
@@ -100,12 +129,16 @@ def _verdict(row: dict, p_holm: float, smallest_holm_p: float) -> str:
             f"smallest possible p is {min(1.0, smallest_holm_p):.3g}"
         )
     if math.isfinite(p_holm) and p_holm < ALPHA and row["difference"] != 0:
+        if settings.descriptive:
+            return DESCRIPTIVE
         return "better" if (row["difference"] > 0) == row["higher_is_better"] else "worse"
     return f"no detectable difference at {sizes}"
 
 
 def claims_markdown(table: pd.DataFrame, runs: pd.DataFrame, suite: str, baseline: str, last_k: int) -> str:
-    """claims.md: the fixed decision rule, then one line per comparison and metric."""
+    """claims.md: the fixed decision rule, what the runs recorded of their suite's [decision]
+    table, then one line per comparison and metric; a suite with confirmation runs has a section
+    per recipe (its own Holm families)."""
     lines = [
         f"# Claims: {suite}",
         "",
@@ -119,9 +152,95 @@ def claims_markdown(table: pd.DataFrame, runs: pd.DataFrame, suite: str, baselin
         "δ = Cliff's delta (counts only).",
         "",
     ]
+    present = _present_roles(runs)
+    lines += [line for entry in settings_notes(runs) for line in (entry, "")]
+    none = "No comparison: the baseline or the other variants have no finished runs."
+    sectioned = CONFIRM in present
+    if not sectioned:
+        return "\n".join(lines + ([none] if table.empty else []) + _dataset_tables(table, runs, last_k, "##"))
+    for role in present:
+        block = table[roles(table) == role]
+        lines += _section_head(role, runs)
+        lines += [none, ""] if block.empty else []
+        lines += _dataset_tables(block, runs[roles(runs) == role], last_k, "###")
+    return "\n".join(lines)
+
+
+def _present_roles(runs: pd.DataFrame) -> list[str]:
+    """The compared roles `runs` has runs of, in the order reported."""
+    if "status" not in runs.columns:
+        return []
+    return [role for role in COMPARED_ROLES if (roles(runs) == role).any()]
+
+
+def settings_notes(runs: pd.DataFrame) -> list[str]:
+    """What the compared runs recorded of their suite's [decision] table, as markdown lines, each
+    naming the recipe it holds for where the suite has two and only one of them recorded it."""
+    present = _present_roles(runs)
+    settings = {role: decision_settings(runs[roles(runs) == role]) for role in present}
+
+    def scope(having: list[str]) -> str:
+        return "" if len(having) == len(present) else f" ({'; '.join(recipe_title(r) for r in having)})"
+
+    lines = []
+    descriptive = [role for role in present if settings[role].descriptive]
+    if descriptive:
+        lines.append(
+            f"**Descriptive, not powered for a verdict**{scope(descriptive)}: the suite says "
+            "`descriptive = true`; where the Holm p is below alpha the verdict reads "
+            f"'{DESCRIPTIVE}', not 'better' or 'worse' (the numbers stand)."
+        )
+    underpowered = [role for role in present if settings[role].underpowered]
+    if underpowered:
+        lines.append(
+            f"**Run with --allow-underpowered: the design could not reach alpha**{scope(underpowered)}"
+            "; no outcome at its sample sizes could give a Holm p below it."
+        )
+    for primary in sorted({settings[role].primary for role in present} - {()}):
+        having = [role for role in present if settings[role].primary == primary]
+        lines.append(
+            f"Primary values{scope(having)}: {', '.join(f'`{v}`' for v in primary)}; only they enter "
+            f"Holm; every other value is '{NOT_PRIMARY}' (its raw p and interval, no verdict)."
+        )
+    return lines
+
+
+def _section_head(role: str, runs: pd.DataFrame) -> list[str]:
+    """The heading of one recipe's verdicts; the tuned one says how the configurations were chosen."""
+    if role != CONFIRM:
+        return [f"## {recipe_title(role).capitalize()}", ""]
+    confirmed = runs[roles(runs) == CONFIRM]
+    trials = budget_of(confirmed)
+    lines = [f"## {recipe_title(role, trials).capitalize()} ({SELECTION_NOTE})", ""]
+    objective = _objective_text(confirmed)
+    lines += [
+        f"Each variant's configuration is its best of {trials or 'its'} trials on the tuning seeds"
+        f"{objective}; these verdicts compare the confirmation seeds only, in Holm families of "
+        "their own. Every trial and the selected configurations: tuning.md.",
+        "",
+    ]
+    return lines
+
+
+def _objective_text(runs: pd.DataFrame) -> str:
+    """', by the mean kl_uniform (lower is better) subject to hq_percent >= 10' as recorded."""
+    if "objective_metric" not in runs.columns:
+        return ""
+    recorded = runs.dropna(subset=["objective_metric"])
+    recorded = recorded[recorded["objective_metric"].astype(str) != ""]
+    if recorded.empty:
+        return ""
+    first = recorded.iloc[0]
+    metric = str(first["objective_metric"])
+    direction = "higher" if HIGHER_IS_BETTER.get(metric) else "lower"
+    text = f", by the {first.get('objective_aggregate') or 'mean'} {metric} ({direction} is better)"
+    constraints = constraints_of(first.get("objective_constraints"))
+    return text + (f" subject to {' and '.join(constraints)}" if constraints else "")
+
+
+def _dataset_tables(table: pd.DataFrame, runs: pd.DataFrame, last_k: int, level: str) -> list[str]:
     done = runs[runs["status"] == "done"] if "status" in runs.columns else runs.iloc[0:0]
-    if table.empty:
-        lines.append("No comparison: the baseline or the other variants have no finished runs.")
+    lines: list[str] = []
     for dataset, block in table.groupby("dataset", sort=True):
         headlines = (
             sorted(set(done.loc[done["dataset"] == dataset, "headline"].dropna()))
@@ -130,7 +249,7 @@ def claims_markdown(table: pd.DataFrame, runs: pd.DataFrame, suite: str, baselin
         )
         kinds = sorted({h.split(" (")[0] for h in headlines})
         lines += [
-            f"## {dataset}",
+            f"{level} {dataset}",
             "",
             f"Headline value per run: {'; '.join(kinds) or 'n/a'} (report --last-k {last_k}).",
             "",
@@ -147,4 +266,4 @@ def claims_markdown(table: pd.DataFrame, runs: pd.DataFrame, suite: str, baselin
                 f"{row.mannwhitney_method} |"
             )
         lines.append("")
-    return "\n".join(lines)
+    return lines

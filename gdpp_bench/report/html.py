@@ -6,13 +6,24 @@ from __future__ import annotations
 import html
 import math
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
 
 from gdpp_bench.metrics import HIGHER_IS_BETTER
 from gdpp_bench.report.figures import FIGURES
-from gdpp_bench.report.tables import cell_texts, variant_order
+from gdpp_bench.report.recipes import (
+    CONFIRM,
+    SELECTION_NOTE,
+    TRIAL,
+    TUNED_FIGURES,
+    budget_of,
+    recipe_title,
+    roles,
+)
+from gdpp_bench.report.tables import cell_texts, summary_blocks, summary_heading, variant_order
+from gdpp_bench.report.tuning_report import tuning_html
 from gdpp_bench.rundir import RunDir, read_json
 
 STYLE = """
@@ -50,13 +61,33 @@ def summary_table_html(summary: pd.DataFrame, tests: pd.DataFrame, baseline: str
     )
 
 
+def summary_tables_html(
+    summary: pd.DataFrame, tests: pd.DataFrame, baseline: str | None, trials: int | None = None
+) -> str:
+    """`summary_table_html` per recipe: the ordinary runs' table, then the confirmation runs'
+    under a heading naming the recipe (a variant's two recipes are never one row)."""
+    parts = []
+    for dataset, role, block, block_tests in summary_blocks(summary, tests):
+        if role == CONFIRM:
+            parts.append(f"<h4>{html.escape(summary_heading(dataset, role, trials))}</h4>")
+        parts.append(summary_table_html(block, block_tests, baseline))
+    return "\n".join(parts)
+
+
+def _tuning_figure(png: Path) -> bool:
+    prefix = png.stem.split("_", 1)[0]
+    return prefix in FIGURES and bool(FIGURES.meta(prefix).get("tuning"))
+
+
 def figure_caption(png: Path) -> str:
-    """What a report figure shows, from its registration (stem PREFIX_DATASET[_METRIC])."""
+    """What a report figure shows, from its registration (stem PREFIX_DATASET[_METRIC]); a figure
+    of the confirmation runs (figures/tuned/) says so first."""
     prefix, dataset, *metric = png.stem.split("_", 2)
     if prefix not in FIGURES:
         return png.stem
     template = FIGURES.meta(prefix).get("caption", png.stem)
-    return str(template).format(dataset=dataset, metric=metric[0] if metric else "")
+    caption = str(template).format(dataset=dataset, metric=metric[0] if metric else "")
+    return f"Tuned (confirmation seeds): {caption}" if png.parent.name == TUNED_FIGURES else caption
 
 
 def figures_html(figures: list[Path], out_dir: Path) -> str:
@@ -119,20 +150,26 @@ def runs_html(runs: pd.DataFrame, suite_dir: Path, out_dir: Path) -> str:
 def protocol_html(runs: pd.DataFrame, suite_dir: Path) -> str:
     """Per dataset: the training recipe and every metric's protocol, read from one finished run."""
     parts = []
-    readable = runs[~runs["status"].str.startswith("unreadable")]
+    readable = runs[~runs["status"].astype(str).str.startswith("unreadable")]
     for dataset, block in readable.groupby("dataset", sort=True):
-        done = block[block["status"] == "done"]
-        sample = (done if not done.empty else block).iloc[0]
+        # the suite's own recipe where it has ordinary runs; a tuned run's values are one trial's
+        ranked = block.assign(rank=roles(block).map({"": 0, CONFIRM: 1}).fillna(2))
+        ranked = ranked.assign(rank=ranked["rank"] + 3 * (ranked["status"] != "done"))
+        sample = ranked.sort_values("rank", kind="mergesort").iloc[0]
         run_dir = RunDir(suite_dir / sample["run"])
         spec = read_json(run_dir.config)["spec"]
         train = spec["train"]
-        seeds = ", ".join(str(s) for s in sorted(block["seed"].unique()))
         items = [
             f"model <code>{html.escape(spec['model'])}</code>, {train['steps']:,} steps, batch "
             f"{train['batch_size']}, Adam lr G {train['lr_g']:g} / D {train['lr_d']:g}, betas "
             f"({train['beta1']:g}, {train['beta2']:g}), {html.escape(train['update'])} updates, "
-            f"{html.escape(train.get('precision', 'fp32'))}; seeds {seeds}",
+            f"{html.escape(train.get('precision', 'fp32'))}; {_seeds_text(block)}",
         ]
+        if (roles(block) != "").any():
+            items.append(
+                "tuned runs: the searched values (learning rates, term weight, ...) are each trial's "
+                "own; the recipe above is one run's (see tuning.md for every trial's values)"
+            )
         if run_dir.metrics.exists():
             for metric, entry in read_json(run_dir.metrics).get("protocol", {}).items():
                 details = ", ".join(
@@ -156,11 +193,32 @@ def protocol_html(runs: pd.DataFrame, suite_dir: Path) -> str:
     return "\n".join(parts)
 
 
+def _seeds_text(block: pd.DataFrame) -> str:
+    """'seeds 0, 1, 2', or per role where a tuned suite's runs have several."""
+    named = {"": "seeds", TRIAL: "tuning seeds", CONFIRM: "confirmation seeds"}
+    role = roles(block)
+    parts = []
+    for wanted, name in named.items():
+        seeds = sorted(block.loc[role == wanted, "seed"].unique())
+        if seeds:
+            parts.append(f"{name} {', '.join(str(s) for s in seeds)}")
+    return "; ".join(parts)
+
+
 def not_done_html(runs: pd.DataFrame) -> str:
-    """Failed and incomplete runs, listed (never silently dropped)."""
-    missing = runs[runs["status"] != "done"]
+    """Failed and incomplete runs, listed (never silently dropped); trial runs counted (tuning.md
+    lists each trial)."""
+    trial_runs = runs[roles(runs) == TRIAL]
+    unfinished_trials = int((trial_runs["status"] != "done").sum())
+    note = (
+        f"<p>{unfinished_trials} of {len(trial_runs)} tuning trial runs failed or are unfinished "
+        "(a failed trial is a result of the search: <a href='tuning.md'>tuning.md</a>).</p>"
+        if unfinished_trials
+        else ""
+    )
+    missing = runs[(runs["status"] != "done") & (roles(runs) != TRIAL)]
     if missing.empty:
-        return "<p>Every run finished.</p>"
+        return note or "<p>Every run finished.</p>"
     rows = "".join(
         f"<tr class='failed'><td>{html.escape(r.dataset)}</td><td>{html.escape(r.variant)}</td>"
         f"<td>{r.seed}</td><td>{html.escape(r.status)}</td><td>{html.escape(str(r.reason or ''))}</td></tr>"
@@ -168,7 +226,7 @@ def not_done_html(runs: pd.DataFrame) -> str:
     )
     return (
         "<table><thead><tr><th>dataset</th><th>variant</th><th>seed</th><th>status</th>"
-        f"<th>reason</th></tr></thead><tbody>{rows}</tbody></table>"
+        f"<th>reason</th></tr></thead><tbody>{rows}</tbody></table>{note}"
     )
 
 
@@ -184,11 +242,18 @@ def _shown(value: object) -> str:
     return "none" if value is None else str(value)
 
 
-def claims_html(decided: pd.DataFrame, headline: str) -> str:
-    """The decision rule's verdicts as a table (claims.md's content)."""
+def claims_html(
+    decided: pd.DataFrame, headline: str, trials: int | None = None, notes: list[str] | None = None
+) -> str:
+    """The decision rule's verdicts as a table (claims.md's content); where a suite has tuned runs,
+    a column names each verdict's recipe. `notes`: claims.md's lines on what the runs recorded of
+    their suite's [decision] table (markdown: **bold** and `code`)."""
+    noted = "".join(f"<p>{_inline_markdown(note)}</p>" for note in notes or ())
     if decided.empty:
-        return "<p>No comparison: the baseline or the other variants have no finished runs.</p>"
+        return noted + "<p>No comparison: the baseline or the other variants have no finished runs.</p>"
+    tuned = bool((roles(decided) == CONFIRM).any())
     shown = decided.assign(
+        recipe=[recipe_title(role, trials) for role in roles(decided)],
         comparison=decided["variant"] + " vs " + decided["reference"],
         **{
             "Δ [95% bootstrap]": [
@@ -199,6 +264,7 @@ def claims_html(decided: pd.DataFrame, headline: str) -> str:
     )
     columns = {
         "dataset": "dataset",
+        **({"recipe": "recipe"} if tuned else {}),
         "comparison": "comparison",
         "metric": "metric",
         "verdict": "verdict",
@@ -217,12 +283,19 @@ def claims_html(decided: pd.DataFrame, headline: str) -> str:
         lambda v: v if v in ("better", "worse") else v.split(" at ")[0].split(":")[0]
     )
     counts = ", ".join(f"{count} {kind}" for kind, count in kinds.value_counts().items())
-    return (
+    separate = f" each recipe's runs are a Holm family of their own ({SELECTION_NOTE});" if tuned else ""
+    return noted + (
         f"<p>{html.escape(headline)} The rule, fixed before the runs: two-sided Mann-Whitney U, "
-        "Holm over all comparisons and metrics of a dataset, alpha 0.05; the same lines are in "
+        f"Holm over all comparisons and metrics of a dataset, alpha 0.05;{separate} the same lines are in "
         "<a href='claims.md'>claims.md</a> and <a href='decisions.csv'>decisions.csv</a>.</p>"
         f"<details><summary>{len(decided)} verdicts: {html.escape(counts)}</summary>{table}</details>"
     )
+
+
+def _inline_markdown(text: str) -> str:
+    """A claims.md line as HTML: escaped, with **bold** and `code`."""
+    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", html.escape(text, quote=False))
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
 
 
 def suite_page(
@@ -235,8 +308,9 @@ def suite_page(
     suite_dir: Path,
     out_dir: Path,
     claims: str = "",
+    tuning: pd.DataFrame | None = None,
 ) -> str:
-    """index.html of one suite's report."""
+    """index.html of one suite's report; `tuning`: its trials (`trial_table`), if tuned."""
     sections = [
         f"<p>{len(runs)} runs, {int((runs['status'] == 'done').sum())} finished. Cells: mean &plusmn; std "
         "[95% t interval, cut to the metric's range] over seeds; the best mean in bold where one "
@@ -249,14 +323,43 @@ def suite_page(
     ]
     if claims:
         sections += ["<h2>Claims (the decision rule)</h2>", claims]
+    trials = budget_of(runs[roles(runs) == CONFIRM])
     for dataset in sorted(runs["dataset"].unique()):
         block = summary[summary["dataset"] == dataset]
+        pngs = figures.get(dataset, [])
         sections.append(f"<h2>{html.escape(dataset)}</h2>")
         if block.empty:
             sections.append("<p>No finished run with metrics.</p>")
-        else:
-            sections.append(summary_table_html(block, tests[tests["dataset"] == dataset], baseline))
-        sections.append(figures_html(figures.get(dataset, []), out_dir))
+        ordinary = block[roles(block) != CONFIRM]
+        if not ordinary.empty:
+            sections.append(
+                summary_table_html(
+                    ordinary, tests[(tests["dataset"] == dataset) & (roles(tests) != CONFIRM)], baseline
+                )
+            )
+        sections.append(
+            figures_html(
+                [p for p in pngs if p.parent.name != TUNED_FIGURES and not _tuning_figure(p)], out_dir
+            )
+        )
+        tuned = block[roles(block) == CONFIRM]
+        if not tuned.empty:
+            sections.append(f"<h3>{html.escape(summary_heading(dataset, CONFIRM, trials))}</h3>")
+            sections.append(
+                summary_table_html(
+                    tuned, tests[(tests["dataset"] == dataset) & (roles(tests) == CONFIRM)], baseline
+                )
+            )
+            sections.append(figures_html([p for p in pngs if p.parent.name == TUNED_FIGURES], out_dir))
+        if tuning is not None and (tuning["dataset"] == dataset).any():
+            sections += [
+                f"<h3>Tuning: {html.escape(recipe_title(CONFIRM, trials))}</h3>",
+                "<p>Every trial in <a href='tuning.csv'>tuning.csv</a>, the selection and the budget "
+                "curves in <a href='tuning.md'>tuning.md</a> and <a href='budget.csv'>budget.csv</a>; "
+                f"{SELECTION_NOTE}.</p>",
+                tuning_html(tuning, runs, dataset, baseline),
+                figures_html([p for p in pngs if _tuning_figure(p)], out_dir),
+            ]
     sections += [
         "<h2>Runs not finished</h2>",
         not_done_html(runs),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,16 @@ from gdpp_bench.data import mode_count
 from gdpp_bench.errors import UserError
 from gdpp_bench.losses import Variant, parse_variant
 from gdpp_bench.metrics import HIGHER_IS_BETTER, IS_COUNT, METRIC_BOUNDS
+from gdpp_bench.report.recipes import (
+    CONFIRM,
+    CONSTRAINT_SEPARATOR,
+    TRIAL,
+    budget_of,
+    compared_blocks,
+    decision_settings,
+    recipe_title,
+    roles,
+)
 from gdpp_bench.report.stats import (
     compare,
     holm,
@@ -29,6 +40,22 @@ from gdpp_bench.rundir import RunDir, UnreadableFile, find_run_dirs, read_json_o
 from gdpp_bench.suites import check_settings
 
 ID_COLUMNS = ["suite", "dataset", "variant", "seed"]
+# runs.csv's order: a variant's ordinary runs, then its confirmation runs, then its trials in order
+SORT_COLUMNS = ["suite", "dataset", "variant", "role", "trial", "seed"]
+# the optimisation settings `tune` may search (with the term weight, parsed from the variant), as
+# runs.csv columns: each trial's drawn values; d_steps as resolved (0 in a suite: the loss's own)
+OPTIMISATION_COLUMNS = (
+    "lr_g",
+    "lr_d",
+    "beta1",
+    "beta2",
+    "eps",
+    "d_steps",
+    "d_real_target",
+    "d_fake_target",
+    "g_target",
+)
+_TRIAL_FOLDER = re.compile(r"trial-(\d+)")
 DEFAULT_BASELINE = "bce"  # the variant every other is tested against unless --baseline says otherwise
 DEFAULT_LAST_K = 4  # periodic evaluations averaged into a run's headline value (report --last-k)
 FINAL_PREFIX = "final_"  # runs.csv: the final checkpoint's value beside a K-window headline
@@ -44,7 +71,12 @@ def collect_runs(suite_dir: Path, last_k: int = DEFAULT_LAST_K) -> pd.DataFrame:
 
     A run with a file that cannot be read (truncated JSON, a log that is not a table, a config
     with values no suite file may hold) is listed with status 'unreadable: FILE' and the reason,
-    never dropped and never a crash."""
+    never dropped and never a crash.
+
+    `variant` is the suite's name of the variant (a tuned run's label: its drawn weight is in
+    `term_weight`); `role` is "" (an ordinary run), "trial" or "confirm" and `trial` the trial
+    number (-1: none); the optimisation settings, `tune`'s objective and budget and the suite's
+    [decision] fields each have a column (runs.csv)."""
     if last_k < 1:
         raise UserError(f"--last-k must be >= 1, got {last_k}")
     rows = []
@@ -54,24 +86,33 @@ def collect_runs(suite_dir: Path, last_k: int = DEFAULT_LAST_K) -> pd.DataFrame:
         except UnreadableFile as exc:
             rows.append(_unreadable_row(run_dir, suite_dir, exc))
     if not rows:
-        return pd.DataFrame(columns=[*ID_COLUMNS, "status"])
+        return pd.DataFrame(columns=[*ID_COLUMNS, "role", "trial", "status"])
     datasets = {row["dataset"] for row in rows} - {"?"}
     if len(datasets) == 1:  # a one-dataset suite: its folders do not name the dataset
         for row in rows:
             row["dataset"] = next(iter(datasets))
-    return pd.DataFrame(rows).sort_values(ID_COLUMNS).reset_index(drop=True)
+    return pd.DataFrame(rows).sort_values(SORT_COLUMNS).reset_index(drop=True)
 
 
 def _unreadable_row(run_dir: RunDir, suite_dir: Path, exc: UnreadableFile) -> dict:
-    """What the folder's path says of a run whose files cannot be read."""
+    """What the folder's path says of a run whose files cannot be read: its key is
+    [DATASET/]VARIANT[/trial-NNN | /confirm]/seed-K (a confirmation run's trial is unknown)."""
     key = run_dir.path.relative_to(suite_dir).as_posix()
-    parts = key.split("/")
-    seed_text = parts[-1].removeprefix("seed-")
+    *rest, last = key.split("/")
+    seed_text = last.removeprefix("seed-")
+    role, trial = "", -1
+    folder = _TRIAL_FOLDER.fullmatch(rest[-1]) if rest else None
+    if folder:
+        role, trial, rest = TRIAL, int(folder.group(1)), rest[:-1]
+    elif rest and rest[-1] == CONFIRM:
+        role, rest = CONFIRM, rest[:-1]
     return {
         "suite": suite_dir.name,
-        "dataset": parts[0] if len(parts) > 2 else "?",
-        "variant": parts[-2] if len(parts) > 1 else "?",
+        "dataset": rest[0] if len(rest) > 1 else "?",
+        "variant": rest[-1] if rest else "?",
         "seed": int(seed_text) if seed_text.lstrip("-").isdigit() else -1,
+        "role": role,
+        "trial": trial,
         "status": f"unreadable: {exc.path.name}",
         "reason": str(exc),
         "run": key,
@@ -161,16 +202,21 @@ def _run_row(run_dir: RunDir, last_k: int = DEFAULT_LAST_K) -> dict:
         if status["status"] != "done"
         else _headline(values, tables[run_dir.evals], spec, last_k, first.get("checkpoint_step"))
     )
+    objective = parsed.objective
     row = {
         "suite": spec["suite"],
         "dataset": spec["dataset"],
-        "variant": spec["variant"],
+        "variant": parsed.name,  # a tuned run's: the suite's name, its drawn weight kept out
         "seed": spec["seed"],
+        "role": parsed.role,
+        "trial": parsed.trial,
         "adversarial": variant.adversarial,
         "terms": " ".join(f"{name}@{weight:g}" for name, weight in variant.terms),
         "discriminator": " ".join(variant.discriminator),
         "term": term,  # with term_weight: the weight-sweep figures of every weighted term
         "term_weight": weight,
+        **{name: getattr(parsed.train, name) for name in OPTIMISATION_COLUMNS},
+        "d_steps": parsed.train.resolved_d_steps(variant.adversarial),
         "model": spec["model"],
         "status": _status_label(status),
         "reason": status.get("reason", ""),
@@ -191,6 +237,13 @@ def _run_row(run_dir: RunDir, last_k: int = DEFAULT_LAST_K) -> dict:
         "train_wall_s": status.get("train_wall_s"),
         "train_cpu_s": status.get("train_cpu_s"),
         "eval_wall_s": metrics.get("wall_s"),
+        "trials": parsed.trials,  # `tune`'s budget per variant (0: not tuned)
+        "objective_metric": objective.metric if objective else "",
+        "objective_aggregate": objective.aggregate if objective else "",
+        "objective_constraints": CONSTRAINT_SEPARATOR.join(objective.constraints) if objective else "",
+        "decision_descriptive": parsed.decision.descriptive,
+        "decision_primary": " ".join(parsed.decision.primary),
+        "decision_underpowered": parsed.decision.underpowered,
         "run": spec["key"],
     }
     row.update(headline or values)
@@ -222,6 +275,7 @@ def metric_columns(runs: pd.DataFrame) -> list[str]:
 
 SUMMARY_COLUMNS = [
     "dataset",
+    "role",
     "variant",
     "metric",
     "higher_is_better",
@@ -235,6 +289,7 @@ SUMMARY_COLUMNS = [
 ]
 SIGNIFICANCE_COLUMNS = [
     "dataset",
+    "role",
     "variant",
     "baseline",
     "metric",
@@ -272,15 +327,18 @@ def metric_bounds(metric: str, dataset: str) -> tuple[float | None, float | None
 
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per dataset, variant and metric over finished seeds: mean, std (ddof 1), 95% t interval (cut
-    to the metric's range), n, the variant's mean training CPU seconds per run, the metric's
-    direction and whether this variant has the best mean of its dataset."""
-    done = runs[runs["status"] == "done"]
+    """Per dataset, role and variant and metric over finished seeds: mean, std (ddof 1), 95% t
+    interval (cut to the metric's range), n, the variant's mean training CPU seconds per run, the
+    metric's direction and whether this variant has the best mean of its dataset and role.
+    Ordinary and confirmation runs are summarised apart (never one mean); trial runs not at all
+    (each is one configuration of a search: tuning.csv)."""
+    done = runs[(runs["status"] == "done") & (roles(runs) != TRIAL)]
     metrics = metric_columns(runs)
     if done.empty or not metrics:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
     rows = []
-    for (dataset, variant), group in done.groupby(["dataset", "variant"], sort=True):
+    done = done.assign(role=roles(done))
+    for (dataset, role, variant), group in done.groupby(["dataset", "role", "variant"], sort=True):
         cpu = (
             pd.to_numeric(group["train_cpu_s"], errors="coerce").mean()
             if "train_cpu_s" in group.columns
@@ -294,6 +352,7 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
             rows.append(
                 {
                     "dataset": dataset,
+                    "role": role,
                     "variant": variant,
                     "metric": metric,
                     "higher_is_better": HIGHER_IS_BETTER[metric],
@@ -306,12 +365,13 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
                 }
             )
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS[:-1])
-    best = summary.groupby(["dataset", "metric"])["mean"].transform(
-        lambda means: means.max() if HIGHER_IS_BETTER[means.name[1]] else means.min()
+    best = summary.groupby(["dataset", "role", "metric"])["mean"].transform(
+        lambda means: means.max() if HIGHER_IS_BETTER[means.name[2]] else means.min()
     )
     at_best = summary["mean"] == best
     # bold marks one winner: a best mean shared by several variants marks none
-    unique = at_best.groupby([summary["dataset"], summary["metric"]]).transform("sum") == 1
+    keys = [summary["dataset"], summary["role"], summary["metric"]]
+    unique = at_best.groupby(keys).transform("sum") == 1
     summary["best"] = at_best & unique
     return summary
 
@@ -343,32 +403,37 @@ def compared_values(block: pd.DataFrame, baseline: str) -> Iterable[tuple[str, s
 
 
 def significance(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
-    """The decision rule's comparisons (see `comparisons`) per dataset and metric, seen through
-    Welch's t and Mann-Whitney U (two-sided), each Holm-corrected over all comparisons of the
-    dataset, and Hedges' g (variant minus reference; its sign is not flipped for lower-is-better
-    metrics). The `baseline` column names each comparison's reference."""
-    done = runs[runs["status"] == "done"]
+    """The decision rule's comparisons (see `comparisons`) per dataset, role and metric, seen
+    through Welch's t and Mann-Whitney U (two-sided), each Holm-corrected over the comparisons of
+    the decision rule's family (the dataset's runs of one role; only the primary values where the
+    runs recorded some, the others' Holm p left empty), and Hedges' g (variant minus reference;
+    its sign is not flipped for lower-is-better metrics). The `baseline` column names each
+    comparison's reference. No stars where the runs recorded a descriptive suite."""
     rows: list[dict[str, Any]] = []
-    for dataset, block in done.groupby("dataset", sort=True):
-        start = len(rows)
-        for variant, reference, metric, a, b in compared_values(block, baseline):
-            rows.append(
-                {
-                    "dataset": dataset,
-                    "variant": variant,
-                    "baseline": reference,
-                    "metric": metric,
-                    "mean": sum(a) / len(a),
-                    "baseline_mean": sum(b) / len(b),
-                    **compare(a, b),
-                }
-            )
-        family = rows[start:]
+    for role, dataset, block in compared_blocks(runs):
+        settings = decision_settings(block)
+        family = [
+            {
+                "dataset": dataset,
+                "role": role,
+                "variant": variant,
+                "baseline": reference,
+                "metric": metric,
+                "mean": sum(a) / len(a),
+                "baseline_mean": sum(b) / len(b),
+                **compare(a, b),
+            }
+            for variant, reference, metric, a, b in compared_values(block, baseline)
+        ]
+        held = [row for row in family if settings.in_family(row["metric"])]
+        for row in family:
+            row["welch_p_holm"] = row["mannwhitney_p_holm"] = math.nan
         for key in ("welch_p", "mannwhitney_p"):
-            for row, adjusted in zip(family, holm([r[key] for r in family]), strict=True):
+            for row, adjusted in zip(held, holm([r[key] for r in held]), strict=True):
                 row[f"{key}_holm"] = adjusted
         for row in family:
-            row["stars"] = stars(row["mannwhitney_p_holm"])
+            row["stars"] = "" if settings.descriptive else stars(row["mannwhitney_p_holm"])
+        rows += family
     return pd.DataFrame(rows, columns=SIGNIFICANCE_COLUMNS)
 
 
@@ -399,15 +464,37 @@ def _arrow(metric: str, up: str, down: str) -> str:
     return f"{metric} {up if higher else down}"
 
 
+def summary_blocks(
+    summary: pd.DataFrame, tests: pd.DataFrame
+) -> Iterable[tuple[str, str, pd.DataFrame, pd.DataFrame]]:
+    """(dataset, role, summary rows, tests) of each table: per dataset the ordinary runs' table,
+    then the confirmation runs' (never mixed: a variant's two recipes are two rows of two tables)."""
+    summary_roles, test_roles = roles(summary), roles(tests)
+    for dataset in sorted(summary["dataset"].unique()):
+        for role in ("", CONFIRM):
+            block = summary[(summary["dataset"] == dataset) & (summary_roles == role)]
+            if not block.empty:
+                yield dataset, role, block, tests[(tests["dataset"] == dataset) & (test_roles == role)]
+
+
+def summary_heading(dataset: str, role: str, trials: int | None = None) -> str:
+    """A summary table's title: the dataset, and for confirmation runs the recipe they hold under."""
+    if role != CONFIRM:
+        return dataset
+    return f"{dataset}: {recipe_title(role, trials)} (confirmation seeds of each variant's selected trial)"
+
+
 def summary_markdown(
     summary: pd.DataFrame, tests: pd.DataFrame, runs: pd.DataFrame, baseline: str | None
 ) -> str:
-    """One table per dataset: variants as rows (baseline first), metrics as columns with their
-    direction; cells mean ± std [95% CI], best in bold, stars from the Holm-corrected Welch test."""
+    """One table per dataset and recipe: variants as rows (baseline first), metrics as columns
+    with their direction; cells mean ± std [95% CI], best in bold, stars from the Holm-corrected
+    Mann-Whitney U test."""
     parts = []
-    for dataset, block in summary.groupby("dataset", sort=True):
+    trials = budget_of(runs[roles(runs) == CONFIRM])
+    for dataset, role, block, block_tests in summary_blocks(summary, tests):
         metrics = [m for m in HIGHER_IS_BETTER if m in set(block["metric"])]
-        cells = cell_texts(block, tests[tests["dataset"] == dataset], ("**", "**"), "±", " {}")
+        cells = cell_texts(block, block_tests, ("**", "**"), "±", " {}")
         header = ["variant", "n", "CPU s", *(_arrow(m, "↑", "↓") for m in metrics)]
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for variant in variant_order(block["variant"].tolist(), baseline):
@@ -421,11 +508,20 @@ def summary_markdown(
                 *(cells.get((variant, m), "") for m in metrics),
             ]
             lines.append("| " + " | ".join(row) + " |")
-        parts.append(f"### {dataset}\n\n" + "\n".join(lines) + "\n")
-    not_done = runs[runs["status"] != "done"]
+        parts.append(f"### {summary_heading(dataset, role, trials)}\n\n" + "\n".join(lines) + "\n")
+    compared = runs[roles(runs) != TRIAL]
+    not_done = compared[compared["status"] != "done"]
     if not not_done.empty:
         listed = not_done[["dataset", "variant", "seed", "status", "reason"]]
         parts.append(f"### Runs not in the summary\n\n{listed.to_markdown(index=False)}\n")
+    trial_runs = runs[roles(runs) == TRIAL]
+    if not trial_runs.empty:
+        unfinished = int((trial_runs["status"] != "done").sum())
+        parts.append(
+            f"### Tuning trials\n\n{len(trial_runs)} trial runs ({unfinished} failed or unfinished) "
+            "are not in these tables: each is one configuration of a search; see tuning.md and "
+            "tuning.csv.\n"
+        )
     return "\n".join(parts)
 
 
@@ -441,20 +537,21 @@ def _latex(text: str) -> str:
     return text
 
 
-def summary_latex(summary: pd.DataFrame, tests: pd.DataFrame, baseline: str | None, suite: str) -> str:
-    """The summary tables as booktabs LaTeX (one table per dataset)."""
+def summary_latex(
+    summary: pd.DataFrame, tests: pd.DataFrame, baseline: str | None, suite: str, trials: int | None = None
+) -> str:
+    """The summary tables as booktabs LaTeX (one table per dataset and recipe)."""
     parts = []
-    for dataset, block in summary.groupby("dataset", sort=True):
+    for dataset, role, block, block_tests in summary_blocks(summary, tests):
         metrics = [m for m in HIGHER_IS_BETTER if m in set(block["metric"])]
-        cells = cell_texts(
-            block, tests[tests["dataset"] == dataset], (r"\textbf{", "}"), r"$\pm$", "$^{{{}}}$"
-        )
+        cells = cell_texts(block, block_tests, (r"\textbf{", "}"), r"$\pm$", "$^{{{}}}$")
         header = ["variant", "$n$", *(_arrow(_latex(m), r"$\uparrow$", r"$\downarrow$") for m in metrics)]
         lines = [
             r"\begin{table}[t]",
             r"\centering",
             r"\small",
-            rf"\caption{{{_latex(suite)} / {_latex(dataset)}: mean $\pm$ std [95\% t interval] over "
+            rf"\caption{{{_latex(suite)} / {_latex(summary_heading(dataset, role, trials))}: mean "
+            r"$\pm$ std [95\% t interval] over "
             rf"seeds; best in bold; stars: Holm-corrected Mann-Whitney U against "
             rf"{_latex(baseline or 'n/a')}"
             r" ($^{*}$ $p<0.05$, $^{**}$ $p<0.01$, $^{***}$ $p<0.001$).}",

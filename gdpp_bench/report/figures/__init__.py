@@ -7,7 +7,10 @@ final metrics, the evaluation protocol; intervals are 95% t intervals (`stats.me
 
 The figures of one suite's report are registered in FIGURES: `per="metric"` ones are drawn for
 every compared metric of a dataset (stem PREFIX_DATASET_METRIC), `per="dataset"` ones once per
-dataset (stem PREFIX_DATASET); `report` draws every registered figure that applies.
+dataset (stem PREFIX_DATASET); `report` draws every registered figure that applies. A figure of
+runs compared by the decision rule is drawn from one recipe's runs at a time: the ordinary runs
+into figures/, a tuned suite's confirmation runs into figures/tuned/. A figure registered with
+`tuning=True` is drawn once per dataset from all its runs (it reads the trial runs).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from gdpp_bench.report.figures.metrics import metric_points, metric_vs_cpu, metr
 from gdpp_bench.report.figures.modes import mode_histograms
 from gdpp_bench.report.figures.overview import gdpp_effect_heatmap, relative_change
 from gdpp_bench.report.figures.samples import sample_grids, samples_over_modes
+from gdpp_bench.report.figures.tuning import best_against_budget, objective_by_trial
 from gdpp_bench.report.tables import variant_order
 
 FIGURES: Registry = Registry("figure")
@@ -68,9 +72,24 @@ FIGURES.register(
     caption="Periodic evaluations on {dataset} against the step: mean over seeds, 95% band, each "
     "seed faintly; the shaded window is what a run's headline value averages",
 )(evaluation_curves)
+FIGURES.register(
+    "tuning",
+    per="dataset",
+    tuning=True,
+    caption="Tuning on {dataset}: the objective of every trial per variant (its aggregate over the "
+    "tuning seeds), constraint violations hollow, failed trials as crosses, the confirmed trial a star",
+)(objective_by_trial)
+FIGURES.register(
+    "budget",
+    per="dataset",
+    tuning=True,
+    caption="Tuning on {dataset}: the expected best feasible objective among k trials drawn from each "
+    "variant's budget, against k and against their CPU seconds (95% bootstrap band; Lucic et al. 2018)",
+)(best_against_budget)
 
 __all__ = [
     "FIGURES",
+    "best_against_budget",
     "ci_frame",
     "evaluation_curves",
     "gdpp_effect_heatmap",
@@ -79,6 +98,7 @@ __all__ = [
     "metric_vs_cpu",
     "metric_vs_weight",
     "mode_histograms",
+    "objective_by_trial",
     "relative_change",
     "sample_grids",
     "samples_over_modes",
