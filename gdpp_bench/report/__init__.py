@@ -11,6 +11,7 @@ from gdpp_bench.report import figures
 from gdpp_bench.report.claims import claims_markdown, decisions, settings_notes
 from gdpp_bench.report.html import claims_html, figures_html, page, suite_page, summary_tables_html
 from gdpp_bench.report.recipes import CONFIRM, ORDINARY, TRIAL, TUNED_FIGURES, budget_of, of_role, roles
+from gdpp_bench.report.render import summary_latex, summary_markdown
 from gdpp_bench.report.tables import (
     DEFAULT_BASELINE,
     DEFAULT_LAST_K,
@@ -18,8 +19,6 @@ from gdpp_bench.report.tables import (
     metric_columns,
     significance,
     summarize,
-    summary_latex,
-    summary_markdown,
 )
 from gdpp_bench.report.tuning import budget_curves, mark_selected, trial_table
 from gdpp_bench.report.tuning_report import tuning_markdown

@@ -20,6 +20,7 @@ from gdpp_bench.report.recipes import (
     recipe_title,
     roles,
 )
+from gdpp_bench.report.render import fmt
 from gdpp_bench.report.stats import (
     ALPHA,
     bootstrap_mean_difference,
@@ -29,7 +30,7 @@ from gdpp_bench.report.stats import (
     mann_whitney,
     smallest_mann_whitney_p,
 )
-from gdpp_bench.report.tables import compared_values, fmt
+from gdpp_bench.report.tables import compared_values
 
 DECISION_COLUMNS = [
     "dataset",

@@ -22,7 +22,8 @@ from gdpp_bench.report.recipes import (
     recipe_title,
     roles,
 )
-from gdpp_bench.report.tables import cell_texts, summary_blocks, summary_heading, variant_order
+from gdpp_bench.report.render import cell_texts, summary_blocks, summary_heading
+from gdpp_bench.report.tables import variant_order
 from gdpp_bench.report.tuning_report import tuning_html
 from gdpp_bench.rundir import RunDir, read_json
 

@@ -11,7 +11,8 @@ import pandas as pd
 
 from gdpp_bench.metrics import HIGHER_IS_BETTER
 from gdpp_bench.report.recipes import CONFIRM, SELECTION_NOTE, constraints_of, roles
-from gdpp_bench.report.tables import fmt, variant_order
+from gdpp_bench.report.render import fmt
+from gdpp_bench.report.tables import variant_order
 from gdpp_bench.report.tuning import confirmed_trials, select_trials, shown_parameters
 from gdpp_bench.suites import parse_constraint
 

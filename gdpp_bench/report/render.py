@@ -1,0 +1,146 @@
+"""The summary tables as text: markdown (summary.md) and booktabs LaTeX (summary.tex), one table
+per dataset and recipe, and the cells and number format the HTML page shares with them."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import pandas as pd
+
+from gdpp_bench.metrics import HIGHER_IS_BETTER
+from gdpp_bench.report.recipes import CONFIRM, TRIAL, budget_of, recipe_title, roles
+from gdpp_bench.report.tables import variant_order
+
+
+def fmt(value: float) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.4g}"
+
+
+def cell_texts(
+    summary: pd.DataFrame, tests: pd.DataFrame, bold: tuple[str, str], pm: str, stars_format: str
+) -> dict[tuple[str, str], str]:
+    """(variant, metric) -> 'mean ± std [low, high]' with the best in bold and stars appended."""
+    marks: dict[tuple[str, str], str] = {}
+    for r in tests.itertuples():  # the comparison with the baseline comes first; stars are its
+        marks.setdefault((r.variant, r.metric), r.stars)
+    cells = {}
+    for row in summary.itertuples():
+        text = f"{fmt(row.mean)} {pm} {fmt(row.std)}" if math.isfinite(row.std) else fmt(row.mean)
+        interval = f"[{fmt(row.ci_low)}, {fmt(row.ci_high)}]" if math.isfinite(row.ci_low) else "[CI n/a]"
+        star = marks.get((row.variant, row.metric), "")
+        text = f"{bold[0]}{text}{bold[1]}" if row.best else text
+        cells[(row.variant, row.metric)] = f"{text} {interval}" + (stars_format.format(star) if star else "")
+    return cells
+
+
+def _arrow(metric: str, up: str, down: str) -> str:
+    """`metric` (possibly escaped) with the arrow of its direction."""
+    higher = HIGHER_IS_BETTER[metric.replace("\\_", "_")]
+    return f"{metric} {up if higher else down}"
+
+
+def summary_blocks(
+    summary: pd.DataFrame, tests: pd.DataFrame
+) -> Iterable[tuple[str, str, pd.DataFrame, pd.DataFrame]]:
+    """(dataset, role, summary rows, tests) of each table: per dataset the ordinary runs' table,
+    then the confirmation runs' (never mixed: a variant's two recipes are two rows of two tables)."""
+    summary_roles, test_roles = roles(summary), roles(tests)
+    for dataset in sorted(summary["dataset"].unique()):
+        for role in ("", CONFIRM):
+            block = summary[(summary["dataset"] == dataset) & (summary_roles == role)]
+            if not block.empty:
+                yield dataset, role, block, tests[(tests["dataset"] == dataset) & (test_roles == role)]
+
+
+def summary_heading(dataset: str, role: str, trials: int | None = None) -> str:
+    """A summary table's title: the dataset, and for confirmation runs the recipe they hold under."""
+    if role != CONFIRM:
+        return dataset
+    return f"{dataset}: {recipe_title(role, trials)} (confirmation seeds of each variant's selected trial)"
+
+
+def summary_markdown(
+    summary: pd.DataFrame, tests: pd.DataFrame, runs: pd.DataFrame, baseline: str | None
+) -> str:
+    """One table per dataset and recipe: variants as rows (baseline first), metrics as columns
+    with their direction; cells mean ± std [95% CI], best in bold, stars from the Holm-corrected
+    Mann-Whitney U test."""
+    parts = []
+    trials = budget_of(runs[roles(runs) == CONFIRM])
+    for dataset, role, block, block_tests in summary_blocks(summary, tests):
+        metrics = [m for m in HIGHER_IS_BETTER if m in set(block["metric"])]
+        cells = cell_texts(block, block_tests, ("**", "**"), "±", " {}")
+        header = ["variant", "n", "CPU s", *(_arrow(m, "↑", "↓") for m in metrics)]
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for variant in variant_order(block["variant"].tolist(), baseline):
+            rows = block[block["variant"] == variant]
+            n = int(rows["n"].max())
+            cpu = rows["train_cpu_s"].iloc[0] if "train_cpu_s" in rows.columns else math.nan
+            row = [
+                variant,
+                str(n),
+                f"{cpu:.0f}" if math.isfinite(cpu) else "n/a",
+                *(cells.get((variant, m), "") for m in metrics),
+            ]
+            lines.append("| " + " | ".join(row) + " |")
+        parts.append(f"### {summary_heading(dataset, role, trials)}\n\n" + "\n".join(lines) + "\n")
+    compared = runs[roles(runs) != TRIAL]
+    not_done = compared[compared["status"] != "done"]
+    if not not_done.empty:
+        listed = not_done[["dataset", "variant", "seed", "status", "reason"]]
+        parts.append(f"### Runs not in the summary\n\n{listed.to_markdown(index=False)}\n")
+    trial_runs = runs[roles(runs) == TRIAL]
+    if not trial_runs.empty:
+        unfinished = int((trial_runs["status"] != "done").sum())
+        parts.append(
+            f"### Tuning trials\n\n{len(trial_runs)} trial runs ({unfinished} failed or unfinished) "
+            "are not in these tables: each is one configuration of a search; see tuning.md and "
+            "tuning.csv.\n"
+        )
+    return "\n".join(parts)
+
+
+def _latex(text: str) -> str:
+    for char, escaped in (
+        ("\\", r"\textbackslash{}"),
+        ("_", r"\_"),
+        ("%", r"\%"),
+        ("&", r"\&"),
+        ("#", r"\#"),
+    ):
+        text = text.replace(char, escaped)
+    return text
+
+
+def summary_latex(
+    summary: pd.DataFrame, tests: pd.DataFrame, baseline: str | None, suite: str, trials: int | None = None
+) -> str:
+    """The summary tables as booktabs LaTeX (one table per dataset and recipe)."""
+    parts = []
+    for dataset, role, block, block_tests in summary_blocks(summary, tests):
+        metrics = [m for m in HIGHER_IS_BETTER if m in set(block["metric"])]
+        cells = cell_texts(block, block_tests, (r"\textbf{", "}"), r"$\pm$", "$^{{{}}}$")
+        header = ["variant", "$n$", *(_arrow(_latex(m), r"$\uparrow$", r"$\downarrow$") for m in metrics)]
+        lines = [
+            r"\begin{table}[t]",
+            r"\centering",
+            r"\small",
+            rf"\caption{{{_latex(suite)} / {_latex(summary_heading(dataset, role, trials))}: mean "
+            r"$\pm$ std [95\% t interval] over "
+            rf"seeds; best in bold; stars: Holm-corrected Mann-Whitney U against "
+            rf"{_latex(baseline or 'n/a')}"
+            r" ($^{*}$ $p<0.05$, $^{**}$ $p<0.01$, $^{***}$ $p<0.001$).}",
+            r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
+            r"\toprule",
+            " & ".join(header) + r" \\",
+            r"\midrule",
+        ]
+        for variant in variant_order(block["variant"].tolist(), baseline):
+            n = int(block[block["variant"] == variant]["n"].max())
+            row = [_latex(variant), str(n)]
+            row += [cells.get((variant, m), "").replace("[", "{[").replace("]", "]}") for m in metrics]
+            lines.append(" & ".join(row) + r" \\")
+        lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+        parts.append("\n".join(lines))
+    return "\n".join(parts)
