@@ -1,4 +1,4 @@
-"""The `gdpp-bench` command: list, run, evaluate, report. Thin: parse, call, print.
+"""The `gdpp-bench` command: list, run, tune, evaluate, report, sample. Thin: parse, call, print.
 
 Over 400 lines because most of it is click option declarations with their help texts (the
 commands' documentation), which read best beside the command they belong to."""
@@ -115,238 +115,296 @@ def list_cmd() -> None:
         click.echo(f"  {name:<{width}}  {suite_description(name)}")
 
 
+_RUN_OPTIONS = [
+    click.option(
+        "--suite",
+        required=True,
+        help=(
+            "Suite name (built in, or NAME.toml in a folder of $GDPP_BENCH_SUITES) or path to a .toml file."
+        ),
+    ),
+    click.option("--results", default="results", show_default=True, type=click.Path(path_type=Path)),
+    click.option(
+        "--data-root",
+        default=default_data_root,
+        show_default="$GDPP_BENCH_DATA, else ../shared/datasets if present, else ~/.cache/gdpp-bench/data",
+        help="Folder holding the image datasets (torchvision layouts).",
+    ),
+    click.option("--variants", help="Comma-separated variants replacing the suite's, e.g. bce,bce+gdpp@0.5"),
+    click.option(
+        "--datasets",
+        "only_datasets",
+        help="Comma-separated subset of the suite's datasets to run, e.g. ring8,grid25",
+    ),
+    click.option("--seeds", help="Comma-separated seeds replacing the suite's, e.g. 0,1,2"),
+    click.option("--steps", type=int, help="Training steps replacing the suite's."),
+    click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True),
+    click.option(
+        "--precision",
+        type=click.Choice(PRECISIONS),
+        help="Replaces the suite's: bf16 autocasts the forward passes.",
+    ),
+    click.option(
+        "--compile/--no-compile",
+        "compile_models",
+        default=None,
+        help="torch.compile G and D (replaces the suite's setting).",
+    ),
+    click.option(
+        "--cuda-graph/--no-cuda-graph",
+        "cuda_graph",
+        default=None,
+        help="On CUDA, replay each training step from one CUDA graph where the variant allows "
+        "(default: the suite's setting, on).",
+    ),
+    click.option(
+        "--executor",
+        type=click.Choice(EXECUTORS),
+        default="local",
+        show_default=True,
+        help="local: this machine, --workers processes (one GPU each when several are visible); "
+        "slurm: each run one task of a Slurm job array (submitit).",
+    ),
+    click.option(
+        "--workers",
+        "--jobs",
+        "workers",
+        type=click.IntRange(min=1),
+        default=1,
+        show_default=True,
+        help="--executor local: runs trained in parallel processes.",
+    ),
+    click.option("--slurm-partition", help="Slurm partition [default: the cluster's]."),
+    click.option(
+        "--slurm-time",
+        type=click.IntRange(min=1),
+        help="Time limit of a run's task, minutes [default: 720]; a task that reaches it is "
+        "requeued (3 times at most) and resumes from its checkpoint.",
+    ),
+    click.option(
+        "--slurm-gpus",
+        type=click.IntRange(min=0),
+        help="GPUs per run [default: 0 with --device cpu/mps, else 1].",
+    ),
+    click.option("--slurm-cpus", type=click.IntRange(min=1), help="CPUs per run [default: 4]."),
+    click.option(
+        "--slurm-mem-gb",
+        type=click.FloatRange(min=0, min_open=True),
+        help="Memory per run in GB [default: the partition's].",
+    ),
+    click.option(
+        "--slurm-array-parallelism",
+        type=click.IntRange(min=1),
+        help="Runs of the array running at once [default: 256].",
+    ),
+    click.option(
+        "--slurm-folder",
+        type=click.Path(path_type=Path),
+        help="submitit's job files and logs [default: RESULTS/.submitit/%j].",
+    ),
+    click.option(
+        "--seed-parallel",
+        is_flag=True,
+        help="Train the seeds of each variant as one batched model (mlp2d only; others run "
+        "one by one). Same initial weights, data and noise per seed; results agree with "
+        "sequential runs to float rounding.",
+    ),
+    click.option(
+        "--eval-samples",
+        type=int,
+        help="Cap every evaluation sample count of the suite (generated, real, IvOM images) at N, "
+        "for a quick look; recorded in the runs' config.",
+    ),
+    click.option(
+        "--tensorboard/--no-tensorboard",
+        default=None,
+        help="Also write TensorBoard events into each run folder (tensorboard/): log.csv's values, "
+        "periodic metrics, sample pictures (default: the suite's eval.tensorboard).",
+    ),
+    click.option(
+        "--extend",
+        is_flag=True,
+        help="Continue finished runs whose only change is a larger --steps (or train.steps) from "
+        "their last checkpoint; recorded in config.json.",
+    ),
+    click.option(
+        "--force",
+        is_flag=True,
+        help="Set aside (NAME.replaced-TIMESTAMP, nothing deleted) run folders trained with other "
+        "settings, and train those runs afresh.",
+    ),
+    click.option(
+        "--dry-run",
+        is_flag=True,
+        help="Print every run of the expanded suite, its folder and what run would do with it "
+        "(train, resume, skip, refuse); train nothing, write nothing.",
+    ),
+    click.option(
+        "--allow-underpowered",
+        is_flag=True,
+        help="Run a design that cannot reach a verdict (the smallest Holm-corrected p its seeds and "
+        "comparisons allow is >= 0.05); recorded in the runs, and the report says so.",
+    ),
+]
+
+
+def _run_options(*skipped: str):
+    """The options `run` and `tune` share (those named in `skipped` left out), on one command."""
+
+    def decorate(command):
+        for option in reversed(_RUN_OPTIONS):
+            if _param_name(option) not in skipped:
+                command = option(command)
+        return _evaluation_options(command)
+
+    return decorate
+
+
+def _param_name(option: Any) -> str:
+    """The Python name of the parameter a click.option(...) decorator declares."""
+
+    def bare() -> None: ...
+
+    return option(bare).__click_params__[0].name
+
+
+def _options_from(params: dict[str, Any]) -> Any:
+    """The api.RunOptions the command line's parameters say (the one path to the runs)."""
+    from gdpp_bench.api import RunOptions, SlurmOptions
+    from gdpp_bench.progress import choose_style
+
+    if params.get("extend") and params.get("force"):
+        raise UserError(
+            "--extend and --force exclude each other: --extend continues runs to more "
+            "steps, --force sets them aside and trains afresh"
+        )
+    workers, executor = params.get("workers", 1), params.get("executor", "local")
+    return RunOptions(
+        results=params["results"],
+        data_root=params["data_root"],
+        variants=tuple(_split(params.get("variants")) or ()) or None,
+        seeds=tuple(seeds) if (seeds := _seeds(params.get("seeds"))) is not None else None,
+        datasets=tuple(_split(params.get("only_datasets")) or ()) or None,
+        steps=params.get("steps"),
+        device=params["device"],
+        precision=params.get("precision"),
+        compile=params.get("compile_models"),
+        cuda_graph=params.get("cuda_graph"),
+        eval_samples=params.get("eval_samples"),
+        tensorboard=params.get("tensorboard"),
+        executor=executor,
+        workers=workers,
+        slurm=SlurmOptions(
+            partition=params.get("slurm_partition"),
+            time_min=params.get("slurm_time"),
+            gpus_per_run=params.get("slurm_gpus"),
+            cpus_per_run=params.get("slurm_cpus"),
+            mem_gb=params.get("slurm_mem_gb"),
+            array_parallelism=params.get("slurm_array_parallelism"),
+            folder=params.get("slurm_folder"),
+        ),
+        seed_parallel=params.get("seed_parallel", False),
+        policy="extend" if params.get("extend") else "force" if params.get("force") else "refuse",
+        protocol=params["protocol"],
+        inception_weights=params.get("inception_weights"),
+        batch_size=params["batch_size"],
+        progress=choose_style("auto", workers if executor == "local" else 2),
+        allow_underpowered=params.get("allow_underpowered", False),
+    )
+
+
+def _warn(line: str) -> None:
+    click.echo(f"warning: {line}", err=True)
+
+
+def _say_err(line: str) -> None:
+    click.echo(line, err=True)
+
+
+def _echo_outcome(outcome: dict) -> None:
+    state = "skipped (done)" if outcome["skipped"] else outcome["status"]
+    detail = outcome.get("reason") or _format_values(outcome["values"])
+    click.echo(f"{outcome['key']}: {state}  {detail}")
+
+
 @cli.command()
-@click.option(
-    "--suite",
-    required=True,
-    help=("Suite name (built in, or NAME.toml in a folder of $GDPP_BENCH_SUITES) or path to a .toml file."),
-)
-@click.option("--results", default="results", show_default=True, type=click.Path(path_type=Path))
-@click.option(
-    "--data-root",
-    default=default_data_root,
-    show_default="$GDPP_BENCH_DATA, else ../shared/datasets if present, else ~/.cache/gdpp-bench/data",
-    help="Folder holding the image datasets (torchvision layouts).",
-)
-@click.option("--variants", help="Comma-separated variants replacing the suite's, e.g. bce,bce+gdpp@0.5")
-@click.option(
-    "--datasets",
-    "only_datasets",
-    help="Comma-separated subset of the suite's datasets to run, e.g. ring8,grid25",
-)
-@click.option("--seeds", help="Comma-separated seeds replacing the suite's, e.g. 0,1,2")
-@click.option("--steps", type=int, help="Training steps replacing the suite's.")
-@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
-@click.option(
-    "--precision",
-    type=click.Choice(PRECISIONS),
-    help="Replaces the suite's: bf16 autocasts the forward passes.",
-)
-@click.option(
-    "--compile/--no-compile",
-    "compile_models",
-    default=None,
-    help="torch.compile G and D (replaces the suite's setting).",
-)
-@click.option(
-    "--cuda-graph/--no-cuda-graph",
-    "cuda_graph",
-    default=None,
-    help="On CUDA, replay each training step from one CUDA graph where the variant allows "
-    "(default: the suite's setting, on).",
-)
-@click.option(
-    "--executor",
-    type=click.Choice(EXECUTORS),
-    default="local",
-    show_default=True,
-    help="local: this machine, --workers processes (one GPU each when several are visible); "
-    "slurm: each run one task of a Slurm job array (submitit).",
-)
-@click.option(
-    "--workers",
-    "--jobs",
-    "workers",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="--executor local: runs trained in parallel processes.",
-)
-@click.option("--slurm-partition", help="Slurm partition [default: the cluster's].")
-@click.option(
-    "--slurm-time",
-    type=click.IntRange(min=1),
-    help="Time limit of a run's task, minutes [default: 720]; a task that reaches it is "
-    "requeued (3 times at most) and resumes from its checkpoint.",
-)
-@click.option(
-    "--slurm-gpus",
-    type=click.IntRange(min=0),
-    help="GPUs per run [default: 0 with --device cpu/mps, else 1].",
-)
-@click.option("--slurm-cpus", type=click.IntRange(min=1), help="CPUs per run [default: 4].")
-@click.option(
-    "--slurm-mem-gb",
-    type=click.FloatRange(min=0, min_open=True),
-    help="Memory per run in GB [default: the partition's].",
-)
-@click.option(
-    "--slurm-array-parallelism",
-    type=click.IntRange(min=1),
-    help="Runs of the array running at once [default: 256].",
-)
-@click.option(
-    "--slurm-folder",
-    type=click.Path(path_type=Path),
-    help="submitit's job files and logs [default: RESULTS/.submitit/%j].",
-)
-@click.option(
-    "--seed-parallel",
-    is_flag=True,
-    help="Train the seeds of each variant as one batched model (mlp2d only; others run "
-    "one by one). Same initial weights, data and noise per seed; results agree with "
-    "sequential runs to float rounding.",
-)
-@click.option(
-    "--eval-samples",
-    type=int,
-    help="Cap every evaluation sample count of the suite (generated, real, IvOM images) at N, "
-    "for a quick look; recorded in the runs' config.",
-)
-@click.option(
-    "--tensorboard/--no-tensorboard",
-    default=None,
-    help="Also write TensorBoard events into each run folder (tensorboard/): log.csv's values, "
-    "periodic metrics, sample pictures (default: the suite's eval.tensorboard).",
-)
-@click.option(
-    "--extend",
-    is_flag=True,
-    help="Continue finished runs whose only change is a larger --steps (or train.steps) from "
-    "their last checkpoint; recorded in config.json.",
-)
-@click.option(
-    "--force",
-    is_flag=True,
-    help="Set aside (NAME.replaced-TIMESTAMP, nothing deleted) run folders trained with other "
-    "settings, and train those runs afresh.",
-)
-@click.option(
-    "--dry-run",
-    is_flag=True,
-    help="Print every run of the expanded suite, its folder and what run would do with it "
-    "(train, resume, skip, refuse); train nothing, write nothing.",
-)
-@_evaluation_options
-def run(
-    suite: str,
-    results: Path,
-    data_root: str,
-    variants: str | None,
-    only_datasets: str | None,
-    seeds: str | None,
-    steps: int | None,
-    device: str,
-    precision: str | None,
-    compile_models: bool | None,
-    cuda_graph: bool | None,
-    executor: str,
-    workers: int,
-    slurm_partition: str | None,
-    slurm_time: int | None,
-    slurm_gpus: int | None,
-    slurm_cpus: int | None,
-    slurm_mem_gb: float | None,
-    slurm_array_parallelism: int | None,
-    slurm_folder: Path | None,
-    seed_parallel: bool,
-    eval_samples: int | None,
-    tensorboard: bool | None,
-    extend: bool,
-    force: bool,
-    dry_run: bool,
-    protocol: str,
-    inception_weights: str | None,
-    batch_size: int,
-) -> None:
+@_run_options()
+def run(**params: Any) -> None:
     """Train and evaluate every run of a suite; finished runs are skipped, others resumed.
 
     Exit code: 0 every run done or skipped; 1 some run failed (diverged) or crashed; 2 a bad input
     (the command, or a run's folder or settings: that run refused, the others ran); 130 Ctrl-C.
     """
-    from gdpp_bench.executors import make_executor
-    from gdpp_bench.metrics import EvalOptions
-    from gdpp_bench.pipeline import EXIT_INTERRUPTED, Tally, run_specs
-    from gdpp_bench.progress import choose_style
-    from gdpp_bench.suites import expand, load_suite
+    from gdpp_bench.api import execute_runs, plan_runs
+    from gdpp_bench.pipeline import EXIT_INTERRUPTED, plan_line
 
-    if extend and force:
-        raise UserError(
-            "--extend and --force exclude each other: --extend continues runs to more "
-            "steps, --force sets them aside and trains afresh"
-        )
-    loaded = load_suite(suite)
-    specs = expand(
-        loaded,
-        _split(variants),
-        _seeds(seeds),
-        steps,
-        precision,
-        compile_models,
-        cuda_graph,
-        eval_samples,
-        datasets=_split(only_datasets),
-        tensorboard=tensorboard,
-        data_root=data_root,
-    )
-    click.echo(f"suite {loaded.name}: {len(specs)} runs -> {results / loaded.name}")
-    if dry_run:
-        from gdpp_bench.pipeline import plan_line
-
+    options = _options_from(params)
+    loaded, specs = plan_runs(params["suite"], options, warn=_warn)
+    click.echo(f"suite {loaded.name}: {len(specs)} runs -> {options.results / loaded.name}")
+    if params["dry_run"]:
         for spec in specs:
-            click.echo(plan_line(spec, results))
+            click.echo(plan_line(spec, options.results))
         return
-    tally = Tally()
-
-    def report(outcome: dict) -> None:
-        tally.add(outcome)
-        state = "skipped (done)" if outcome["skipped"] else outcome["status"]
-        detail = outcome.get("reason") or _format_values(outcome["values"])
-        click.echo(f"{outcome['key']}: {state}  {detail}")
-
-    options = EvalOptions(protocol, inception_weights, batch_size)
-    slurm: dict[str, Any] = {
-        "partition": slurm_partition,
-        "time_min": slurm_time,
-        "gpus_per_run": slurm_gpus,
-        "cpus_per_run": slurm_cpus,
-        "mem_gb": slurm_mem_gb,
-        "array_parallelism": slurm_array_parallelism,
-        "folder": slurm_folder,
-    }
-    if executor == "slurm":
-        slurm["folder"] = slurm_folder or results / ".submitit" / "%j"
-        slurm["announce"] = lambda line: click.echo(line, err=True)
-    runner = make_executor(executor, workers, device=device, **slurm)
-    policy = "extend" if extend else "force" if force else "refuse"
-    style = choose_style("auto", workers if executor == "local" else 2)
     try:
-        run_specs(
-            specs,
-            results,
-            data_root,
-            device,
-            on_result=report,
-            options=options,
-            executor=runner,
-            seed_parallel=seed_parallel,
-            policy=policy,
-            style=style,
-        )
+        _, tally = execute_runs(specs, options, on_result=_echo_outcome, announce=_say_err)
     except Interrupted:
         sys.exit(EXIT_INTERRUPTED)  # run_specs said what it stopped (an earlier Ctrl-C: main says)
     click.echo(f"suite {loaded.name}: {tally.line()}")
     sys.exit(tally.exit_code())
+
+
+@cli.command()
+@_run_options("seeds", "seed_parallel")
+@click.option(
+    "--storage",
+    help="Optuna storage shared by every process drawing trials: an RDB URL (sqlite:///FILE, "
+    "postgresql://..., mysql://...) or a journal file path [default: sqlite:///RESULTS/SUITE/tuning.db].",
+)
+@click.option(
+    "--sampler",
+    type=click.Choice(("random", "tpe")),
+    help="Replaces the suite's budget.sampler: random (Lucic et al.'s protocol; every trial's values "
+    "fixed by the sampler seed) or tpe (Optuna's TPE, drawing as trials finish).",
+)
+@click.option(
+    "--heartbeat",
+    "heartbeat_s",
+    type=click.IntRange(min=1),
+    default=30,
+    show_default=True,
+    help="Seconds between a trial's heartbeats (RDB storages); a trial silent for 4 of them (its "
+    "process killed) is enqueued again and resumes from its runs' checkpoints.",
+)
+def tune(**params: Any) -> None:
+    """Give every variant of a suite the same tuning budget, then confirm each variant's best.
+
+    The suite's [search] space and [budget]: per dataset and variant, budget.trials trials drawn by
+    Optuna, each trained at every tuning seed (run folders VARIANT/trial-NNN/seed-K); then the best
+    trial by the objective on the tuning seeds, trained at the confirmation seeds
+    (VARIANT/confirm/seed-K), which the report's decision rule compares. Several processes or
+    machines may run the same command on one --storage: each trial is drawn once. Exit codes as
+    for run (a diverged trial is a result, not a failure).
+    """
+    from gdpp_bench.pipeline import EXIT_INTERRUPTED
+    from gdpp_bench.suites import load_suite
+    from gdpp_bench.tuning import TuneOptions, plan_lines, tune_suite
+
+    options = _options_from(params)
+    extra = TuneOptions(params["storage"], params["sampler"], params["heartbeat_s"])
+    loaded = load_suite(params["suite"])
+    click.echo(f"tune {loaded.name} -> {options.results / loaded.name}")
+    if params["dry_run"]:
+        for line in plan_lines(loaded, options, extra):
+            click.echo(line)
+        return
+    try:
+        _, tuner = tune_suite(loaded, options, extra, _echo_outcome, click.echo, _warn, _say_err)
+    except Interrupted:
+        sys.exit(EXIT_INTERRUPTED)
+    busy = f", {len(tuner.busy)} confirmation runs trained by another process" if tuner.busy else ""
+    diverged = f", {tuner.diverged_runs} trial runs diverged" if tuner.diverged_runs else ""
+    click.echo(f"tune {loaded.name}: {tuner.tally.line()}{diverged}{busy}")
+    sys.exit(tuner.tally.exit_code())
 
 
 @cli.command()

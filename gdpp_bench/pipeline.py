@@ -26,7 +26,7 @@ from gdpp_bench.executors import Executor, SlurmExecutor, make_executor
 from gdpp_bench.metrics import EvalOptions
 from gdpp_bench.plugins import load_plugins
 from gdpp_bench.progress import say, working_on
-from gdpp_bench.rundir import RunDir, UnreadableFile, find_run_dirs
+from gdpp_bench.rundir import RunBusy, RunDir, UnreadableFile, find_run_dirs
 from gdpp_bench.training import (
     seed_groups,
     supports_seed_parallel,
@@ -106,6 +106,7 @@ def _error_outcomes(keys: list[str], exc: BaseException) -> list[dict[str, Any]]
             "skipped": False,
             "reason": message,
             "user_error": user_error,
+            "busy": isinstance(exc, RunBusy),  # another process trains it (tune leaves it to that one)
             "values": {},
         }
         for key in keys

@@ -56,6 +56,10 @@ def write_json(path: Path, data: Any) -> None:
     write_atomic(path, lambda tmp: tmp.write_text(text))
 
 
+class RunBusy(UserError):
+    """The run folder is being trained by another process (its lock is held)."""
+
+
 class UnreadableFile(UserError):
     """A file that exists but does not hold what it should (truncated JSON, say, as a full disk or a
     half-copied folder leaves it)."""
@@ -175,7 +179,7 @@ class RunDir:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise UserError(
+                raise RunBusy(
                     f"{self.path} is being trained by another process; "
                     "wait for it to finish (a later run resumes or skips it)"
                 ) from None

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 import gdpp_bench
+from gdpp_bench.api import RunsNotDone
 from gdpp_bench.errors import UserError
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -36,12 +37,18 @@ def test_the_readme_example_runs_and_its_tables_agree(tmp_path, monkeypatch, cap
             (value,) = metrics.query("variant == @row.variant and metric == @metric")["value"]
             assert value == row[metric]
     assert "hq_percent" in capsys.readouterr().out
-    # a second call skips what is finished and returns the suite's table again
+    # a second call skips what is finished and returns the rows of the runs it was asked for
     again = gdpp_bench.run_suite(
         "smoke", "results", datasets=["ring8"], variants=["bce"], seeds=[0], steps=100
     )
     assert done.stat().st_mtime_ns == stamp
-    pd.testing.assert_frame_equal(again, runs)
+    pd.testing.assert_frame_equal(again, runs[runs["variant"] == "bce"].reset_index(drop=True))
+    # what the command line refuses, the API raises: the runs' steps changed (nothing retrained)
+    with pytest.raises(RunsNotDone, match=r"1 incomplete.*train\.steps") as refused:
+        gdpp_bench.run_suite("smoke", "results", datasets=["ring8"], variants=["bce"], seeds=[0], steps=50)
+    (outcome,) = refused.value.outcomes
+    assert outcome["key"] == "ring8/bce/seed-0" and outcome["user_error"]
+    assert list(refused.value.runs["run"]) == ["ring8/bce/seed-0"] and done.stat().st_mtime_ns == stamp
 
 
 def test_bad_input_raises_the_user_error_and_empty_folders_give_empty_tables(tmp_path):
