@@ -11,7 +11,7 @@ from gdpp_bench.report import figures
 from gdpp_bench.report.claims import claims_markdown, decisions, settings_notes
 from gdpp_bench.report.html import claims_html, figures_html, page, suite_page, summary_tables_html
 from gdpp_bench.report.recipes import CONFIRM, ORDINARY, TRIAL, TUNED_FIGURES, budget_of, of_role, roles
-from gdpp_bench.report.render import summary_latex, summary_markdown
+from gdpp_bench.report.render import STARS_NOTE, summary_latex, summary_markdown
 from gdpp_bench.report.tables import (
     DEFAULT_BASELINE,
     DEFAULT_LAST_K,
@@ -93,7 +93,7 @@ def _suite_report(
     with_figures: bool = True,
     last_k: int = DEFAULT_LAST_K,
 ) -> tuple[dict[str, Path], pd.DataFrame, pd.DataFrame]:
-    """build_report, also returning the summary and the significance tables it wrote."""
+    """build_report, also returning the summary and the decisions (decisions.csv) it wrote."""
     runs = collect_runs(suite_dir, last_k)
     if runs.empty:
         raise UserError(f"no runs under {suite_dir}; run `gdpp-bench run --suite NAME` first")
@@ -114,12 +114,12 @@ def _suite_report(
             out_dir / "summary.md",
             f"# {suite}\n\n{_headline_note(runs, last_k)} "
             f"mean ± std [95% t interval, cut to the metric's range] over seeds; "
-            f"CPU s: mean training CPU seconds per run; stars: Holm-corrected "
-            f"Mann-Whitney U against {baseline} (the decision rule; verdicts in "
-            f"claims.md)\n\n" + summary_markdown(summary, tests, runs, baseline),
+            f"CPU s: mean training CPU seconds per run; stars: "
+            f"{STARS_NOTE.format(baseline=baseline)} (verdicts in claims.md)\n\n"
+            + summary_markdown(summary, decided, runs, baseline),
         ),
         "summary.tex": _write_text(
-            out_dir / "summary.tex", summary_latex(summary, tests, baseline, suite, trials)
+            out_dir / "summary.tex", summary_latex(summary, decided, baseline, suite, trials)
         ),
     }
     tuning = mark_selected(trial_table(runs), runs)
@@ -139,7 +139,7 @@ def _suite_report(
             suite,
             runs,
             summary,
-            tests,
+            decided,
             baseline,
             made,
             suite_dir,
@@ -148,7 +148,7 @@ def _suite_report(
             tuning,
         ),
     )
-    return written, summary, tests
+    return written, summary, decided
 
 
 def _headline_note(runs: pd.DataFrame, last_k: int) -> str:
@@ -183,7 +183,7 @@ def build_overview(
     written: dict[str, Path] = {}
     summaries, sections = [], []
     for suite_dir in suites:
-        report, summary, tests = _suite_report(suite_dir, None, baseline, with_figures, last_k)
+        report, summary, decided = _suite_report(suite_dir, None, baseline, with_figures, last_k)
         written.update({f"{suite_dir.name}/{name}": path for name, path in report.items()})
         summary = summary.assign(suite=suite_dir.name)
         summaries.append(summary)
@@ -192,7 +192,7 @@ def build_overview(
         for dataset, block in summary.groupby("dataset", sort=True):
             sections.append(
                 f"<h3>{dataset}</h3>"
-                + summary_tables_html(block, tests[tests["dataset"] == dataset], baseline)
+                + summary_tables_html(block, decided[decided["dataset"] == dataset], baseline)
             )
     combined = pd.concat(summaries, ignore_index=True)
     written["summary.csv"] = _write_csv(out_dir / "summary.csv", combined)

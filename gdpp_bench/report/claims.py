@@ -54,6 +54,7 @@ DECISION_COLUMNS = [
     "comparisons",
     "primary",
     "verdict",
+    "stars",
 ]
 NOT_PRIMARY = "descriptive (not primary)"  # a value outside the suite's primary family
 DESCRIPTIVE = "descriptive"  # where a descriptive suite's Holm p would have said better or worse
@@ -75,7 +76,8 @@ def decisions(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
     What the runs recorded of their suite's [decision] table narrows this: where it names primary
     values, only those enter Holm and the others read 'descriptive (not primary)' (raw p and
     interval kept); a descriptive suite's 'better' or 'worse' reads 'descriptive'. Trial runs are
-    never compared."""
+    never compared. `stars`: the Holm p as the summary tables mark it (none where a value is not
+    primary or the suite descriptive)."""
     rows: list[dict] = []
     for role, dataset, block in compared_blocks(runs):
         settings = decision_settings(block)
@@ -118,6 +120,7 @@ def decisions(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
             if not row["primary"]:
                 row["mannwhitney_p_holm"], row["comparisons"] = math.nan, len(held)
                 row["verdict"] = NOT_PRIMARY
+            row["stars"] = settings.stars(row["metric"], row["mannwhitney_p_holm"])
         rows += family
     return pd.DataFrame(rows, columns=DECISION_COLUMNS)
 

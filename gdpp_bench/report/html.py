@@ -40,10 +40,11 @@ figcaption { font-size: 0.8em; color: #555; max-width: 560px; }
 """
 
 
-def summary_table_html(summary: pd.DataFrame, tests: pd.DataFrame, baseline: str | None) -> str:
-    """One table: variants (baseline first) x metrics with their direction; best in bold."""
+def summary_table_html(summary: pd.DataFrame, decided: pd.DataFrame, baseline: str | None) -> str:
+    """One table: variants (baseline first) x metrics with their direction; best in bold; stars
+    from the decision rule (`decided`: decisions.csv's rows of the table's family)."""
     metrics = [m for m in HIGHER_IS_BETTER if m in set(summary["metric"])]
-    cells = cell_texts(summary, tests, ("<b>", "</b>"), "&plusmn;", "<sup>{}</sup>")
+    cells = cell_texts(summary, decided, baseline, ("<b>", "</b>"), "&plusmn;", "<sup>{}</sup>")
     head = "".join(
         f"<th>{html.escape(m)} {'&uarr;' if HIGHER_IS_BETTER[m] else '&darr;'}</th>" for m in metrics
     )
@@ -63,15 +64,15 @@ def summary_table_html(summary: pd.DataFrame, tests: pd.DataFrame, baseline: str
 
 
 def summary_tables_html(
-    summary: pd.DataFrame, tests: pd.DataFrame, baseline: str | None, trials: int | None = None
+    summary: pd.DataFrame, decided: pd.DataFrame, baseline: str | None, trials: int | None = None
 ) -> str:
     """`summary_table_html` per recipe: the ordinary runs' table, then the confirmation runs'
     under a heading naming the recipe (a variant's two recipes are never one row)."""
     parts = []
-    for dataset, role, block, block_tests in summary_blocks(summary, tests):
+    for dataset, role, block, family in summary_blocks(summary, decided):
         if role == CONFIRM:
             parts.append(f"<h4>{html.escape(summary_heading(dataset, role, trials))}</h4>")
-        parts.append(summary_table_html(block, block_tests, baseline))
+        parts.append(summary_table_html(block, family, baseline))
     return "\n".join(parts)
 
 
@@ -303,7 +304,7 @@ def suite_page(
     suite: str,
     runs: pd.DataFrame,
     summary: pd.DataFrame,
-    tests: pd.DataFrame,
+    decided: pd.DataFrame,
     baseline: str | None,
     figures: dict[str, list[Path]],
     suite_dir: Path,
@@ -311,14 +312,16 @@ def suite_page(
     claims: str = "",
     tuning: pd.DataFrame | None = None,
 ) -> str:
-    """index.html of one suite's report; `tuning`: its trials (`trial_table`), if tuned."""
+    """index.html of one suite's report; `decided`: decisions.csv (the summary tables' stars);
+    `tuning`: its trials (`trial_table`), if tuned."""
     sections = [
         f"<p>{len(runs)} runs, {int((runs['status'] == 'done').sum())} finished. Cells: mean &plusmn; std "
         "[95% t interval, cut to the metric's range] over seeds; the best mean in bold where one "
         "variant alone has it; arrows give the "
-        "better direction; stars: Holm-corrected Mann-Whitney U against "
-        f"<code>{html.escape(baseline or 'n/a')}</code> "
-        "(* p&lt;0.05, ** p&lt;0.01, *** p&lt;0.001); all tests in <a href='significance.csv'>"
+        "better direction; stars: the decision rule's Holm-corrected p (<a href='decisions.csv'>"
+        f"decisions.csv</a>) against <code>{html.escape(baseline or 'n/a')}</code> "
+        "(* p&lt;0.05, ** p&lt;0.01, *** p&lt;0.001), none for a value that is not primary or a "
+        "descriptive suite; Welch's t beside the same Mann-Whitney test in <a href='significance.csv'>"
         "significance.csv</a>, per-run numbers in <a href='runs.csv'>runs.csv</a>, LaTeX in "
         "<a href='summary.tex'>summary.tex</a>.</p>",
     ]
@@ -335,7 +338,7 @@ def suite_page(
         if not ordinary.empty:
             sections.append(
                 summary_table_html(
-                    ordinary, tests[(tests["dataset"] == dataset) & (roles(tests) != CONFIRM)], baseline
+                    ordinary, decided[(decided["dataset"] == dataset) & (roles(decided) != CONFIRM)], baseline
                 )
             )
         sections.append(
@@ -348,7 +351,7 @@ def suite_page(
             sections.append(f"<h3>{html.escape(summary_heading(dataset, CONFIRM, trials))}</h3>")
             sections.append(
                 summary_table_html(
-                    tuned, tests[(tests["dataset"] == dataset) & (roles(tests) == CONFIRM)], baseline
+                    tuned, decided[(decided["dataset"] == dataset) & (roles(decided) == CONFIRM)], baseline
                 )
             )
             sections.append(figures_html([p for p in pngs if p.parent.name == TUNED_FIGURES], out_dir))

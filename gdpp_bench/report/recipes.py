@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from gdpp_bench.report.stats import stars
+
 ORDINARY, TRIAL, CONFIRM = "", "trial", "confirm"
 COMPARED_ROLES = (ORDINARY, CONFIRM)  # the roles the decision rule tests, in the order reported
 SELECTION_NOTE = "selection on tuning seeds only; verdicts on confirmation seeds"
@@ -70,6 +72,11 @@ class DecisionSettings:
 
     def in_family(self, metric: str) -> bool:
         return not self.primary or metric in self.primary
+
+    def stars(self, metric: str, p_holm: float) -> str:
+        """The summary tables' mark of a comparison: its Holm p as stars, none for a value outside
+        the Holm family (descriptive, not primary) or in a descriptive suite."""
+        return "" if self.descriptive or not self.in_family(metric) else stars(p_holm)
 
 
 def _flag(value: object) -> bool:

@@ -17,13 +17,35 @@ def fmt(value: float) -> str:
     return "n/a" if value is None or not math.isfinite(value) else f"{value:.4g}"
 
 
+STARS_NOTE = (
+    "the decision rule's Holm-corrected p (decisions.csv) against {baseline}; none for a value that "
+    "is not primary or a descriptive suite"
+)
+
+
+def decision_stars(decided: pd.DataFrame, baseline: str | None) -> dict[tuple[str, str], str]:
+    """(variant, metric) -> the stars of its comparison with `baseline` in `decided` (decisions.csv
+    rows of one family: one dataset and role)."""
+    if decided.empty or "reference" not in decided.columns:
+        return {}
+    against = decided[decided["reference"] == baseline]
+    return {
+        (str(r.variant), str(r.metric)): r.stars if isinstance(r.stars, str) else ""
+        for r in against.itertuples()
+    }
+
+
 def cell_texts(
-    summary: pd.DataFrame, tests: pd.DataFrame, bold: tuple[str, str], pm: str, stars_format: str
+    summary: pd.DataFrame,
+    decided: pd.DataFrame,
+    baseline: str | None,
+    bold: tuple[str, str],
+    pm: str,
+    stars_format: str,
 ) -> dict[tuple[str, str], str]:
-    """(variant, metric) -> 'mean ± std [low, high]' with the best in bold and stars appended."""
-    marks: dict[tuple[str, str], str] = {}
-    for r in tests.itertuples():  # the comparison with the baseline comes first; stars are its
-        marks.setdefault((r.variant, r.metric), r.stars)
+    """(variant, metric) -> 'mean ± std [low, high]' with the best in bold and the decision rule's
+    stars (its comparison with `baseline`, `decided` being decisions.csv's rows) appended."""
+    marks = decision_stars(decided, baseline)
     cells = {}
     for row in summary.itertuples():
         text = f"{fmt(row.mean)} {pm} {fmt(row.std)}" if math.isfinite(row.std) else fmt(row.mean)
@@ -41,16 +63,18 @@ def _arrow(metric: str, up: str, down: str) -> str:
 
 
 def summary_blocks(
-    summary: pd.DataFrame, tests: pd.DataFrame
+    summary: pd.DataFrame, decided: pd.DataFrame
 ) -> Iterable[tuple[str, str, pd.DataFrame, pd.DataFrame]]:
-    """(dataset, role, summary rows, tests) of each table: per dataset the ordinary runs' table,
-    then the confirmation runs' (never mixed: a variant's two recipes are two rows of two tables)."""
-    summary_roles, test_roles = roles(summary), roles(tests)
+    """(dataset, role, summary rows, decisions) of each table: per dataset the ordinary runs'
+    table, then the confirmation runs' (never mixed: a variant's two recipes are two rows of two
+    tables, each starred from its own Holm family)."""
+    summary_roles, decided_roles = roles(summary), roles(decided)
     for dataset in sorted(summary["dataset"].unique()):
         for role in ("", CONFIRM):
             block = summary[(summary["dataset"] == dataset) & (summary_roles == role)]
             if not block.empty:
-                yield dataset, role, block, tests[(tests["dataset"] == dataset) & (test_roles == role)]
+                family = decided[(decided["dataset"] == dataset) & (decided_roles == role)]
+                yield dataset, role, block, family
 
 
 def summary_heading(dataset: str, role: str, trials: int | None = None) -> str:
@@ -61,16 +85,16 @@ def summary_heading(dataset: str, role: str, trials: int | None = None) -> str:
 
 
 def summary_markdown(
-    summary: pd.DataFrame, tests: pd.DataFrame, runs: pd.DataFrame, baseline: str | None
+    summary: pd.DataFrame, decided: pd.DataFrame, runs: pd.DataFrame, baseline: str | None
 ) -> str:
     """One table per dataset and recipe: variants as rows (baseline first), metrics as columns
-    with their direction; cells mean ± std [95% CI], best in bold, stars from the Holm-corrected
-    Mann-Whitney U test."""
+    with their direction; cells mean ± std [95% CI], best in bold, stars from the decision rule
+    (`decided`: decisions.csv)."""
     parts = []
     trials = budget_of(runs[roles(runs) == CONFIRM])
-    for dataset, role, block, block_tests in summary_blocks(summary, tests):
+    for dataset, role, block, family in summary_blocks(summary, decided):
         metrics = [m for m in HIGHER_IS_BETTER if m in set(block["metric"])]
-        cells = cell_texts(block, block_tests, ("**", "**"), "±", " {}")
+        cells = cell_texts(block, family, baseline, ("**", "**"), "±", " {}")
         header = ["variant", "n", "CPU s", *(_arrow(m, "↑", "↓") for m in metrics)]
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for variant in variant_order(block["variant"].tolist(), baseline):
@@ -114,13 +138,14 @@ def _latex(text: str) -> str:
 
 
 def summary_latex(
-    summary: pd.DataFrame, tests: pd.DataFrame, baseline: str | None, suite: str, trials: int | None = None
+    summary: pd.DataFrame, decided: pd.DataFrame, baseline: str | None, suite: str, trials: int | None = None
 ) -> str:
-    """The summary tables as booktabs LaTeX (one table per dataset and recipe)."""
+    """The summary tables as booktabs LaTeX (one table per dataset and recipe), stars from the
+    decision rule (`decided`: decisions.csv)."""
     parts = []
-    for dataset, role, block, block_tests in summary_blocks(summary, tests):
+    for dataset, role, block, family in summary_blocks(summary, decided):
         metrics = [m for m in HIGHER_IS_BETTER if m in set(block["metric"])]
-        cells = cell_texts(block, block_tests, (r"\textbf{", "}"), r"$\pm$", "$^{{{}}}$")
+        cells = cell_texts(block, family, baseline, (r"\textbf{", "}"), r"$\pm$", "$^{{{}}}$")
         header = ["variant", "$n$", *(_arrow(_latex(m), r"$\uparrow$", r"$\downarrow$") for m in metrics)]
         lines = [
             r"\begin{table}[t]",
@@ -128,8 +153,7 @@ def summary_latex(
             r"\small",
             rf"\caption{{{_latex(suite)} / {_latex(summary_heading(dataset, role, trials))}: mean "
             r"$\pm$ std [95\% t interval] over "
-            rf"seeds; best in bold; stars: Holm-corrected Mann-Whitney U against "
-            rf"{_latex(baseline or 'n/a')}"
+            rf"seeds; best in bold; stars: {_latex(STARS_NOTE.format(baseline=baseline or 'n/a'))}"
             r" ($^{*}$ $p<0.05$, $^{**}$ $p<0.01$, $^{***}$ $p<0.001$).}",
             r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
             r"\toprule",

@@ -1,9 +1,10 @@
 """Statistics of the report: intervals, the decision rule's test and effect sizes, Holm correction.
 
 The decision rule (claims.md) is fixed before any run: two-sided Mann-Whitney U per comparison
-and metric, Holm over all comparisons of a dataset, alpha 0.05, with the difference in means and
-its percentile-bootstrap interval, Hedges' g and, for counts, Cliff's delta beside it. Welch's
-t-test stays in significance.csv as a second view.
+and metric (`mann_whitney`), Holm over all comparisons of a dataset, alpha 0.05, with the
+difference in means and its percentile-bootstrap interval, Hedges' g and, for counts, Cliff's delta
+beside it. Welch's t-test stays in significance.csv as a second view, beside the same Mann-Whitney
+test (`compare` calls `mann_whitney`: the two files cannot disagree on it).
 """
 
 from __future__ import annotations
@@ -114,15 +115,18 @@ def hedges_g(a: Sequence[float], b: Sequence[float]) -> float:
     return float((x.mean() - y.mean()) / pooled * correction)
 
 
-def compare(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
-    """Welch's t-test and Mann-Whitney U (two-sided) of a against b, and Hedges' g."""
+def compare(a: Sequence[float], b: Sequence[float]) -> dict[str, float | str]:
+    """Welch's t-test and the decision rule's Mann-Whitney U (`mann_whitney`, two-sided, with its
+    method) of a against b, and Hedges' g."""
     x = [v for v in a if math.isfinite(v)]
     y = [v for v in b if math.isfinite(v)]
-    result = {
+    p, method = mann_whitney(x, y)
+    result: dict[str, float | str] = {
         "n": len(x),
         "n_baseline": len(y),
         "welch_p": math.nan,
-        "mannwhitney_p": math.nan,
+        "mannwhitney_p": p,
+        "mannwhitney_method": method,
         "hedges_g": hedges_g(x, y),
     }
     if len(x) >= 2 and len(y) >= 2:
@@ -133,8 +137,6 @@ def compare(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
                 # nearly constant seeds (e.g. recall 0 everywhere): scipy warns, the p-value stands
                 warnings.filterwarnings("ignore", "Precision loss occurred", RuntimeWarning)
                 result["welch_p"] = float(stats.ttest_ind(x, y, equal_var=False).pvalue)
-    if x and y:
-        result["mannwhitney_p"] = float(stats.mannwhitneyu(x, y, alternative="two-sided").pvalue)
     return result
 
 

@@ -29,12 +29,7 @@ from gdpp_bench.report.recipes import (
     decision_settings,
     roles,
 )
-from gdpp_bench.report.stats import (
-    compare,
-    holm,
-    mean_ci,
-    stars,
-)
+from gdpp_bench.report.stats import compare, holm, mean_ci
 from gdpp_bench.rundir import RunDir, UnreadableFile, find_run_dirs, read_json_object
 from gdpp_bench.suites import check_settings
 
@@ -300,6 +295,7 @@ SIGNIFICANCE_COLUMNS = [
     "welch_p",
     "welch_p_holm",
     "mannwhitney_p",
+    "mannwhitney_method",
     "mannwhitney_p_holm",
     "stars",
 ]
@@ -403,11 +399,13 @@ def compared_values(block: pd.DataFrame, baseline: str) -> Iterable[tuple[str, s
 
 def significance(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
     """The decision rule's comparisons (see `comparisons`) per dataset, role and metric, seen
-    through Welch's t and Mann-Whitney U (two-sided), each Holm-corrected over the comparisons of
-    the decision rule's family (the dataset's runs of one role; only the primary values where the
-    runs recorded some, the others' Holm p left empty), and Hedges' g (variant minus reference;
-    its sign is not flipped for lower-is-better metrics). The `baseline` column names each
-    comparison's reference. No stars where the runs recorded a descriptive suite."""
+    through Welch's t and the decision rule's own Mann-Whitney U (`stats.mann_whitney`: exact
+    without ties, else tie-corrected asymptotic; its p values are decisions.csv's), each
+    Holm-corrected over the comparisons of the decision rule's family (the dataset's runs of one
+    role; only the primary values where the runs recorded some, the others' Holm p left empty),
+    and Hedges' g (variant minus reference; its sign is not flipped for lower-is-better metrics).
+    The `baseline` column names each comparison's reference. Stars as decisions.csv's: none for a
+    value that is not primary or where the runs recorded a descriptive suite."""
     rows: list[dict[str, Any]] = []
     for role, dataset, block in compared_blocks(runs):
         settings = decision_settings(block)
@@ -431,6 +429,6 @@ def significance(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
             for row, adjusted in zip(held, holm([r[key] for r in held]), strict=True):
                 row[f"{key}_holm"] = adjusted
         for row in family:
-            row["stars"] = "" if settings.descriptive else stars(row["mannwhitney_p_holm"])
+            row["stars"] = settings.stars(row["metric"], row["mannwhitney_p_holm"])
         rows += family
     return pd.DataFrame(rows, columns=SIGNIFICANCE_COLUMNS)
