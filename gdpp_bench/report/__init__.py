@@ -9,6 +9,7 @@ import pandas as pd
 from gdpp_bench.errors import UserError
 from gdpp_bench.report import figures
 from gdpp_bench.report.claims import claims_markdown, decisions, settings_notes
+from gdpp_bench.report.collapsed import collapse_note
 from gdpp_bench.report.html import claims_html, figures_html, page, suite_page, summary_tables_html
 from gdpp_bench.report.recipes import CONFIRM, ORDINARY, TRIAL, TUNED_FIGURES, budget_of, of_role, roles
 from gdpp_bench.report.render import STARS_NOTE, summary_latex, summary_markdown
@@ -152,13 +153,14 @@ def _suite_report(
 
 
 def _headline_note(runs: pd.DataFrame, last_k: int) -> str:
-    """What a run's headline value is, in one sentence."""
+    """What a run's headline value is, in one sentence (two where evaluations collapsed)."""
     kinds = sorted({h.split(" (")[0] for h in runs.get("headline", pd.Series(dtype=str)).dropna() if h})
-    return (
+    text = (
         f"Headline value of a run: {'; '.join(kinds)} (--last-k {last_k})."
         if kinds
         else "Headline value of a run: final checkpoint."
     )
+    return " ".join(part for part in (text, collapse_note(runs)) if part)
 
 
 def suite_dirs(results: Path) -> list[Path]:

@@ -8,6 +8,7 @@ import math
 import pandas as pd
 
 from gdpp_bench.metrics import HIGHER_IS_BETTER, IS_COUNT
+from gdpp_bench.report.collapsed import collapse_note
 from gdpp_bench.report.recipes import (
     COMPARED_ROLES,
     CONFIRM,
@@ -158,6 +159,8 @@ def claims_markdown(table: pd.DataFrame, runs: pd.DataFrame, suite: str, baselin
     ]
     present = _present_roles(runs)
     lines += [line for entry in settings_notes(runs) for line in (entry, "")]
+    collapsed = collapse_note(runs)
+    lines += [collapsed, ""] if collapsed else []
     none = "No comparison: the baseline or the other variants have no finished runs."
     sectioned = CONFIRM in present
     if not sectioned:

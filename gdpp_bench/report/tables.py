@@ -17,10 +17,10 @@ from typing import Any
 import pandas as pd
 
 from gdpp_bench.config import RunSpec
-from gdpp_bench.data import mode_count
 from gdpp_bench.errors import UserError
 from gdpp_bench.losses import Variant, parse_variant
-from gdpp_bench.metrics import HIGHER_IS_BETTER, IS_COUNT, METRIC_BOUNDS
+from gdpp_bench.metrics import HIGHER_IS_BETTER
+from gdpp_bench.report.collapsed import describe, fill_frame, fill_values, metric_bounds
 from gdpp_bench.report.recipes import (
     CONFIRM,
     CONSTRAINT_SEPARATOR,
@@ -61,7 +61,9 @@ def collect_runs(suite_dir: Path, last_k: int = DEFAULT_LAST_K) -> pd.DataFrame:
     A metric's column holds the run's headline value (`headline` says which): the mean over the
     last `last_k` periodic evaluations where the run has them, with the final checkpoint's value
     in `final_METRIC`; for a suite that selects a checkpoint (eval.select), best.pt measured on
-    the test split; otherwise the final checkpoint's value.
+    the test split; otherwise the final checkpoint's value. An evaluation that ran and measured
+    nothing (a NaN value: no high-quality sample for a KL) counts as the metric's worst value
+    (`collapsed`), counted in `collapsed_evals` and named in `collapsed_metrics`, never dropped.
 
     A run with a file that cannot be read (truncated JSON, a log that is not a table, a config
     with values no suite file may hold) is listed with status 'unreadable: FILE' and the reason,
@@ -148,22 +150,42 @@ def term_weight(variant: Variant) -> tuple[str, float]:
 def _headline(
     values: dict, evals: pd.DataFrame | None, spec: dict, last_k: int, checkpoint_step: int | None
 ) -> tuple[dict, str]:
-    """The run's headline metric values (and `final_` copies) and the line saying what they are."""
+    """The run's headline metric values (and `final_` copies), how many of the evaluations they
+    come from collapsed (`collapsed_evals`, `collapsed_metrics`: see `collapsed`; such a value
+    counts as the metric's worst) and the line saying what they are."""
+    dataset = spec["dataset"]
+    final, final_collapsed = fill_values(values, dataset)
+    single = {  # a headline of one evaluation: the final checkpoint's, or best.pt's
+        **final,
+        "collapsed_evals": int(bool(final_collapsed)),
+        "collapsed_metrics": describe(final_collapsed, dataset),
+    }
     if spec["eval"].get("select"):
-        return dict(values), f"best.pt (step {checkpoint_step}) on the test split"
+        return single, f"best.pt (step {checkpoint_step}) on the test split"
     compared = [m for m in HIGHER_IS_BETTER if evals is not None and m in evals.columns]
     if not compared or evals is None or evals.empty:
-        return dict(values), "final checkpoint"
+        return single, "final checkpoint"
+    evals, collapsed = fill_frame(evals, compared, dataset)
     if checkpoint_step is not None and checkpoint_step > evals["step"].max():
-        # the final evaluation came after the last periodic one (eval.every does not divide steps)
-        final = {"step": checkpoint_step, **{m: values.get(m, math.nan) for m in compared}}
-        evals = pd.concat([evals, pd.DataFrame([final])], ignore_index=True)
-    window = evals.tail(last_k)
-    headline = dict(values)
+        # the final evaluation came after the last periodic one (eval.every does not divide steps);
+        # a metric it did not record is missing there, not collapsed
+        row = {"step": checkpoint_step, **{m: final.get(m, math.nan) for m in compared}}
+        evals = pd.concat([evals, pd.DataFrame([row])], ignore_index=True)
+        marks = pd.DataFrame([{m: m in final_collapsed for m in compared}])
+        collapsed = pd.concat([collapsed, marks], ignore_index=True)
+    window, window_collapsed = evals.tail(last_k), collapsed.tail(last_k)
+    headline = dict(final)
     for metric in compared:
-        headline[f"{FINAL_PREFIX}{metric}"] = values.get(metric)
-        finite = window[metric][window[metric].map(lambda v: v is not None and math.isfinite(v))]
+        headline[f"{FINAL_PREFIX}{metric}"] = final.get(metric)
+        column, fell = window[metric], window_collapsed[metric]
+        if (column.isna() & fell).any():  # a collapse with no finite worst value: no headline
+            headline[metric] = math.nan
+            continue
+        finite = column[column.map(lambda v: v is not None and math.isfinite(v))]
         headline[metric] = float(finite.mean()) if len(finite) else math.nan
+    headline["collapsed_evals"] = int(window_collapsed.any(axis=1).sum())
+    fallen = {m for m in compared if window_collapsed[m].any()} | final_collapsed
+    headline["collapsed_metrics"] = describe(fallen, dataset)
     steps = window["step"].astype(int).tolist()
     span = f"step {steps[0]}" if len(steps) == 1 else f"steps {steps[0]}-{steps[-1]}"
     return headline, f"mean of the last {len(steps)} evaluations ({span})"
@@ -310,15 +332,6 @@ def variant_order(variants: Iterable[str], baseline: str | None = None) -> list[
         return variant != baseline, parsed.adversarial, parsed.terms, parsed.discriminator
 
     return sorted(set(variants), key=key)
-
-
-def metric_bounds(metric: str, dataset: str) -> tuple[float | None, float | None]:
-    """The range `metric` can take on `dataset`: as the metric declares it, a mode count's top
-    being the dataset's number of modes where it is known."""
-    lower, upper = METRIC_BOUNDS.get(metric, (None, None))
-    if upper is None and IS_COUNT.get(metric, False):
-        upper = mode_count(dataset)
-    return lower, upper
 
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:

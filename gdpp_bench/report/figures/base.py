@@ -229,14 +229,22 @@ def band(ax: plt.Axes, stats: pd.DataFrame, x: str, color: tuple, label: str, **
 # --- per-run files ---------------------------------------------------------------------------------
 
 
-def run_csvs(done: pd.DataFrame, suite_dir: Path, file: Callable[[RunDir], Path]) -> pd.DataFrame:
-    """The CSV `file(run_dir)` of every run in `done` that has one, with its variant and seed."""
+def run_csvs(
+    done: pd.DataFrame,
+    suite_dir: Path,
+    file: Callable[[RunDir], Path],
+    each: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+) -> pd.DataFrame:
+    """The CSV `file(run_dir)` of every run in `done` that has one, with its variant and seed;
+    `each` applied to each run's table before they are joined (a column one run lacks is NaN in
+    the joined table, and must not be read as that run's values)."""
     frames = []
     for record in done.itertuples():
         path = file(RunDir(suite_dir / record.run))
         if path.is_file():
             frame = read_run_csv(path)
             if not frame.empty:
+                frame = each(frame) if each is not None else frame
                 frames.append(frame.assign(variant=record.variant, seed=record.seed))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 

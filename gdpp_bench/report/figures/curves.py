@@ -12,6 +12,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 
 from gdpp_bench.losses import TERM_DIAGNOSTICS  # noqa: E402
 from gdpp_bench.metrics import HIGHER_IS_BETTER  # noqa: E402
+from gdpp_bench.report.collapsed import fill_frame  # noqa: E402
 from gdpp_bench.report.figures.base import (  # noqa: E402
     DIAGNOSTIC_LABELS,
     LOG_FIXED_COLUMNS,
@@ -140,8 +141,14 @@ def evaluation_curves(
     """From evals.csv: every compared metric of the periodic evaluations against step; per variant
     the mean over seeds, its 95% band and each seed faintly (how much a final number depends on
     the step at which it is read); the last `last_k` evaluations, whose mean is a run's headline,
-    shaded (not for suites whose headline is a selected checkpoint)."""
-    curves = run_csvs(finished_runs(runs, dataset), suite_dir, lambda run_dir: run_dir.evals)
+    shaded (not for suites whose headline is a selected checkpoint). An evaluation that measured
+    nothing is drawn at the metric's worst value, as the headline counts it (`collapsed`)."""
+    curves = run_csvs(
+        finished_runs(runs, dataset),
+        suite_dir,
+        lambda run_dir: run_dir.evals,
+        lambda evals: fill_frame(evals, HIGHER_IS_BETTER, dataset)[0],
+    )
     if curves.empty:
         return []
     columns = [m for m in HIGHER_IS_BETTER if m in curves.columns and curves[m].notna().any()]
