@@ -24,9 +24,8 @@ from gdpp_bench.executors import Executor, make_executor
 from gdpp_bench.metrics import EvalOptions
 from gdpp_bench.pipeline import Tally, evaluate_suite, run_specs
 from gdpp_bench.power import check_design
-from gdpp_bench.report import suite_dirs
 from gdpp_bench.report.tables import DEFAULT_LAST_K, ID_COLUMNS, collect_runs, metric_columns
-from gdpp_bench.rundir import find_run_dirs
+from gdpp_bench.rundir import find_run_dirs, suite_dirs
 from gdpp_bench.suites import expand, load_suite
 
 Outcome = dict[str, Any]  # how one run ended: key, status, skipped, reason, values (pipeline.run_one)

@@ -218,3 +218,8 @@ def find_run_dirs(root: Path) -> list[RunDir]:
         for p in sorted(root.glob("**/config.json"))
         if "report" not in p.parts and not any(".replaced-" in part for part in p.parts)
     ]
+
+
+def suite_dirs(results: Path) -> list[Path]:
+    """Folders directly under `results` that hold run directories."""
+    return sorted(p for p in results.iterdir() if p.is_dir() and p.name != "report" and find_run_dirs(p))

@@ -11,7 +11,9 @@ is enqueued again with the same values, its run folders resuming from their chec
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import math
@@ -69,18 +71,36 @@ def open_storage(url: str, heartbeat_s: int) -> Any:
         from optuna.storages.journal import JournalFileBackend
 
         return optuna.storages.JournalStorage(JournalFileBackend(url))
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    try:
-        return optuna.storages.RDBStorage(
-            url,
-            engine_kwargs={"connect_args": {"timeout": 120}} if url.startswith("sqlite") else None,
-            heartbeat_interval=heartbeat_s,
-            grace_period=heartbeat_s * GRACE_HEARTBEATS,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(),
-        )
-    except Exception as exc:  # a bad URL, a missing driver, an unreachable server
-        raise UserError(f"--storage {url}: cannot open it ({type(exc).__name__}: {exc})") from None
+    sqlite = Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+    if sqlite is not None:
+        sqlite.parent.mkdir(parents=True, exist_ok=True)
+    # two processes creating one SQLite file's tables at once collide: one creates, the other waits
+    with _file_lock(sqlite.with_name(f".{sqlite.name}.lock") if sqlite else None), warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        try:
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs={"connect_args": {"timeout": 120}} if sqlite else None,
+                heartbeat_interval=heartbeat_s,
+                grace_period=heartbeat_s * GRACE_HEARTBEATS,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(),
+            )
+        except Exception as exc:  # a bad URL, a missing driver, an unreachable server
+            raise UserError(f"--storage {url}: cannot open it ({type(exc).__name__}: {exc})") from None
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path | None) -> Iterator[None]:
+    """An exclusive lock on `path` (created) for the block; nothing where `path` is None."""
+    if path is None:
+        yield
+        return
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def optuna_distribution(distribution: Distribution) -> Any:
@@ -378,40 +398,46 @@ class Tuner:
         if self.on_result is not None:
             self.on_result(outcome)
 
-    def run_trials(self, dataset: str, variant: str, study: optuna.Study, heartbeat: bool) -> None:
-        """Take waiting trials of the study until none is left; wait for those running elsewhere
-        (`heartbeat`: the storage tells a killed process's trials, which are then enqueued again)."""
+    def run_trials(self, studies: list[tuple[str, str, optuna.Study]], heartbeat: bool) -> None:
+        """Take waiting trials, the first study's first, until no study has one left; then wait
+        for the trials running elsewhere (`heartbeat`: the storage tells a killed process's
+        trials, which are enqueued again and taken here). Another process busy with a study's last
+        trial never keeps this one from the next study's trials."""
         import optuna
         from optuna.trial import TrialState
 
-        space = search_space(self.suite, variant)
-        label = label_of(variant, space)
-        base = [s for s in self.base_specs(self.budget.tuning_seeds, variant) if s.dataset == dataset]
         while True:
-            if heartbeat:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    optuna.storages.fail_stale_trials(study)
-            if self.sampler == "random":
-                _enqueue_missing(study, self.budget, dataset, variant, space)
-            states = [t.state for t in study.get_trials(deepcopy=False) if BUDGET_INDEX in t.user_attrs]
-            if TrialState.WAITING in states or (self.sampler == "tpe" and self._tpe_open(study)):
-                self._one_trial(study, space, base, label)
-                continue
-            running = states.count(TrialState.RUNNING)
-            if not running:
-                return
-            if not heartbeat:
-                raise UserError(
-                    f"{study.study_name}: {running} trials are marked running by another process (or "
-                    "one that was killed: a journal file has no heartbeat to tell); rerun when they "
-                    "have finished, or use an RDB --storage"
+            running: list[str] = []
+            for dataset, variant, study in studies:
+                if heartbeat:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                        optuna.storages.fail_stale_trials(study)
+                space = search_space(self.suite, variant)
+                if self.sampler == "random":
+                    _enqueue_missing(study, self.budget, dataset, variant, space)
+                states = [t.state for t in study.get_trials(deepcopy=False) if BUDGET_INDEX in t.user_attrs]
+                if TrialState.WAITING in states or (self.sampler == "tpe" and self._tpe_open(study)):
+                    base = [
+                        s for s in self.base_specs(self.budget.tuning_seeds, variant) if s.dataset == dataset
+                    ]
+                    self._one_trial(study, space, base, label_of(variant, space))
+                    break
+                running += [study.study_name] * states.count(TrialState.RUNNING)
+            else:
+                if not running:
+                    return
+                if not heartbeat:
+                    raise UserError(
+                        f"{len(running)} trials ({', '.join(sorted(set(running)))}) are marked running by "
+                        "another process (or one that was killed: a journal file has no heartbeat to "
+                        "tell); rerun when they have finished, or use an RDB --storage"
+                    )
+                self.say(
+                    f"waiting for {len(running)} trials running elsewhere (a killed process's trial "
+                    f"is retried after {self.tune.heartbeat_s * GRACE_HEARTBEATS} s)"
                 )
-            self.say(
-                f"{study.study_name}: waiting for {running} trials running elsewhere (a killed "
-                f"process's trial is retried after {self.tune.heartbeat_s * GRACE_HEARTBEATS} s)"
-            )
-            time.sleep(self.tune.heartbeat_s)
+                time.sleep(self.tune.heartbeat_s)
 
     def _tpe_open(self, study: optuna.Study) -> bool:
         """TPE draws as it goes: a new trial is due while the budget has room."""
@@ -611,10 +637,12 @@ def tune_suite(
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # each trial is said in one line below
     url = storage_url(options, tune, suite.name)
     storage = open_storage(url, tune.heartbeat_s)
-    for dataset in tuner.datasets():
-        for variant in tuner.variants():
-            study = open_study(storage, suite, dataset, variant, tuner.sampler, say)
-            tuner.run_trials(dataset, variant, study, heartbeat="://" in url)
+    studies = [
+        (dataset, variant, open_study(storage, suite, dataset, variant, tuner.sampler, say))
+        for dataset in tuner.datasets()
+        for variant in tuner.variants()
+    ]
+    tuner.run_trials(studies, heartbeat="://" in url)
     confirmations = tuner.confirm()
     execute_runs(confirmations, options, tuner.heard, announce)
     return confirmations, tuner

@@ -191,3 +191,43 @@ def test_the_powered_studies_and_smoke():
         # bce+gdpp at 5 seeds against bce at 10 is the weakest arm: 2 / C(15, 5)
         assert power.smallest_holm_p == pytest.approx(2 / 3003)
     assert load_suite("smoke").decision.descriptive
+
+
+UNDERPOWERED = """name = "thin"
+dataset = "ring8"
+model = "mlp2d"
+variants = ["bce", "bce+gdpp"]
+seeds = [0, 1, 2]
+[train]
+steps = 20
+batch_size = 64
+[eval]
+samples = 200
+"""
+
+
+def test_the_command_line_refuses_warns_or_records_as_the_design_allows(tmp_path):
+    """run: an underpowered suite is one error line and nothing written; a --seeds subset of it is
+    a warning; --allow-underpowered trains it and its report says so."""
+    from conftest import gdpp_bench
+
+    suite, results = tmp_path / "thin.toml", tmp_path / "results"
+    suite.write_text(UNDERPOWERED)
+    base = ("run", "--suite", str(suite), "--results", str(results), "--device", "cpu")
+    refused = gdpp_bench(*base)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    (line,) = refused.stderr.splitlines()
+    assert (
+        line.startswith("error: suite thin, dataset ring8: 3 seeds per arm")
+        and "--allow-underpowered" in line
+    )
+    assert "5 seeds per arm is the fewest" in line  # m = 1 x 3: 3 x 2/252 < 0.05, 3 x 2/70 is not
+    assert not results.exists()
+    subset = gdpp_bench(*base, "--seeds", "0,1", "--dry-run")
+    assert subset.returncode == 0 and subset.stderr.startswith("warning: this subset cannot reach a verdict")
+    allowed = gdpp_bench(*base, "--allow-underpowered")
+    assert allowed.returncode == 0, allowed.stderr
+    report = gdpp_bench("report", "--suite", "thin", "--results", str(results), "--no-figures")
+    assert report.returncode == 0, report.stderr
+    claims = (results / "thin" / "report" / "claims.md").read_text()
+    assert "--allow-underpowered" in claims

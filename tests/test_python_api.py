@@ -57,3 +57,23 @@ def test_bad_input_raises_the_user_error_and_empty_folders_give_empty_tables(tmp
     assert gdpp_bench.load_runs(tmp_path / "missing").empty
     assert gdpp_bench.load_metrics(tmp_path).empty
     assert "run_suite" in dir(gdpp_bench) and gdpp_bench.run_suite.__doc__
+
+
+def test_run_suite_takes_the_options_of_the_command_line(tmp_path):
+    """One path: every option `gdpp-bench run` has reaches the runs from Python too (here the
+    TensorBoard and precision options the API lacked); an unknown one is a UserError."""
+    with pytest.raises(UserError, match="unknown option.*precisionn"):
+        gdpp_bench.run_suite("smoke", tmp_path, precisionn="bf16")
+    runs = gdpp_bench.run_suite(
+        "smoke",
+        tmp_path,
+        datasets=["ring8"],
+        variants=["bce"],
+        seeds=[0],
+        steps=20,
+        tensorboard=True,
+        precision="fp32",
+        device="cpu",
+    )
+    assert list(runs["run"]) == ["ring8/bce/seed-0"] and list(runs["status"]) == ["done"]
+    assert any((tmp_path / "smoke" / "ring8" / "bce" / "seed-0" / "tensorboard").iterdir())

@@ -25,6 +25,8 @@ update = "simultaneous"
 [eval]
 metrics = ["modes2d", "spread_metric"]
 samples = 300
+[decision]
+descriptive = true
 """
 
 
