@@ -508,8 +508,7 @@ class Tuner:
         params = {name: _suggest(trial, name, distribution) for name, distribution in space.items()}
         index = int(trial.user_attrs[BUDGET_INDEX])
         specs = trial_specs(self.suite, base, params, index, label, "trial")
-        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
-        self.say(f"{self.suite.name} {base[0].dataset} {label}: trial {index} ({shown})")
+        self.say(f"{self.suite.name} {base[0].dataset} {label}: trial {index} ({_shown(params)})")
         outcomes, tally = execute_runs(specs, self.options, self.heard, self.announce)
         if any(o.get("busy") or o["status"] == "incomplete" for o in outcomes):
             first = next(o for o in outcomes if o.get("busy") or o["status"] == "incomplete")
@@ -577,6 +576,10 @@ class Tuner:
         return params
 
 
+def _shown(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
 def _retried(trial: optuna.trial.FrozenTrial) -> bool:
     """A trial failed by the heartbeat (or a Ctrl-C) whose values were enqueued again."""
     from optuna.trial import TrialState
@@ -632,9 +635,6 @@ def tune_suite(
     """Every trial of the budget, then the confirmation runs; the confirmation runs and the tuner
     (its outcomes, tally and the confirmation runs left to other processes)."""
     tuner = _tuner(suite, options, tune, on_result, say, warn, announce)
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.ERROR)  # each trial is said in one line below
     url = storage_url(options, tune, suite.name)
     storage = open_storage(url, tune.heartbeat_s)
     studies = [
@@ -670,6 +670,9 @@ def _tuner(
         raise UserError(f"--sampler must be random or tpe, got {tune.sampler!r}")
     if tune.heartbeat_s < 1:
         raise UserError(f"--heartbeat must be >= 1 second, got {tune.heartbeat_s}")
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # each trial is said in one line of ours
     tuner = Tuner(suite, options, tune, on_result, say, announce)
     _, note = check_design(
         tuner.confirm_design(),
@@ -701,6 +704,7 @@ def plan_lines(suite: Suite, options: RunOptions, tune: TuneOptions) -> Iterator
                 if index >= len(drawn):
                     yield f"{dataset} {label}: trial {index}: values drawn by TPE as the trials finish"
                     continue
+                yield f"{dataset} {label}: trial {index}: {_shown(drawn[index])}"
                 for spec in trial_specs(suite, base, drawn[index], index, label, "trial"):
                     yield plan_line(spec, options.results)
             seeds = ", ".join(map(str, budget.confirm_seeds))
