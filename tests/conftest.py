@@ -286,6 +286,8 @@ def fixture_root(tmp_path_factory):
 # is the classic fix for that). Measured with `--durations=0`; order inside a module is kept.
 SLOW_MODULES_FIRST = (
     "test_cli.py",
+    "test_tune_processes.py",
+    "test_tune.py",
     "test_instruments.py",
     "test_image_suites.py",
     "test_interrupt.py",
@@ -302,6 +304,7 @@ SLOW_MODULES_FIRST = (
     "test_train.py",
     "test_packaging.py",
     "test_seed_parallel.py",
+    "test_power.py",
 )
 
 

@@ -31,24 +31,14 @@ from gdpp_bench.report.recipes import (
 )
 from gdpp_bench.report.stats import compare, holm, mean_ci
 from gdpp_bench.rundir import RunDir, UnreadableFile, find_run_dirs, read_json_object
-from gdpp_bench.suites import check_settings
+from gdpp_bench.suites import SEARCHABLE_FIELDS, check_settings
 
 ID_COLUMNS = ["suite", "dataset", "variant", "seed"]
 # runs.csv's order: a variant's ordinary runs, then its confirmation runs, then its trials in order
 SORT_COLUMNS = ["suite", "dataset", "variant", "role", "trial", "seed"]
 # the optimisation settings `tune` may search (with the term weight, parsed from the variant), as
 # runs.csv columns: each trial's drawn values; d_steps as resolved (0 in a suite: the loss's own)
-OPTIMISATION_COLUMNS = (
-    "lr_g",
-    "lr_d",
-    "beta1",
-    "beta2",
-    "eps",
-    "d_steps",
-    "d_real_target",
-    "d_fake_target",
-    "g_target",
-)
+OPTIMISATION_COLUMNS = SEARCHABLE_FIELDS
 _TRIAL_FOLDER = re.compile(r"trial-(\d+)")
 DEFAULT_BASELINE = "bce"  # the variant every other is tested against unless --baseline says otherwise
 DEFAULT_LAST_K = 4  # periodic evaluations averaged into a run's headline value (report --last-k)

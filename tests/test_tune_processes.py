@@ -1,0 +1,64 @@
+"""`gdpp-bench tune` across processes: a trial left running by a killed process is retried with
+its values and its runs resume; two processes on one storage share the budget without drawing a
+trial twice. These start real processes: the processes are the point."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+from conftest import gdpp_bench
+from test_tune import assert_budget_exactly_spent, storage_trials, tune_args, write_suite
+
+from gdpp_bench.tuning import BUDGET_INDEX
+
+
+def test_sigkill_during_a_trial_then_the_same_command_completes_the_budget_exactly(tmp_path):
+    suite, results = write_suite(tmp_path, steps=250), tmp_path / "results"
+    args = tune_args(suite, results, "--heartbeat", "1", "--variants", "bce")
+    command = [sys.executable, "-m", "gdpp_bench.cli", *args]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        checkpoint = results / "tiny-tune" / "bce" / "trial-001" / "seed-100" / "checkpoint.pt"
+        while not checkpoint.exists():  # trial 1 has a checkpoint and is still training: kill it
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    running = [
+        t
+        for trials in storage_trials(results).values()
+        for t in trials
+        if t.state == optuna.trial.TrialState.RUNNING
+    ]
+    assert [t.user_attrs[BUDGET_INDEX] for t in running] == [1]  # left running by the killed process
+    again = gdpp_bench(*args)  # the same command: the stale trial is failed, enqueued again, resumed
+    assert again.returncode == 0, again.stderr
+    assert "bce/trial-001/seed-100: resuming at step" in again.stdout
+    assert_budget_exactly_spent(results, ("bce",))
+
+
+def test_two_processes_on_one_storage_draw_disjoint_trials_that_spend_the_budget(tmp_path):
+    suite, results = write_suite(tmp_path), tmp_path / "results"
+    command = [sys.executable, "-m", "gdpp_bench.cli", *tune_args(suite, results, "--heartbeat", "1")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    processes = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for _ in range(2)
+    ]
+    outputs = [process.communicate(timeout=300) for process in processes]
+    for process, (stdout, stderr) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, stdout + stderr
+    taken = [set(re.findall(r"tiny-tune ring8 (\S+): trial (\d+) \(", stdout)) for stdout, _ in outputs]
+    assert taken[0] and taken[1] and not taken[0] & taken[1]  # both drew, never the same trial
+    assert taken[0] | taken[1] == {(v, str(i)) for v in ("bce", "bce+gdpp") for i in range(3)}
+    assert_budget_exactly_spent(results)
