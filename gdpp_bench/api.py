@@ -215,12 +215,13 @@ def run_suite(
     input (the message says what to change), and its subclass `RunsNotDone` (with `outcomes` and
     `runs`) when some run was refused, failed (diverged) or did not finish."""
     chosen = RunOptions.of(results, **options)
-    _, specs = plan_runs(suite, chosen, warn=_warn)
+    _, specs = plan_runs(suite, chosen, warn=echo_warning)
     outcomes, tally = execute_runs(specs, chosen, on_result)
     return finish(outcomes, tally, runs_of(chosen.results, specs), "run_suite")
 
 
-def _warn(line: str) -> None:
+def echo_warning(line: str) -> None:
+    """One `warning:` line on stderr (the command line's and the API's warnings alike)."""
     import click
 
     click.echo(f"warning: {line}", err=True)

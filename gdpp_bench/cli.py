@@ -313,10 +313,6 @@ def _options_from(params: dict[str, Any]) -> Any:
     )
 
 
-def _warn(line: str) -> None:
-    click.echo(f"warning: {line}", err=True)
-
-
 def _say_err(line: str) -> None:
     click.echo(line, err=True)
 
@@ -335,11 +331,11 @@ def run(**params: Any) -> None:
     Exit code: 0 every run done or skipped; 1 some run failed (diverged) or crashed; 2 a bad input
     (the command, or a run's folder or settings: that run refused, the others ran); 130 Ctrl-C.
     """
-    from gdpp_bench.api import execute_runs, plan_runs
+    from gdpp_bench.api import echo_warning, execute_runs, plan_runs
     from gdpp_bench.pipeline import EXIT_INTERRUPTED, plan_line
 
     options = _options_from(params)
-    loaded, specs = plan_runs(params["suite"], options, warn=_warn)
+    loaded, specs = plan_runs(params["suite"], options, warn=echo_warning)
     click.echo(f"suite {loaded.name}: {len(specs)} runs -> {options.results / loaded.name}")
     if params["dry_run"]:
         for spec in specs:
@@ -385,6 +381,7 @@ def tune(**params: Any) -> None:
     machines may run the same command on one --storage: each trial is drawn once. Exit codes as
     for run (a diverged trial is a result, not a failure).
     """
+    from gdpp_bench.api import echo_warning
     from gdpp_bench.pipeline import EXIT_INTERRUPTED
     from gdpp_bench.suites import load_suite
     from gdpp_bench.tuning import TuneOptions, plan_lines, tune_suite
@@ -398,7 +395,7 @@ def tune(**params: Any) -> None:
             click.echo(line)
         return
     try:
-        _, tuner = tune_suite(loaded, options, extra, _echo_outcome, click.echo, _warn, _say_err)
+        _, tuner = tune_suite(loaded, options, extra, _echo_outcome, click.echo, echo_warning, _say_err)
     except Interrupted:
         sys.exit(EXIT_INTERRUPTED)
     busy = f", {len(tuner.busy)} confirmation runs trained by another process" if tuner.busy else ""

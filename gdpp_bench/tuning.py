@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from gdpp_bench.api import Outcome, RunOptions, execute_runs, finish, runs_of
+from gdpp_bench.api import Outcome, RunOptions, echo_warning, execute_runs, finish, runs_of
 from gdpp_bench.config import Budget, Distribution, RunSpec, Suite
 from gdpp_bench.errors import UserError
 from gdpp_bench.losses import Variant
@@ -439,14 +439,18 @@ class Tuner:
                 )
                 time.sleep(self.tune.heartbeat_s)
 
-    def _tpe_open(self, study: optuna.Study) -> bool:
-        """TPE draws as it goes: a new trial is due while the budget has room."""
+    def _tpe_open(self, study: optuna.Study, before: int | None = None) -> bool:
+        """TPE draws as it goes: a new trial is due while the budget has room (counting only the
+        trials numbered below `before`, when given: may that trial join the budget?)."""
         from optuna.trial import TrialState
 
         counted = {
             t.user_attrs[BUDGET_INDEX]
             for t in study.get_trials(deepcopy=False)
-            if BUDGET_INDEX in t.user_attrs and not _retried(t) and t.state != TrialState.PRUNED
+            if BUDGET_INDEX in t.user_attrs
+            and (before is None or t.number < before)
+            and not _retried(t)
+            and t.state != TrialState.PRUNED
         }
         return len(counted) < self.budget.trials
 
@@ -458,7 +462,7 @@ class Tuner:
         def objective(trial: optuna.trial.Trial) -> float:
             taken.append(trial)
             if BUDGET_INDEX not in trial.user_attrs:
-                if self.sampler != "tpe" or not self._tpe_admits(study, trial):
+                if self.sampler != "tpe" or not self._tpe_open(study, before=trial.number):
                     trial.set_user_attr("outside_budget", True)  # another process took the last one
                     raise optuna.TrialPruned("outside the budget")
                 trial.set_user_attr(BUDGET_INDEX, trial.number)
@@ -472,19 +476,6 @@ class Tuner:
             if isinstance(exc, TrialStopped):
                 raise UserError(str(exc)) from None
             raise
-
-    def _tpe_admits(self, study: optuna.Study, trial: optuna.trial.Trial) -> bool:
-        from optuna.trial import TrialState
-
-        earlier = {
-            t.user_attrs[BUDGET_INDEX]
-            for t in study.get_trials(deepcopy=False)
-            if BUDGET_INDEX in t.user_attrs
-            and t.number < trial.number
-            and not _retried(t)
-            and t.state != TrialState.PRUNED
-        }
-        return len(earlier) < self.budget.trials
 
     def _requeue(self, study: optuna.Study, trial: optuna.trial.Trial) -> None:
         """Enqueue an interrupted trial again with its values (its runs resume from checkpoints)."""
@@ -734,6 +725,8 @@ def tune(
     a bad input and `RunsNotDone` when some run was refused, failed or did not finish."""
     chosen = RunOptions.of(results, **options)
     loaded = suite if isinstance(suite, Suite) else load_suite(str(suite))
-    _, tuner = tune_suite(loaded, chosen, TuneOptions(storage, sampler, heartbeat_s), on_result, say=_quiet)
+    _, tuner = tune_suite(
+        loaded, chosen, TuneOptions(storage, sampler, heartbeat_s), on_result, say=_quiet, warn=echo_warning
+    )
     runs = collect_runs(chosen.results / loaded.name)
     return finish(tuner.outcomes, tuner.tally, runs, "tune")
