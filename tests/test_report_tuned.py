@@ -23,6 +23,7 @@ from gdpp_bench.report import build_report, figures
 from gdpp_bench.report import html as report_html
 from gdpp_bench.report.claims import decisions
 from gdpp_bench.report.figures.base import plt, save_figure
+from gdpp_bench.report.render import fmt
 from gdpp_bench.report.tables import collect_runs, summarize
 from gdpp_bench.report.tuning import (
     budget_curves,
@@ -31,6 +32,7 @@ from gdpp_bench.report.tuning import (
     select_trials,
     trial_table,
 )
+from gdpp_bench.report.tuning_report import equal_cpu_table
 from gdpp_bench.rundir import RunDir, write_json
 
 SUITE = "tuned"
@@ -549,6 +551,19 @@ def test_budget_curves_per_variant_in_trials_and_cpu_seconds(tuned):
     assert curves.loc[("bce+gdpp", 2), "cpu_s"] == pytest.approx(2 * 93 / 5)
     written_curves = pd.read_csv(written["budget.csv"])
     assert len(written_curves) == 10 and set(written_curves["variant"]) == {"bce", "bce+gdpp"}
+
+
+def test_at_equal_cpu_each_variant_draws_the_trials_the_cheapest_budget_buys(tuned):
+    suite_dir, written = tuned
+    curves = budget_curves(trial_table(collect_runs(suite_dir)), resamples=500)
+    table = equal_cpu_table(curves, "ring8", "bce").set_index("variant")
+    # bce+gdpp's 5 trials cost 93 s, the cheaper whole budget; bce's trials cost 24 s: 3 fit in 93 s
+    assert table.loc["bce+gdpp", "trials drawn"] == 5
+    assert table.loc["bce", "trials drawn"] == 3 and table.loc["bce", "CPU s"] == pytest.approx(72)
+    assert table.loc["bce+gdpp", "cost / bce"] == pytest.approx(93 / 5 / 24)
+    by_k = curves.set_index(["variant", "k"])
+    assert table.loc["bce", "expected best [95% band]"].startswith(fmt(by_k.loc[("bce", 3), "expected_best"]))
+    assert "At equal CPU time (reported, not tested)" in Path(written["tuning.md"]).read_text()
 
 
 # --- tuning.csv, tuning.md, figures and index.html -------------------------------------------------

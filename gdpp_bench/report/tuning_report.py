@@ -134,6 +134,10 @@ def _budget_ks(n: int) -> list[int]:
     return [*ladder, n]
 
 
+def _best_with_band(point: pd.Series) -> str:
+    return f"{fmt(point['expected_best'])} [{fmt(point['low'])}, {fmt(point['high'])}]"
+
+
 def budget_table(curves: pd.DataFrame, dataset: str, baseline: str | None) -> pd.DataFrame:
     """k trials as rows, variants as columns: 'expected best [95% band] (mean CPU s)'."""
     block = curves[curves["dataset"] == dataset]
@@ -148,11 +152,43 @@ def budget_table(curves: pd.DataFrame, dataset: str, baseline: str | None) -> pd
                 row[variant] = ""
                 continue
             p = point.iloc[0]
-            row[variant] = (
-                f"{fmt(p['expected_best'])} [{fmt(p['low'])}, {fmt(p['high'])}] ({p['cpu_s']:,.0f} s)"
-            )
+            row[variant] = f"{_best_with_band(p)} ({p['cpu_s']:,.0f} s)"
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def equal_cpu_table(curves: pd.DataFrame, dataset: str, baseline: str | None) -> pd.DataFrame:
+    """The second view of an equal budget: equal CPU time rather than equal trials. The common
+    budget is the smallest CPU time a variant's whole budget cost; each variant gets the trials
+    that fit in it (at least 1, at most those it has: a cheaper variant's extra trials cannot be
+    drawn from a pool that does not hold them), and its expected best objective at that k."""
+    block = curves[curves["dataset"] == dataset]
+    if block.empty:
+        return pd.DataFrame()
+    per_trial = block.groupby("variant")["cpu_s"].first()
+    whole = block.groupby("variant")["cpu_s"].max()
+    common = float(whole.min())
+    base_cost = per_trial.get(baseline, math.nan) if baseline else math.nan
+    rows = []
+    for variant in variant_order(block["variant"], baseline):
+        mine = block[block["variant"] == variant]
+        cost = float(per_trial[variant])
+        fit = int(math.floor(common / cost + 1e-9)) if cost > 0 else int(mine["k"].max())
+        k = min(max(fit, 1), int(mine["k"].max()))
+        point = mine[mine["k"] == k].iloc[0]
+        rows.append(
+            {
+                "variant": variant,
+                "CPU s per trial": cost,
+                f"cost / {baseline}": cost / base_cost if baseline and base_cost > 0 else math.nan,
+                "trials in the common CPU budget": fit,
+                "trials drawn": k,
+                "CPU s": k * cost,
+                "expected best [95% band]": _best_with_band(point),
+            }
+        )
+    table = pd.DataFrame(rows)
+    return table if baseline else table.drop(columns=f"cost / {baseline}")
 
 
 def _markdown(frame: pd.DataFrame) -> str:
@@ -204,6 +240,21 @@ def tuning_markdown(
         ]
         table = budget_table(curves, dataset, baseline)
         lines += [_markdown(table) if len(table) else "No finished trial.", ""]
+        at_equal_cpu = equal_cpu_table(curves, dataset, baseline)
+        if len(at_equal_cpu):
+            lines += [
+                "### At equal CPU time (reported, not tested)",
+                "",
+                "The primary view above gives every variant the same number of trials. Here every "
+                "variant gets the same CPU time, the smallest whole budget any variant spent, and "
+                "draws the trials that fit in it: a variant whose trials cost more draws fewer (never "
+                "more than it ran: where it could afford more, 'trials in the common CPU budget' "
+                "says how many, and its expected best is that of all its trials). No test rests on "
+                "this view.",
+                "",
+                _markdown(at_equal_cpu),
+                "",
+            ]
     return "\n".join(lines)
 
 
