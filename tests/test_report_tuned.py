@@ -566,6 +566,18 @@ def test_at_equal_cpu_each_variant_draws_the_trials_the_cheapest_budget_buys(tun
     assert "At equal CPU time (reported, not tested)" in Path(written["tuning.md"]).read_text()
 
 
+def test_tuning_md_states_the_cpu_time_the_study_took(tuned):
+    suite_dir, written = tuned
+    runs = collect_runs(suite_dir)
+    study = runs[runs["role"].isin(["trial", "confirm"])]
+    assert len(study) < len(runs)  # the ordinary runs beside the study are not its cost
+    total = sum(
+        pd.to_numeric(study[c], errors="coerce").fillna(0).sum() for c in ("train_cpu_s", "eval_wall_s")
+    )
+    text = Path(written["tuning.md"]).read_text()
+    assert f"{total / 3600:.2f} CPU-hours" in text and "tuning trials" in text
+
+
 # --- tuning.csv, tuning.md, figures and index.html -------------------------------------------------
 
 

@@ -65,7 +65,7 @@ def _aggregate(values: Sequence[float], how: str) -> float:
     return float(statistics.median(finite) if how == "median" else statistics.fmean(finite))
 
 
-def _cpu_seconds(block: pd.DataFrame) -> float:
+def cpu_seconds(block: pd.DataFrame) -> float:
     """A trial's cost: its runs' training CPU seconds, plus their evaluation seconds where recorded."""
     total = 0.0
     for column in ("train_cpu_s", "eval_wall_s"):
@@ -144,7 +144,7 @@ def _trial_row(dataset: str, variant: str, trial: int, block: pd.DataFrame, expe
         "failed": failed,
         "status": state,
         "seeds": int(block["seed"].nunique()),
-        "cpu_s": _cpu_seconds(block),
+        "cpu_s": cpu_seconds(block),
         "selected": False,
     }
 

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 
 from gdpp_bench.metrics import HIGHER_IS_BETTER
-from gdpp_bench.report.recipes import CONFIRM, SELECTION_NOTE, constraints_of, roles
+from gdpp_bench.report.recipes import CONFIRM, SELECTION_NOTE, TRIAL, constraints_of, roles
 from gdpp_bench.report.render import fmt
 from gdpp_bench.report.tables import variant_order
-from gdpp_bench.report.tuning import confirmed_trials, select_trials, shown_parameters
+from gdpp_bench.report.tuning import confirmed_trials, cpu_seconds, select_trials, shown_parameters
 from gdpp_bench.suites import parse_constraint
 
 
@@ -196,6 +196,18 @@ def _markdown(frame: pd.DataFrame) -> str:
     return shown.to_markdown(index=False)
 
 
+def _study_cpu_sentence(runs: pd.DataFrame) -> str:
+    """What the study's runs cost: training CPU seconds plus evaluation seconds, trials and
+    confirmation apart."""
+    role = roles(runs)
+    tuning, confirming = cpu_seconds(runs[role == TRIAL]), cpu_seconds(runs[role == CONFIRM])
+    return (
+        f"CPU time of the study's runs (training CPU seconds plus evaluation seconds): "
+        f"{(tuning + confirming) / 3600:.2f} CPU-hours, of which tuning trials {tuning / 3600:.2f} "
+        f"and confirmation runs {confirming / 3600:.2f}."
+    )
+
+
 def tuning_markdown(
     trials: pd.DataFrame, curves: pd.DataFrame, runs: pd.DataFrame, suite: str, baseline: str | None
 ) -> str:
@@ -216,6 +228,7 @@ def tuning_markdown(
         "best against the budget for every k: budget.csv.",
         "",
     ]
+    lines += [_study_cpu_sentence(runs), ""]
     selected = selected_configurations(trials, runs, baseline)
     counts = trial_counts(trials, baseline)
     for dataset in sorted(trials["dataset"].unique()):
