@@ -556,6 +556,31 @@ def report(
             click.echo(f"wrote {path}")
 
 
+@cli.command("archive")
+@click.option("--suite", required=True, help="The suite whose runs are archived.")
+@click.option(
+    "--results",
+    type=click.Path(path_type=Path),
+    default=Path("results"),
+    show_default=True,
+    help="The folder that holds the suite's run folders.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Where OUT/SUITE/ gets the records (e.g. results/SUITE/runs, to commit beside its report).",
+)
+def archive(suite: str, results: Path, out: Path) -> None:
+    """Copy each run's small records (config.json, metrics.json, DONE, log.csv, evals.csv) and the
+    suite's tuning storage, without checkpoints or samples: `report --results OUT` reads them."""
+    from gdpp_bench.archive import archive_suite
+
+    done = archive_suite(results, suite, out)
+    storages = "".join(f"; tuning storage {path}" for path in done.storages)
+    click.echo(f"archived {done.runs} runs ({done.files} files) to {done.out}{storages}")
+
+
 @cli.group()
 def instruments() -> None:
     """The project's measuring instruments (MNIST-family classifiers for FID/IS and mode counts)."""

@@ -291,6 +291,7 @@ SLOW_MODULES_FIRST = (
     "test_cli.py",
     "test_tune_processes.py",
     "test_tune.py",
+    "test_archive.py",
     "test_instruments.py",
     "test_image_suites.py",
     "test_interrupt.py",
