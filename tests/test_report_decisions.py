@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from gdpp_bench.report import tables
 from gdpp_bench.report.claims import claims_markdown, decisions
 from gdpp_bench.report.stats import (
     bootstrap_mean_difference,
@@ -191,3 +192,42 @@ def test_verdicts_follow_direction_holm_and_sample_size():
     text = claims_markdown(table.reset_index(), runs, "ring8", "bce", 4)
     assert "| bce+gdpp-si@1 vs bce | modes ↑ | better |" in text
     assert "mean of the last 4 evaluations" in text and "Holm" in text
+
+
+def _two_metrics(recall: dict[str, list[float]]) -> pd.DataFrame:
+    """modes clearly better for gdpp (10 vs 10), and the given recall values."""
+    modes = _runs({"bce": list(range(10)), "bce+gdpp@1": list(range(20, 30))})
+    modes["recall"] = [v for values in recall.values() for v in values]
+    return modes
+
+
+def test_a_value_constant_in_every_run_is_uninformative_and_left_out_of_holm():
+    runs = _two_metrics({"bce": [0.0] * 10, "bce+gdpp@1": [0.0] * 10})
+    table = decisions(runs, "bce").set_index("metric")
+    assert table.loc["recall", "verdict"] == "uninformative here: 0 in every run, left out of the Holm family"
+    assert not table.loc["recall", "primary"] and math.isnan(table.loc["recall", "mannwhitney_p_holm"])
+    # the family is modes alone: Holm over 1 comparison, the raw p unchanged
+    assert table.loc["modes", "comparisons"] == 1
+    assert table.loc["modes", "mannwhitney_p_holm"] == pytest.approx(table.loc["modes", "mannwhitney_p"])
+    text = claims_markdown(table.reset_index(), runs, "s", "bce", 4)
+    assert "| recall ↑ | uninformative here: 0 in every run" in text
+    # significance.csv holds the same family
+    significance = tables.significance(runs, "bce").set_index("metric")
+    assert math.isnan(significance.loc["recall", "mannwhitney_p_holm"])
+    assert significance.loc["modes", "mannwhitney_p_holm"] == pytest.approx(
+        table.loc["modes", "mannwhitney_p"]
+    )
+    # a value that varies in one run is informative: it stays in the family
+    varied = decisions(_two_metrics({"bce": [0.0] * 10, "bce+gdpp@1": [0.0] * 9 + [0.1]}), "bce")
+    assert (varied["comparisons"] == 2).all() and not varied["verdict"].str.contains("uninformative").any()
+
+
+def test_a_pre_registered_primary_value_stays_in_the_family_marked():
+    runs = _two_metrics({"bce": [0.0] * 10, "bce+gdpp@1": [0.0] * 10})
+    runs["decision_primary"] = "modes recall"
+    table = decisions(runs, "bce").set_index("metric")
+    assert table.loc["recall", "primary"] and table.loc["recall", "comparisons"] == 2
+    assert (
+        table.loc["recall", "verdict"]
+        == "no detectable difference at n = 10 (uninformative here: 0 in every run)"
+    )

@@ -26,6 +26,7 @@ from gdpp_bench.report.stats import (
     ALPHA,
     bootstrap_mean_difference,
     cliffs_delta,
+    constant_value,
     hedges_g,
     holm,
     mann_whitney,
@@ -59,6 +60,7 @@ DECISION_COLUMNS = [
 ]
 NOT_PRIMARY = "descriptive (not primary)"  # a value outside the suite's primary family
 DESCRIPTIVE = "descriptive"  # where a descriptive suite's Holm p would have said better or worse
+UNINFORMATIVE = "uninformative here"  # every run of the comparison has the same value
 
 
 def _sizes(n: int, m: int) -> str:
@@ -106,7 +108,8 @@ def decisions(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
                     "cliffs_delta": cliffs_delta(a, b) if IS_COUNT.get(metric) else math.nan,
                     "mannwhitney_p": p,
                     "mannwhitney_method": method,
-                    "primary": settings.in_family(metric),
+                    "primary": settings.in_holm(metric, constant_value(a, b) is not None),
+                    "constant": constant_value(a, b),
                 }
             )
         held = [row for row in family if row["primary"]]
@@ -118,12 +121,22 @@ def decisions(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
             bound = max(len(held) * floor, smallest_mann_whitney_p(row["n"], row["n_reference"]))
             row["verdict"] = _verdict(row, p_holm, bound, settings)
         for row in family:
+            constant = row.pop("constant")
             if not row["primary"]:
                 row["mannwhitney_p_holm"], row["comparisons"] = math.nan, len(held)
                 row["verdict"] = NOT_PRIMARY
+            if constant is not None:
+                row["verdict"] = _uninformative(row["verdict"], constant)
             row["stars"] = settings.stars(row["metric"], row["mannwhitney_p_holm"])
         rows += family
     return pd.DataFrame(rows, columns=DECISION_COLUMNS)
+
+
+def _uninformative(verdict: str, constant: float) -> str:
+    """A comparison whose runs all have one value: kept out of the Holm family (NOT_PRIMARY), or,
+    where the suite pre-registered the value as primary, its verdict kept and marked."""
+    mark = f"{UNINFORMATIVE}: {fmt(constant)} in every run"
+    return f"{mark}, left out of the Holm family" if verdict == NOT_PRIMARY else f"{verdict} ({mark})"
 
 
 def _verdict(row: dict, p_holm: float, smallest_holm_p: float, settings: DecisionSettings) -> str:
@@ -154,7 +167,9 @@ def claims_markdown(table: pd.DataFrame, runs: pd.DataFrame, suite: str, baselin
         f"all comparisons and metrics of the dataset, alpha = {ALPHA}. 'better'/'worse' follow the "
         "metric's better direction. Δ = variant mean - reference mean over seeds, with its 95 % "
         "percentile bootstrap interval (10,000 resamples, fixed seed); g = Hedges' g; "
-        "δ = Cliff's delta (counts only).",
+        "δ = Cliff's delta (counts only). A comparison whose runs all have one value (recall 0 in "
+        f"every run, say) reads '{UNINFORMATIVE}' and is left out of Holm, unless the suite "
+        "pre-registered that value as primary (then it stays in the family, marked).",
         "",
     ]
     present = _present_roles(runs)

@@ -73,6 +73,11 @@ class DecisionSettings:
     def in_family(self, metric: str) -> bool:
         return not self.primary or metric in self.primary
 
+    def in_holm(self, metric: str, uninformative: bool) -> bool:
+        """Whether a comparison enters the Holm family: its value is in the family, and it is not
+        uninformative here (one value in every run) unless the suite pre-registered it as primary."""
+        return self.in_family(metric) and (not uninformative or metric in self.primary)
+
     def stars(self, metric: str, p_holm: float) -> str:
         """The summary tables' mark of a comparison: its Holm p as stars, none for a value outside
         the Holm family (descriptive, not primary) or in a descriptive suite."""

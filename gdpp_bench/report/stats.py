@@ -151,6 +151,13 @@ def holm(p_values: Sequence[float]) -> list[float]:
     return adjusted
 
 
+def constant_value(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """The one value every run of a comparison has (recall 0 in every run, say), else None: such a
+    comparison carries no information, whatever a test would say of it."""
+    pooled = {float(v) for v in (*a, *b)}
+    return pooled.pop() if len(pooled) == 1 else None
+
+
 def stars(p: float) -> str:
     """'***' p < 0.001, '**' < 0.01, '*' < 0.05, '' otherwise or NaN."""
     if p is None or not math.isfinite(p):

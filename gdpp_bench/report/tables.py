@@ -29,7 +29,7 @@ from gdpp_bench.report.recipes import (
     decision_settings,
     roles,
 )
-from gdpp_bench.report.stats import compare, holm, mean_ci
+from gdpp_bench.report.stats import compare, constant_value, holm, mean_ci
 from gdpp_bench.rundir import RunDir, UnreadableFile, find_run_dirs, read_json_object
 from gdpp_bench.suites import SEARCHABLE_FIELDS, check_settings
 
@@ -422,10 +422,11 @@ def significance(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
                 "mean": sum(a) / len(a),
                 "baseline_mean": sum(b) / len(b),
                 **compare(a, b),
+                "uninformative": constant_value(a, b) is not None,
             }
             for variant, reference, metric, a, b in compared_values(block, baseline)
         ]
-        held = [row for row in family if settings.in_family(row["metric"])]
+        held = [row for row in family if settings.in_holm(row["metric"], row.pop("uninformative"))]
         for row in family:
             row["welch_p_holm"] = row["mannwhitney_p_holm"] = math.nan
         for key in ("welch_p", "mannwhitney_p"):
