@@ -248,7 +248,6 @@ def test_published_values_are_reference_lines_of_the_figures(tmp_path, drawn):
         flat = [line.get_ydata()[0] for line in ax.get_lines() if len(set(np.asarray(line.get_ydata()))) == 1]
         assert {1.0, 8.0} <= set(flat)
         labels = [text.get_text() for legend in fig.legends for text in legend.get_texts()]
-        assert "GAN: 1" in labels and "GDPP-GAN: 8" in labels
-        assert "published, not our runs (GDPP paper (Elfeki et al., ICML 2019); 2,500 samples" in " ".join(
-            fig._suptitle.get_text().split()
-        )
+        assert "GAN (published): 1" in labels and "GDPP-GAN (published): 8" in labels
+        title = " ".join(fig._suptitle.get_text().split())
+        assert "black lines: GDPP paper (Elfeki et al., ICML 2019), not our runs: 2,500 samples" in title

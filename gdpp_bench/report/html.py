@@ -51,7 +51,6 @@ th:first-child, td:first-child { text-align: left; }
 thead th { border-bottom: 2px solid #444; }
 tr.published td { font-style: italic; color: #555; }
 tr.first-published td { border-top: 2px solid #999; }
-table.claims td { white-space: normal; }
 figure { display: inline-block; margin: 0.5em; vertical-align: top; }
 figure img { max-width: 560px; border: 1px solid #eee; }
 figcaption { font-size: 0.8em; color: #555; max-width: 560px; }
@@ -356,7 +355,8 @@ def claims_html(
         f"<p>{html.escape(headline)} The rule, fixed before the runs: two-sided Mann-Whitney U, "
         f"Holm over all comparisons and metrics of a dataset, alpha 0.05;{separate} the same lines are in "
         "<a href='claims.md'>claims.md</a> and <a href='decisions.csv'>decisions.csv</a>.</p>"
-        f"<details><summary>{len(decided)} verdicts: {html.escape(counts)}</summary>{table}</details>"
+        f"<details><summary>{len(decided)} verdicts: {html.escape(counts)}</summary>"
+        f"<div class='table'>{table}</div></details>"
     )
 
 

@@ -13,13 +13,9 @@ from dataclasses import dataclass
 
 GDPP_PAPER = "GDPP paper (Elfeki et al., ICML 2019)"
 SYNTHETIC_PROTOCOL = (
-    "2,500 samples, nearest mean, high quality within 3 std; 25,000 simultaneous G/D steps, "
-    "batch 512 (its ring script has 7 distinct means)"
+    "2,500 samples, high quality within 3 std of a mean, after 25,000 steps (its ring: 7 distinct means)"
 )
-STACKED_PROTOCOL = (
-    "26,000 samples, MNIST classifier per channel, KL to the data's triple distribution; "
-    "DCGAN-style, 15,000 steps"
-)
+STACKED_PROTOCOL = "26,000 samples, an MNIST classifier per channel, after 15,000 steps"
 
 
 @dataclass(frozen=True)

@@ -248,7 +248,7 @@ def suptitle(
         details.append(f"{len(others)} unfinished or failed run{'s' if len(others) > 1 else ''} left out")
     suite = shown["suite"].iloc[0]
     where = dataset if suite == dataset else f"{suite} / {dataset}"  # not "ring8 / ring8"
-    width = max(80, int(fig.get_figwidth() * 12))  # characters of the title's font across it
+    width = max(60, int(fig.get_figwidth() * 12))  # characters of the title's font across it
     lines = [f"{where}: {what}", ", ".join(details), textwrap.fill("; ".join(notes), width)]
     fig.suptitle("\n".join(line for line in lines if line))
 

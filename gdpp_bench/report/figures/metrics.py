@@ -50,15 +50,10 @@ def _published_lines(ax: plt.Axes, dataset: str, metric: str) -> tuple[list[Line
     handles = []
     for reference, style in zip(references, PUBLISHED_STYLES, strict=False):
         ax.axhline(reference.value, color="black", linestyle=style, linewidth=1.2, zorder=1)
-        handles.append(
-            Line2D(
-                [], [], color="black", linestyle=style, label=f"{reference.method}: {fmt(reference.value)}"
-            )
-        )
-    notes = [
-        f"black lines: published, not our runs ({source}; {references[0].protocol})"
-        for source in dict.fromkeys(r.source for r in references)
-    ]
+        label = f"{reference.method} (published): {fmt(reference.value)}"
+        handles.append(Line2D([], [], color="black", linestyle=style, label=label))
+    protocols = dict.fromkeys((r.source, r.protocol) for r in references)
+    notes = [f"black lines: {source}, not our runs: {protocol}" for source, protocol in protocols]
     return handles, notes
 
 
