@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -40,7 +41,8 @@ from gdpp_bench.report.tables import (  # noqa: E402
     variant_order,
 )
 
-PUBLISHED_STYLES = (":", "-.", (0, (6, 2, 1, 2, 1, 2)), (0, (1, 4)))
+# the published values' dash styles, one per value of a metric (at most three per dataset)
+PUBLISHED_STYLES: tuple[Any, ...] = (":", "-.", (0, (6, 2, 1, 2, 1, 2)), (0, (1, 4)))
 
 
 def _published_lines(ax: plt.Axes, dataset: str, metric: str) -> tuple[list[Line2D], list[str]]:
