@@ -232,7 +232,7 @@ def test_published_values_are_rows_beside_ours_and_never_in_our_statistics(tmp_p
     assert "2,500 samples" in page and "not our runs" in page
     assert page.count("<b>") == 2  # bold: hinge's modes and HQ %, not the published 8 and 99.3
     markdown = summary_markdown(summary, EMPTY_DECISIONS, runs, "bce")
-    assert "| *GDPP-GAN, GDPP paper (Elfeki et al., ICML 2019)* | published |  | 8 | 71.7 |" in markdown
+    assert "| _GDPP-GAN, GDPP paper (Elfeki et al., ICML 2019)_ | published |  | 8 | 71.7 |" in markdown
     latex = summary_latex(summary, EMPTY_DECISIONS, "bce", "study")
     assert r"\textit{GDPP-GAN, GDPP paper (Elfeki et al., ICML 2019)} & -- & 8 & 71.7 \\" in latex
     mnist = summary_table_html(summarize(runs.assign(dataset="mnist")), EMPTY_DECISIONS, "bce")

@@ -143,7 +143,7 @@ def summary_markdown(
         for label, values in references:
             lines.append(
                 "| "
-                + " | ".join([f"*{label}*", "published", "", *(values.get(m, "") for m in metrics)])
+                + " | ".join([f"_{label}_", "published", "", *(values.get(m, "") for m in metrics)])
                 + " |"
             )
         note = f"\n{reference_note(dataset, metrics)}\n" if references else ""
