@@ -34,3 +34,36 @@ def chromium() -> Iterator[Any]:
         yield driver
     finally:
         driver.quit()
+
+
+# each visible table cell's content height, as laid out and forced onto one line: a cell that
+# wraps is taller than its one-line self (the page's tables must read without wrapping)
+CELL_HEIGHTS = """
+return Array.from(document.querySelectorAll('td, th')).filter(c => c.getClientRects().length > 0)
+  .map(c => {
+    const range = document.createRange();
+    range.selectNodeContents(c);
+    const laid = range.getBoundingClientRect().height;
+    const before = c.style.whiteSpace;
+    c.style.whiteSpace = 'nowrap';
+    const one = range.getBoundingClientRect().height;
+    c.style.whiteSpace = before;
+    return [c.textContent, laid, one];
+  });
+"""
+# every image: its src, the width it is shown at, its own width, and the width of the page's column
+IMAGE_WIDTHS = """
+const column = document.body.getBoundingClientRect().width;
+return Array.from(document.images).map(i => [i.getAttribute('src'), i.getBoundingClientRect().width,
+  i.naturalWidth, column]);
+"""
+
+
+def wrapped_cells(driver: Any) -> list[str]:
+    """The text of every visible table cell whose content wraps onto more than one line."""
+    return [text for text, laid, one in driver.execute_script(CELL_HEIGHTS) if laid > one + 1]
+
+
+def image_widths(driver: Any) -> list[tuple[str, float, int, float]]:
+    """(src, shown width, natural width, column width) of every image of the page."""
+    return [tuple(row) for row in driver.execute_script(IMAGE_WIDTHS)]

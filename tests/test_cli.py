@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from browser import chromium
+from browser import chromium, image_widths, wrapped_cells
 from conftest import DATA_ROOT, gdpp_bench, result_lines
 from PIL import Image
 
+from gdpp_bench.report.figures.base import DPI, STYLE
 from gdpp_bench.rundir import RunDir, read_json
 
 
@@ -324,6 +325,9 @@ def test_the_report_page_in_a_real_browser(smoke_report):
             "return Array.from(document.querySelectorAll('details a')).map(a => a.getAttribute('href'))"
         )
         shot = Image.open(io.BytesIO(browser.get_screenshot_as_png())).convert("L")
+        widths = image_widths(browser)
+        browser.execute_script("document.querySelectorAll('details').forEach(d => d.open = true)")
+        wrapped = wrapped_cells(browser)  # every table, the closed ones opened
     assert len(images) >= 10 and all(complete and width > 0 for _, complete, width in images), images
     assert errors == []
     assert captions and not any(caption.split(" (")[0].endswith(".png") for caption in captions)
@@ -331,5 +335,25 @@ def test_the_report_page_in_a_real_browser(smoke_report):
     assert "Provenance" in text and "git revision" in text and "torch" in text
     assert "ring8/bce/seed-0" in everything
     assert "../ring8/bce/seed-0/" in links  # the report sits beside the run folders: linked
+    # multi-panel figures (one row of panels each) across the page's column, their tick labels
+    # at least 11 pixels high at 100 % zoom; every table cell on one line
+    tick_points = STYLE["xtick.labelsize"]
+    rows = [w for w in widths if Path(w[0]).name.split("_")[0] in ("training", "evals", "modes")]
+    assert {Path(w[0]).stem for w in rows} >= {
+        "training_ring8",
+        "evals_ring8",
+        "modes_grid25",
+        "evals_mnist_1-of-2",
+    }
+    for src, shown, natural, column in rows:
+        assert shown >= 0.97 * column, src
+        assert shown / natural * DPI / 72 * tick_points >= 11, src
+    assert max(shown for src, shown, _, _ in widths if src not in {r[0] for r in rows}) < 0.6 * rows[0][3]
+    assert wrapped == []
+    # a metric with one value in every run: one line, no column or figure
+    assert "The same value in every run, so no column or figure: precision = 0, recall = 0" in text
+    assert not any("precision" in src for src, *_ in widths)
+    # the published numbers beside ours, labelled
+    assert "GDPP-GAN, GDPP paper (Elfeki et al., ICML 2019)" in text and "Rows marked published" in text
     extrema = shot.getextrema()
     assert extrema[1] - extrema[0] > 100 and np.asarray(shot).std() > 5  # drawn, not blank

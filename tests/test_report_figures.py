@@ -125,6 +125,30 @@ def test_curves_samples_and_modes_of_a_2d_dataset(ring, tmp_path):
     assert figures.sample_grids(runs, suite_dir, "ring8", tmp_path / "none") == []  # not images
 
 
+def test_multi_panel_figures_are_full_width_rows_and_mode_shares_start_at_zero(ring, tmp_path, monkeypatch):
+    from gdpp_bench.report.figures import base, curves, modes
+
+    runs, suite_dir = ring
+    drawn = []
+    for module in (curves, modes):
+        original = module.save_figure
+        monkeypatch.setattr(
+            module,
+            "save_figure",
+            lambda fig, stem, original=original: drawn.append(fig) or original(fig, stem),
+        )
+    for name in ("training_curves", "evaluation_curves", "mode_histograms"):
+        assert_figure(getattr(figures, name)(runs, suite_dir, "ring8", tmp_path / name))
+    training, evals, shares = drawn
+    for fig in drawn:
+        assert fig.get_figwidth() == base.FULL_WIDTH
+        tops = {round(ax.get_position().y1, 3) for ax in fig.axes}
+        assert len(tops) == 1 and 1 < len(fig.axes) <= base.ROW_PANELS  # one row of panels
+    assert [ax.get_title() for ax in evals.axes] == ["modes", "hq_percent", "kl_uniform"]
+    assert all(ax.get_ylim()[0] == 0 for ax in shares.axes)  # a share is never below 0 %
+    assert [ax.get_title().split()[0] for ax in shares.axes] == RING_VARIANTS
+
+
 def test_figures_of_an_image_dataset(stacked, tmp_path):
     runs, suite_dir = stacked
     assert (runs["status"] == "done").all()

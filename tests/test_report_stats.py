@@ -16,6 +16,7 @@ from scipy import stats as scipy_stats
 from gdpp_bench.metrics import METRIC_BOUNDS
 from gdpp_bench.pipeline import run_specs
 from gdpp_bench.report import build_overview, build_report
+from gdpp_bench.report.numbers import round_sig
 from gdpp_bench.report.stats import compare, hedges_g, holm, mean_ci, stars
 from gdpp_bench.report.tables import summarize
 from gdpp_bench.rundir import RunDir, write_json
@@ -124,9 +125,10 @@ def test_summary_numbers_are_pandas_and_scipy_on_runs_csv(tiny_results):
             assert lower is None or row.ci_low >= lower
         assert row.n == len(values) == 3  # a KL without HQ samples counts as log 8, never n/a
     for _, block in summary.groupby("metric"):
-        best = block["mean"].max() if block["higher_is_better"].iloc[0] else block["mean"].min()
-        winners = (block["mean"] == best).sum()  # a best mean shared by variants marks none
-        assert set(block[block["best"]]["mean"]) == ({best} if winners == 1 else set())
+        printed = block["mean"].map(round_sig)  # compared as the tables print them
+        best = printed.max() if block["higher_is_better"].iloc[0] else printed.min()
+        winners = (printed == best).sum()  # a best mean shared by variants marks none
+        assert set(printed[block["best"]]) == ({best} if winners == 1 else set())
     tests = pd.read_csv(written["significance.csv"])
     assert set(tests["variant"]) == {"bce+gdpp@1", "hinge"} and set(tests["baseline"]) == {"bce"}
     assert "train_cpu_s" in summary.columns and (summary["train_cpu_s"] > 0).all()

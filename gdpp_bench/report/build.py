@@ -17,6 +17,7 @@ from gdpp_bench.report.tables import (
     DEFAULT_BASELINE,
     DEFAULT_LAST_K,
     collect_runs,
+    headline_kinds,
     metric_columns,
     significance,
     summarize,
@@ -154,12 +155,8 @@ def _suite_report(
 
 def _headline_note(runs: pd.DataFrame, last_k: int) -> str:
     """What a run's headline value is, in one sentence (two where evaluations collapsed)."""
-    kinds = sorted({h.split(" (")[0] for h in runs.get("headline", pd.Series(dtype=str)).dropna() if h})
-    text = (
-        f"Headline value of a run: {'; '.join(kinds)} (--last-k {last_k})."
-        if kinds
-        else "Headline value of a run: final checkpoint."
-    )
+    kinds = headline_kinds(runs.get("headline", pd.Series(dtype=str)).dropna(), last_k)
+    text = f"Headline value of a run: {kinds or 'final checkpoint'}."
     return " ".join(part for part in (text, collapse_note(runs)) if part)
 
 

@@ -32,7 +32,7 @@ from gdpp_bench.report.stats import (
     mann_whitney,
     smallest_mann_whitney_p,
 )
-from gdpp_bench.report.tables import compared_values
+from gdpp_bench.report.tables import compared_values, headline_kinds
 
 DECISION_COLUMNS = [
     "dataset",
@@ -269,11 +269,10 @@ def _dataset_tables(table: pd.DataFrame, runs: pd.DataFrame, last_k: int, level:
             if "headline" in done.columns
             else []
         )
-        kinds = sorted({h.split(" (")[0] for h in headlines})
         lines += [
             f"{level} {dataset}",
             "",
-            f"Headline value per run: {'; '.join(kinds) or 'n/a'} (report --last-k {last_k}).",
+            f"Headline value per run: {headline_kinds(headlines, last_k) or 'n/a'}.",
             "",
             "| comparison | metric | verdict | Δ [95% bootstrap] | g | δ | p (Holm) | method |",
             "|---|---|---|---|---|---|---|---|",

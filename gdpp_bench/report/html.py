@@ -7,12 +7,17 @@ import html
 import math
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
+from PIL import Image
 
+from gdpp_bench.data import kind_of
+from gdpp_bench.errors import UserError
 from gdpp_bench.metrics import HIGHER_IS_BETTER
 from gdpp_bench.report.figures import FIGURES
+from gdpp_bench.report.figures.base import DPI, FULL_WIDTH, PART
 from gdpp_bench.report.recipes import (
     CONFIRM,
     SELECTION_NOTE,
@@ -22,29 +27,57 @@ from gdpp_bench.report.recipes import (
     recipe_title,
     roles,
 )
-from gdpp_bench.report.render import cell_texts, summary_blocks, summary_heading
-from gdpp_bench.report.tables import variant_order
+from gdpp_bench.report.render import (
+    cell_texts,
+    constant_note,
+    fmt,
+    reference_note,
+    reference_rows,
+    summary_blocks,
+    summary_heading,
+)
+from gdpp_bench.report.tables import constant_metrics, variant_order
 from gdpp_bench.report.tuning_report import tuning_html
 from gdpp_bench.rundir import RunDir, read_json
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+.table { overflow-x: auto; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
-th, td { border-bottom: 1px solid #ccc; padding: 0.25em 0.7em; text-align: right; }
+.table table { margin-bottom: 0.5em; }
+th, td { border-bottom: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; white-space: nowrap; }
+.ci { font-size: 0.85em; color: #666; }
 th:first-child, td:first-child { text-align: left; }
 thead th { border-bottom: 2px solid #444; }
+tr.published td { font-style: italic; color: #555; }
+tr.first-published td { border-top: 2px solid #999; }
 figure { display: inline-block; margin: 0.5em; vertical-align: top; }
 figure img { max-width: 560px; border: 1px solid #eee; }
 figcaption { font-size: 0.8em; color: #555; max-width: 560px; }
+figure.wide { display: block; margin: 1em 0; }
+figure.wide img, figure.wide figcaption { width: 100%; max-width: none; box-sizing: border-box; }
+p.note { font-size: 0.85em; color: #555; margin: 0 0 1em; }
 .failed { color: #a00; }
 """
+# a figure this wide (its panels in one row, FULL_WIDTH inches) is shown across the page
+WIDE_PIXELS = 0.75 * FULL_WIDTH * DPI
 
 
-def summary_table_html(summary: pd.DataFrame, decided: pd.DataFrame, baseline: str | None) -> str:
+def summary_table_html(
+    summary: pd.DataFrame,
+    decided: pd.DataFrame,
+    baseline: str | None,
+    constant: Mapping[str, float] | None = None,
+) -> str:
     """One table: variants (baseline first) x metrics with their direction; best in bold; stars
-    from the decision rule (`decided`: decisions.csv's rows of the table's family)."""
-    metrics = [m for m in HIGHER_IS_BETTER if m in set(summary["metric"])]
-    cells = cell_texts(summary, decided, baseline, ("<b>", "</b>"), "&plusmn;", "<sup>{}</sup>")
+    from the decision rule (`decided`: decisions.csv's rows of the table's family); then the
+    published values of the dataset's metrics (`published`) as rows of their own. The metrics in
+    `constant` (one value in every run: `constant_metrics`) are a line below it, not columns."""
+    constant = constant or {}
+    metrics = [m for m in HIGHER_IS_BETTER if m in set(summary["metric"]) and m not in constant]
+    cells = cell_texts(
+        summary, decided, baseline, ("<b>", "</b>"), "&plusmn;", "<sup>{}</sup>", "<span class='ci'>{}</span>"
+    )
     head = "".join(
         f"<th>{html.escape(m)} {'&uarr;' if HIGHER_IS_BETTER[m] else '&darr;'}</th>" for m in metrics
     )
@@ -57,10 +90,23 @@ def summary_table_html(summary: pd.DataFrame, decided: pd.DataFrame, baseline: s
             f"<tr><td>{html.escape(variant)}</td><td>{int(block['n'].max())}</td>"
             f"<td>{f'{cpu:.0f}' if math.isfinite(cpu) else 'n/a'}</td>{tds}</tr>"
         )
-    return (
-        f"<table><thead><tr><th>variant</th><th>n</th><th>CPU s/run</th>{head}</tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table>"
+    dataset = str(summary["dataset"].iloc[0]) if len(summary) else ""
+    references = reference_rows(dataset, metrics)
+    for index, (label, values) in enumerate(references):
+        first = " first-published" if index == 0 else ""
+        tds = "".join(f"<td>{html.escape(values.get(m, ''))}</td>" for m in metrics)
+        rows.append(
+            f"<tr class='published{first}'><td>{html.escape(label)}</td>"
+            f"<td colspan='2'>published</td>{tds}</tr>"
+        )
+    table = (
+        f"<div class='table'><table><thead><tr><th>variant</th><th>n</th><th>CPU s/run</th>{head}</tr>"
+        f"</thead><tbody>{''.join(rows)}</tbody></table></div>"
     )
+    notes = [reference_note(dataset, metrics)] if references else []
+    if constant:
+        notes.append(constant_note(constant))
+    return table + "".join(f"<p class='note'>{html.escape(note)}</p>" for note in notes)
 
 
 def summary_tables_html(
@@ -82,17 +128,34 @@ def _tuning_figure(png: Path) -> bool:
 
 
 def figure_caption(png: Path) -> str:
-    """What a report figure shows, from its registration (stem PREFIX_DATASET[_METRIC]); a figure
-    of the confirmation runs (figures/tuned/) says so first."""
-    prefix, dataset, *metric = png.stem.split("_", 2)
+    """What a report figure shows, from its registration (stem PREFIX_DATASET[_METRIC], or
+    PREFIX_DATASET_P-of-N for part P of a figure drawn as N rows of panels); a figure of the
+    confirmation runs (figures/tuned/) says so first."""
+    prefix, dataset, *rest = png.stem.split("_", 2)
     if prefix not in FIGURES:
         return png.stem
     template = FIGURES.meta(prefix).get("caption", png.stem)
-    caption = str(template).format(dataset=dataset, metric=metric[0] if metric else "")
+    if isinstance(template, Mapping):
+        template = template.get(_kind(dataset), png.stem)
+    part = PART.fullmatch(rest[0]) if rest else None
+    metric = "" if part or not rest else rest[0]
+    caption = str(template).format(dataset=dataset, metric=metric)
+    if part:
+        caption += f" (part {part[1]} of {part[2]})"
     return f"Tuned (confirmation seeds): {caption}" if png.parent.name == TUNED_FIGURES else caption
 
 
+def _kind(dataset: str) -> str:
+    """The dataset's kind ("2d", "image"), "" for one not registered here."""
+    try:
+        return kind_of(dataset)
+    except (UserError, AttributeError):  # a plug-in's or a configurable dataset's name
+        return ""
+
+
 def figures_html(figures: list[Path], out_dir: Path) -> str:
+    """The figures with their captions; one whose panels fill a row (FULL_WIDTH inches) across
+    the page's width, the others side by side."""
     parts = []
     for png in figures:
         link = png.relative_to(out_dir).as_posix()
@@ -101,10 +164,12 @@ def figures_html(figures: list[Path], out_dir: Path) -> str:
         if pdf.exists():
             pdf_link = f' (<a href="{html.escape(pdf.relative_to(out_dir).as_posix())}">PDF</a>)'
         caption = figure_caption(png)
+        with Image.open(png) as image:
+            wide = image.width >= WIDE_PIXELS
         parts.append(
-            f'<figure><a href="{html.escape(link)}"><img src="{html.escape(link)}" '
-            f'alt="{html.escape(caption)}"></a><figcaption>{html.escape(caption)}{pdf_link}'
-            "</figcaption></figure>"
+            f'<figure{" class=wide" if wide else ""}><a href="{html.escape(link)}"><img '
+            f'src="{html.escape(link)}" alt="{html.escape(caption)}"></a><figcaption>'
+            f"{html.escape(caption)}{pdf_link}</figcaption></figure>"
         )
     return "\n".join(parts)
 
@@ -259,7 +324,7 @@ def claims_html(
         comparison=decided["variant"] + " vs " + decided["reference"],
         **{
             "Δ [95% bootstrap]": [
-                f"{r.difference:.4g} [{r.difference_low:.4g}, {r.difference_high:.4g}]"
+                f"{fmt(r.difference)} [{fmt(r.difference_low)}, {fmt(r.difference_high)}]"
                 for r in decided.itertuples()
             ]
         },
@@ -279,7 +344,7 @@ def claims_html(
     table = (
         shown[list(columns)]
         .rename(columns=columns)
-        .to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="n/a", classes="claims", border=0)
+        .to_html(index=False, float_format=fmt, na_rep="n/a", classes="claims", border=0)
     )
     kinds = decided["verdict"].map(
         lambda v: v if v in ("better", "worse") else v.split(" at ")[0].split(":")[0]
@@ -290,7 +355,8 @@ def claims_html(
         f"<p>{html.escape(headline)} The rule, fixed before the runs: two-sided Mann-Whitney U, "
         f"Holm over all comparisons and metrics of a dataset, alpha 0.05;{separate} the same lines are in "
         "<a href='claims.md'>claims.md</a> and <a href='decisions.csv'>decisions.csv</a>.</p>"
-        f"<details><summary>{len(decided)} verdicts: {html.escape(counts)}</summary>{table}</details>"
+        f"<details><summary>{len(decided)} verdicts: {html.escape(counts)}</summary>"
+        f"<div class='table'>{table}</div></details>"
     )
 
 
@@ -334,11 +400,15 @@ def suite_page(
         sections.append(f"<h2>{html.escape(dataset)}</h2>")
         if block.empty:
             sections.append("<p>No finished run with metrics.</p>")
+        of_dataset = runs[runs["dataset"] == dataset]
         ordinary = block[roles(block) != CONFIRM]
         if not ordinary.empty:
             sections.append(
                 summary_table_html(
-                    ordinary, decided[(decided["dataset"] == dataset) & (roles(decided) != CONFIRM)], baseline
+                    ordinary,
+                    decided[(decided["dataset"] == dataset) & (roles(decided) != CONFIRM)],
+                    baseline,
+                    constant_metrics(of_dataset[roles(of_dataset) == ""]),
                 )
             )
         sections.append(
@@ -351,7 +421,10 @@ def suite_page(
             sections.append(f"<h3>{html.escape(summary_heading(dataset, CONFIRM, trials))}</h3>")
             sections.append(
                 summary_table_html(
-                    tuned, decided[(decided["dataset"] == dataset) & (roles(decided) == CONFIRM)], baseline
+                    tuned,
+                    decided[(decided["dataset"] == dataset) & (roles(decided) == CONFIRM)],
+                    baseline,
+                    constant_metrics(of_dataset[roles(of_dataset) == CONFIRM]),
                 )
             )
             sections.append(figures_html([p for p in pngs if p.parent.name == TUNED_FIGURES], out_dir))

@@ -4,23 +4,50 @@ per dataset and recipe, and the cells and number format the HTML page shares wit
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import pandas as pd
 
 from gdpp_bench.metrics import HIGHER_IS_BETTER
+from gdpp_bench.report.numbers import fmt
+from gdpp_bench.report.published import published
 from gdpp_bench.report.recipes import CONFIRM, TRIAL, budget_of, recipe_title, roles
 from gdpp_bench.report.tables import variant_order
 
-
-def fmt(value: float) -> str:
-    return "n/a" if value is None or not math.isfinite(value) else f"{value:.4g}"
-
+__all__ = ["fmt"]  # the number format of every table (gdpp_bench.report.numbers)
 
 STARS_NOTE = (
     "the decision rule's Holm-corrected p (decisions.csv) against {baseline}; none for a value that "
     "is not primary or a descriptive suite"
 )
+
+
+def reference_rows(dataset: str, metrics: Iterable[str]) -> list[tuple[str, dict[str, str]]]:
+    """The published values of `dataset` (`published.PUBLISHED`) for the table's `metrics`: per
+    method a row label ('GDPP-GAN, GDPP paper ...') and its values, formatted as our cells."""
+    shown = set(metrics)
+    rows: dict[str, dict[str, str]] = {}
+    for reference in published(dataset):
+        if reference.metric in shown:
+            rows.setdefault(reference.label, {})[reference.metric] = fmt(reference.value)
+    return list(rows.items())
+
+
+def reference_note(dataset: str, metrics: Iterable[str]) -> str:
+    """What the published rows of a table are: their sources and protocols."""
+    shown = set(metrics)
+    protocols = dict.fromkeys((r.source, r.protocol) for r in published(dataset) if r.metric in shown)
+    sources = "; ".join(f"{source}: {protocol}" for source, protocol in protocols)
+    return (
+        f"Rows marked published: values as their source reports them ({sources}); not our runs, "
+        "in no mean, interval, test or bold."
+    )
+
+
+def constant_note(constant: Mapping[str, float]) -> str:
+    """The line that stands for the columns and figures of metrics with one value in every run."""
+    values = ", ".join(f"{metric} = {fmt(value)}" for metric, value in constant.items())
+    return f"The same value in every run, so no column or figure: {values}."
 
 
 def decision_stars(decided: pd.DataFrame, baseline: str | None) -> dict[tuple[str, str], str]:
@@ -42,9 +69,11 @@ def cell_texts(
     bold: tuple[str, str],
     pm: str,
     stars_format: str,
+    interval_format: str = "{}",
 ) -> dict[tuple[str, str], str]:
     """(variant, metric) -> 'mean ± std [low, high]' with the best in bold and the decision rule's
-    stars (its comparison with `baseline`, `decided` being decisions.csv's rows) appended."""
+    stars (its comparison with `baseline`, `decided` being decisions.csv's rows) appended; the
+    interval written through `interval_format` (the page sets it in small type)."""
     marks = decision_stars(decided, baseline)
     cells = {}
     for row in summary.itertuples():
@@ -52,7 +81,9 @@ def cell_texts(
         interval = f"[{fmt(row.ci_low)}, {fmt(row.ci_high)}]" if math.isfinite(row.ci_low) else "[CI n/a]"
         star = marks.get((row.variant, row.metric), "")
         text = f"{bold[0]}{text}{bold[1]}" if row.best else text
-        cells[(row.variant, row.metric)] = f"{text} {interval}" + (stars_format.format(star) if star else "")
+        cells[(row.variant, row.metric)] = f"{text} {interval_format.format(interval)}" + (
+            stars_format.format(star) if star else ""
+        )
     return cells
 
 
@@ -108,7 +139,15 @@ def summary_markdown(
                 *(cells.get((variant, m), "") for m in metrics),
             ]
             lines.append("| " + " | ".join(row) + " |")
-        parts.append(f"### {summary_heading(dataset, role, trials)}\n\n" + "\n".join(lines) + "\n")
+        references = reference_rows(dataset, metrics)
+        for label, values in references:
+            lines.append(
+                "| "
+                + " | ".join([f"_{label}_", "published", "", *(values.get(m, "") for m in metrics)])
+                + " |"
+            )
+        note = f"\n{reference_note(dataset, metrics)}\n" if references else ""
+        parts.append(f"### {summary_heading(dataset, role, trials)}\n\n" + "\n".join(lines) + "\n" + note)
     compared = runs[roles(runs) != TRIAL]
     not_done = compared[compared["status"] != "done"]
     if not not_done.empty:
@@ -154,7 +193,9 @@ def summary_latex(
             rf"\caption{{{_latex(suite)} / {_latex(summary_heading(dataset, role, trials))}: mean "
             r"$\pm$ std [95\% t interval] over "
             rf"seeds; best in bold; stars: {_latex(STARS_NOTE.format(baseline=baseline or 'n/a'))}"
-            r" ($^{*}$ $p<0.05$, $^{**}$ $p<0.01$, $^{***}$ $p<0.001$).}",
+            r" ($^{*}$ $p<0.05$, $^{**}$ $p<0.01$, $^{***}$ $p<0.001$)."
+            + (f" {_latex(reference_note(dataset, metrics))}" if reference_rows(dataset, metrics) else "")
+            + "}",
             r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
             r"\toprule",
             " & ".join(header) + r" \\",
@@ -164,6 +205,12 @@ def summary_latex(
             n = int(block[block["variant"] == variant]["n"].max())
             row = [_latex(variant), str(n)]
             row += [cells.get((variant, m), "").replace("[", "{[").replace("]", "]}") for m in metrics]
+            lines.append(" & ".join(row) + r" \\")
+        references = reference_rows(dataset, metrics)
+        if references:
+            lines.append(r"\midrule")
+        for label, values in references:
+            row = [rf"\textit{{{_latex(label)}}}", "--", *(values.get(m, "") for m in metrics)]
             lines.append(" & ".join(row) + r" \\")
         lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
         parts.append("\n".join(lines))

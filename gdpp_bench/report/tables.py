@@ -21,6 +21,7 @@ from gdpp_bench.errors import UserError
 from gdpp_bench.losses import Variant, parse_variant
 from gdpp_bench.metrics import HIGHER_IS_BETTER
 from gdpp_bench.report.collapsed import describe, fill_frame, fill_values, metric_bounds
+from gdpp_bench.report.numbers import round_sig
 from gdpp_bench.report.recipes import (
     CONFIRM,
     CONSTRAINT_SEPARATOR,
@@ -127,6 +128,30 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+_LAST_N = re.compile(r"mean of the last (\d+) evaluations")
+
+
+def headline_kinds(headlines: Iterable[str], last_k: int) -> str:
+    """What runs' headline values are (runs.csv's `headline`, steps left out) and the --last-k
+    they were read with, saying why a window is shorter than it: 'mean of the last 2 evaluations
+    (--last-k 4; these runs have only 2 periodic evaluations, and a run with fewer than 4 averages
+    all it has)'; "" for no headline."""
+    kinds = sorted({str(h).split(" (")[0] for h in headlines if isinstance(h, str) and h})
+    if not kinds:
+        return ""
+    counts = sorted({int(m[1]) for kind in kinds if (m := _LAST_N.fullmatch(kind))})
+    short = [n for n in counts if n < last_k]
+    reason = ""
+    if short:
+        have = " or ".join(str(n) for n in short)
+        reason = (
+            f"; {'these runs have' if len(counts) == 1 else 'some runs have'} only {have} periodic "
+            f"evaluation{'s' if short[-1] > 1 else ''}, and a run with fewer than {last_k} "
+            "averages all it has"
+        )
+    return f"{'; '.join(kinds)} (--last-k {last_k}{reason})"
 
 
 def term_weight(variant: Variant) -> tuple[str, float]:
@@ -279,6 +304,22 @@ def metric_columns(runs: pd.DataFrame) -> list[str]:
     return [c for c in HIGHER_IS_BETTER if c in runs.columns and runs[c].notna().any()]
 
 
+def constant_metrics(runs: pd.DataFrame) -> dict[str, float]:
+    """The compared metrics whose headline value is one finite number in every finished run of
+    `runs` (two or more), with that number: a line of the report, not a column or a figure
+    (precision, recall, density and coverage are 0 in every run of a generator that has not yet
+    learnt the data's support)."""
+    done = runs[runs["status"] == "done"] if "status" in runs.columns else runs.iloc[0:0]
+    if len(done) < 2:
+        return {}
+    constant = {}
+    for metric in metric_columns(done):
+        values = pd.to_numeric(done[metric], errors="coerce")
+        if values.map(math.isfinite).all() and values.nunique() == 1:
+            constant[metric] = float(values.iloc[0])
+    return constant
+
+
 SUMMARY_COLUMNS = [
     "dataset",
     "role",
@@ -327,7 +368,8 @@ def variant_order(variants: Iterable[str], baseline: str | None = None) -> list[
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     """Per dataset, role and variant and metric over finished seeds: mean, std (ddof 1), 95% t
     interval (cut to the metric's range), n, the variant's mean training CPU seconds per run, the
-    metric's direction and whether this variant has the best mean of its dataset and role.
+    metric's direction and whether this variant alone has the best mean of its dataset and role
+    (means compared as the tables print them: 3 significant digits).
     Ordinary and confirmation runs are summarised apart (never one mean); trial runs not at all
     (each is one configuration of a search: tuning.csv)."""
     done = runs[(runs["status"] == "done") & (roles(runs) != TRIAL)]
@@ -363,10 +405,12 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
                 }
             )
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS[:-1])
-    best = summary.groupby(["dataset", "role", "metric"])["mean"].transform(
+    # compared as printed (3 significant digits): two means that read 4.54 tie
+    shown = summary.assign(mean=summary["mean"].map(round_sig))
+    best = shown.groupby(["dataset", "role", "metric"])["mean"].transform(
         lambda means: means.max() if HIGHER_IS_BETTER[means.name[2]] else means.min()
     )
-    at_best = summary["mean"] == best
+    at_best = shown["mean"] == best
     # bold marks one winner: a best mean shared by several variants marks none
     keys = [summary["dataset"], summary["role"], summary["metric"]]
     unique = at_best.groupby(keys).transform("sum") == 1

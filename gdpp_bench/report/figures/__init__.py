@@ -7,7 +7,9 @@ final metrics, the evaluation protocol; intervals are 95% t intervals (`stats.me
 
 The figures of one suite's report are registered in FIGURES: `per="metric"` ones are drawn for
 every compared metric of a dataset (stem PREFIX_DATASET_METRIC), `per="dataset"` ones once per
-dataset (stem PREFIX_DATASET); `report` draws every registered figure that applies. A figure of
+dataset (stem PREFIX_DATASET; a figure of more panels than one row holds is drawn as several,
+PREFIX_DATASET_1-of-N ...); `report` draws every registered figure that applies. A `caption` is
+a template of {dataset} and {metric}, or a dict of them by the dataset's kind ("2d", "image"). A figure of
 runs compared by the decision rule is drawn from one recipe's runs at a time: the ordinary runs
 into figures/, a tuned suite's confirmation runs into figures/tuned/. A figure registered with
 `tuning=True` is drawn once per dataset from all its runs (it reads the trial runs).
@@ -62,8 +64,11 @@ FIGURES.register(
 FIGURES.register(
     "modes",
     per="dataset",
-    caption="How evenly the modes of {dataset} are covered: the share of high-quality samples per mode "
-    "(2D), the ranked samples per digit triple (Stacked-MNIST)",
+    caption={
+        "2d": "How evenly the modes of {dataset} are covered: the share of high-quality samples per mode",
+        "image": "How evenly the modes of {dataset} are covered: the generated samples per digit triple, "
+        "ranked",
+    },
 )(mode_histograms)
 FIGURES.register(
     "evals",

@@ -7,6 +7,8 @@ import contextlib
 import functools
 import itertools
 import math
+import re
+import textwrap
 from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from pathlib import Path
@@ -19,6 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.ticker import LogFormatter  # noqa: E402
 
 from gdpp_bench.metrics import HIGHER_IS_BETTER  # noqa: E402
 from gdpp_bench.report.stats import mean_ci  # noqa: E402
@@ -38,8 +41,17 @@ STYLE = {
     "legend.frameon": False,
     "figure.titlesize": "large",
     "axes.titlesize": "medium",
+    "axes.formatter.useoffset": False,  # "1e-5+1" above an axis reads as noise, not as a value
 }
 BAND_ALPHA = 0.2
+# A multi-panel figure is one row of at most ROW_PANELS panels, FULL_WIDTH inches wide, shown
+# across the page's width (html.py): at 150 dpi in a 1200-pixel column its tick labels are about
+# 12 pixels high. More panels are drawn as further figures of one row each.
+FULL_WIDTH = 13.0
+ROW_PANELS = 4
+PART = re.compile(r"(\d+)-of-(\d+)")  # the stem suffix of a multi-panel figure's part
+# an axis spans at least this share of its values' magnitude: a flat line, not float noise
+MIN_RELATIVE_SPAN = 1e-3
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -117,6 +129,68 @@ def palette(order: list[K]) -> dict[K, tuple[float, float, float]]:
     return dict(zip(order, colors[: len(order)], strict=True))
 
 
+def panel_parts(items: list[K], per: int = ROW_PANELS) -> list[list[K]]:
+    """`items` in as few rows of at most `per` as can hold them, the rows as even as possible
+    (7 panels: 4 and 3; 9: 3, 3 and 3)."""
+    if not items:
+        return []
+    parts = math.ceil(len(items) / per)
+    size, extra = divmod(len(items), parts)
+    bounds = list(itertools.accumulate([0] + [size + (i < extra) for i in range(parts)]))
+    return [items[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+def part_stem(stem: Path, part: int, parts: int) -> Path:
+    """The stem of part `part` (from 1) of a figure drawn as `parts` figures: the stem itself
+    where there is one, else STEM_P-of-N."""
+    return stem if parts == 1 else stem.with_name(f"{stem.name}_{part}-of-{parts}")
+
+
+def panel_row(count: int, height: float, **kwargs) -> tuple[plt.Figure, list[plt.Axes]]:
+    """A constrained-layout figure of one row of `count` panels (at most ROW_PANELS), FULL_WIDTH
+    inches wide whatever the count: every multi-panel figure is shown at the page's width, its
+    fonts at one size."""
+    if not 1 <= count <= ROW_PANELS:
+        raise ValueError(f"a panel row holds 1 to {ROW_PANELS} panels, not {count}")
+    fig, axes = plt.subplots(
+        1, count, squeeze=False, layout="constrained", figsize=(FULL_WIDTH, height + 0.9), **kwargs
+    )
+    return fig, list(axes.flat)
+
+
+def widen_flat_axis(ax: plt.Axes, bounds: tuple[float | None, float | None] = (None, None)) -> None:
+    """Where the y axis spans less than MIN_RELATIVE_SPAN of its values' magnitude (an IS of
+    1 ± 1e-6), widen it to that span around its centre, kept within the metric's `bounds` (and a
+    twentieth of the span beyond, so that a line on a bound stays visible): a flat line with
+    readable ticks instead of an axis of float noise."""
+    low, high = ax.get_ylim()
+    need = MIN_RELATIVE_SPAN * max(abs(low), abs(high))
+    if high - low >= need or need == 0:
+        return
+    centre, margin = (low + high) / 2, need / 20
+    low, high = centre - need / 2, centre + need / 2
+    if bounds[0] is not None and low < bounds[0] - margin:
+        low, high = bounds[0] - margin, bounds[0] - margin + need
+    if bounds[1] is not None and high > bounds[1] + margin:
+        low, high = bounds[1] + margin - need, bounds[1] + margin
+    ax.set_ylim(low, high)
+
+
+class PlainLogFormatter(LogFormatter):
+    """Log-axis tick labels as plain numbers ('2', '30', '0.5'), on the ticks matplotlib's
+    LogFormatter labels (not '2x10^0')."""
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        return f"{x:g}" if super().__call__(x, pos) else ""
+
+
+def plain_log_axis(axis: Any) -> None:
+    """A log axis (ax.xaxis or ax.yaxis) labelled in plain numbers, minor ticks too where
+    its range is under two decades."""
+    axis.set_major_formatter(PlainLogFormatter())
+    axis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+
+
 def panel_grid(
     count: int, max_cols: int, panel: tuple[float, float], **kwargs
 ) -> tuple[plt.Figure, list[plt.Axes]]:
@@ -156,8 +230,8 @@ def suptitle(
     protocol: bool = True,
     notes: Iterable[str] = (),
 ) -> None:
-    """'SUITE / DATASET: what' over 'n = K seeds, P protocol, S steps[, excluded runs]' and a
-    line of `notes`, if any."""
+    """'SUITE / DATASET: what' ('DATASET: what' where the suite is named after it) over 'n = K
+    seeds, P protocol, S steps[, excluded runs]' and a line of `notes`, if any."""
     dataset = shown["dataset"].iloc[0]
     per_variant = shown.groupby("variant")["seed"].nunique()
     low, high = int(per_variant.min()), int(per_variant.max())
@@ -172,7 +246,10 @@ def suptitle(
     others = runs[(runs["dataset"] == dataset) & (runs["status"] != "done")]
     if len(others):
         details.append(f"{len(others)} unfinished or failed run{'s' if len(others) > 1 else ''} left out")
-    lines = [f"{shown['suite'].iloc[0]} / {dataset}: {what}", ", ".join(details), "; ".join(notes)]
+    suite = shown["suite"].iloc[0]
+    where = dataset if suite == dataset else f"{suite} / {dataset}"  # not "ring8 / ring8"
+    width = max(60, int(fig.get_figwidth() * 12))  # characters of the title's font across it
+    lines = [f"{where}: {what}", ", ".join(details), textwrap.fill("; ".join(notes), width)]
     fig.suptitle("\n".join(line for line in lines if line))
 
 

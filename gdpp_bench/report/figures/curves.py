@@ -23,12 +23,16 @@ from gdpp_bench.report.figures.base import (  # noqa: E402
     legend_outside,
     metric_label,
     palette,
-    panel_grid,
+    panel_parts,
+    panel_row,
+    part_stem,
     run_csvs,
     save_figure,
     styled,
     suptitle,
+    widen_flat_axis,
 )
+from gdpp_bench.report.numbers import fmt  # noqa: E402
 from gdpp_bench.report.tables import (  # noqa: E402
     DEFAULT_BASELINE,
     DEFAULT_LAST_K,
@@ -53,14 +57,50 @@ def _curve_panels(
     stem: Path,
     baseline: str,
     window: tuple[float, float] | None = None,
+    notes: list[str] | None = None,
 ) -> list[Path]:
-    """One panel per column of `curves` against step: per variant the mean over seeds and its
-    95% band (and each seed faintly where `per_seed`); one legend for all panels. The y axis
-    spans the seeds' values: with two or three seeds a t band can be many times wider and would
-    flatten every mean line, so a band is cut at the panel's edge (and the title says so)."""
+    """One panel per column of `curves` against step, in figures of one row each (`panel_parts`):
+    per variant the mean over seeds and its 95% band (and each seed faintly where `per_seed`);
+    one legend per figure. The y axis spans the seeds' values: with two or three seeds a t band
+    can be many times wider and would flatten every mean line, so a band is cut at the panel's
+    edge (and the title says so)."""
+    parts = panel_parts(columns)
+    written: list[Path] = []
+    for number, part in enumerate(parts, start=1):
+        title = what if len(parts) == 1 else f"{what} ({number} of {len(parts)})"
+        written += _curve_row(
+            runs,
+            curves,
+            dataset,
+            part,
+            labels,
+            title,
+            per_seed,
+            part_stem(stem, number, len(parts)),
+            baseline,
+            window,
+            notes or [],
+        )
+    return written
+
+
+def _curve_row(
+    runs: pd.DataFrame,
+    curves: pd.DataFrame,
+    dataset: str,
+    columns: list[str],
+    labels: dict[str, str],
+    what: str,
+    per_seed: bool,
+    stem: Path,
+    baseline: str,
+    window: tuple[float, float] | None,
+    notes: list[str],
+) -> list[Path]:
+    """One figure of `_curve_panels`: a row of panels."""
     order = variant_order(curves["variant"], baseline)
     colors = palette(order)
-    fig, axes = panel_grid(len(columns), 3, (4.4, 3.2))
+    fig, axes = panel_row(len(columns), 3.2)
     clipped = few_seeds = False
     for ax, column in zip(axes, columns, strict=True):
         present = curves.dropna(subset=[column])
@@ -89,7 +129,9 @@ def _curve_panels(
         low, high = present[column].min(), present[column].max()
         pad = 0.08 * (high - low) or max(0.05 * abs(high), 0.05)
         ax.set_ylim(low - pad, high + pad)
-        clipped |= any(((band["low"] < low - pad) | (band["high"] > high + pad)).any() for band in bands)
+        widen_flat_axis(ax, metric_bounds(column, dataset))
+        bottom, top = ax.get_ylim()
+        clipped |= any(((band["low"] < bottom) | (band["high"] > top)).any() for band in bands)
         if window is not None:
             ax.axvspan(*window, color="grey", alpha=0.12, linewidth=0, zorder=0)
         ax.set_title(column)
@@ -101,7 +143,8 @@ def _curve_panels(
     notes = [
         "lines: mean over seeds, bands: 95% t interval"
         + (f" (variants with {MIN_SEEDS_FOR_BAND}+ seeds)" if few_seeds else "")
-        + (" (cut at the seeds' range)" if clipped else "")
+        + (" (cut at the seeds' range)" if clipped else ""),
+        *notes,
     ]
     if per_seed or few_seeds:
         notes.append("faint lines: single seeds")
@@ -151,7 +194,10 @@ def evaluation_curves(
     )
     if curves.empty:
         return []
-    columns = [m for m in HIGHER_IS_BETTER if m in curves.columns and curves[m].notna().any()]
+    measured = [m for m in HIGHER_IS_BETTER if m in curves.columns and curves[m].notna().any()]
+    # a metric with one value in every evaluation of every run is a line of the title, not a panel
+    flat = {m: curves[m].iloc[0] for m in measured if curves[m].notna().all() and curves[m].nunique() == 1}
+    columns = [m for m in measured if m not in flat]
     if not columns:
         return []
     labels = {m: metric_label(m) for m in columns}
@@ -173,4 +219,7 @@ def evaluation_curves(
         stem,
         baseline,
         window,
+        [f"the same in every evaluation: {', '.join(f'{m} = {fmt(v)}' for m, v in flat.items())}"]
+        if flat
+        else [],
     )

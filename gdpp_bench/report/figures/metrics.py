@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -23,17 +24,46 @@ from gdpp_bench.report.figures.base import (  # noqa: E402
     legend_outside,
     metric_label,
     palette,
+    plain_log_axis,
     save_figure,
     styled,
     suptitle,
     variant_ticks,
+    widen_flat_axis,
 )
+from gdpp_bench.report.numbers import fmt  # noqa: E402
+from gdpp_bench.report.published import published  # noqa: E402
 from gdpp_bench.report.stats import mean_ci  # noqa: E402
 from gdpp_bench.report.tables import (  # noqa: E402
     DEFAULT_BASELINE,
+    constant_metrics,
     metric_bounds,
     variant_order,
 )
+
+# the published values' dash styles, one per value of a metric (at most three per dataset)
+PUBLISHED_STYLES: tuple[Any, ...] = (":", "-.", (0, (6, 2, 1, 2, 1, 2)), (0, (1, 4)))
+
+
+def _published_lines(ax: plt.Axes, dataset: str, metric: str) -> tuple[list[Line2D], list[str]]:
+    """The published values of `metric` on `dataset` as black horizontal lines, one dash style
+    each: (legend handles, the title notes naming their sources and protocols)."""
+    references = published(dataset, metric)
+    handles = []
+    for reference, style in zip(references, PUBLISHED_STYLES, strict=False):
+        ax.axhline(reference.value, color="black", linestyle=style, linewidth=1.2, zorder=1)
+        label = f"{reference.method} (published): {fmt(reference.value)}"
+        handles.append(Line2D([], [], color="black", linestyle=style, label=label))
+    protocols = dict.fromkeys((r.source, r.protocol) for r in references)
+    notes = [f"black lines: {source}, not our runs: {protocol}" for source, protocol in protocols]
+    return handles, notes
+
+
+def _drawn(done: pd.DataFrame, metric: str) -> bool:
+    """Whether `metric` gets a figure: measured in some finished run, and not one value in all
+    of them (the page says that value in a line)."""
+    return metric in done.columns and done[metric].notna().any() and metric not in constant_metrics(done)
+
 
 # --- final metrics ---------------------------------------------------------------------------------
 
@@ -46,7 +76,7 @@ def metric_points(
     beside the dots (no bar with one seed), and the baseline's mean as a dashed reference line.
     A finished variant without a finite value is kept on the axis, marked 'no value'."""
     done = finished_runs(runs, dataset)
-    if metric not in done.columns or done[metric].isna().all():
+    if not _drawn(done, metric):
         return []
     order = variant_order(done["variant"], baseline)
     colors = palette(order)
@@ -98,10 +128,12 @@ def metric_points(
     if baseline in stats.index:
         ax.axhline(stats.loc[baseline, "mean"], color="grey", linestyle="--", linewidth=1, zorder=1)
         handles.append(Line2D([], [], color="grey", linestyle="--", label=f"{baseline} mean"))
+    references, notes = _published_lines(ax, dataset, metric)
+    widen_flat_axis(ax, metric_bounds(metric, dataset))
     ax.set_xlabel("variant")
     ax.set_ylabel(metric_label(metric))
-    legend_outside(fig, handles, [str(h.get_label()) for h in handles])
-    suptitle(fig, runs, shown, metric)
+    legend_outside(fig, handles + references, [str(h.get_label()) for h in handles + references])
+    suptitle(fig, runs, shown, metric, notes=notes)
     variant_ticks(ax, order)  # last: the legend and title take their room first
     return save_figure(fig, stem)
 
@@ -114,7 +146,7 @@ def metric_vs_weight(
     adversarial loss and term that runs at two or more weights (gdpp, gdpp-si, ...), its seeds as
     dots, and each adversarial loss without a term as a dashed line with its band."""
     done = finished_runs(runs, dataset)
-    if metric not in done.columns or "term_weight" not in done.columns:
+    if not _drawn(done, metric) or "term_weight" not in done.columns:
         return []
     shown = done.dropna(subset=[metric, "term_weight"])
     weighted = shown[shown["term_weight"] > 0]
@@ -168,8 +200,11 @@ def metric_vs_weight(
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlabel("weight w of the diversity term (log scale)")
     ax.set_ylabel(metric_label(metric))
-    legend_outside(fig, *ax.get_legend_handles_labels())
-    suptitle(fig, runs, shown, f"{metric} against the weight of each diversity term")
+    references, notes = _published_lines(ax, dataset, metric)
+    widen_flat_axis(ax, metric_bounds(metric, dataset))
+    handles, labels = ax.get_legend_handles_labels()
+    legend_outside(fig, handles + references, labels + [str(h.get_label()) for h in references])
+    suptitle(fig, runs, shown, f"{metric} against the weight of each diversity term", notes=notes)
     return save_figure(fig, stem)
 
 
@@ -181,7 +216,7 @@ def metric_vs_cpu(
     the cores do not inflate): every seed as a dot, each variant's mean as a cross with its 95%
     t intervals on both axes. Whether a gain survives equal compute is read off the x axis."""
     done = finished_runs(runs, dataset)
-    if metric not in done.columns or "train_cpu_s" not in done.columns:
+    if not _drawn(done, metric) or "train_cpu_s" not in done.columns:
         return []
     shown = done.assign(train_cpu_s=pd.to_numeric(done["train_cpu_s"], errors="coerce")).dropna(
         subset=[metric, "train_cpu_s"]
@@ -212,8 +247,17 @@ def metric_vs_cpu(
             label=variant,
         )
     ax.set_xscale("log")
+    plain_log_axis(ax.xaxis)
     ax.set_xlabel("training CPU seconds per run (process time, log scale)")
     ax.set_ylabel(metric_label(metric))
-    legend_outside(fig, *ax.get_legend_handles_labels(), title="variant (mean, 95% t intervals)")
-    suptitle(fig, runs, shown, f"{metric} against training cost")
+    references, notes = _published_lines(ax, dataset, metric)
+    widen_flat_axis(ax, metric_bounds(metric, dataset))
+    handles, labels = ax.get_legend_handles_labels()
+    legend_outside(
+        fig,
+        handles + references,
+        labels + [str(h.get_label()) for h in references],
+        title="variant (mean, 95% t intervals)",
+    )
+    suptitle(fig, runs, shown, f"{metric} against training cost", notes=notes)
     return save_figure(fig, stem)

@@ -23,7 +23,9 @@ from gdpp_bench.report.figures.base import (  # noqa: E402
     finished_runs,
     legend_outside,
     palette,
-    panel_grid,
+    panel_parts,
+    panel_row,
+    part_stem,
     save_figure,
     stacked_histograms,
     styled,
@@ -67,47 +69,55 @@ def _mode_shares_2d(done: pd.DataFrame, suite_dir: Path, dataset: str) -> pd.Dat
 def _mode_bars(
     runs: pd.DataFrame, done: pd.DataFrame, shares: pd.DataFrame, stem: Path, baseline: str
 ) -> list[Path]:
-    """Per variant a panel of bars: mean share of each mode over seeds with 95% t interval."""
+    """Per variant a panel of bars: mean share of each mode over seeds with 95% t interval (cut
+    to [0, 1]), in rows of panels (`panel_parts`) on one y axis from 0."""
     order = variant_order(shares["variant"], baseline)
     colors = palette(order)
     modes = int(shares["mode"].max()) + 1
-    fig, axes = panel_grid(
-        len(order), 2 if modes > 12 else 3, (max(3.6, 0.2 * modes + 1.2), 2.9), sharey=True
-    )
-    for ax, variant in zip(axes, order, strict=True):
-        stats = ci_frame(shares[shares["variant"] == variant], ["mode"], "share")
-        spread = stats["high"] > stats["low"]  # no bar for one seed or seeds that agree
-        ax.bar(stats["mode"], stats["mean"], color=colors[variant], width=0.8)
-        ax.errorbar(
-            stats["mode"][spread],
-            stats["mean"][spread],
-            fmt="none",
-            ecolor="black",
-            yerr=[(stats["mean"] - stats["low"])[spread], (stats["high"] - stats["mean"])[spread]],
-            capsize=2,
-            elinewidth=0.9,
+    stats = {
+        variant: ci_frame(shares[shares["variant"] == variant], ["mode"], "share", (0.0, 1.0))
+        for variant in order
+    }
+    top = max([1 / modes, *(frame[["mean", "high"]].max().max() for frame in stats.values())])
+    parts = panel_parts(order)
+    written: list[Path] = []
+    for number, part in enumerate(parts, start=1):
+        fig, axes = panel_row(len(part), 2.9, sharey=True)
+        for ax, variant in zip(axes, part, strict=True):
+            frame = stats[variant]
+            spread = frame["high"] > frame["low"]  # no bar for one seed or seeds that agree
+            ax.bar(frame["mode"], frame["mean"], color=colors[variant], width=0.8)
+            ax.errorbar(
+                frame["mode"][spread],
+                frame["mean"][spread],
+                fmt="none",
+                ecolor="black",
+                yerr=[(frame["mean"] - frame["low"])[spread], (frame["high"] - frame["mean"])[spread]],
+                capsize=2,
+                elinewidth=0.9,
+            )
+            ax.axhline(1 / modes, color="black", linestyle="--", linewidth=1)
+            ax.set_title(f"{variant}\nHQ {100 * frame['mean'].sum():.1f}% of samples")
+            ax.set_xlabel("mode")
+            ax.set_xlim(-0.7, modes - 0.3)
+            ax.set_ylim(0, 1.08 * top)  # a share is never below 0 %
+            ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=None))
+            ax.set_xticks(range(0, modes, max(1, modes // 8)))
+        axes[0].set_ylabel("share of samples")
+        handles = [
+            Patch(color="grey", label="mean over seeds, 95% t interval"),
+            Line2D([], [], color="black", linestyle="--", label=f"uniform (1/{modes})"),
+        ]
+        legend_outside(fig, handles, [str(h.get_label()) for h in handles])
+        what = "high-quality samples (within 3 std) per mode, as a share of all evaluation samples"
+        suptitle(
+            fig,
+            runs,
+            done[done["variant"].isin(part)],
+            what if len(parts) == 1 else f"{what} ({number} of {len(parts)})",
         )
-        ax.axhline(1 / modes, color="black", linestyle="--", linewidth=1)
-        hq = stats["mean"].sum()
-        ax.set_title(f"{variant}\nHQ {100 * hq:.1f}% of samples")
-        ax.set_xlabel("mode")
-        spec = ax.get_subplotspec()
-        if spec is not None and spec.is_first_col():
-            ax.set_ylabel("share of samples")
-        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-        ax.set_xticks(range(0, modes, max(1, modes // 8)))
-    handles = [
-        Patch(color="grey", label="mean over seeds, 95% t interval"),
-        Line2D([], [], color="black", linestyle="--", label=f"uniform (1/{modes})"),
-    ]
-    legend_outside(fig, handles, [str(h.get_label()) for h in handles])
-    suptitle(
-        fig,
-        runs,
-        done[done["variant"].isin(order)],
-        "high-quality samples (within 3 std) per mode, as a share of all evaluation samples",
-    )
-    return save_figure(fig, stem)
+        written += save_figure(fig, part_stem(stem, number, len(parts)))
+    return written
 
 
 def _triple_ranks(
