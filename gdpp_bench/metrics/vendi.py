@@ -14,11 +14,15 @@ d < n. 2D mixtures: an RBF kernel on the coordinates, its bandwidth set by the m
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 import gdpp_bench.metrics.torch_fidelity_api as tf
+
+if TYPE_CHECKING:
+    from gdpp_bench.metrics.fidelity import Extractor
 
 IMAGE_SAMPLES = 10_000  # generated images (the fidelity metric's quick-protocol count: features shared)
 POINT_SAMPLES = 1_000  # generated 2D points (an n x n eigendecomposition, at every evaluation)
@@ -85,7 +89,7 @@ def vendi_rbf(points: Tensor, bandwidth: float) -> float:
     return score_from_eigenvalues(torch.linalg.eigvalsh(kernel / len(x)))
 
 
-def extract_features(images: Tensor, extractor, device: torch.device, batch_size: int) -> Tensor:
+def extract_features(images: Tensor, extractor: Extractor, device: torch.device, batch_size: int) -> Tensor:
     """The generated images' features [n, d] as the fidelity metric extracts them (same extractor,
     layer and batches; uint8 [n, C, H, W] in), for an evaluation whose fidelity metric did not."""
     from gdpp_bench.metrics.fidelity import UInt8Images
@@ -104,7 +108,7 @@ def extract_features(images: Tensor, extractor, device: torch.device, batch_size
     return tf.extract_featuresdict_from_input_id_cached(1, model, **kwargs)[layer].to(device)
 
 
-def feature_layer(extractor) -> str:
+def feature_layer(extractor: Extractor) -> str:
     """The layer precision/recall read (the classifier's penultimate layer, Inception's pool)."""
     return tf.resolve_feature_layer_for_metric("prc", **extractor.kwargs())
 
