@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from gdpp_bench.config import PROTOCOLS
 from gdpp_bench.data.images import Split
 from gdpp_bench.data.mnist import STACKED_MODES, stacked_mode_labels
+from gdpp_bench.errors import UserError
 from gdpp_bench.metrics.modes import kl_to_uniform
 from gdpp_bench.metrics.modes import modes2d as modes2d_values
 from gdpp_bench.registry import DeclaredView, Registry
@@ -74,6 +75,8 @@ class EvalContext:
     bn_batch: int | None = None  # sample with BatchNorm batch statistics over chunks of this size
     notes: dict[str, dict] = field(default_factory=dict)  # metric -> protocol details it adds
     _samples: dict[int, Tensor] = field(default_factory=dict, repr=False)
+    # generated samples' features by (extractor, weights sha256, count): extracted once per evaluation
+    _features: dict[tuple[str, str, int], Tensor] = field(default_factory=dict, repr=False)
 
     def has_samples(self) -> bool:
         return self.n_samples in self._samples
@@ -170,11 +173,59 @@ def fidelity_metric(ctx: EvalContext) -> dict[str, float]:
     real = measure.real_reference(ctx.dataset, ctx.data_root, ctx.reference_split, n_real)
     fake = to_uint8(ctx.samples(n_fake)).cpu()  # torch-fidelity batches from a CPU dataset
     name = measure.reference_name(ctx.dataset, ctx.data_root, ctx.reference_split, real, extractor)
-    values = measure.fidelity_metrics(fake, real, name, extractor, ctx.device, ctx.options.batch_size)
+    generated: dict[str, Tensor] = {}
+    values = measure.fidelity_metrics(
+        fake, real, name, extractor, ctx.device, ctx.options.batch_size, generated=generated
+    )
+    ctx._features[(extractor.name, extractor.weights_sha256, len(fake))] = generated["features"]
     ctx.notes["fidelity"] = measure.protocol(
         extractor, len(fake), len(real), ctx.reference_split, ctx.options.batch_size, name
     )
     return values
+
+
+@METRICS.register("vendi", values={"vendi": Value(True, (1, None))})
+def vendi_metric(ctx: EvalContext) -> dict[str, float]:
+    """Vendi score (Friedman and Dieng 2023): exp of the Shannon entropy of the eigenvalues of K / n,
+    the effective number of distinct samples (1 to n). Images: cosine kernel on the fidelity
+    metric's features of 10,000 generated images; 2D mixtures: RBF kernel on 1,000 generated
+    points, bandwidth a third of the distance between the nearest mode centres."""
+    from gdpp_bench.metrics import vendi
+
+    if len(ctx.dataset.shape) == 1:
+        centers = getattr(ctx.dataset, "centers_tensor", None)
+        if centers is None:
+            raise UserError(
+                f"metric vendi on 2D dataset {ctx.dataset.name!r} needs its mode centres (they set the "
+                "RBF bandwidth); it has no centers_tensor"
+            )
+        bandwidth = vendi.rbf_bandwidth(centers(ctx.device))
+        points = ctx.samples(vendi.POINT_SAMPLES)
+        ctx.notes["vendi"] = {
+            "generated_samples": len(points),
+            "features": "coordinates",
+            "kernel": "rbf",
+            "bandwidth": bandwidth,
+        }
+        return {"vendi": vendi.vendi_rbf(points, bandwidth)}
+    from gdpp_bench.metrics import fidelity as measure
+
+    extractor = measure.extractor_for(ctx.dataset.name, ctx.data_root, ctx.options.inception_weights)
+    key = (extractor.name, extractor.weights_sha256, vendi.IMAGE_SAMPLES)
+    if key not in ctx._features:  # the fidelity metric of this evaluation did not extract them
+        images = to_uint8(ctx.samples(vendi.IMAGE_SAMPLES)).cpu()
+        ctx._features[key] = vendi.extract_features(images, extractor, ctx.device, ctx.options.batch_size)
+    features = ctx._features[key]
+    ctx.notes["vendi"] = {
+        "generated_samples": len(features),
+        "features": f"{extractor.name} {vendi.feature_layer(extractor)}",
+        "extractor": extractor.name,
+        "extractor_weights_sha256": extractor.weights_sha256,
+        **extractor.details,
+        "kernel": "cosine",
+        "batch_size": ctx.options.batch_size,
+    }
+    return {"vendi": vendi.vendi_cosine(features)}
 
 
 def _classified(ctx: EvalContext, dataset: str, metric: str) -> Tensor:

@@ -152,11 +152,13 @@ def fidelity_metrics(
     extractor: Extractor,
     device: torch.device,
     batch_size: int = 256,
+    generated: dict[str, Tensor] | None = None,
 ) -> dict[str, float]:
     """FID, IS, KID, precision/recall (torch-fidelity) and density/coverage of uint8 images.
 
     `real_name` names the real set in torch-fidelity's cache; it must change whenever the real images
-    or the extractor's weights do (see `reference_name`).
+    or the extractor's weights do (see `reference_name`). `generated`, when given, receives the
+    generated images' precision/recall features under "features" (other metrics reuse them).
     """
     cache = fidelity_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
@@ -191,6 +193,8 @@ def fidelity_metrics(
     finally:
         for stale in cache.glob(f"{fake_name}-*"):
             stale.unlink(missing_ok=True)
+    if generated is not None:
+        generated["features"] = fake_features
     prc_radii = _cached_radii(
         cache / f"{real_name}-prc-radii-k{PRC_NEIGHBOURS}.pt",
         real_features,
