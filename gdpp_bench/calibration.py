@@ -34,6 +34,7 @@ DRAWS = 5
 # monotonically ranks the levels right despite the draws' spread (rho near -1 or 1); 0.8 keeps out
 # a metric that moves at one extreme level only or whose draws overlap across most levels.
 SEES_RHO = 0.8
+REDUCED_HELD_OUT = 6_000  # held-out MNIST-family images a reduced ladder measures
 LADDER_SEED = 27_000  # held-out draws never share a stream with training or evaluation noise
 
 
@@ -220,7 +221,14 @@ class DigitSource(Source):
     so the undistorted set is what a perfect generator would give; ~5,000 per class, so a set of
     10,000 repeats images only where it keeps one class."""
 
-    def __init__(self, dataset: Any, data_root: str | None, protocol: Protocol, model: nn.Module) -> None:
+    def __init__(
+        self,
+        dataset: Any,
+        data_root: str | None,
+        protocol: Protocol,
+        model: nn.Module,
+        held_out: int | None = None,
+    ) -> None:
         from gdpp_bench.metrics.fidelity import SUBSET_SEED
 
         images, labels = dataset.load_split(data_root, protocol.reference_split)
@@ -232,6 +240,9 @@ class DigitSource(Source):
             raise UserError(f"{dataset.name}: the reference is the whole split; nothing is held out")
         self.dataset, self.model = dataset, model
         self.images, self.labels = images[outside], labels[outside]
+        if held_out is not None:  # a fixed random part of them (quick ladders)
+            part = torch.randperm(len(self.images), generator=torch.Generator().manual_seed(SUBSET_SEED))
+            self.images, self.labels = self.images[part[:held_out]], self.labels[part[:held_out]]
         self.modes = 10
         self.members = [(self.labels == k).nonzero().squeeze(1) for k in range(self.modes)]
         say(f"{dataset.name}: measuring {len(self.images)} held-out images (once)")
@@ -327,7 +338,9 @@ def _values(
     return METRICS.get(name)(ctx)
 
 
-def _source(dataset: str, protocol: Protocol, data_root: str | None) -> tuple[Source, Any]:
+def _source(
+    dataset: str, protocol: Protocol, data_root: str | None, held_out: int | None = None
+) -> tuple[Source, Any]:
     """The dataset's source of defect sets and its reference features (None for 2D)."""
     entry: Any = DATASETS.get(dataset)
     if kind_of(dataset) == "2d":
@@ -340,7 +353,7 @@ def _source(dataset: str, protocol: Protocol, data_root: str | None) -> tuple[So
     source: Source = (
         StackedSource(entry, data_root, model)
         if dataset == "stacked-mnist"
-        else DigitSource(entry, data_root, protocol, model)
+        else DigitSource(entry, data_root, protocol, model, held_out)
     )
     real = None
     if any(METRICS.meta(m).get("count") == "fidelity_samples" for m in protocol.metrics):
@@ -366,7 +379,7 @@ def ladder_values(
     protocol = suite_protocol(dataset)
     if reduced:
         protocol = reduced_protocol(protocol)
-    source, real = _source(dataset, protocol, data_root)
+    source, real = _source(dataset, protocol, data_root, REDUCED_HELD_OUT if reduced else None)
     n = max(protocol.samples, protocol.fidelity_samples if real is not None else 0)
     levels = default_levels(source.modes, max(1, n // source.modes), kind_of(dataset) == "image")
     if reduced:
@@ -377,7 +390,7 @@ def ladder_values(
         for step, level in enumerate(ladder):
             for draw in range(draws):
                 if step == 0 and draw in clean:
-                    rows += [{**row, "defect": defect} for row in clean[draw]]
+                    rows += [{**row, "defect": defect, "level": level} for row in clean[draw]]
                     continue
                 seed = LADDER_SEED + 1_000 * draw + (0 if step == 0 else 100 * DEFECTS.index(defect) + step)
                 rng = torch.Generator().manual_seed(seed)
