@@ -9,6 +9,9 @@ costs the metric arithmetic only (images degraded by noise or blur are measured 
 
 from __future__ import annotations
 
+import dataclasses
+import fcntl
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -509,48 +512,68 @@ LEVEL_MEANING = {
 }
 
 
-def protocol_text(protocols: dict[str, Protocol], levels: dict[str, dict], draws: int, seconds: dict) -> str:
+def protocol_text(runs: dict[str, dict[str, Any]]) -> str:
+    """protocol.md from each dataset's record (OUT/runs/DATASET.json)."""
     lines = [
         "# Calibration ladder protocol (`gdpp-bench calibrate`)",
         "",
         "Generated sets are built from held-out real data with one controlled defect at growing levels;",
         "every sample-based metric of the dataset's suites is computed on each (IvOM needs a generator",
-        "and is left out), with the suites' sample counts and reference split.",
+        "and is left out), with the sample counts and reference split of the suite named after the",
+        "dataset.",
         "",
-        "- ring8, grid25: fresh draws from the mixture (seed 27000 + ...).",
+        "- ring8, grid25: fresh draws from the mixture (seeds from 27000, apart from training's).",
         "- MNIST, Fashion-MNIST: the training images outside the 10,000-image reference subset",
-        "  (50,000, ~5,000 per class; the same distribution as the reference), modes = the 10 classes;",
-        "  a set repeats images only where one class must fill it.",
+        "  (50,000, ~5,000 per class; the reference's distribution, seen by the classifier as the",
+        "  reference was), modes = the 10 classes; a set repeats images only where one class must",
+        "  fill it (one class kept of 10,000 samples).",
         "- Stacked-MNIST: stacks of MNIST's test digits, each channel drawn from its mode's class;",
         "  modes = the 1,000 digit triples; noise and blur degrade the digits.",
         "- Each image is measured once by the dataset's classifier (features, logits, class); a set",
-        "  is an index subset of those measurements. Fidelity values come from",
-        "  gdpp_bench.metrics.feature_fidelity (the same definitions as the evaluation path, two matrix",
-        "  products per set). Noisy or blurred images are measured per set.",
-        f"- {draws} draws per level; the undistorted set (each defect's first level) is shared.",
-        "- Verdict: Spearman's rho of every draw's value against the level's step; 'sees it' when",
-        f"  the metric worsens (its declared better direction) with |rho| >= {SEES_RHO}, 'moves the wrong",
-        "  way' when it improves as strongly, else 'blind' (constant values included).",
+        "  is an index subset of those measurements (the metrics' registered `from_set`). Fidelity",
+        "  values come from gdpp_bench.metrics.feature_fidelity: the evaluation path's definitions",
+        "  (tested equal), two matrix products per set. Noisy or blurred images are measured per set.",
+        "- The undistorted set of each draw is shared by every defect's first level.",
+        "- Verdict: Spearman's rho (scipy.stats.spearmanr) of every draw's value against the level's",
+        f"  step; 'sees it' when the metric worsens (its declared better direction), |rho| >= {SEES_RHO};",
+        "  'moves the wrong way' when it improves as strongly, else 'blind' (constant values included).",
+        "- A metric's registered `sees` (shown by `gdpp-bench list`) holds the defects it sees on every",
+        "  dataset it was calibrated on.",
         "",
-        "Levels (first = no defect):",
+        "Levels (the first of each defect: no defect):",
     ]
     lines += [f"- {d}: {LEVEL_MEANING[d]}" for d in DEFECTS]
     lines += [
         "",
-        "| dataset | metrics | samples | fidelity samples | real samples | reference | CPU s |",
-        "|---|---|---|---|---|---|---|",
+        "| dataset | metrics | samples | fidelity samples | real samples | reference | draws | CPU s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for name, p in protocols.items():
+    for name, run in runs.items():
+        p = run["protocol"]
         lines.append(
-            f"| {name} | {', '.join(p.metrics)} | {p.samples} | {p.fidelity_samples} | {p.real_samples} "
-            f"| {p.reference_split} | {seconds.get(name, float('nan')):.0f} |"
+            f"| {name} | {', '.join(p['metrics'])} | {p['samples']} | {p['fidelity_samples']} "
+            f"| {p['real_samples']} | {p['reference_split']} | {run['draws']} | {run['cpu_seconds']:.0f} |"
         )
     lines += ["", "Levels per dataset:"]
-    for name, ladder in levels.items():
-        lines.append(
-            f"- {name}: " + "; ".join(f"{d}: {', '.join(f'{v:g}' for v in v_)}" for d, v_ in ladder.items())
-        )
+    for name, run in runs.items():
+        ladder = "; ".join(f"{d}: {', '.join(f'{v:g}' for v in vs)}" for d, vs in run["levels"].items())
+        lines.append(f"- {name}: {ladder}")
     return "\n".join(lines) + "\n"
+
+
+def write_outputs(out: Path) -> pd.DataFrame:
+    """calibration.csv, levels.csv, the figures and protocol.md from OUT/values.csv and OUT/runs/."""
+    everything = pd.read_csv(out / "values.csv")
+    summary = level_summary(everything)
+    table = verdicts(everything)
+    summary.to_csv(out / "levels.csv", index=False)
+    table.to_csv(out / "calibration.csv", index=False)
+    for dataset in dict.fromkeys(everything["dataset"]):
+        figure(summary, dataset, out / f"{dataset}.png")
+    runs = {p.stem: json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))}
+    runs = {name: runs[name] for name in CALIBRATED if name in runs}
+    (out / "protocol.md").write_text(protocol_text(runs))
+    return table
 
 
 def calibrate(
@@ -561,8 +584,10 @@ def calibrate(
     reduced: bool = False,
 ) -> pd.DataFrame:
     """Run the ladder on `datasets` and write OUT/calibration.csv (the verdicts), levels.csv (mean
-    and sd per level), values.csv (every draw), DATASET.png and protocol.md; returns the verdicts.
-    The files are rewritten after each dataset, so an interrupted ladder keeps what it finished."""
+    and sd per level), values.csv (every draw), DATASET.png, runs/DATASET.json and protocol.md;
+    returns the verdicts. Each dataset's rows replace its earlier ones and keep other datasets'
+    (ladders of several datasets may run in parallel processes into one OUT), so an interrupted
+    ladder keeps what it finished."""
     unknown = [d for d in datasets if d not in CALIBRATED]
     if unknown:
         raise UserError(
@@ -571,26 +596,33 @@ def calibrate(
     if draws < 2:
         raise UserError(f"--draws must be >= 2 (a spread needs two draws), got {draws}")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    parts, protocols, ladders, seconds = [], {}, {}, {}
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    table = pd.DataFrame()
     for dataset in datasets:
         started = time.process_time()
         values, protocol = ladder_values(dataset, data_root, draws, reduced)
-        seconds[dataset] = time.process_time() - started
-        protocols[dataset] = protocol
-        ladders[dataset] = {
-            d: tuple(g.drop_duplicates("step")["level"]) for d, g in values.groupby("defect", sort=False)
+        levels = {
+            d: list(g.drop_duplicates("step")["level"]) for d, g in values.groupby("defect", sort=False)
         }
-        parts.append(values)
-        everything = pd.concat(parts, ignore_index=True)
-        summary = level_summary(everything)
-        verdict_table = verdicts(everything)
-        everything.to_csv(out / "values.csv", index=False)
-        summary.to_csv(out / "levels.csv", index=False)
-        verdict_table.to_csv(out / "calibration.csv", index=False)
-        figure(summary, dataset, out / f"{dataset}.png")
-        (out / "protocol.md").write_text(protocol_text(protocols, ladders, draws, seconds))
-    return verdict_table
+        record = {
+            "protocol": dataclasses.asdict(protocol),
+            "draws": draws,
+            "reduced": reduced,
+            "levels": levels,
+            "cpu_seconds": time.process_time() - started,
+        }
+        with (out / ".lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            path = out / "values.csv"
+            if path.is_file():
+                earlier = pd.read_csv(path)
+                values = pd.concat([earlier[earlier["dataset"] != dataset], values], ignore_index=True)
+            order = {name: i for i, name in enumerate(CALIBRATED)}
+            values = values.sort_values("dataset", key=lambda c: c.map(order), kind="stable")
+            values.to_csv(path, index=False)
+            (out / "runs" / f"{dataset}.json").write_text(json.dumps(record, indent=1) + "\n")
+            table = write_outputs(out)
+    return table
 
 
 __all__ = [
