@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,7 @@ from scipy import stats
 from torch import Tensor, nn
 
 from gdpp_bench.data import DATASETS, kind_of
+from gdpp_bench.data.images import Split
 from gdpp_bench.errors import UserError
 from gdpp_bench.metrics import HIGHER_IS_BETTER, METRICS, EvalContext, MeasuredSet
 from gdpp_bench.progress import say
@@ -161,7 +162,7 @@ class Measured:
 
 
 @torch.no_grad()
-def measure_images(model: nn.Module, images: Tensor, batch: int = 256) -> Measured:
+def measure_images(model: Any, images: Tensor, batch: int = 256) -> Measured:
     """The MNIST-family classifier on uint8 single-channel images [N, 1, 28, 28]."""
     from gdpp_bench.metrics.instruments import prepare_images
 
@@ -360,7 +361,8 @@ def _source(
     )
     real = None
     if any(METRICS.meta(m).get("count") == "fidelity_samples" for m in protocol.metrics):
-        images = real_reference(entry, data_root, protocol.reference_split, protocol.real_samples)
+        split = cast(Split, protocol.reference_split)
+        images = real_reference(entry, data_root, split, protocol.real_samples)
         say(f"{dataset}: measuring {len(images)} reference images (once)")
         per_channel = [measure_images(model, images[:, c : c + 1]).features for c in range(images.shape[1])]
         real = RealFeatures(torch.cat(per_channel, dim=1))
@@ -369,8 +371,12 @@ def _source(
 
 def reduced_protocol(protocol: Protocol, size: int = 1000) -> Protocol:
     """The protocol with every count cut to `size` (a quick ladder for tests)."""
-    counts = (min(c, size) for c in (protocol.samples, protocol.fidelity_samples, protocol.real_samples))
-    return Protocol(protocol.metrics, *counts, protocol.reference_split)
+    return dataclasses.replace(
+        protocol,
+        samples=min(protocol.samples, size),
+        fidelity_samples=min(protocol.fidelity_samples, size),
+        real_samples=min(protocol.real_samples, size),
+    )
 
 
 def ladder_values(

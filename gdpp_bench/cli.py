@@ -90,6 +90,18 @@ def cli(ctx: click.Context, plugins: tuple[str, ...]) -> None:
         click.echo(ctx.get_help())
 
 
+def calibration_lines() -> list[str]:
+    """'entry.value: sees only D1, D2' for every metric value the calibration ladder ran (the
+    other defects it was given, it is blind to or moves the wrong way with)."""
+    from gdpp_bench.metrics import METRICS
+
+    lines = []
+    for name in METRICS.names():
+        for value, seen in METRICS.meta(name).get("sees", {}).items():
+            lines.append(f"{name}.{value}: " + (f"sees only {', '.join(seen)}" if seen else "sees none"))
+    return lines
+
+
 @cli.command("list")
 def list_cmd() -> None:
     """Show the registered adversarial losses, terms, models, datasets, metrics and suites."""
@@ -108,6 +120,9 @@ def list_cmd() -> None:
         ("metrics", METRICS.names()),
     ]:
         click.echo(f"{title}: {', '.join(names)}")
+    click.echo("what each metric value sees (gdpp-bench calibrate; results/calibration/):")
+    for line in calibration_lines():
+        click.echo(f"  {line}")
     click.echo("suites:")
     names = suite_names()
     width = max(map(len, names), default=0)

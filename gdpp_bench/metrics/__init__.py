@@ -162,7 +162,11 @@ def _modes2d_of(sample: MeasuredSet) -> dict[str, float]:
     values={"modes": MODES, "hq_percent": Value(True, (0, 100)), "kl_uniform": KL_UNIFORM},
     from_set=_modes2d_of,
     count="samples",
-    sees={"modes": (), "hq_percent": (), "kl_uniform": ()},
+    sees={
+        "modes": ("mode dropping",),
+        "hq_percent": ("noise",),
+        "kl_uniform": ("mode dropping", "mode imbalance"),
+    },
 )
 def modes2d(ctx: EvalContext) -> dict[str, float]:
     """Modes hit, % high-quality (<= 3 std from nearest mode), KL of HQ histogram to uniform."""
