@@ -558,7 +558,7 @@ def protocol_text(runs: dict[str, dict[str, Any]]) -> str:
         p = run["protocol"]
         lines.append(
             f"| {name} | {', '.join(p['metrics'])} | {p['samples']} | {p['fidelity_samples']} "
-            f"| {p['real_samples']} | {p['reference_split']} | {run['draws']} | {run['cpu_seconds']:.0f} |"
+            f"| {p['real_samples']} | {p['reference_split']} | {run['draws']} | {run['cpu_seconds']:.1f} |"
         )
     lines += ["", "Levels per dataset:"]
     for name, run in runs.items():
