@@ -194,10 +194,10 @@ def _fidelity_of(sample: MeasuredSet) -> dict[str, float]:
 
 @METRICS.register(
     "fidelity",
-    reads_real="reference",
+    reads_real="reference",  # the real images of the evaluation's reference split
     from_set=_fidelity_of,
     count="fidelity_samples",
-    sees={},  # not in the committed table yet  # the real images of the evaluation's reference split
+    sees={},  # not in the committed table yet
     values={
         "fid": Value(False, (0, None)),
         "is": Value(True, (1, None)),
