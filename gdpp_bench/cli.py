@@ -1,4 +1,4 @@
-"""The `gdpp-bench` command: list, run, tune, evaluate, report, sample. Thin: parse, call, print.
+"""The `gdpp-bench` command: list, run, tune, evaluate, report, sample, calibrate. Thin: parse, call, print.
 
 Over 400 lines because most of it is click option declarations with their help texts (the
 commands' documentation), which read best beside the command they belong to."""
@@ -90,6 +90,18 @@ def cli(ctx: click.Context, plugins: tuple[str, ...]) -> None:
         click.echo(ctx.get_help())
 
 
+def calibration_lines() -> list[str]:
+    """'entry.value: sees only D1, D2' for every metric value the calibration ladder ran (the
+    other defects it was given, it is blind to or moves the wrong way with)."""
+    from gdpp_bench.metrics import METRICS
+
+    lines = []
+    for name in METRICS.names():
+        for value, seen in METRICS.meta(name).get("sees", {}).items():
+            lines.append(f"{name}.{value}: " + (f"sees only {', '.join(seen)}" if seen else "sees none"))
+    return lines
+
+
 @cli.command("list")
 def list_cmd() -> None:
     """Show the registered adversarial losses, terms, models, datasets, metrics and suites."""
@@ -108,6 +120,9 @@ def list_cmd() -> None:
         ("metrics", METRICS.names()),
     ]:
         click.echo(f"{title}: {', '.join(names)}")
+    click.echo("what each metric value sees (gdpp-bench calibrate; results/calibration/):")
+    for line in calibration_lines():
+        click.echo(f"  {line}")
     click.echo("suites:")
     names = suite_names()
     width = max(map(len, names), default=0)
@@ -579,6 +594,30 @@ def archive(suite: str, results: Path, out: Path) -> None:
     done = archive_suite(results, suite, out)
     storages = "".join(f"; tuning storage {path}" for path in done.storages)
     click.echo(f"archived {done.runs} runs ({done.files} files) to {done.out}{storages}")
+
+
+@cli.command("calibrate")
+@click.option(
+    "--datasets",
+    default="ring8,grid25,mnist,fashion-mnist,stacked-mnist",
+    show_default=True,
+    help="Comma-separated datasets whose modes the project knows.",
+)
+@click.option("--draws", type=click.IntRange(min=2), default=5, show_default=True, help="Sets per level.")
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=Path("results/calibration"), show_default=True
+)
+@click.option("--data-root", default=default_data_root, show_default="as for run")
+@click.option("--reduced", is_flag=True, help="1,000 samples and three levels per defect (a quick look).")
+def calibrate_cmd(datasets: str, draws: int, out: Path, data_root: str, reduced: bool) -> None:
+    """Build sets from held-out real data with controlled defects (mode dropping, mode imbalance,
+    within-mode collapse, noise, blur) and record whether each metric sees them."""
+    from gdpp_bench.calibration import calibrate
+
+    table = calibrate(_split(datasets) or [], out, data_root, draws, reduced)
+    click.echo(
+        f"wrote {out}/calibration.csv ({len(table)} rows), levels.csv, values.csv, figures, protocol.md"
+    )
 
 
 @cli.group()

@@ -102,6 +102,28 @@ class EvalContext:
 
 Metric = Callable[[EvalContext], dict[str, float]]
 
+
+@dataclass(frozen=True)
+class MeasuredSet:
+    """A sample set as the sample-based metrics read it, measured once: what the calibration ladder
+    (gdpp_bench.calibration) builds as index subsets of once-measured real data, and gives to a
+    metric's registered `from_set` instead of a generator's samples. Fields a dataset lacks are None."""
+
+    dataset: Any
+    points: Tensor | None = None  # 2D samples [N, 2]
+    labels: Tensor | None = None  # the dataset classifier's class of each channel, int64 [N, C]
+    features: Tensor | None = None  # the fidelity extractor's FID-layer features [N, D]
+    logits: Tensor | None = None  # its IS-layer logits [N, L]
+    real: Any = None  # feature_fidelity.RealFeatures of the reference split (fidelity only)
+
+    def prefix(self, count: int) -> MeasuredSet:
+        """The first `count` samples (a set is drawn i.i.d. or as a random permutation, so any prefix
+        is a draw of that size)."""
+        fields = ("points", "labels", "features", "logits")
+        cut = {k: None if getattr(self, k) is None else getattr(self, k)[:count] for k in fields}
+        return MeasuredSet(self.dataset, real=self.real, **cut)
+
+
 METRICS: Registry[Metric] = Registry("metric")
 
 
@@ -129,8 +151,25 @@ MODES = Value(True, (0, None), count=True)
 KL_UNIFORM = Value(False, (0, None))
 
 
+def _modes2d_of(sample: MeasuredSet) -> dict[str, float]:
+    assert sample.points is not None
+    centers = sample.dataset.centers_tensor(sample.points.device)
+    return modes2d_values(sample.points, centers, sample.dataset.std)
+
+
+# `from_set`: the metric's values from a MeasuredSet of `count` samples (an EvalConfig count field),
+# for the calibration ladder; `sees`: value -> the defects the committed ladder found it sees
+# (results/calibration/calibration.csv; "sees it" on every dataset calibrated with the metric)
 @METRICS.register(
-    "modes2d", values={"modes": MODES, "hq_percent": Value(True, (0, 100)), "kl_uniform": KL_UNIFORM}
+    "modes2d",
+    values={"modes": MODES, "hq_percent": Value(True, (0, 100)), "kl_uniform": KL_UNIFORM},
+    from_set=_modes2d_of,
+    count="samples",
+    sees={
+        "modes": ("mode dropping",),
+        "hq_percent": ("noise",),
+        "kl_uniform": ("mode dropping", "mode imbalance"),
+    },
 )
 def modes2d(ctx: EvalContext) -> dict[str, float]:
     """Modes hit, % high-quality (<= 3 std from nearest mode), KL of HQ histogram to uniform."""
@@ -149,9 +188,19 @@ def compute_metrics(names: tuple[str, ...] | list[str], ctx: EvalContext) -> dic
     return values
 
 
+def _fidelity_of(sample: MeasuredSet) -> dict[str, float]:
+    from gdpp_bench.metrics.feature_fidelity import fidelity_from_features
+
+    assert sample.features is not None and sample.logits is not None
+    return fidelity_from_features(sample.features, sample.logits, sample.real)
+
+
 @METRICS.register(
     "fidelity",
     reads_real="reference",  # the real images of the evaluation's reference split
+    from_set=_fidelity_of,
+    count="fidelity_samples",
+    sees={},  # not in the committed table yet
     values={
         "fid": Value(False, (0, None)),
         "is": Value(True, (1, None)),
@@ -239,38 +288,63 @@ def _classified(ctx: EvalContext, dataset: str, metric: str) -> Tensor:
     return classify_channels(model, images)
 
 
-@METRICS.register("stacked_mnist_modes", values={"modes": MODES, "kl_uniform": KL_UNIFORM})
+def _histogram_values(counts: Tensor, modes: str, kl: str) -> dict[str, float]:
+    return {modes: float((counts > 0).sum().item()), kl: kl_to_uniform(counts)}
+
+
+def _stacked_modes_of(sample: MeasuredSet) -> dict[str, float]:
+    assert sample.labels is not None
+    counts = torch.bincount(stacked_mode_labels(sample.labels), minlength=STACKED_MODES)
+    return _histogram_values(counts, "modes", "kl_uniform")
+
+
+def _classes_of(sample: MeasuredSet) -> dict[str, float]:
+    assert sample.labels is not None
+    return _histogram_values(torch.bincount(sample.labels[:, 0], minlength=10), "classes", "class_kl_uniform")
+
+
+@METRICS.register(
+    "stacked_mnist_modes",
+    values={"modes": MODES, "kl_uniform": KL_UNIFORM},
+    from_set=_stacked_modes_of,
+    count="samples",
+    sees={},  # not in the committed table yet
+)
 def stacked_mnist_modes(ctx: EvalContext) -> dict[str, float]:
     """Stacked-MNIST: each channel classified by the MNIST classifier; modes = distinct triples
     (of 1000) among the generated samples, and KL(triple histogram || uniform), natural log."""
     labels = _classified(ctx, "mnist", "stacked_mnist_modes")
     counts = torch.bincount(stacked_mode_labels(labels), minlength=STACKED_MODES)
     ctx.notes["stacked_mnist_modes"]["histogram"] = counts.tolist()  # samples per triple, for reports
-    return {"modes": float((counts > 0).sum().item()), "kl_uniform": kl_to_uniform(counts)}
+    return _histogram_values(counts, "modes", "kl_uniform")
 
 
 def _class_coverage(ctx: EvalContext, dataset: str, metric: str) -> dict[str, float]:
     counts = torch.bincount(_classified(ctx, dataset, metric)[:, 0], minlength=10)
-    return {"classes": float((counts > 0).sum().item()), "class_kl_uniform": kl_to_uniform(counts)}
+    return _histogram_values(counts, "classes", "class_kl_uniform")
 
 
 CLASS_VALUES = {"classes": Value(True, (0, 10), count=True), "class_kl_uniform": KL_UNIFORM}
 
 
-@METRICS.register("mnist_classes", values=CLASS_VALUES)
+@METRICS.register("mnist_classes", values=CLASS_VALUES, from_set=_classes_of, count="samples", sees={})
 def mnist_classes(ctx: EvalContext) -> dict[str, float]:
     """MNIST: generated samples classified by the MNIST classifier; classes covered (of 10) and
     KL(class histogram || uniform), natural log."""
     return _class_coverage(ctx, "mnist", "mnist_classes")
 
 
-@METRICS.register("fashion_mnist_classes", values=CLASS_VALUES)
+@METRICS.register(
+    "fashion_mnist_classes", values=CLASS_VALUES, from_set=_classes_of, count="samples", sees={}
+)
 def fashion_mnist_classes(ctx: EvalContext) -> dict[str, float]:
     """Fashion-MNIST: as mnist_classes, with the Fashion-MNIST classifier."""
     return _class_coverage(ctx, "fashion-mnist", "fashion_mnist_classes")
 
 
-@METRICS.register("ivom", reads_real="test", values={"ivom_mse": Value(False, (0, None))})
+@METRICS.register(
+    "ivom", reads_real="test", needs_generator=True, values={"ivom_mse": Value(False, (0, None))}
+)
 def ivom_metric(ctx: EvalContext) -> dict[str, float]:
     """Inference via optimization (GDPP paper, CIFAR-10; from VEEGAN): for real test images, the
     smallest MSE (images on the [0, 1] scale) between G(z) and the image that L-BFGS on z finds in
@@ -303,6 +377,7 @@ __all__ = [
     "Value",
     "EvalContext",
     "EvalOptions",
+    "MeasuredSet",
     "Metric",
     "compute_metrics",
 ]

@@ -12,6 +12,8 @@ from torch_fidelity import __version__ as version
 from torch_fidelity.defaults import DEFAULTS
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from torch_fidelity.helpers import vassert
+from torch_fidelity.metric_fid import fid_features_to_statistics
+from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD, isc_features_to_metric
 from torch_fidelity.metric_kid import (
     KEY_METRIC_KID_MEAN,
     KEY_METRIC_KID_STD,
@@ -29,6 +31,8 @@ from torch_fidelity.utils import (
 __all__ = [
     "DEFAULTS",
     "FEATURE_EXTRACTORS_REGISTRY",
+    "KEY_METRIC_ISC_MEAN",
+    "KEY_METRIC_ISC_STD",
     "KEY_METRIC_KID_MEAN",
     "KEY_METRIC_KID_STD",
     "URL_INCEPTION_V3",
@@ -37,6 +41,8 @@ __all__ = [
     "calculate_metrics",
     "create_feature_extractor",
     "extract_featuresdict_from_input_id_cached",
+    "fid_features_to_statistics",
+    "isc_features_to_metric",
     "kernel_poly",
     "kid_features_to_metric",
     "register_feature_extractor",

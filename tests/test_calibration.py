@@ -1,0 +1,141 @@
+"""The calibration ladder: facts about which metric sees which defect, on reduced ladders (1,000
+samples, three levels per defect, two draws), the fidelity values from features against the
+evaluation path, and the registered `sees` entries against the committed table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from conftest import gdpp_bench
+
+from gdpp_bench.calibration import (
+    DEFECTS,
+    MixtureSource,
+    Protocol,
+    _values,
+    calibrate,
+    measure_images,
+    sees_table,
+    suite_protocol,
+    verdict,
+)
+from gdpp_bench.data import DATASETS
+from gdpp_bench.metrics import METRICS
+
+COMMITTED = Path(__file__).resolve().parents[1] / "results" / "calibration" / "calibration.csv"
+
+
+def _verdicts(table: pd.DataFrame, dataset: str, defect: str) -> dict[str, str]:
+    rows = table[(table["dataset"] == dataset) & (table["defect"] == defect)]
+    return dict(zip(rows["metric"], rows["verdict"], strict=True))
+
+
+def test_verdict_follows_the_declared_direction():
+    assert verdict(-0.9, higher_is_better=True) == "sees it"
+    assert verdict(0.9, higher_is_better=False) == "sees it"
+    assert verdict(0.9, higher_is_better=True) == "moves the wrong way"
+    assert verdict(-0.79, higher_is_better=True) == "blind"
+    assert verdict(float("nan"), higher_is_better=True) == "blind"
+
+
+def test_reduced_ladder_on_ring8(tmp_path):
+    table = calibrate(["ring8"], tmp_path, draws=2, reduced=True)
+    collapse = _verdicts(table, "ring8", "within-mode collapse")
+    assert collapse["modes"] == "blind" and collapse["kl_uniform"] == "blind"
+    dropping = _verdicts(table, "ring8", "mode dropping")
+    assert dropping["modes"] == "sees it" and dropping["kl_uniform"] == "sees it"
+    assert _verdicts(table, "ring8", "noise")["hq_percent"] == "sees it"
+    assert set(table["defect"]) == set(DEFECTS) - {"blur"}  # no blur on points
+    for name in ("calibration.csv", "levels.csv", "values.csv", "ring8.png", "protocol.md"):
+        assert (tmp_path / name).is_file()
+    assert list(pd.read_csv(tmp_path / "calibration.csv").columns[:5]) == [
+        "dataset",
+        "defect",
+        "metric",
+        "rho",
+        "verdict",
+    ]
+
+
+def test_reduced_ladder_on_mnist(tmp_path, mnist_root, mnist_classifier):
+    table = calibrate(["mnist"], tmp_path, str(mnist_root), draws=2, reduced=True)
+    collapse = _verdicts(table, "mnist", "within-mode collapse")
+    # class counts and KL see the histogram of classes only: r copies per class leave it uniform
+    assert collapse["classes"] == "blind" and collapse["class_kl_uniform"] == "blind"
+    assert collapse["recall"] == "sees it" and collapse["coverage"] == "sees it"
+    dropping = _verdicts(table, "mnist", "mode dropping")
+    assert dropping["classes"] == "sees it" and dropping["recall"] == "sees it"
+    for defect in ("noise", "blur"):
+        assert _verdicts(table, "mnist", defect)["fid"] == "sees it"
+
+
+def test_fidelity_from_features_equals_the_evaluation_path(mnist_root, mnist_classifier, tmp_path):
+    from gdpp_bench.metrics import fidelity as measure
+    from gdpp_bench.metrics.feature_fidelity import RealFeatures, fidelity_from_features
+
+    model, _ = mnist_classifier
+    dataset = DATASETS.get("mnist")
+    extractor = measure.extractor_for("mnist", str(mnist_root), None)
+    real = measure.real_reference(dataset, str(mnist_root), "train", 500)
+    fake = dataset.load_split(str(mnist_root), "test")[0][:400].clone()
+    noise = 40 * torch.randn(200, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    fake[:200] = (fake[:200].float() + noise).round().clamp(0, 255).to(torch.uint8)
+    name = measure.reference_name(dataset, str(mnist_root), "train", real, extractor)
+    expected = measure.fidelity_metrics(fake, real, name, extractor, torch.device("cpu"))
+    measured = measure_images(model, fake)
+    found = fidelity_from_features(
+        measured.features, measured.logits, RealFeatures(measure_images(model, real).features)
+    )
+    assert found == pytest.approx(expected, rel=1e-6, abs=1e-9)
+
+
+def test_a_metric_without_from_set_is_computed_on_the_sets_samples():
+    @METRICS.register("mean_radius", values={})
+    def mean_radius(ctx):
+        return {"mean_radius": ctx.samples().norm(dim=1).mean().item()}
+
+    try:
+        protocol = Protocol(("mean_radius",), 300, 300, 300, "train")
+        source = MixtureSource(DATASETS.get("ring8"))
+        found, raw = source.draw("none", 0.0, 300, torch.Generator().manual_seed(0))
+        values = _values("mean_radius", found, raw, protocol, None)
+        assert values["mean_radius"] == pytest.approx(found.points.norm(dim=1).mean().item())
+    finally:
+        METRICS.unregister("mean_radius")
+
+
+def test_the_ladder_takes_every_sample_based_metric_of_a_datasets_suites():
+    assert suite_protocol("stacked-mnist").metrics == ("stacked_mnist_modes", "fidelity")
+    protocol = suite_protocol("mnist")
+    assert (protocol.samples, protocol.fidelity_samples, protocol.real_samples) == (10_000, 10_000, 10_000)
+    assert suite_protocol("ring8").metrics == ("modes2d",)
+
+
+def test_registered_sees_equal_the_committed_table():
+    table = pd.read_csv(COMMITTED)
+    for dataset, rows in table.groupby("dataset"):
+        image = DATASETS.meta(dataset)["kind"] == "image"
+        assert set(rows["defect"]) == set(DEFECTS) - (set() if image else {"blur"}), dataset
+    found = sees_table(table)
+    for entry, values in found.items():
+        assert METRICS.meta(entry)["sees"] == values, entry
+
+
+def test_cli_refuses_a_dataset_without_known_modes(tmp_path):
+    result = gdpp_bench("calibrate", "--datasets", "cifar10", "--out", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: cannot calibrate cifar10; datasets with known modes: "
+        "ring8, grid25, mnist, fashion-mnist, stacked-mnist"
+    ]
+
+
+def test_list_shows_what_each_metric_sees():
+    shown = gdpp_bench("list").stdout
+    for entry, values in sees_table(pd.read_csv(COMMITTED)).items():
+        for value, seen in values.items():
+            expected = f"sees only {', '.join(seen)}" if seen else "sees none"
+            assert f"  {entry}.{value}: {expected}\n" in shown
