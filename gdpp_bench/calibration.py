@@ -74,6 +74,7 @@ def suite_protocol(dataset: str) -> Protocol:
             counts = config
     if counts is None:
         raise UserError(f"no suite trains on {dataset!r}; nothing to calibrate")
+    metrics += [m for m in METRICS.names() if METRICS.meta(m).get("any_dataset")]
     return Protocol(
         tuple(dict.fromkeys(metrics)),
         counts.samples,

@@ -48,6 +48,9 @@ def test_reduced_ladder_on_ring8(tmp_path):
     dropping = _verdicts(table, "ring8", "mode dropping")
     assert dropping["modes"] == "sees it" and dropping["kl_uniform"] == "sees it"
     assert _verdicts(table, "ring8", "noise")["hq_percent"] == "sees it"
+    # Vendi (RBF at the mixture's scale) counts modes; noise spreads the points: more "diversity"
+    assert dropping["vendi"] == "sees it"
+    assert _verdicts(table, "ring8", "noise")["vendi"] == "moves the wrong way"
     assert set(table["defect"]) == set(DEFECTS) - {"blur"}  # no blur on points
     for name in ("calibration.csv", "levels.csv", "values.csv", "ring8.png", "protocol.md"):
         assert (tmp_path / name).is_file()
@@ -66,6 +69,7 @@ def test_reduced_ladder_on_mnist(tmp_path, mnist_root, mnist_classifier):
     # class counts and KL see the histogram of classes only: r copies per class leave it uniform
     assert collapse["classes"] == "blind" and collapse["class_kl_uniform"] == "blind"
     assert collapse["recall"] == "sees it" and collapse["coverage"] == "sees it"
+    assert collapse["vendi"] == "sees it"  # r distinct images per class: fewer distinct directions
     dropping = _verdicts(table, "mnist", "mode dropping")
     assert dropping["classes"] == "sees it" and dropping["recall"] == "sees it"
     for defect in ("noise", "blur"):
@@ -108,10 +112,11 @@ def test_a_metric_without_from_set_is_computed_on_the_sets_samples():
 
 
 def test_the_ladder_takes_every_sample_based_metric_of_a_datasets_suites():
-    assert suite_protocol("stacked-mnist").metrics == ("stacked_mnist_modes", "fidelity")
+    # vendi is listed by no suite: it is calibrated on every dataset (registered `any_dataset`)
+    assert suite_protocol("stacked-mnist").metrics == ("stacked_mnist_modes", "fidelity", "vendi")
     protocol = suite_protocol("mnist")
     assert (protocol.samples, protocol.fidelity_samples, protocol.real_samples) == (10_000, 10_000, 10_000)
-    assert suite_protocol("ring8").metrics == ("modes2d",)
+    assert suite_protocol("ring8").metrics == ("modes2d", "vendi")
 
 
 def test_registered_sees_equal_the_committed_table():

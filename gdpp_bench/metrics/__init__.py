@@ -233,7 +233,25 @@ def fidelity_metric(ctx: EvalContext) -> dict[str, float]:
     return values
 
 
-@METRICS.register("vendi", values={"vendi": Value(True, (1, None))})
+def _vendi_of(sample: MeasuredSet) -> dict[str, float]:
+    from gdpp_bench.metrics import vendi
+
+    if sample.points is not None:
+        bandwidth = vendi.rbf_bandwidth(sample.dataset.centers_tensor(torch.device("cpu")))
+        return {"vendi": vendi.vendi_rbf(sample.points[: vendi.POINT_SAMPLES], bandwidth)}
+    assert sample.features is not None, "an image set is measured with its fidelity features"
+    return {"vendi": vendi.vendi_cosine(sample.features[: vendi.IMAGE_SAMPLES])}
+
+
+# `any_dataset`: the ladder calibrates it on every dataset, listed by a suite or not
+@METRICS.register(
+    "vendi",
+    values={"vendi": Value(True, (1, None))},
+    from_set=_vendi_of,
+    count="fidelity_samples",
+    any_dataset=True,
+    sees={"vendi": ("mode dropping", "mode imbalance")},
+)
 def vendi_metric(ctx: EvalContext) -> dict[str, float]:
     """Vendi score (Friedman and Dieng 2023): exp of the Shannon entropy of the eigenvalues of K / n,
     the effective number of distinct samples (1 to n). Images: cosine kernel on the fidelity
