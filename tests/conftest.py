@@ -31,6 +31,9 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = Path(__file__).resolve().parents[1]
+# the processes the tests start import this checkout's package, not the one an editable install
+# (made from another clone or worktree) would find
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
 # the data root the CLI would use: $GDPP_BENCH_DATA, ../shared/datasets, else the user cache
 DATA_ROOT = Path(default_data_root()).expanduser().resolve()
 DOWNLOAD_ROOT = Path("~/.cache/gdpp-bench/data").expanduser().resolve()
