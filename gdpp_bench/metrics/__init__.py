@@ -149,6 +149,7 @@ def compute_metrics(names: tuple[str, ...] | list[str], ctx: EvalContext) -> dic
 @METRICS.register(
     "fidelity",
     reads_real="reference",  # the real images of the evaluation's reference split
+    extractor=True,  # the dataset's feature extractor: its classifier, else Inception-v3's weights
     values={
         "fid": Value(False, (0, None)),
         "is": Value(True, (1, None)),
@@ -188,7 +189,9 @@ def _classified(ctx: EvalContext, dataset: str, metric: str) -> Tensor:
     return classify_channels(model, images)
 
 
-@METRICS.register("stacked_mnist_modes", values={"modes": MODES, "kl_uniform": KL_UNIFORM})
+@METRICS.register(
+    "stacked_mnist_modes", classifier="mnist", values={"modes": MODES, "kl_uniform": KL_UNIFORM}
+)
 def stacked_mnist_modes(ctx: EvalContext) -> dict[str, float]:
     """Stacked-MNIST: each channel classified by the MNIST classifier; modes = distinct triples
     (of 1000) among the generated samples, and KL(triple histogram || uniform), natural log."""
@@ -206,14 +209,14 @@ def _class_coverage(ctx: EvalContext, dataset: str, metric: str) -> dict[str, fl
 CLASS_VALUES = {"classes": Value(True, (0, 10), count=True), "class_kl_uniform": KL_UNIFORM}
 
 
-@METRICS.register("mnist_classes", values=CLASS_VALUES)
+@METRICS.register("mnist_classes", classifier="mnist", values=CLASS_VALUES)
 def mnist_classes(ctx: EvalContext) -> dict[str, float]:
     """MNIST: generated samples classified by the MNIST classifier; classes covered (of 10) and
     KL(class histogram || uniform), natural log."""
     return _class_coverage(ctx, "mnist", "mnist_classes")
 
 
-@METRICS.register("fashion_mnist_classes", values=CLASS_VALUES)
+@METRICS.register("fashion_mnist_classes", classifier="fashion-mnist", values=CLASS_VALUES)
 def fashion_mnist_classes(ctx: EvalContext) -> dict[str, float]:
     """Fashion-MNIST: as mnist_classes, with the Fashion-MNIST classifier."""
     return _class_coverage(ctx, "fashion-mnist", "fashion_mnist_classes")
