@@ -142,13 +142,28 @@ def plan_runs(
     return loaded, specs
 
 
+def missing_for(specs: list[RunSpec], options: RunOptions, warn: Callable[[str], None] | None = None) -> str:
+    """--dry-run's check of what `execute_runs` checks before any run trains: "" where the
+    unfinished runs of `specs` have their data and instruments, else the error line naming what
+    is missing and how to get it. Not for Slurm runs (their tasks read the data where they run)."""
+    from gdpp_bench.preflight import check_runs, runs_word
+
+    if options.executor == "slurm":
+        return ""
+    found, keys = check_runs(specs, options.results, options.root, options.eval_options())
+    found.tell(warn)
+    return f"{found.line()} ({runs_word(len(keys))} would not start)" if found.missing else ""
+
+
 def execute_runs(
     specs: list[RunSpec],
     options: RunOptions,
     on_result: Callable[[Outcome], None] | None = None,
     announce: Callable[[str], None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> tuple[list[Outcome], Tally]:
-    """Train and evaluate `specs` as `options` say; every outcome, and their tally (exit code)."""
+    """Train and evaluate `specs` as `options` say; every outcome, and their tally (exit code).
+    `warn` hears of non-standard Inception weights (once, before any run starts)."""
     tally = Tally()
 
     def heard(outcome: Outcome) -> None:
@@ -167,6 +182,7 @@ def execute_runs(
         seed_parallel=options.seed_parallel,
         policy=options.policy,
         style=options.progress,
+        warn=warn,
     )
     return outcomes, tally
 
@@ -216,7 +232,7 @@ def run_suite(
     `runs`) when some run was refused, failed (diverged) or did not finish."""
     chosen = RunOptions.of(results, **options)
     _, specs = plan_runs(suite, chosen, warn=echo_warning)
-    outcomes, tally = execute_runs(specs, chosen, on_result)
+    outcomes, tally = execute_runs(specs, chosen, on_result, warn=echo_warning)
     return finish(outcomes, tally, runs_of(chosen.results, specs), "run_suite")
 
 
@@ -234,14 +250,19 @@ def evaluate(
     data_root: str | None = None,
     force: bool = False,
     protocol: str = "quick",
+    inception_weights: str | None = None,
+    batch_size: int = 256,
 ) -> pd.DataFrame:
     """Write metrics.json for every finished run under `results` (a suite's folder, or a results
     folder holding several suites), as `gdpp-bench evaluate` does: only what a run lacks, unless
-    `force`. Returns one row per run: key, status, reason (if any) and the measured values."""
+    `force`. Returns one row per run: key, status, reason (if any) and the measured values.
+    Raises UserError, before measuring anything, where data or an instrument the metrics need is
+    missing (the message says which and how to get it)."""
     rows = []
+    options = EvalOptions(protocol, inception_weights, batch_size)
     for suite_dir in _suite_folders(Path(results)):
         for outcome in evaluate_suite(
-            suite_dir, device, force, data_root or default_data_root(), EvalOptions(protocol)
+            suite_dir, device, force, data_root or default_data_root(), options, warn=echo_warning
         ):
             values = outcome.get("values", {})
             rows.append(

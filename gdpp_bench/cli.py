@@ -52,7 +52,8 @@ def _evaluation_options(command):
                 "--inception-weights",
                 type=click.Path(dir_okay=False),
                 help="Local Inception-v3 weights (" + _INCEPTION_FILE + ") for FID/IS/KID on "
-                "colour datasets, where they cannot be downloaded.",
+                "colour datasets, where they cannot be downloaded. Another file than the published "
+                "one (by sha256) is warned about, and the report marks what it measured.",
             ),
             click.option(
                 "--batch-size",
@@ -252,7 +253,9 @@ _RUN_OPTIONS = [
         "--dry-run",
         is_flag=True,
         help="Print every run of the expanded suite, its folder and what run would do with it "
-        "(train, resume, skip, refuse); train nothing, write nothing.",
+        "(train, resume, skip, refuse); train nothing, write no run folder. Like run, first check "
+        "the data and instruments the runs need (downloading what can be) and exit 2 naming what "
+        "is missing.",
     ),
     click.option(
         "--allow-underpowered",
@@ -344,20 +347,25 @@ def run(**params: Any) -> None:
     """Train and evaluate every run of a suite; finished runs are skipped, others resumed.
 
     Exit code: 0 every run done or skipped; 1 some run failed (diverged) or crashed; 2 a bad input
-    (the command, or a run's folder or settings: that run refused, the others ran); 130 Ctrl-C.
+    (the command, or a run's folder or settings: that run refused, the others ran; data or an
+    instrument the runs need missing: no run started); 130 Ctrl-C.
     """
-    from gdpp_bench.api import echo_warning, execute_runs, plan_runs
-    from gdpp_bench.pipeline import EXIT_INTERRUPTED, plan_line
+    from gdpp_bench.api import echo_warning, execute_runs, missing_for, plan_runs
+    from gdpp_bench.pipeline import EXIT_BAD_INPUT, EXIT_INTERRUPTED, plan_line
 
     options = _options_from(params)
     loaded, specs = plan_runs(params["suite"], options, warn=echo_warning)
     click.echo(f"suite {loaded.name}: {len(specs)} runs -> {options.results / loaded.name}")
     if params["dry_run"]:
+        missing = missing_for(specs, options, warn=echo_warning)  # what run would refuse
+        if missing:
+            click.echo(f"error: {missing}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
         for spec in specs:
             click.echo(plan_line(spec, options.results))
         return
     try:
-        _, tally = execute_runs(specs, options, on_result=_echo_outcome, announce=_say_err)
+        _, tally = execute_runs(specs, options, on_result=_echo_outcome, announce=_say_err, warn=echo_warning)
     except Interrupted:
         sys.exit(EXIT_INTERRUPTED)  # run_specs said what it stopped (an earlier Ctrl-C: main says)
     click.echo(f"suite {loaded.name}: {tally.line()}")
@@ -406,7 +414,7 @@ def tune(**params: Any) -> None:
     loaded = load_suite(params["suite"])
     click.echo(f"tune {loaded.name} -> {options.results / loaded.name}")
     if params["dry_run"]:
-        for line in plan_lines(loaded, options, extra):
+        for line in plan_lines(loaded, options, extra, warn=echo_warning):
             click.echo(line)
         return
     try:
@@ -442,13 +450,14 @@ def evaluate(
     batch_size: int,
 ) -> None:
     """Write metrics.json for every finished run of a suite (only what it lacks, unless --force)."""
+    from gdpp_bench.api import echo_warning
     from gdpp_bench.metrics import EvalOptions
     from gdpp_bench.pipeline import evaluate_suite
 
     suite_dir = _suite_dir(results, suite)
     options = EvalOptions(protocol, inception_weights, batch_size)
     refused = False
-    for outcome in evaluate_suite(suite_dir, device, force, data_root, options):
+    for outcome in evaluate_suite(suite_dir, device, force, data_root, options, warn=echo_warning):
         if outcome.get("user_error"):
             refused = True
             click.echo(f"error: {outcome['reason']}", err=True)

@@ -3,7 +3,9 @@ periodic-evaluation hook training calls. The metrics themselves live in `metrics
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
 import torch
@@ -106,11 +108,11 @@ class PeriodicEvaluation:
         return values
 
 
-def real_splits_read(spec: RunSpec) -> set[str]:
-    """The real-data splits the run's evaluations read (metrics declare `reads_real`: the
-    reference split, or a fixed one such as IvOM's test images)."""
+def real_splits_read(spec: RunSpec, metrics: Iterable[str] | None = None) -> set[str]:
+    """The real-data splits the run's evaluations (of `metrics`, default the suite's) read
+    (metrics declare `reads_real`: the reference split, or a fixed one such as IvOM's test images)."""
     splits: set[str] = set()
-    for metric in spec.eval.metrics:
+    for metric in spec.eval.metrics if metrics is None else metrics:
         reads = METRICS.meta(metric).get("reads_real")
         if reads == "reference":
             splits.update(reference_splits(spec))
@@ -190,6 +192,41 @@ def _read_record(run_dir: RunDir) -> dict[str, Any] | None:
         return None
 
 
+@dataclass(frozen=True)
+class Pending:
+    """What `evaluate_run` finds in a finished run folder: its spec, the checkpoint it measures
+    (and its step), metrics.json's record (None: none usable) and the metrics to compute."""
+
+    spec: RunSpec
+    checkpoint: Path
+    step: int
+    record: dict[str, Any] | None
+    missing: list[str]
+
+
+def pending_metrics(
+    run_dir: RunDir, options: EvalOptions, force: bool = False, state: dict[str, Any] | None = None
+) -> Pending | None:
+    """The metrics a finished run still lacks (all of them with `force`) for this protocol and
+    these settings; None for a run that is not done. `state`: its checkpoint, if already loaded
+    (otherwise only its step is read, from a memory map)."""
+    if run_dir.status()["status"] != "done":
+        return None
+    record = _read_record(run_dir)
+    spec = RunSpec.from_dict(run_dir.read_config()["spec"])
+    # best.pt exists only when the suite selects a checkpoint by a metric (eval.select)
+    checkpoint = run_dir.best if run_dir.best.exists() else run_dir.checkpoint
+    state = state if state is not None else load_checkpoint(checkpoint, mmap=True)
+    step = int(state["step"])
+    if force or (record is not None and record.get("status") != "done"):
+        record = None
+    settings = eval_settings(spec)
+    missing = [
+        m for m in spec.eval.metrics if not _reusable(record, m, checkpoint.name, step, options, settings)
+    ]
+    return Pending(spec, checkpoint, step, record, missing)
+
+
 def evaluate_run(
     run_dir: RunDir,
     device: torch.device,
@@ -209,22 +246,19 @@ def evaluate_run(
     status = run_dir.status()
     if status["status"] == "incomplete":
         return status
-    record = _read_record(run_dir)
     if status["status"] == "failed":
+        record = _read_record(run_dir)
         if record is None or force:
             record = {**status, "values": {}}
             write_json(run_dir.metrics, record)
         return record
-    spec = RunSpec.from_dict(run_dir.read_config()["spec"])
-    # best.pt exists only when the suite selects a checkpoint by a metric (eval.select)
     checkpoint = run_dir.best if run_dir.best.exists() else run_dir.checkpoint
     state = load_checkpoint(checkpoint, map_location=device)
-    step = int(state["step"])
-    if force or (record is not None and record.get("status") != "done"):
-        record = None
+    pending = pending_metrics(run_dir, options, force, state)
+    assert pending is not None  # done: checked above
+    spec, step, record, missing = pending.spec, pending.step, pending.record, pending.missing
     wanted = list(spec.eval.metrics)
     settings = eval_settings(spec)
-    missing = [m for m in wanted if not _reusable(record, m, checkpoint.name, step, options, settings)]
     if record is not None and not missing and set(record.get("protocol", {})) == set(wanted):
         return record
 

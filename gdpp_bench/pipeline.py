@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from gdpp_bench.checkpoint import load_checkpoint
 from gdpp_bench.config import RunSpec
-from gdpp_bench.data import dataset_for, dataset_of
+from gdpp_bench.data import dataset_of
 from gdpp_bench.environment import device_type, resolve_device
 from gdpp_bench.errors import Interrupted, UserError
 from gdpp_bench.evaluation import check_data, evaluate_run, make_eval_hook, splits_needed
@@ -173,8 +173,10 @@ def run_specs(
     seed_parallel: bool = False,
     policy: str = "refuse",
     style: str = "off",
+    warn: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Train and evaluate every spec; `on_result` hears of each run as soon as it ends.
+    """Train and evaluate every spec; `on_result` hears of each run as soon as it ends; `warn` of
+    non-standard Inception weights.
 
     `seed_parallel`: the seeds of each variant that allows it (mlp2d) train as one batched model
     (one job per variant); the others run one job per run as usual. `policy` (refuse, extend,
@@ -192,7 +194,11 @@ def run_specs(
     kind = device_type(device_name, on_cluster_node=True) if on_cluster else resolve_device(device_name).type
     specs = [dataclasses.replace(spec, device=kind) for spec in specs]
     # a Slurm task reads the data where it runs, which need not be where this process runs
-    specs, refused = (specs, []) if on_cluster else refuse_runs_without_data(specs, results, data_root)
+    specs, refused = (
+        (specs, [])
+        if on_cluster
+        else refuse_runs_without_instruments(specs, results, data_root, options, warn)
+    )
     executor = executor or make_executor("local", jobs, device=device_name)
     progress = tqdm(
         total=len(specs) + len(refused), desc="runs", unit="run", leave=False, disable=None, position=0
@@ -265,30 +271,29 @@ def run_specs(
         progress.close()
 
 
-def refuse_runs_without_data(
-    specs: list[RunSpec], results: Path, data_root: str | None
+def refuse_runs_without_instruments(
+    specs: list[RunSpec],
+    results: Path,
+    data_root: str | None,
+    options: EvalOptions | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> tuple[list[RunSpec], list[dict[str, Any]]]:
-    """(the runs to start, the outcomes of those refused): the data of each dataset that unfinished
-    runs train on are checked here once (downloaded where absent and possible), so that a missing
-    data root is one error line for the suite, not one per run, and no run of it starts."""
-    needs: dict[tuple[str, str, int], tuple[set[str], list[str]]] = {}
-    for spec in specs:
-        if RunDir.for_spec(results, spec).is_done():  # finished: skipped without reading data
-            continue
-        splits, keys = needs.setdefault((spec.dataset, spec.data_path, spec.image_size), (set(), []))
-        splits.update(splits_needed(spec))
-        keys.append(spec.key)
-    refused: list[dict[str, Any]] = []
-    for (name, data_path, image_size), (splits, keys) in needs.items():
-        try:
-            check_data(dataset_for(name, data_path, image_size), data_root, splits)
-        except UserError as exc:
-            click.echo(f"error: {exc} ({len(keys)} run{'s' * (len(keys) != 1)} not started)", err=True)
-            refused += _error_outcomes(
-                keys, UserError(f"not started: dataset {name!r} lacks its data (error above)")
-            )
-    refused_keys = {outcome["key"] for outcome in refused}
-    return [spec for spec in specs if spec.key not in refused_keys], refused
+    """(the runs to start, the outcomes of those refused): everything the unfinished runs read is
+    checked here once, before any of them trains: their data (downloaded where absent and
+    possible) and their metrics' instruments (classifiers, Inception-v3 weights; see
+    gdpp_bench.preflight). Anything missing is one error line for the suite, naming each missing
+    thing and how to get it, and no unfinished run starts; `warn` hears of non-standard
+    Inception weights."""
+    from gdpp_bench.preflight import check_runs, runs_word
+
+    found, keys = check_runs(specs, results, data_root, options)
+    found.tell(warn)
+    if not found.missing:
+        return specs, []
+    click.echo(f"error: {found.line()} ({runs_word(len(keys))} not started)", err=True)
+    refused = _error_outcomes(keys, UserError("not started: data or instruments missing (error above)"))
+    waiting = set(keys)
+    return [spec for spec in specs if spec.key not in waiting], refused
 
 
 def evaluate_suite(
@@ -297,10 +302,19 @@ def evaluate_suite(
     force: bool = False,
     data_root: str | None = None,
     options: EvalOptions | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Evaluate every run folder under `suite_dir`; a run whose folder cannot be read is one error
-    line (status 'error') and the others go on."""
+    line (status 'error') and the others go on. Before any is measured, what the metrics to
+    measure read is checked (gdpp_bench.preflight): anything missing is one UserError naming it
+    and how to get it, nothing evaluated; `warn` hears of non-standard Inception weights."""
+    from gdpp_bench.preflight import check_evaluations, runs_word
+
     device = resolve_device(device_name)
+    found, count = check_evaluations(suite_dir, data_root, options or EvalOptions(), force)
+    found.tell(warn)
+    if found.missing:
+        raise UserError(f"{found.line()} ({runs_word(count)} to measure; nothing evaluated)")
     outcomes = []
     for run_dir in find_run_dirs(suite_dir):
         key = str(run_dir.path.relative_to(suite_dir))

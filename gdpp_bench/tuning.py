@@ -672,13 +672,34 @@ def _tuner(
     )
     if note and warn is not None:
         warn(note)
+    _check_needs(tuner, warn)
     return tuner
 
 
-def plan_lines(suite: Suite, options: RunOptions, tune: TuneOptions) -> Iterator[str]:
+def _check_needs(tuner: Tuner, warn: Callable[[str], None] | None) -> None:
+    """Before the storage is opened and any trial drawn: the data and instruments every run of
+    the budget reads (trials and confirmations alike; gdpp_bench.preflight), not only the first
+    trial's. Anything missing is one UserError naming it and how to get it; `warn` hears of
+    non-standard Inception weights. Not for Slurm runs (their tasks read the data where they run)."""
+    from gdpp_bench.preflight import check, needs_of
+
+    options = tuner.options
+    if options.executor == "slurm":
+        return
+    seeds = (*tuner.budget.tuning_seeds, *tuner.budget.confirm_seeds)
+    found = check(map(needs_of, tuner.base_specs(seeds)), options.root, options.inception_weights)
+    found.tell(warn)
+    if found.missing:
+        raise UserError(f"{found.line()} (nothing tuned)")
+
+
+def plan_lines(
+    suite: Suite, options: RunOptions, tune: TuneOptions, warn: Callable[[str], None] | None = None
+) -> Iterator[str]:
     """--dry-run: each trial's values (random sampler: drawn as the study will draw them) and what
-    `run` would do with each of its run folders; nothing is written, the storage is not opened."""
-    tuner = _tuner(suite, options, tune, None, print, None, None)
+    `run` would do with each of its run folders; nothing is written, the storage is not opened.
+    Missing data or instruments raise UserError first, as `tune` would (`warn`: its warnings)."""
+    tuner = _tuner(suite, options, tune, None, print, warn, None)
     budget = tuner.budget
     yield (
         f"budget: {budget.trials} trials per variant x {len(budget.tuning_seeds)} tuning seeds, "

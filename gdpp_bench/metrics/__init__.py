@@ -201,6 +201,7 @@ def _fidelity_of(sample: MeasuredSet) -> dict[str, float]:
     from_set=_fidelity_of,
     count="fidelity_samples",
     sees={},  # not in the committed table yet
+    extractor=True,  # the dataset's feature extractor: its classifier, else Inception-v3's weights
     values={
         "fid": Value(False, (0, None)),
         "is": Value(True, (1, None)),
@@ -250,6 +251,7 @@ def _vendi_of(sample: MeasuredSet) -> dict[str, float]:
     from_set=_vendi_of,
     count="fidelity_samples",
     any_dataset=True,
+    extractor=True,  # images: the fidelity metric's extractor (classifier or Inception-v3 weights)
     sees={"vendi": ("mode dropping", "mode imbalance")},
 )
 def vendi_metric(ctx: EvalContext) -> dict[str, float]:
@@ -323,6 +325,7 @@ def _classes_of(sample: MeasuredSet) -> dict[str, float]:
 
 @METRICS.register(
     "stacked_mnist_modes",
+    classifier="mnist",
     values={"modes": MODES, "kl_uniform": KL_UNIFORM},
     from_set=_stacked_modes_of,
     count="samples",
@@ -345,7 +348,14 @@ def _class_coverage(ctx: EvalContext, dataset: str, metric: str) -> dict[str, fl
 CLASS_VALUES = {"classes": Value(True, (0, 10), count=True), "class_kl_uniform": KL_UNIFORM}
 
 
-@METRICS.register("mnist_classes", values=CLASS_VALUES, from_set=_classes_of, count="samples", sees={})
+@METRICS.register(
+    "mnist_classes",
+    classifier="mnist",
+    values=CLASS_VALUES,
+    from_set=_classes_of,
+    count="samples",
+    sees={},
+)
 def mnist_classes(ctx: EvalContext) -> dict[str, float]:
     """MNIST: generated samples classified by the MNIST classifier; classes covered (of 10) and
     KL(class histogram || uniform), natural log."""
@@ -353,7 +363,12 @@ def mnist_classes(ctx: EvalContext) -> dict[str, float]:
 
 
 @METRICS.register(
-    "fashion_mnist_classes", values=CLASS_VALUES, from_set=_classes_of, count="samples", sees={}
+    "fashion_mnist_classes",
+    classifier="fashion-mnist",
+    values=CLASS_VALUES,
+    from_set=_classes_of,
+    count="samples",
+    sees={},
 )
 def fashion_mnist_classes(ctx: EvalContext) -> dict[str, float]:
     """Fashion-MNIST: as mnist_classes, with the Fashion-MNIST classifier."""

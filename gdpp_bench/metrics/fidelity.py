@@ -12,12 +12,14 @@ features on the evaluation device; density/coverage's real radii are cached the 
 Extractors: torch-fidelity's `inception-v3-compat` (the standard; its weights come from
 `--inception-weights PATH` or torch's hub cache, which torch-fidelity fills by downloading) for colour
 datasets, and the project's classifiers for the MNIST family (offline; trained on first use).
+Either is identified in the protocol by its weights' sha256; Inception weights other than the
+published file are marked not comparable to published FID (gdpp_bench.metrics.inception_weights).
 """
 
 from __future__ import annotations
 
-import functools
 import os
+import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,12 +35,17 @@ from gdpp_bench.data import classifier_of
 from gdpp_bench.data.images import ImageDataset, Split
 from gdpp_bench.errors import UserError
 from gdpp_bench.metrics.fidelity_extractor import extractor_name
-from gdpp_bench.metrics.instruments import file_sha256, load_or_train_classifier
+from gdpp_bench.metrics.inception_weights import (
+    INCEPTION,
+    NON_STANDARD_INCEPTION,
+    is_published,
+    weights_sha256,
+)
+from gdpp_bench.metrics.instruments import load_or_train_classifier
 from gdpp_bench.metrics.prdc import density_coverage, knn_radii
 from gdpp_bench.progress import say
 from gdpp_bench.rundir import write_atomic
 
-INCEPTION = "inception-v3-compat"
 INCEPTION_FILE = tf.URL_INCEPTION_V3.rsplit("/", 1)[-1]
 PRC_NEIGHBOURS = 3  # Kynkaanniemi et al. 2019
 PRC_BATCH = tf.DEFAULTS["prc_batch_size"]  # rows per distance block, as torch-fidelity
@@ -48,6 +55,7 @@ KID_SUBSET_SIZE = 1000
 KID_FULL_KERNEL_ENTRIES = 150_000_000  # the largest whole kernel matrices computed at once (600 MB)
 IS_SPLITS = 10
 SUBSET_SEED = 0  # which real images form the reference subset when it is smaller than the split
+DOWNLOAD_TIMEOUT_S = 60  # seconds without an answer before downloading the Inception weights fails
 
 
 class UInt8Images(torch.utils.data.Dataset):
@@ -70,17 +78,6 @@ def fidelity_cache_dir() -> Path:
     return Path(root).expanduser() / "fidelity"
 
 
-@functools.lru_cache(maxsize=8)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    return file_sha256(Path(path))
-
-
-def weights_sha256(path: str | Path) -> str:
-    """sha256 of a weights file, computed once per process per file version."""
-    stat = Path(path).stat()
-    return _sha256(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
-
-
 def inception_weights(path: str | Path | None) -> Path:
     """The Inception-v3 weights file: `path`, else torch's hub cache, else downloaded there.
 
@@ -95,7 +92,11 @@ def inception_weights(path: str | Path | None) -> Path:
         return weights
     cached = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
     if not cached.is_file():
+        # a network that drops packets would otherwise hang the check that runs before training
+        previous = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
         try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
             torch.hub.download_url_to_file(tf.URL_INCEPTION_V3, str(cached), progress=False)
         except Exception as exc:  # offline, proxy, read-only home: all need the same fix
             cached.unlink(missing_ok=True)
@@ -105,6 +106,8 @@ def inception_weights(path: str | Path | None) -> Path:
                 f"{tf.URL_INCEPTION_V3} failed ({type(exc).__name__}: {first_line}); download it where "
                 "there is internet and pass --inception-weights PATH (or copy it to that path)"
             ) from exc
+        finally:
+            socket.setdefaulttimeout(previous)
     return cached
 
 
@@ -131,7 +134,12 @@ def extractor_for(dataset: str, data_root: str | None, inception: str | Path | N
             extractor_name(dataset), info.path, info.weights_sha256, {"classifier": info.protocol()}
         )
     weights = inception_weights(inception)
-    return Extractor(INCEPTION, weights, weights_sha256(weights), {})
+    digest = weights_sha256(weights)
+    published = is_published(digest)
+    details: dict[str, Any] = {"inception_weights_published": published}
+    if not published:
+        details["comparability"] = NON_STANDARD_INCEPTION
+    return Extractor(INCEPTION, weights, digest, details)
 
 
 def real_reference(dataset: ImageDataset, data_root: str | None, split: Split, count: int) -> Tensor:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 import pandas as pd
 
 from gdpp_bench.errors import UserError
+from gdpp_bench.metrics import METRICS
+from gdpp_bench.metrics.inception_weights import NON_STANDARD_INCEPTION, PUBLISHED_INCEPTION_FILE
 from gdpp_bench.report import figures
 from gdpp_bench.report.claims import claims_markdown, decisions, settings_notes
 from gdpp_bench.report.collapsed import collapse_note
@@ -94,8 +97,9 @@ def _suite_report(
     baseline: str,
     with_figures: bool = True,
     last_k: int = DEFAULT_LAST_K,
-) -> tuple[dict[str, Path], pd.DataFrame, pd.DataFrame]:
-    """build_report, also returning the summary and the decisions (decisions.csv) it wrote."""
+) -> tuple[dict[str, Path], pd.DataFrame, pd.DataFrame, list[str]]:
+    """build_report, also returning the summary and the decisions (decisions.csv) it wrote, and
+    the lines marking fidelity values measured with non-standard Inception weights."""
     runs = collect_runs(suite_dir, last_k)
     if runs.empty:
         raise UserError(f"no runs under {suite_dir}; run `gdpp-bench run --suite NAME` first")
@@ -118,6 +122,7 @@ def _suite_report(
             f"mean ± std [95% t interval, cut to the metric's range] over seeds; "
             f"CPU s: mean training CPU seconds per run; stars: "
             f"{STARS_NOTE.format(baseline=baseline)} (verdicts in claims.md)\n\n"
+            + "".join(f"{note}\n\n" for note in inception_notes(runs))
             + summary_markdown(summary, decided, runs, baseline),
         ),
         "summary.tex": _write_text(
@@ -146,11 +151,16 @@ def _suite_report(
             made,
             suite_dir,
             out_dir,
-            claims_html(decided, _headline_note(runs, last_k), trials, settings_notes(runs)),
+            claims_html(
+                decided,
+                _headline_note(runs, last_k),
+                trials,
+                [*inception_notes(runs), *settings_notes(runs)],
+            ),
             tuning,
         ),
     )
-    return written, summary, decided
+    return written, summary, decided, inception_notes(runs, markdown=False)
 
 
 def _headline_note(runs: pd.DataFrame, last_k: int) -> str:
@@ -158,6 +168,30 @@ def _headline_note(runs: pd.DataFrame, last_k: int) -> str:
     kinds = headline_kinds(runs.get("headline", pd.Series(dtype=str)).dropna(), last_k)
     text = f"Headline value of a run: {kinds or 'final checkpoint'}."
     return " ".join(part for part in (text, collapse_note(runs)) if part)
+
+
+def inception_notes(runs: pd.DataFrame, markdown: bool = True) -> list[str]:
+    """One line per dataset whose summarised runs measured their fidelity values with Inception-v3
+    weights other than the published ones (runs.csv's fidelity_note), marking those values; none
+    where every run used the published weights (`markdown`: summary.md, index.html's claims;
+    else plain text)."""
+    bold, code = ("**", "`") if markdown else ("", "")
+    if "fidelity_note" not in runs.columns:
+        return []
+    marked = runs[(runs["fidelity_note"].fillna("") != "") & (roles(runs) != TRIAL)]
+    values = [v for v in METRICS.meta("fidelity").get("values", {}) if v in runs.columns]
+    notes = []
+    for dataset, block in marked.groupby("dataset", sort=True):
+        total = int(((runs["dataset"] == dataset) & (roles(runs) != TRIAL)).sum())
+        digests = ", ".join(
+            f"{code}{str(d)[:16]}{code}" for d in sorted(block["inception_weights_sha256"].unique())
+        )
+        notes.append(
+            f"{bold}{dataset}: {', '.join(values)} are {NON_STANDARD_INCEPTION}{bold} ({len(block)} of "
+            f"{total} runs measured with Inception-v3 weights of sha256 {digests}..., not "
+            f"torch-fidelity's published {PUBLISHED_INCEPTION_FILE}; runs.csv: fidelity_note)."
+        )
+    return notes
 
 
 def build_overview(
@@ -177,12 +211,13 @@ def build_overview(
     written: dict[str, Path] = {}
     summaries, sections = [], []
     for suite_dir in suites:
-        report, summary, decided = _suite_report(suite_dir, None, baseline, with_figures, last_k)
+        report, summary, decided, marks = _suite_report(suite_dir, None, baseline, with_figures, last_k)
         written.update({f"{suite_dir.name}/{name}": path for name, path in report.items()})
         summary = summary.assign(suite=suite_dir.name)
         summaries.append(summary)
         link = report["index.html"].relative_to(results).as_posix()
         sections.append(f"<h2><a href='../{link}'>{suite_dir.name}</a></h2>")
+        sections += [f"<p>{html.escape(note)}</p>" for note in marks]
         for dataset, block in summary.groupby("dataset", sort=True):
             sections.append(
                 f"<h3>{dataset}</h3>"

@@ -20,6 +20,7 @@ from gdpp_bench.config import RunSpec
 from gdpp_bench.errors import UserError
 from gdpp_bench.losses import Variant, parse_variant
 from gdpp_bench.metrics import HIGHER_IS_BETTER
+from gdpp_bench.metrics.inception_weights import comparability, inception_sha256
 from gdpp_bench.report.collapsed import describe, fill_frame, fill_values, metric_bounds
 from gdpp_bench.report.numbers import round_sig
 from gdpp_bench.report.recipes import (
@@ -264,6 +265,9 @@ def _run_row(run_dir: RunDir, last_k: int = DEFAULT_LAST_K) -> dict:
         "device_name": environment.get("device_name", ""),
         "torch": packages.get("torch", ""),
         "torch_fidelity": packages.get("torch-fidelity", ""),
+        # the Inception-v3 weights the fidelity values were measured with, and whether they compare
+        "inception_weights_sha256": inception_sha256(protocols),
+        "fidelity_note": comparability(protocols),
         "git": environment.get("git", ""),
         "train_wall_s": status.get("train_wall_s"),
         "train_cpu_s": status.get("train_cpu_s"),
