@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from gdpp_bench import __version__
-from gdpp_bench.config import CLASSIFIER_DATASETS, DEVICES, EXECUTORS, PRECISIONS, PROTOCOLS
+from gdpp_bench.config import CLASSIFIER_DATASETS, DEVICES, EXECUTORS, PRECISIONS, PROTOCOLS, SEED_LIMIT
 from gdpp_bench.environment import default_data_root
 from gdpp_bench.errors import INTERRUPTED_BEFORE_ANY_RUN, Interrupted, UserError
 from gdpp_bench.export import BN_MODES, CHECKPOINT_CHOICES, EXPORT_FORMATS
@@ -456,7 +456,13 @@ def evaluate(
     type=click.Choice(EXPORT_FORMATS),
     help="png: one PNG per image; npz: key images, uint8 NHWC; csv: x,y points (2D). Default: from --out.",
 )
-@click.option("--seed", default=0, show_default=True, help="Seed of the noise (same seed, same samples).")
+@click.option(
+    "--seed",
+    type=click.IntRange(0, SEED_LIMIT - 1),
+    default=0,
+    show_default=True,
+    help="Seed of the noise (same seed, same samples).",
+)
 @click.option(
     "--checkpoint",
     type=click.Choice(CHECKPOINT_CHOICES),
