@@ -339,7 +339,7 @@ def run(**params: Any) -> None:
     click.echo(f"suite {loaded.name}: {len(specs)} runs -> {options.results / loaded.name}")
     if params["dry_run"]:
         for spec in specs:
-            click.echo(plan_line(spec, options.results))
+            click.echo(plan_line(spec, options.results, options.policy))
         return
     try:
         _, tally = execute_runs(specs, options, on_result=_echo_outcome, announce=_say_err)

@@ -327,6 +327,18 @@ def test_dry_run_says_what_run_would_do_and_writes_nothing(tmp_path):
     before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
     again = gdpp_bench("run", *RING, "--results", str(tmp_path), "--dry-run", "--steps", "30")
     assert "bce/seed-0: would refuse (train.steps changed; --extend or --force)" in again.stdout
+    # --extend and --force: what they would do, not the refusal they lift
+    folder = tmp_path / "ring8" / "bce" / "seed-0"
+    extend = gdpp_bench("run", *RING, "--results", str(tmp_path), "--dry-run", "--steps", "30", "--extend")
+    assert (
+        f"bce/seed-0: would extend it from 20 to 30 steps, resume at step 20 of 30 in {folder}"
+        in extend.stdout
+    )
+    force = gdpp_bench("run", *RING, "--results", str(tmp_path), "--dry-run", "--steps", "30", "--force")
+    aside = "would move its folder aside (--force: train.steps changed) and train from step 0"
+    assert f"bce/seed-0: {aside} in {folder}" in force.stdout
+    fewer = gdpp_bench("run", *RING, "--results", str(tmp_path), "--dry-run", "--steps", "10", "--extend")
+    assert "bce/seed-0: would refuse (--extend continues runs to more steps;" in fewer.stdout
     done = gdpp_bench("run", *RING, "--results", str(tmp_path), "--dry-run", "--steps", "20")
     assert "bce/seed-0: would skip (done)" in done.stdout
     assert before == {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}

@@ -2,7 +2,7 @@
 that drives them (`engine`) and the run folder's reconciliation with the request (`reconcile`)."""
 
 from gdpp_bench.training.engine import EvalHook, Run, Steps, drive, train
-from gdpp_bench.training.reconcile import POLICIES, reconcile, training_differences
+from gdpp_bench.training.reconcile import POLICIES, reconcile, refusal, training_differences
 from gdpp_bench.training.seed_parallel import (
     SeedParallelSteps,
     check_seed_parallel,
@@ -26,6 +26,7 @@ __all__ = [
     "drive",
     "make_stepper",
     "reconcile",
+    "refusal",
     "seed_groups",
     "set_grads",
     "step_autocast",
