@@ -5,7 +5,10 @@ commands' documentation), which read best beside the command they belong to."""
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -313,6 +316,17 @@ def _options_from(params: dict[str, Any]) -> Any:
     )
 
 
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM (`kill`, a Slurm job's preemption or time limit) stops `run` and `tune` as Ctrl-C
+    does: every run in progress writes a checkpoint at its current step, one line, exit 130."""
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _say_err(line: str) -> None:
     click.echo(line, err=True)
 
@@ -342,7 +356,8 @@ def run(**params: Any) -> None:
             click.echo(plan_line(spec, options.results, options.policy))
         return
     try:
-        _, tally = execute_runs(specs, options, on_result=_echo_outcome, announce=_say_err)
+        with _sigterm_as_ctrl_c():
+            _, tally = execute_runs(specs, options, on_result=_echo_outcome, announce=_say_err)
     except Interrupted:
         sys.exit(EXIT_INTERRUPTED)  # run_specs said what it stopped (an earlier Ctrl-C: main says)
     click.echo(f"suite {loaded.name}: {tally.line()}")
@@ -395,7 +410,8 @@ def tune(**params: Any) -> None:
             click.echo(line)
         return
     try:
-        _, tuner = tune_suite(loaded, options, extra, _echo_outcome, click.echo, echo_warning, _say_err)
+        with _sigterm_as_ctrl_c():
+            _, tuner = tune_suite(loaded, options, extra, _echo_outcome, click.echo, echo_warning, _say_err)
     except Interrupted:
         sys.exit(EXIT_INTERRUPTED)
     busy = f", {len(tuner.busy)} confirmation runs trained by another process" if tuner.busy else ""

@@ -11,7 +11,7 @@ from importlib import metadata
 
 import pytest
 import torch
-from conftest import gdpp_bench, tiny_suite
+from conftest import gdpp_bench, tensors, tiny_suite
 
 from gdpp_bench.errors import UserError
 from gdpp_bench.losses import TERMS
@@ -28,24 +28,6 @@ def ring8(results, *extra: str):
 
 def run_dir(results, variant: str = "bce", seed: int = 0) -> RunDir:
     return RunDir(results / "ring8" / variant / f"seed-{seed}")
-
-
-def tensors(path) -> dict[str, torch.Tensor]:
-    """Every tensor of a checkpoint, flattened to 'key.sub.name' -> tensor."""
-    flat = {}
-
-    def walk(prefix: str, value) -> None:
-        if torch.is_tensor(value):
-            flat[prefix] = value
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                walk(f"{prefix}.{key}", item)
-        elif isinstance(value, list | tuple):
-            for index, item in enumerate(value):
-                walk(f"{prefix}.{index}", item)
-
-    walk("", torch.load(path, weights_only=True))
-    return flat
 
 
 def one_error_line(done, exit_code: int = 2) -> str:
