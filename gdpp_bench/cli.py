@@ -576,6 +576,25 @@ def report(
     for name, path in written.items():
         if not name.endswith(".pdf"):
             click.echo(f"wrote {path}")
+    click.echo(_report_closing_line(f"report {suite}" if suite else "report", written))
+
+
+def _report_closing_line(what: str, written: dict[str, Path]) -> str:
+    """How many runs the report's runs.csv files list, by status; unreadable ones said, never only
+    listed (a plug-in file gone, a truncated file)."""
+    import csv
+
+    counts = dict.fromkeys(("done", "failed", "incomplete", "unreadable"), 0)
+    for name, path in written.items():
+        if Path(name).name == "runs.csv":
+            with path.open(newline="") as handle:
+                for row in csv.DictReader(handle):
+                    status = row["status"].split(":")[0]  # failed: diverged..., unreadable: FILE
+                    counts[status] = counts.get(status, 0) + 1
+    line = f"{what}: {sum(counts.values())} runs, " + ", ".join(f"{n} {s}" for s, n in counts.items())
+    if counts["unreadable"]:
+        line += " (runs.csv and index.html give each unreadable run's reason)"
+    return line
 
 
 @cli.group()

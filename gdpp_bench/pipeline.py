@@ -24,7 +24,7 @@ from gdpp_bench.errors import Interrupted, UserError
 from gdpp_bench.evaluation import check_data, evaluate_run, make_eval_hook, splits_needed
 from gdpp_bench.executors import Executor, SlurmExecutor, make_executor
 from gdpp_bench.metrics import EvalOptions
-from gdpp_bench.plugins import load_plugins
+from gdpp_bench.plugins import load_plugins, load_recorded_plugins
 from gdpp_bench.progress import say, working_on
 from gdpp_bench.rundir import RunBusy, RunDir, UnreadableFile, find_run_dirs
 from gdpp_bench.training import (
@@ -306,6 +306,7 @@ def evaluate_suite(
     for run_dir in find_run_dirs(suite_dir):
         key = str(run_dir.path.relative_to(suite_dir))
         try:
+            load_recorded_plugins(run_dir)
             with working_on(key):
                 record = evaluate_run(run_dir, device, force=force, data_root=data_root, options=options)
         except UserError as exc:
