@@ -5,14 +5,17 @@ commands' documentation), which read best beside the command they belong to."""
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
 from gdpp_bench import __version__
-from gdpp_bench.config import CLASSIFIER_DATASETS, DEVICES, EXECUTORS, PRECISIONS, PROTOCOLS
+from gdpp_bench.config import CLASSIFIER_DATASETS, DEVICES, EXECUTORS, PRECISIONS, PROTOCOLS, SEED_LIMIT
 from gdpp_bench.environment import default_data_root
 from gdpp_bench.errors import INTERRUPTED_BEFORE_ANY_RUN, Interrupted, UserError
 from gdpp_bench.export import BN_MODES, CHECKPOINT_CHOICES, EXPORT_FORMATS
@@ -331,6 +334,17 @@ def _options_from(params: dict[str, Any]) -> Any:
     )
 
 
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM (`kill`, a Slurm job's preemption or time limit) stops `run` and `tune` as Ctrl-C
+    does: every run in progress writes a checkpoint at its current step, one line, exit 130."""
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _say_err(line: str) -> None:
     click.echo(line, err=True)
 
@@ -362,10 +376,13 @@ def run(**params: Any) -> None:
             click.echo(f"error: {missing}", err=True)
             sys.exit(EXIT_BAD_INPUT)
         for spec in specs:
-            click.echo(plan_line(spec, options.results))
+            click.echo(plan_line(spec, options.results, options.policy))
         return
     try:
-        _, tally = execute_runs(specs, options, on_result=_echo_outcome, announce=_say_err, warn=echo_warning)
+        with _sigterm_as_ctrl_c():
+            _, tally = execute_runs(
+                specs, options, on_result=_echo_outcome, announce=_say_err, warn=echo_warning
+            )
     except Interrupted:
         sys.exit(EXIT_INTERRUPTED)  # run_specs said what it stopped (an earlier Ctrl-C: main says)
     click.echo(f"suite {loaded.name}: {tally.line()}")
@@ -418,7 +435,8 @@ def tune(**params: Any) -> None:
             click.echo(line)
         return
     try:
-        _, tuner = tune_suite(loaded, options, extra, _echo_outcome, click.echo, echo_warning, _say_err)
+        with _sigterm_as_ctrl_c():
+            _, tuner = tune_suite(loaded, options, extra, _echo_outcome, click.echo, echo_warning, _say_err)
     except Interrupted:
         sys.exit(EXIT_INTERRUPTED)
     busy = f", {len(tuner.busy)} confirmation runs trained by another process" if tuner.busy else ""
@@ -480,7 +498,13 @@ def evaluate(
     type=click.Choice(EXPORT_FORMATS),
     help="png: one PNG per image; npz: key images, uint8 NHWC; csv: x,y points (2D). Default: from --out.",
 )
-@click.option("--seed", default=0, show_default=True, help="Seed of the noise (same seed, same samples).")
+@click.option(
+    "--seed",
+    type=click.IntRange(0, SEED_LIMIT - 1),
+    default=0,
+    show_default=True,
+    help="Seed of the noise (same seed, same samples).",
+)
 @click.option(
     "--checkpoint",
     type=click.Choice(CHECKPOINT_CHOICES),
@@ -578,6 +602,25 @@ def report(
     for name, path in written.items():
         if not name.endswith(".pdf"):
             click.echo(f"wrote {path}")
+    click.echo(_report_closing_line(f"report {suite}" if suite else "report", written))
+
+
+def _report_closing_line(what: str, written: dict[str, Path]) -> str:
+    """How many runs the report's runs.csv files list, by status; unreadable ones said, never only
+    listed (a plug-in file gone, a truncated file)."""
+    import csv
+
+    counts = dict.fromkeys(("done", "failed", "incomplete", "unreadable"), 0)
+    for name, path in written.items():
+        if Path(name).name == "runs.csv":
+            with path.open(newline="") as handle:
+                for row in csv.DictReader(handle):
+                    status = row["status"].split(":")[0]  # failed: diverged..., unreadable: FILE
+                    counts[status] = counts.get(status, 0) + 1
+    line = f"{what}: {sum(counts.values())} runs, " + ", ".join(f"{n} {s}" for s, n in counts.items())
+    if counts["unreadable"]:
+        line += " (runs.csv and index.html give each unreadable run's reason)"
+    return line
 
 
 @cli.command("archive")

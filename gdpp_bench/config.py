@@ -7,6 +7,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from gdpp_bench.errors import UserError
+
 if TYPE_CHECKING:
     from gdpp_bench.losses.variants import Variant
 
@@ -25,6 +27,15 @@ RUN_ROLES = ("", "trial", "confirm")  # an ordinary run; a tuning trial's run; a
 SAMPLERS = ("random", "tpe")  # `tune`: Optuna's RandomSampler (Lucic et al.'s protocol) or TPESampler
 AGGREGATES = ("mean", "median")  # a trial's objective over its tuning seeds
 DISTRIBUTION_KINDS = ("log_uniform", "uniform", "int_uniform", "choice")
+SEED_LIMIT = 2**32  # seeds are integers in [0, 2**32): what every generator a run seeds accepts
+
+
+def check_seeds(seeds: tuple[int, ...] | list[int], where: str) -> None:
+    """A UserError naming the seeds outside [0, 2**32) (a negative one would make a folder
+    seed--1, a huge one overflow a generator)."""
+    bad = [seed for seed in seeds if not 0 <= seed < SEED_LIMIT]
+    if bad:
+        raise UserError(f"{where}: a seed must be an integer in [0, 2**32); got {', '.join(map(str, bad))}")
 
 
 @dataclass(frozen=True)

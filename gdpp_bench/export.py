@@ -27,6 +27,7 @@ from gdpp_bench.data import dataset_of
 from gdpp_bench.environment import git_hash
 from gdpp_bench.errors import UserError
 from gdpp_bench.models import build_models
+from gdpp_bench.plugins import load_recorded_plugins
 from gdpp_bench.rundir import RunDir, write_atomic, write_json
 from gdpp_bench.samples import to_uint8
 
@@ -88,7 +89,9 @@ def export_samples(
     if out.exists():
         raise UserError(f"{out} exists; choose another --out (nothing is overwritten)")
     fmt = export_format(out, fmt)
-    spec = RunSpec.from_dict(run_dir.read_config()["spec"])
+    config = run_dir.read_config()
+    load_recorded_plugins(run_dir, config)
+    spec = RunSpec.from_dict(config["spec"])
     shape = dataset_of(spec).shape
     if (fmt == "csv") != (len(shape) == 1):
         wanted = "csv" if len(shape) == 1 else "png or npz"

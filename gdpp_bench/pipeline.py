@@ -24,10 +24,11 @@ from gdpp_bench.errors import Interrupted, UserError
 from gdpp_bench.evaluation import check_data, evaluate_run, make_eval_hook, splits_needed
 from gdpp_bench.executors import Executor, SlurmExecutor, make_executor
 from gdpp_bench.metrics import EvalOptions
-from gdpp_bench.plugins import load_plugins
+from gdpp_bench.plugins import load_plugins, load_recorded_plugins
 from gdpp_bench.progress import say, working_on
 from gdpp_bench.rundir import RunBusy, RunDir, UnreadableFile, find_run_dirs
 from gdpp_bench.training import (
+    refusal,
     seed_groups,
     supports_seed_parallel,
     train,
@@ -319,6 +320,7 @@ def evaluate_suite(
     for run_dir in find_run_dirs(suite_dir):
         key = str(run_dir.path.relative_to(suite_dir))
         try:
+            load_recorded_plugins(run_dir)
             with working_on(key):
                 record = evaluate_run(run_dir, device, force=force, data_root=data_root, options=options)
         except UserError as exc:
@@ -331,26 +333,45 @@ def _call_with_keys(finished: Callable[[Future, list[str]], None], keys: list[st
     finished(future, keys)
 
 
-def plan_line(spec: RunSpec, results: Path) -> str:
-    """What `run` would do with `spec`'s folder, in one line, without touching it (--dry-run)."""
+def plan_line(spec: RunSpec, results: Path, policy: str = "refuse") -> str:
+    """What `run` would do with `spec`'s folder under `policy` (refuse, extend, force: as
+    `reconcile` decides), in one line, without touching it (--dry-run)."""
     run_dir = RunDir.for_spec(results, spec)
-    where = run_dir.path
+
+    def would(what: str) -> str:
+        return f"{spec.key}: would {what} in {run_dir.path}"
+
     if not run_dir.config.exists():
-        return f"{spec.key}: would train from step 0 in {where}"
+        return would("train from step 0")
     try:
         recorded = RunSpec.from_dict(run_dir.read_config()["spec"])
+    except (UserError, KeyError, TypeError, ValueError) as exc:
+        if policy == "force":
+            return would(f"move its folder aside (--force: {exc}) and train from step 0")
+        return would(f"refuse its folder ({exc})")
+    doing = ""  # what happens before it trains
+    try:
         state = run_dir.status()
-    except (UnreadableFile, KeyError, TypeError, ValueError) as exc:
-        return f"{spec.key}: would refuse its folder ({exc}) in {where}"
+    except UnreadableFile:
+        state, doing = {"status": "incomplete"}, "move its unreadable DONE aside, "
     changed = training_differences(recorded, spec)
+    if changed and policy == "force":
+        return would(f"move its folder aside (--force: {', '.join(changed)} changed) and train from step 0")
+    if changed and policy == "refuse":
+        return would(f"refuse ({', '.join(changed)} changed; --extend or --force)")
     if changed:
-        return f"{spec.key}: would refuse ({', '.join(changed)} changed; --extend or --force) in {where}"
-    if state["status"] == "done":
-        return f"{spec.key}: would skip (done) in {where}"
-    if state["status"] == "failed":
-        return f"{spec.key}: would skip (failed: {state.get('reason', '')}) in {where}"
+        reason = refusal(spec, recorded, run_dir, state, changed, policy)
+        if reason:
+            return f"{spec.key}: would refuse ({reason})"
+        doing += f"extend it from {recorded.train.steps} to {spec.train.steps} steps, "
+    elif state["status"] == "done":
+        return would("skip (done)")
+    elif state["status"] == "failed":
+        return would(f"skip (failed: {state.get('reason', '')})")
     try:
         step = load_checkpoint(run_dir.checkpoint, mmap=True)["step"] if run_dir.checkpoint.exists() else 0
     except UserError as exc:
-        return f"{spec.key}: would stop at its checkpoint ({exc}) in {where}"
-    return f"{spec.key}: would resume at step {step} of {spec.train.steps} in {where}"
+        return would(f"stop at its checkpoint ({exc})")
+    if not step:  # stopped before its first checkpoint
+        return would(f"{doing}train from step 0")
+    return would(f"{doing}resume at step {step} of {spec.train.steps}")

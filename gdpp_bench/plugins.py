@@ -20,10 +20,13 @@ from types import ModuleType
 from typing import Any
 
 from gdpp_bench.errors import UserError
+from gdpp_bench.progress import notice, say
 from gdpp_bench.registry import Registry
+from gdpp_bench.rundir import RunDir, UnreadableFile
 
 ENTRY_POINT_GROUP = "gdpp_bench.plugins"
 ENVIRONMENT = "GDPP_BENCH_PLUGINS"  # os.pathsep-separated: what this process loaded
+_FILE_MODULE = "gdpp_bench_plugin_"  # the module names of plug-ins imported from a file
 # a registered name becomes part of a variant (ADV+TERM@W) or a folder name: plain, no + or @
 _PLAIN_ENTRY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=-]*")
 
@@ -53,7 +56,7 @@ def _import(reference: str) -> ModuleType:
         path = Path(reference).expanduser().resolve()
         if not path.is_file():
             raise UserError(f"plug-in file {reference} does not exist; pass a .py file or a module name")
-        name = f"gdpp_bench_plugin_{path.stem}_{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
+        name = f"{_FILE_MODULE}{path.stem}_{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
         spec = importlib.util.spec_from_file_location(name, path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
@@ -104,12 +107,16 @@ def load_plugin(reference: str, source: str = "--plugin") -> dict[str, Any]:
         "reference": reference,
         "source": source,
         "file": file,
-        "sha256": hashlib.sha256(Path(file).read_bytes()).hexdigest() if file else None,
+        "sha256": _sha256(Path(file)) if file else None,
         "registered": {kind: names for kind, names in added.items() if names},
     }
     _loaded[reference] = record
     os.environ[ENVIRONMENT] = os.pathsep.join(_loaded)
     return record
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def load_plugins(references: list[str] | tuple[str, ...] = ()) -> list[dict[str, Any]]:
@@ -134,3 +141,94 @@ def loaded_plugins() -> list[dict[str, Any]]:
         {key: record[key] for key in ("module", "file", "sha256", "registered")}
         for record in _loaded.values()
     ]
+
+
+# --- the plug-ins a run recorded -------------------------------------------------------------------
+
+_unavailable: dict[str, str] = {}  # sha256 of a recorded plug-in that cannot be loaded -> why
+
+
+def load_recorded_plugins(run_dir: RunDir, config: dict[str, Any] | None = None) -> None:
+    """Import the plug-ins the run's config.json records (`environment.plugins`) and its settings
+    use (a term of its variant, a metric, its dataset or model), unless this process has one with
+    the same sha256 already: `report`, `evaluate`, `sample` and the API read a plug-in run with
+    nothing more to pass. Each is imported from its recorded module or file once per process, saying
+    so in one line. One whose file is gone or changed (another sha256) is one warning line naming it,
+    and UnreadableFile for the run (config.json, with that reason). `config`: config.json as the
+    caller read it; read here otherwise (one that cannot be read is left to the caller's reading)."""
+    if config is None:
+        try:
+            config = run_dir.read_config()
+        except UserError:
+            return
+    environment = config.get("environment")
+    records = environment.get("plugins") if isinstance(environment, dict) else None
+    used = _names_used(config.get("spec"))
+    for record in records if isinstance(records, list) else []:
+        registered = record.get("registered") if isinstance(record, dict) else None
+        if isinstance(registered, dict) and any(used.intersection(names) for names in registered.values()):
+            reason = _load_recorded(record)
+            if reason:
+                raise UnreadableFile(run_dir.config, reason)
+
+
+def _names_used(spec: Any) -> set[str]:
+    """The registered names a run's recorded settings may use: its dataset, model and metrics, and
+    each part of its variant (a modifier also without its number: pacgan2, pacgan)."""
+    if not isinstance(spec, dict):
+        return set()
+    evaluation = spec.get("eval")
+    metrics = evaluation.get("metrics") if isinstance(evaluation, dict) else None
+    words = [spec.get("dataset"), spec.get("model"), *(metrics if isinstance(metrics, list) else ())]
+    for part in str(spec.get("variant", "")).split("+"):
+        name = part.partition("@")[0]
+        words += [name, name.rstrip("0123456789")]
+    return {word for word in words if isinstance(word, str) and word}
+
+
+def _load_recorded(record: dict[str, Any]) -> str | None:
+    """Import one recorded plug-in (once per process); why it cannot be, or None."""
+    sha = str(record.get("sha256"))
+    if any(loaded["sha256"] == sha for loaded in _loaded.values()):
+        return None
+    if sha in _unavailable:
+        return _unavailable[sha]
+    file = str(record.get("file"))
+    found = [(reference, _sha256(path)) for reference, path in _sources(record) if path.is_file()]
+    matching = [reference for reference, digest in found if digest == sha]
+    if matching:
+        try:
+            load_plugin(matching[0], source="config.json")
+            say(f"loaded plug-in {file}, as the runs' config.json records it")
+            return None
+        except UserError as exc:
+            reason = f"plug-in {file} failed to load: {exc}"
+    elif found:
+        now = found[-1][1][:12]
+        reason = f"plug-in {file} changed since the run recorded it (sha256 {sha[:12]}... then, {now}... now)"
+    else:
+        reason = f"plug-in {file} is gone"
+    notice(
+        f"{reason}: the runs that use it are unreadable until it is back (that file, or "
+        f"--plugin with a copy whose sha256 is {sha[:12]}...)"
+    )
+    _unavailable[sha] = reason
+    return reason
+
+
+def _sources(record: dict[str, Any]) -> list[tuple[str, Path]]:
+    """Where a recorded plug-in may be imported from, as (load_plugin reference, its file): by its
+    module name where that is importable (an installed package's, relative imports kept), then
+    from its recorded file."""
+    sources = []
+    module = str(record.get("module") or "")
+    if module and not module.startswith(_FILE_MODULE):
+        try:
+            spec = importlib.util.find_spec(module)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is not None and spec.origin:
+            sources.append((module, Path(spec.origin)))
+    if record.get("file"):
+        sources.append((str(record["file"]), Path(str(record["file"]))))
+    return sources

@@ -42,6 +42,7 @@ from gdpp_bench.config import (  # re-exported: the suite files' types
     RunSpec,
     Suite,
     TrainConfig,
+    check_seeds,
 )
 from gdpp_bench.data import DATASETS, dataset_for, is_configurable, kind_of
 from gdpp_bench.errors import UserError
@@ -147,6 +148,7 @@ def _variant_seeds(table: Any, variants: Any, where: str) -> tuple[tuple[str, tu
         seeds = _coerce(seeds, "tuple[int, ...]", f"{here}: {variant}")
         if not seeds:
             raise UserError(f"{here}: {variant} needs at least one seed")
+        check_seeds(seeds, f"{here}: {variant}")
         pairs.append((name, seeds))
     return tuple(pairs)
 
@@ -478,6 +480,7 @@ def _budget(table: Any, declared: dict[str, tuple[str, ...]], here: str) -> Budg
         seeds[key] = _coerce(table[key], "tuple[int, ...]", f"{here}: {key}")
         if not seeds[key]:
             raise UserError(f"{here}: {key} must not be empty; list at least one seed")
+        check_seeds(seeds[key], f"{here}: {key}")
         _check_distinct(seeds[key], f"{here}: {key}")
     shared = sorted(set(seeds["tuning_seeds"]) & set(seeds["confirm_seeds"]))
     if shared:
@@ -489,8 +492,7 @@ def _budget(table: Any, declared: dict[str, tuple[str, ...]], here: str) -> Budg
     if sampler not in SAMPLERS:
         raise UserError(f"{here}: sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
     sampler_seed = _coerce(table.get("sampler_seed", 0), "int", f"{here}: sampler_seed")
-    if sampler_seed < 0:
-        raise UserError(f"{here}: sampler_seed must be >= 0, got {sampler_seed}")
+    check_seeds([sampler_seed], f"{here}: sampler_seed")
     objective = _objective(table["objective"], declared, f"{here} objective")
     return Budget(trials, seeds["tuning_seeds"], seeds["confirm_seeds"], objective, sampler, sampler_seed)
 
@@ -557,6 +559,8 @@ def expand(
         raise UserError(f"--steps must be >= 1, got {steps}")
     if eval_samples is not None and eval_samples < 1:
         raise UserError(f"--eval-samples must be >= 1, got {eval_samples}")
+    if seeds is not None:
+        check_seeds(seeds, "--seeds")
     overrides = {"steps": steps, "precision": precision, "compile": compile, "cuda_graph": cuda_graph}
     names = [_variant_name(v) for v in variants] if variants else list(suite.variants)
     unknown = sorted(set(datasets or ()) - set(suite.datasets))
@@ -655,6 +659,7 @@ def _coerce(value: Any, type_name: str, where: str) -> Any:
 def _validate(suite: Suite, where: str) -> None:
     if not suite.datasets or not suite.variants or not suite.seeds:
         raise UserError(f"{where}: datasets, variants and seeds must not be empty")
+    check_seeds(suite.seeds, f"{where}: seeds")
     check_plain_name(f"{where}: suite", suite.name)
     for dataset in suite.datasets:
         check_plain_name(f"{where}: dataset", dataset)

@@ -718,7 +718,7 @@ def plan_lines(
                     continue
                 yield f"{dataset} {label}: trial {index}: {_shown(drawn[index])}"
                 for spec in trial_specs(suite, base, drawn[index], index, label, "trial"):
-                    yield plan_line(spec, options.results)
+                    yield plan_line(spec, options.results, options.policy)
             seeds = ", ".join(map(str, budget.confirm_seeds))
             yield f"{dataset} {label}: then its best trial at seeds {seeds}"
 

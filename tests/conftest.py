@@ -210,6 +210,24 @@ def gdpp_bench_process(
     )
 
 
+def tensors(path) -> dict[str, torch.Tensor]:
+    """Every tensor of a checkpoint, flattened to 'key.sub.name' -> tensor."""
+    flat = {}
+
+    def walk(prefix: str, value) -> None:
+        if torch.is_tensor(value):
+            flat[prefix] = value
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(f"{prefix}.{key}", item)
+        elif isinstance(value, list | tuple):
+            for index, item in enumerate(value):
+                walk(f"{prefix}.{index}", item)
+
+    walk("", torch.load(path, weights_only=True))
+    return flat
+
+
 @contextlib.contextmanager
 def torch_threads(count: int):
     """torch's CPU thread count set to `count` for the block (CPU float sums depend on it)."""

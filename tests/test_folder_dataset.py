@@ -120,6 +120,13 @@ def test_bad_folders_and_files_give_one_line(tmp_path, cache):
     with pytest.raises(UserError, match=r"cannot read image .*img001.png \(.*\); replace or remove") as error:
         dataset_for("folder", str(tmp_path / "broken"), 32).load_split(None, "train")
     assert "\n" not in str(error.value)
+    # every unreadable image, in one line: one pass over the folder finds them all
+    (tmp_path / "broken" / "img002.png").write_bytes(b"not an image")
+    with pytest.raises(
+        UserError, match=r"cannot read 2 images: .*img001.png \(.*\), .*img002.png \("
+    ) as error:
+        dataset_for("folder", str(tmp_path / "broken"), 32).load_split(None, "train")
+    assert "\n" not in str(error.value) and "img000.png" not in str(error.value)
     assert not list((cache / "folder-cache").glob("*"))  # nothing half-written is left
     with pytest.raises(UserError, match=r"pass --data-root"):
         dataset_for("folder", "relative", 32).load_split(None, "train")

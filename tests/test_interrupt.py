@@ -1,6 +1,7 @@
 """Ctrl-C as a terminal sends it: SIGINT to the whole process group of `gdpp-bench run`, which must
 stop the suite (workers included) at once, exit 130 with one line, and leave every run folder
-resumable. These start real processes: the signal is the point."""
+resumable from the step the signal came in (SIGTERM alike). These start real processes: the signal
+is the point."""
 
 from __future__ import annotations
 
@@ -14,10 +15,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
-from conftest import gdpp_bench
+import torch
+from conftest import gdpp_bench, gdpp_bench_process, tensors
 
-from gdpp_bench.rundir import RunDir, find_run_dirs
+from gdpp_bench.checkpoint import load_checkpoint
+from gdpp_bench.rundir import RunDir, find_run_dirs, read_json
+from gdpp_bench.training.interrupts import held_signals
 
 SUITE = """name = "interrupt"
 dataset = "ring8"
@@ -172,3 +177,100 @@ def _alive(pid: int) -> bool:
             return handle.read().split(")")[-1].split()[0] != "Z"  # a zombie has ended
     except FileNotFoundError:
         return False
+
+
+# the default checkpoint_every (1,000 steps) is past the end: the run's only scheduled checkpoint is
+# its last, so a signal lands before its first one
+HELD_SUITE = """name = "held"
+dataset = "ring8"
+variants = ["bce"]
+seeds = [0]
+[train]
+steps = 600
+batch_size = 64
+log_every = 50
+[eval]
+metrics = ["modes2d"]
+samples = 200
+"""
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> RunDir:
+    """The run trained in one go, in a process of its own as the interrupted one (same threads)."""
+    root = tmp_path_factory.mktemp("uninterrupted")
+    (root / "held.toml").write_text(HELD_SUITE)
+    done = gdpp_bench_process(
+        "run", "--suite", str(root / "held.toml"), "--device", "cpu", "--results", str(root / "results")
+    )
+    assert done.returncode == 0, done.stderr
+    return RunDir(root / "results" / "held" / "bce" / "seed-0")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_before_the_first_checkpoint_keeps_the_steps_and_the_resumed_run_is_identical(
+    tmp_path, signum, uninterrupted
+):
+    """Ctrl-C (or SIGTERM: `kill`, a Slurm preemption) mid-run writes a checkpoint at the step it came
+    in (atomically, at the step's end) and exits 130; rerun, the run ends bit-identical to one trained
+    in one go."""
+    suite = tmp_path / "held.toml"
+    suite.write_text(HELD_SUITE)
+    results = tmp_path / "results"
+    with started(suite, results) as process:
+        read_until(process, "step 50/600")
+        os.killpg(process.pid, signum)
+        stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    (line,) = [line for line in stderr.splitlines() if line.strip()]
+    assert line.startswith("interrupted: stopped the run in progress; every run folder resumes")
+    run = RunDir(results / "held" / "bce" / "seed-0")
+    step = load_checkpoint(run.checkpoint)["step"]
+    assert 50 <= step < 600 and not run.is_done()
+    assert not list(results.glob("**/.*.tmp"))  # written through a temp file renamed into place
+    plan = gdpp_bench("run", "--suite", str(suite), "--device", "cpu", "--results", str(results), "--dry-run")
+    assert f"bce/seed-0: would resume at step {step} of 600 in {run.path}" in plan.stdout
+
+    again = gdpp_bench_process("run", "--suite", str(suite), "--device", "cpu", "--results", str(results))
+    assert again.returncode == 0, again.stderr
+    assert f"resuming at step {step} of 600" in again.stdout
+    resumed, straight = tensors(run.checkpoint), tensors(uninterrupted.checkpoint)
+    assert resumed.keys() == straight.keys() and len(resumed) > 10
+    assert all(torch.equal(resumed[k], straight[k]) for k in resumed), [
+        k for k in resumed if not torch.equal(resumed[k], straight[k])
+    ]
+    logged = [pd.read_csv(r.log).drop(columns="imgs_per_s") for r in (run, uninterrupted)]
+    pd.testing.assert_frame_equal(*logged)  # every log row, once, with the same means
+    assert read_json(run.metrics)["values"] == read_json(uninterrupted.metrics)["values"]
+
+
+def test_a_held_signal_waits_for_the_step_boundary_and_a_second_ctrl_c_does_not():
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own Ctrl-C
+    try:
+        with pytest.raises(KeyboardInterrupt), held_signals() as held:
+            os.kill(os.getpid(), signal.SIGINT)
+            assert held.pending == signal.SIGINT  # held: the step goes on
+            os.kill(os.getpid(), signal.SIGINT)  # raises here
+            pytest.fail("a second Ctrl-C must act at once")
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_a_held_signal_acts_as_the_handler_before_it():
+    """A handler that returns (submitit's SIGTERM handler in a Slurm task only logs) lets training
+    go on after the checkpoint; the default action of SIGTERM (death) becomes KeyboardInterrupt."""
+    heard = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: heard.append(signum))
+    try:
+        with held_signals() as held:
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert held.pending == signal.SIGTERM and not heard
+            held.act()
+            assert heard == [signal.SIGTERM] and held.pending is None
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        with pytest.raises(KeyboardInterrupt), held_signals():
+            os.kill(os.getpid(), signal.SIGTERM)  # acted on at the end of the block
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import pandas as pd
 from conftest import gdpp_bench_process
 
 PLUGIN = '''
@@ -71,6 +75,72 @@ def test_a_plugin_file_trains_in_worker_processes_and_is_recorded(tmp_path):
         assert recorded["file"] == str(plugin) and recorded["sha256"] == digest
         assert recorded["registered"] == {"term": ["spread"], "metric": ["sample_spread"]}
         assert json.loads((folder / "metrics.json").read_text())["values"]["point_spread"] > 0
+
+
+def test_report_evaluate_sample_and_the_api_load_the_plugins_a_run_recorded(tmp_path):
+    """Nothing more to pass for a plug-in run: the file config.json records is loaded (one line);
+    once it changed or is gone, one warning line names it and the run is unreadable for that
+    reason, said in the report's closing line; a copy with the recorded content reads it again."""
+    plugin = tmp_path / "my_spread.py"
+    plugin.write_text(PLUGIN)
+    suite = tmp_path / "plugged.toml"
+    suite.write_text(SUITE.replace("seeds = [0, 1]", "seeds = [0]"))
+    results = tmp_path / "results"
+    folder = results / "plugged" / "bce+spread@1" / "seed-0"
+    trained = gdpp_bench_process(
+        *("--plugin", str(plugin), "run", "--suite", str(suite), "--device", "cpu", "--results", str(results))
+    )
+    assert trained.returncode == 0, trained.stderr
+    report = ("report", "--suite", "plugged", "--results", str(results), "--no-figures")
+    evaluate = ("evaluate", "--suite", "plugged", "--results", str(results), "--device", "cpu", "--force")
+    loaded = f"loaded plug-in {plugin}, as the runs' config.json records it"
+
+    reported = gdpp_bench_process(*report)
+    assert reported.returncode == 0, reported.stderr
+    assert reported.stdout.splitlines().count(loaded) == 1 and not reported.stderr
+    assert (
+        reported.stdout.splitlines()[-1]
+        == "report plugged: 1 runs, 1 done, 0 failed, 0 incomplete, 0 unreadable"
+    )
+    runs = pd.read_csv(results / "plugged" / "report" / "runs.csv")
+    assert runs["status"].tolist() == ["done"] and runs["point_spread"].iloc[0] > 0
+    evaluated = gdpp_bench_process(*evaluate)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert loaded in evaluated.stdout and "point_spread=" in evaluated.stdout
+    sampled = gdpp_bench_process("sample", str(folder), "--out", str(tmp_path / "points.csv"), "--count", "5")
+    assert sampled.returncode == 0 and loaded in sampled.stdout, sampled.stderr
+    api = subprocess.run(
+        [sys.executable, "-c", f"import gdpp_bench; print(gdpp_bench.load_runs({str(results)!r}).to_json())"],
+        capture_output=True,
+        text=True,
+        env=os.environ,
+    )
+    assert api.returncode == 0, api.stderr
+    assert loaded in api.stdout and json.loads(api.stdout.splitlines()[-1])["status"] == {"0": "done"}
+
+    plugin.write_text(PLUGIN + "# edited\n")
+    reported = gdpp_bench_process(*report)
+    assert reported.returncode == 0, reported.stderr
+    (warning,) = reported.stderr.splitlines()
+    assert warning.startswith(f"warning: plug-in {plugin} changed since the run recorded it (sha256 ")
+    assert reported.stdout.splitlines()[-1] == (
+        "report plugged: 1 runs, 0 done, 0 failed, 0 incomplete, 1 unreadable "
+        "(runs.csv and index.html give each unreadable run's reason)"
+    )
+    (row,) = pd.read_csv(results / "plugged" / "report" / "runs.csv").itertuples()
+    assert row.status == "unreadable: config.json" and f"plug-in {plugin} changed since" in row.reason
+    plugin.unlink()
+    evaluated = gdpp_bench_process(*evaluate)
+    assert evaluated.returncode == 2
+    warning, error = evaluated.stderr.splitlines()
+    assert warning.startswith(f"warning: plug-in {plugin} is gone: the runs that use it are unreadable")
+    assert error == f"error: {folder / 'config.json'} is unreadable (plug-in {plugin} is gone)"
+    copy = tmp_path / "elsewhere" / "spread_copy.py"
+    copy.parent.mkdir()
+    copy.write_text(PLUGIN)
+    reported = gdpp_bench_process("--plugin", str(copy), *report)
+    assert reported.returncode == 0 and not reported.stderr, reported.stderr
+    assert reported.stdout.splitlines()[-1].startswith("report plugged: 1 runs, 1 done")
 
 
 def test_an_installed_entry_point_is_loaded_without_a_flag(tmp_path):

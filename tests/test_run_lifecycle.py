@@ -11,7 +11,7 @@ from importlib import metadata
 
 import pytest
 import torch
-from conftest import gdpp_bench, tiny_suite
+from conftest import gdpp_bench, tensors, tiny_suite
 
 from gdpp_bench.errors import UserError
 from gdpp_bench.losses import TERMS
@@ -28,24 +28,6 @@ def ring8(results, *extra: str):
 
 def run_dir(results, variant: str = "bce", seed: int = 0) -> RunDir:
     return RunDir(results / "ring8" / variant / f"seed-{seed}")
-
-
-def tensors(path) -> dict[str, torch.Tensor]:
-    """Every tensor of a checkpoint, flattened to 'key.sub.name' -> tensor."""
-    flat = {}
-
-    def walk(prefix: str, value) -> None:
-        if torch.is_tensor(value):
-            flat[prefix] = value
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                walk(f"{prefix}.{key}", item)
-        elif isinstance(value, list | tuple):
-            for index, item in enumerate(value):
-                walk(f"{prefix}.{index}", item)
-
-    walk("", torch.load(path, weights_only=True))
-    return flat
 
 
 def one_error_line(done, exit_code: int = 2) -> str:
@@ -327,6 +309,18 @@ def test_dry_run_says_what_run_would_do_and_writes_nothing(tmp_path):
     before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
     again = gdpp_bench("run", *RING, "--results", str(tmp_path), "--dry-run", "--steps", "30")
     assert "bce/seed-0: would refuse (train.steps changed; --extend or --force)" in again.stdout
+    # --extend and --force: what they would do, not the refusal they lift
+    folder = tmp_path / "ring8" / "bce" / "seed-0"
+    extend = gdpp_bench("run", *RING, "--results", str(tmp_path), "--dry-run", "--steps", "30", "--extend")
+    assert (
+        f"bce/seed-0: would extend it from 20 to 30 steps, resume at step 20 of 30 in {folder}"
+        in extend.stdout
+    )
+    force = gdpp_bench("run", *RING, "--results", str(tmp_path), "--dry-run", "--steps", "30", "--force")
+    aside = "would move its folder aside (--force: train.steps changed) and train from step 0"
+    assert f"bce/seed-0: {aside} in {folder}" in force.stdout
+    fewer = gdpp_bench("run", *RING, "--results", str(tmp_path), "--dry-run", "--steps", "10", "--extend")
+    assert "bce/seed-0: would refuse (--extend continues runs to more steps;" in fewer.stdout
     done = gdpp_bench("run", *RING, "--results", str(tmp_path), "--dry-run", "--steps", "20")
     assert "bce/seed-0: would skip (done)" in done.stdout
     assert before == {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}

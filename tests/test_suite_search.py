@@ -239,7 +239,20 @@ def test_primary_values_of_several_datasets_come_from_each_dataset_metrics():
         (searched(SEARCH, tuning_seeds=[0, 0]), r"tuning_seeds: 0 listed more than once"),
         (searched(SEARCH, confirm_seeds=[0, 5, 1]), r"confirm_seeds share seed\(s\) 0, 1 with tuning_seeds"),
         (searched(SEARCH, sampler="grid"), "sampler must be one of random, tpe"),
-        (searched(SEARCH, sampler_seed=-1), "sampler_seed must be >= 0"),
+        (
+            searched(SEARCH, sampler_seed=-1),
+            r"sampler_seed: a seed must be an integer in \[0, 2\*\*32\); got -1",
+        ),
+        (searched(SEARCH, sampler_seed=2**32), r"sampler_seed: a seed must be .*; got 4294967296"),
+        (searched(SEARCH, tuning_seeds=[0, -1]), r"\[budget\]: tuning_seeds: a seed must be .*; got -1"),
+        (
+            searched(SEARCH, confirm_seeds=[2**63]),
+            r"confirm_seeds: a seed must be .*; got 9223372036854775808",
+        ),
+        # seeds: integers in [0, 2**32) (a negative one made a folder seed--1, 2**63 a raw ValueError)
+        (study(seeds=[0, -1]), r"study.toml: seeds: a seed must be an integer in \[0, 2\*\*32\); got -1"),
+        (study(seeds=[2**63, 2**32]), "seeds: a seed must be .*; got 9223372036854775808, 4294967296"),
+        (study(variant_seeds={"bce": [-2]}), r"\[variant_seeds\]: bce: a seed must be .*; got -2"),
         (searched(SEARCH, seeds=[1]), r"\[budget\]: unknown key\(s\) seeds"),
         ({**study(search=SEARCH), "budget": {"trials": 3}}, r"missing required key\(s\) tuning_seeds"),
         (searched(SEARCH, objective="modes"), r"\[budget\] objective: expected an inline table"),

@@ -74,17 +74,19 @@ def _write_cache(files: list[Path], resolution: int, path: Path, what: str, work
         shape = (len(files), 3, resolution, resolution)
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
         loader = DataLoader(_Decoded(files, resolution), batch_size=DECODE_BATCH, num_workers=workers)
-        start = 0
+        start, unreadable = 0, []
         progress = tqdm(loader, desc=f"decoding {what} once into {path.name}", unit="batch", disable=None)
         for batch, errors in progress:
-            for offset, error in enumerate(errors):
-                if error:
-                    raise UserError(
-                        f"{what}: cannot read image {files[start + offset]} ({error}); "
-                        "replace or remove that file"
-                    )
+            unreadable += [f"{files[start + i]} ({error})" for i, error in enumerate(errors) if error]
             out[start : start + len(batch)] = batch.numpy()
             start += len(batch)
+        if len(unreadable) == 1:
+            raise UserError(f"{what}: cannot read image {unreadable[0]}; replace or remove that file")
+        if unreadable:  # every one, so that one pass over the folder finds them all
+            raise UserError(
+                f"{what}: cannot read {len(unreadable)} images: {', '.join(unreadable)}; "
+                "replace or remove those files"
+            )
         out.flush()
         del out
         os.replace(tmp, path)  # readers see either no cache or a complete one

@@ -21,6 +21,7 @@ from gdpp_bench.errors import UserError
 from gdpp_bench.losses import Variant, parse_variant
 from gdpp_bench.metrics import HIGHER_IS_BETTER
 from gdpp_bench.metrics.inception_weights import comparability, inception_sha256
+from gdpp_bench.plugins import load_recorded_plugins
 from gdpp_bench.report.collapsed import describe, fill_frame, fill_values, metric_bounds
 from gdpp_bench.report.numbers import round_sig
 from gdpp_bench.report.recipes import (
@@ -209,6 +210,7 @@ def _headline(
 
 def _run_row(run_dir: RunDir, last_k: int = DEFAULT_LAST_K) -> dict:
     config = run_dir.read_config()
+    load_recorded_plugins(run_dir, config)  # a plug-in run's names (metrics, terms) are the plug-in's
     try:
         parsed = RunSpec.from_dict(config["spec"])
         check_settings(parsed.train, parsed.eval)

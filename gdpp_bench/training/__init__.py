@@ -1,8 +1,9 @@
 """Training: a run's state (`state`), the step functions (`sequential`, `seed_parallel`), the engine
-that drives them (`engine`) and the run folder's reconciliation with the request (`reconcile`)."""
+that drives them (`engine`, with Ctrl-C and SIGTERM held to a step's end: `interrupts`) and the run
+folder's reconciliation with the request (`reconcile`)."""
 
 from gdpp_bench.training.engine import EvalHook, Run, Steps, drive, train
-from gdpp_bench.training.reconcile import POLICIES, reconcile, training_differences
+from gdpp_bench.training.reconcile import POLICIES, reconcile, refusal, training_differences
 from gdpp_bench.training.seed_parallel import (
     SeedParallelSteps,
     check_seed_parallel,
@@ -26,6 +27,7 @@ __all__ = [
     "drive",
     "make_stepper",
     "reconcile",
+    "refusal",
     "seed_groups",
     "set_grads",
     "step_autocast",

@@ -25,6 +25,7 @@ from gdpp_bench.progress import RunProgress, say
 from gdpp_bench.rundir import RunDir
 from gdpp_bench.samples import fixed_noise_samples, save_samples
 from gdpp_bench.training.board import Board
+from gdpp_bench.training.interrupts import HeldSignals, held_signals
 from gdpp_bench.training.reconcile import reconcile
 from gdpp_bench.training.resume import (
     LoopProgress,
@@ -211,7 +212,16 @@ def drive(runs: list[Run], steps: Steps, style: str = "off") -> None:
     At each log step every run gets its log.csv row (the only host sync), and a run whose logged
     means are not finite is marked failed and leaves the group; at evaluation steps each run is
     evaluated (best.pt, patience); at checkpoint steps, at the end and when patience runs out its
-    checkpoint is written. `style` shows progress (gdpp_bench.progress) of a group of one run."""
+    checkpoint is written. `style` shows progress (gdpp_bench.progress) of a group of one run.
+
+    Ctrl-C or SIGTERM during a step is held to the end of that step (evaluation included): every
+    run then writes its checkpoint there and the signal takes effect (`interrupts`), usually as
+    KeyboardInterrupt; the runs resume from that step."""
+    with held_signals() as held:
+        _drive(runs, steps, style, held)
+
+
+def _drive(runs: list[Run], steps: Steps, style: str, held: HeldSignals) -> None:
     first = runs[0]
     cfg, every = first.spec.train, first.spec.eval.every
     columns = log_columns(first.step)
@@ -250,7 +260,8 @@ def drive(runs: list[Run], steps: Steps, style: str = "off") -> None:
                 log_sum.zero_()
                 log_count, tick = 0, time.perf_counter()
             evaluate = bool(every) and number % every == 0
-            save = number % cfg.checkpoint_every == 0 or number == cfg.steps
+            stopping = held.pending is not None and number < cfg.steps  # (the last step finishes)
+            save = number % cfg.checkpoint_every == 0 or number == cfg.steps or stopping
             if evaluate or save or leaving:
                 steps.sync()
             for k, run in enumerate(runs):
@@ -271,6 +282,8 @@ def drive(runs: list[Run], steps: Steps, style: str = "off") -> None:
                 if runs:
                     log_sum = log_sum[keep].clone()
                     steps = steps.keep(keep)
+            if stopping:
+                held.act()  # every run has its checkpoint at this step
     finally:
         shown.close()
         for run in everyone:

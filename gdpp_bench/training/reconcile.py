@@ -101,6 +101,41 @@ def reconcile(spec: RunSpec, run_dir: RunDir, policy: str = "refuse") -> None:
         write_json(run_dir.config, config)
 
 
+def refusal(
+    spec: RunSpec,
+    recorded: RunSpec,
+    run_dir: RunDir,
+    status: dict[str, Any],
+    differences: list[str],
+    policy: str,
+) -> str | None:
+    """Why a run folder trained with other settings (`differences`) is refused under `policy`
+    (refuse or extend); None when --extend continues it (only train.steps grew, and the run
+    neither failed nor stopped early)."""
+    changed = ", ".join(
+        f"{name} (recorded {_field(recorded, name)!r}, asked {_field(spec, name)!r})" for name in differences
+    )
+    if policy != "extend" or differences != ["train.steps"]:
+        return (
+            f"{run_dir.path} was trained with other settings: {changed}; "
+            "rerun with --force to set that run aside and train afresh"
+            + (", or --extend to continue it to more steps" if "train.steps" in differences else "")
+            + " (or use another --results folder)"
+        )
+    if spec.train.steps < recorded.train.steps:
+        return (
+            f"--extend continues runs to more steps; {run_dir.path} has "
+            f"{recorded.train.steps}, asked {spec.train.steps}"
+        )
+    if status["status"] == "failed" or status.get("stopped_early"):
+        why = "it failed" if status["status"] == "failed" else "it stopped early (patience)"
+        return (
+            f"{run_dir.path} cannot be extended: {why} at step {status.get('step')}; "
+            "rerun with --force to set it aside and train afresh"
+        )
+    return None
+
+
 def _extend_or_refuse(
     spec: RunSpec,
     recorded: RunSpec,
@@ -111,27 +146,9 @@ def _extend_or_refuse(
     policy: str,
 ) -> None:
     """Continue a run to more steps (policy extend) or refuse it with the differing fields."""
-    changed = ", ".join(
-        f"{name} (recorded {_field(recorded, name)!r}, asked {_field(spec, name)!r})" for name in differences
-    )
-    if policy != "extend" or differences != ["train.steps"]:
-        raise UserError(
-            f"{run_dir.path} was trained with other settings: {changed}; "
-            "rerun with --force to set that run aside and train afresh"
-            + (", or --extend to continue it to more steps" if "train.steps" in differences else "")
-            + " (or use another --results folder)"
-        )
-    if spec.train.steps < recorded.train.steps:
-        raise UserError(
-            f"--extend continues runs to more steps; {run_dir.path} has "
-            f"{recorded.train.steps}, asked {spec.train.steps}"
-        )
-    if status["status"] == "failed" or status.get("stopped_early"):
-        why = "it failed" if status["status"] == "failed" else "it stopped early (patience)"
-        raise UserError(
-            f"{run_dir.path} cannot be extended: {why} at step {status.get('step')}; "
-            "rerun with --force to set it aside and train afresh"
-        )
+    reason = refusal(spec, recorded, run_dir, status, differences, policy)
+    if reason:
+        raise UserError(reason)
     details: dict[str, Any] = {"from_steps": recorded.train.steps, "to_steps": spec.train.steps}
     if status["status"] == "done":
         details["done"] = status
