@@ -31,6 +31,7 @@ from gdpp_bench.config import CLASSIFIER_DATASETS
 from gdpp_bench.data import DATASETS, classifier_of, load_split
 from gdpp_bench.data.images import Split
 from gdpp_bench.errors import UserError
+from gdpp_bench.metrics.inception_weights import file_sha256
 from gdpp_bench.progress import say
 from gdpp_bench.rundir import write_atomic
 
@@ -265,14 +266,6 @@ def save_classifier(model: DigitClassifier, info: ClassifierInfo, path: Path) ->
 
     write_atomic(path, write)
     return dataclasses.replace(info, path=path, weights_sha256=file_sha256(path))
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> tuple[DigitClassifier, dict]:
