@@ -472,11 +472,11 @@ def significance(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
                 "mean": sum(a) / len(a),
                 "baseline_mean": sum(b) / len(b),
                 **compare(a, b),
-                "uninformative": constant_value(a, b) is not None,
+                "uninformative": constant_value(a, b) is not None,  # not a column: SIGNIFICANCE_COLUMNS
             }
             for variant, reference, metric, a, b in compared_values(block, baseline)
         ]
-        held = [row for row in family if settings.in_holm(row["metric"], row.pop("uninformative"))]
+        held = [row for row in family if settings.in_holm(row["metric"], row["uninformative"])]
         for row in family:
             row["welch_p_holm"] = row["mannwhitney_p_holm"] = math.nan
         for key in ("welch_p", "mannwhitney_p"):
