@@ -29,6 +29,7 @@ from gdpp_bench.data import DATASETS, kind_of
 from gdpp_bench.data.images import Split
 from gdpp_bench.errors import UserError
 from gdpp_bench.metrics import HIGHER_IS_BETTER, METRICS, EvalContext, MeasuredSet
+from gdpp_bench.metrics.feature_fidelity import PoolGrams, RealFeatures
 from gdpp_bench.progress import say
 
 CALIBRATED = ("ring8", "grid25", "mnist", "fashion-mnist", "stacked-mnist")
@@ -188,11 +189,15 @@ class Source:
     samples (for a metric without `from_set`)."""
 
     modes: int
+    pool: PoolGrams | None = None  # Gram blocks of the measured pool, once `attach`ed to a reference
 
     def draw(
         self, defect: str, level: float, n: int, rng: torch.Generator
     ) -> tuple[MeasuredSet, Callable[[], Tensor]]:
         raise NotImplementedError
+
+    def attach(self, real: RealFeatures) -> None:
+        """Compute the pool's Gram blocks against the fidelity reference (image datasets)."""
 
 
 class MixtureSource(Source):
@@ -253,21 +258,26 @@ class DigitSource(Source):
         say(f"{dataset.name}: measuring {len(self.images)} held-out images (once)")
         self.measured = measure_images(model, self.images)
 
+    def attach(self, real: RealFeatures) -> None:
+        self.pool = PoolGrams(self.measured.features, [real.features])
+
     def draw(self, defect: str, level: float, n: int, rng: torch.Generator) -> tuple[MeasuredSet, Any]:
         weights = mode_weights(defect, level, self.modes, rng)
         distinct = int(level) if defect == "within-mode collapse" else 0
         index = draw_members(weights, self.members, n, distinct, rng)
         measured = self.measured
         images = self.images[index]
-        if defect in ("noise", "blur") and level:
+        grams = None if self.pool is None else self.pool.grams(index)
+        if defect in ("noise", "blur") and level:  # new images: measured, their blocks multiplied
             images = degrade(images, defect, level, rng)
-            measured = measure_images(self.model, images)
+            measured, grams = measure_images(self.model, images), None
             index = torch.arange(n)
         found = MeasuredSet(
             self.dataset,
             labels=measured.labels[index][:, None],
             features=measured.features[index],
             logits=measured.logits[index],
+            grams=grams,
         )
         return found, lambda: images.float().div(127.5).sub(1)
 
@@ -283,6 +293,11 @@ class StackedSource(Source):
         self.by_class = [(self.labels == k).nonzero().squeeze(1) for k in range(10)]
         say(f"{dataset.name}: measuring {len(self.digits)} MNIST test digits (once)")
         self.measured = measure_images(model, self.digits)
+        self.real_parts: list[Tensor] = []
+
+    def attach(self, real: RealFeatures) -> None:
+        self.real_parts = list(real.features.chunk(3, dim=1))
+        self.pool = PoolGrams(self.measured.features, self.real_parts)
 
     def draw(self, defect: str, level: float, n: int, rng: torch.Generator) -> tuple[MeasuredSet, Any]:
         weights = mode_weights(defect, level, self.modes, rng)
@@ -300,16 +315,19 @@ class StackedSource(Source):
         if distinct:
             members = [torch.arange(k * distinct, (k + 1) * distinct) for k in range(self.modes)]
             index = index[draw_members(weights, members, n, distinct, rng)]
-        measured, digits = self.measured, self.digits
-        if defect in ("noise", "blur") and level:
+        measured, digits, pool = self.measured, self.digits, self.pool
+        if defect in ("noise", "blur") and level:  # every digit degraded and measured again
             digits = degrade(self.digits, defect, level, rng)
             measured = measure_images(self.model, digits)
+            pool = PoolGrams(measured.features, self.real_parts) if self.real_parts else None
         features, joint, labels = _stacked_measurements(measured, index)
+        grams = None if pool is None else pool.grams(index)
 
         def images() -> Tensor:
             return digits[:, 0][index].float().div(127.5).sub(1)
 
-        return MeasuredSet(self.dataset, labels=labels, features=features, logits=joint), images
+        found = MeasuredSet(self.dataset, labels=labels, features=features, logits=joint, grams=grams)
+        return found, images
 
 
 class _NoGenerator(nn.Module):
@@ -350,7 +368,6 @@ def _source(
     entry: Any = DATASETS.get(dataset)
     if kind_of(dataset) == "2d":
         return MixtureSource(entry), None
-    from gdpp_bench.metrics.feature_fidelity import RealFeatures
     from gdpp_bench.metrics.fidelity import real_reference
     from gdpp_bench.metrics.instruments import load_or_train_classifier
 
@@ -367,6 +384,7 @@ def _source(
         say(f"{dataset}: measuring {len(images)} reference images (once)")
         per_channel = [measure_images(model, images[:, c : c + 1]).features for c in range(images.shape[1])]
         real = RealFeatures(torch.cat(per_channel, dim=1))
+        source.attach(real)
     return source, real
 
 
@@ -405,9 +423,7 @@ def ladder_values(
                 seed = LADDER_SEED + 1_000 * draw + (0 if step == 0 else 100 * DEFECTS.index(defect) + step)
                 rng = torch.Generator().manual_seed(seed)
                 found, raw = source.draw(defect if step else "none", level, n, rng)
-                found = MeasuredSet(
-                    found.dataset, found.points, found.labels, found.features, found.logits, real
-                )
+                found = dataclasses.replace(found, real=real)
                 here = []
                 for entry in protocol.metrics:
                     for metric, value in _values(entry, found, raw, protocol, data_root).items():

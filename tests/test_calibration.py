@@ -96,6 +96,29 @@ def test_fidelity_from_features_equals_the_evaluation_path(mnist_root, mnist_cla
     assert found == pytest.approx(expected, rel=1e-6, abs=1e-9)
 
 
+@pytest.mark.parametrize("parts", [1, 3])
+def test_gathered_gram_blocks_give_the_values_of_the_features(parts):
+    # a set drawn from a pool (with repeats: within-mode collapse) or, with 3 parts, stacks of pool
+    # members side by side (Stacked-MNIST): gathering the pool's blocks changes no value
+    from gdpp_bench.metrics.feature_fidelity import PoolGrams, RealFeatures, fidelity_from_features
+
+    draw = torch.Generator().manual_seed(3)
+    pool = torch.randn(300, 16, generator=draw).relu()
+    real = RealFeatures(torch.randn(250, 16 * parts, generator=draw).relu())
+    index = torch.randint(120, (200, parts), generator=draw).squeeze(1)  # repeats: 200 of 120
+    fake = pool[index].reshape(200, -1)
+    logits = torch.randn(200, 10, generator=draw)
+    grams = PoolGrams(pool, list(real.features.chunk(parts, dim=1))).grams(index)
+    assert torch.allclose(grams.fake_fake, fake @ fake.T, rtol=1e-5, atol=1e-4)
+    assert torch.allclose(grams.fake_real, fake @ real.features.T, rtol=1e-5, atol=1e-4)
+    direct = fidelity_from_features(fake, logits, real)
+    assert fidelity_from_features(fake, logits, real, grams) == pytest.approx(direct, rel=1e-5, abs=1e-8)
+    cut = grams.prefix(150)
+    assert fidelity_from_features(fake[:150], logits[:150], real, cut) == pytest.approx(
+        fidelity_from_features(fake[:150], logits[:150], real), rel=1e-5, abs=1e-8
+    )
+
+
 def test_a_metric_without_from_set_is_computed_on_the_sets_samples():
     @METRICS.register("mean_radius", values={})
     def mean_radius(ctx):

@@ -115,13 +115,15 @@ class MeasuredSet:
     features: Tensor | None = None  # the fidelity extractor's FID-layer features [N, D]
     logits: Tensor | None = None  # its IS-layer logits [N, L]
     real: Any = None  # feature_fidelity.RealFeatures of the reference split (fidelity only)
+    grams: Any = None  # feature_fidelity.SetGrams of the features, when gathered from a pool
 
     def prefix(self, count: int) -> MeasuredSet:
         """The first `count` samples (a set is drawn i.i.d. or as a random permutation, so any prefix
         is a draw of that size)."""
         fields = ("points", "labels", "features", "logits")
         cut = {k: None if getattr(self, k) is None else getattr(self, k)[:count] for k in fields}
-        return MeasuredSet(self.dataset, real=self.real, **cut)
+        grams = None if self.grams is None else self.grams.prefix(count)
+        return MeasuredSet(self.dataset, real=self.real, grams=grams, **cut)
 
 
 METRICS: Registry[Metric] = Registry("metric")
@@ -192,7 +194,7 @@ def _fidelity_of(sample: MeasuredSet) -> dict[str, float]:
     from gdpp_bench.metrics.feature_fidelity import fidelity_from_features
 
     assert sample.features is not None and sample.logits is not None
-    return fidelity_from_features(sample.features, sample.logits, sample.real)
+    return fidelity_from_features(sample.features, sample.logits, sample.real, sample.grams)
 
 
 @METRICS.register(

@@ -270,10 +270,11 @@ def kernel_inception_distance(fake: Tensor, real: Tensor, subsets: int, size: in
 
 def kth_neighbour_distances(features: Tensor, k: int) -> Tensor:
     """Each row's distance to its k-th nearest other row, as torch-fidelity's precision/recall
-    computes it (its `tf.calc_cdist_part`, the (k+1)-th smallest with the self-distance); on the CPU."""
+    computes it (its `tf.calc_cdist_part`, the (k+1)-th smallest with the self-distance); on the CPU.
+    topk rather than torch-fidelity's kthvalue: the same value, ~8x faster on the CPU."""
     return torch.cat(
         [
-            tf.calc_cdist_part(rows, features, PRC_BATCH).kthvalue(k + 1).values
+            tf.calc_cdist_part(rows, features, PRC_BATCH).topk(k + 1, largest=False).values[:, -1]
             for rows in features.split(PRC_BATCH)
         ]
     )
