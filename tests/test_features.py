@@ -140,6 +140,22 @@ def test_dinov2_loads_local_weights_and_matches_the_hub_preprocessing(dinov2_wei
     assert described["architecture"]["embed_dim"] == 64 and not described["official_architecture"]
 
 
+def test_dinov2_reads_timms_layout_and_safetensors_alike(dinov2_weights, tmp_path):
+    from safetensors.torch import save_file
+
+    from gdpp_bench.metrics import dinov2
+
+    meta_layout = torch.load(dinov2_weights, weights_only=True)
+    timm_layout = {k: v for k, v in meta_layout.items() if k != "mask_token"}
+    converted = tmp_path / "model.safetensors"
+    save_file(timm_layout, str(converted))
+    images = torch.randint(0, 256, (2, 3, 28, 28), dtype=torch.uint8)
+    name = dinov2.extractor_name(DINO)
+    (meta,) = dinov2.DinoV2FeatureExtractor(name, ["dinov2"], str(dinov2_weights))(images)
+    (from_timm,) = dinov2.DinoV2FeatureExtractor(name, ["dinov2"], str(converted))(images)
+    torch.testing.assert_close(meta, from_timm)
+
+
 def test_dinov2_weights_that_are_not_a_state_dict_are_one_line(tmp_path, offline):
     bad = tmp_path / "bad.pth"
     torch.save({"weight": torch.zeros(2)}, bad)
@@ -249,6 +265,14 @@ def test_a_suite_measures_with_dinov2_and_evaluate_switches_extractor(
     record = json.loads(run.metrics.read_text())
     assert set(record["values"]) == set(names.fidelity_keys("dinov2-vit-b-14"))
     assert record["protocol"]["fidelity"]["features"] == "dinov2-vit-b-14"
+    report = gdpp_bench("report", "--suite", "mine", "--results", str(results), "--no-figures")
+    assert report.returncode == 0, report.stdout + report.stderr
+    runs = (results / "mine" / "report" / "runs.csv").read_text().splitlines()
+    columns = runs[0].split(",")
+    assert "fd_dinov2_b14" in columns and "fid" not in columns and "is" not in columns
+    assert "not comparable to published FD_dinov2_b14" in runs[1]  # feature_note
+    summary = (results / "mine" / "report" / "summary.md").read_text()
+    assert "fidelity values not comparable to published FD_dinov2_b14" in summary
 
     bad = gdpp_bench("evaluate", "--suite", "mine", *common, "--features", "dinov3")
     assert bad.returncode == 2 and bad.stdout == ""
@@ -276,6 +300,7 @@ def test_api_evaluate_refuses_an_unknown_extractor(tmp_path):
         gdpp_bench.evaluate(tmp_path, features="inception")
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::torch.jit.TracerWarning")
 def test_clip_takes_a_local_file(tmp_path, offline):
     """torch-fidelity's CLIP extractor reads a TorchScript file: a one-layer ViT of CLIP's layout,
     traced; its digest is not OpenAI's, so the protocol marks it."""

@@ -80,7 +80,13 @@ def read_state_dict(path: Path, mmap: bool = False) -> dict[str, Tensor]:
 
             state: Any = load_file(str(path))
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+            except RuntimeError:
+                if not mmap:
+                    raise
+                # a file of torch's legacy (non-zip) format cannot be mapped: read it
+                state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # not a file torch or safetensors reads, or not plain tensors
         raise UserError(f"cannot read DINOv2 weights {path}: {type(exc).__name__}: {exc}") from None
     for wrapper in ("model", "state_dict"):
