@@ -22,6 +22,7 @@ from gdpp_bench.environment import default_data_root
 from gdpp_bench.errors import UserError
 from gdpp_bench.executors import Executor, make_executor
 from gdpp_bench.metrics import EvalOptions
+from gdpp_bench.metrics.features import check_features
 from gdpp_bench.pipeline import Tally, evaluate_suite, run_specs
 from gdpp_bench.power import check_design
 from gdpp_bench.report.tables import DEFAULT_LAST_K, ID_COLUMNS, collect_runs, metric_columns
@@ -69,6 +70,7 @@ class RunOptions:
     protocol: str = "quick"
     inception_weights: str | None = None
     batch_size: int = 256  # feature-extraction batch of the fidelity metrics
+    feature_weights: str | None = None  # local weights of the suite's eval.features (DINOv2, CLIP)
     progress: str = "off"  # off, lines or bar
     allow_underpowered: bool = False  # run a design that cannot reach a verdict (the report says so)
 
@@ -92,7 +94,9 @@ class RunOptions:
         return self.data_root or default_data_root()
 
     def eval_options(self) -> EvalOptions:
-        return EvalOptions(self.protocol, self.inception_weights, self.batch_size)
+        return EvalOptions(
+            self.protocol, self.inception_weights, self.batch_size, feature_weights=self.feature_weights
+        )
 
     def make_executor(self, announce: Callable[[str], None] | None = None) -> Executor:
         slurm: dict[str, Any] = dataclasses.asdict(self.slurm)
@@ -252,14 +256,20 @@ def evaluate(
     protocol: str = "quick",
     inception_weights: str | None = None,
     batch_size: int = 256,
+    features: str | None = None,
+    feature_weights: str | None = None,
 ) -> pd.DataFrame:
     """Write metrics.json for every finished run under `results` (a suite's folder, or a results
     folder holding several suites), as `gdpp-bench evaluate` does: only what a run lacks, unless
     `force`. Returns one row per run: key, status, reason (if any) and the measured values.
+    `features` replaces the suites' eval.features (e.g. "dinov2-vit-l-14": values fd_dinov2,
+    kid_dinov2, ...; gdpp_bench.metrics.features), `feature_weights` is its local weights file.
     Raises UserError, before measuring anything, where data or an instrument the metrics need is
-    missing (the message says which and how to get it)."""
+    missing (the message says which and how to get it), or for an unknown `features`."""
     rows = []
-    options = EvalOptions(protocol, inception_weights, batch_size)
+    if features is not None:
+        check_features(features, "features")
+    options = EvalOptions(protocol, inception_weights, batch_size, features, feature_weights)
     for suite_dir in _suite_folders(Path(results)):
         for outcome in evaluate_suite(
             suite_dir, device, force, data_root or default_data_root(), options, warn=echo_warning

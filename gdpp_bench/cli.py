@@ -15,7 +15,15 @@ from typing import Any
 import click
 
 from gdpp_bench import __version__
-from gdpp_bench.config import CLASSIFIER_DATASETS, DEVICES, EXECUTORS, PRECISIONS, PROTOCOLS, SEED_LIMIT
+from gdpp_bench.config import (
+    CLASSIFIER_DATASETS,
+    DEVICES,
+    EXECUTORS,
+    FEATURE_EXTRACTORS,
+    PRECISIONS,
+    PROTOCOLS,
+    SEED_LIMIT,
+)
 from gdpp_bench.environment import default_data_root
 from gdpp_bench.errors import INTERRUPTED_BEFORE_ANY_RUN, Interrupted, UserError
 from gdpp_bench.export import BN_MODES, CHECKPOINT_CHOICES, EXPORT_FORMATS
@@ -64,6 +72,14 @@ def _evaluation_options(command):
                 default=256,
                 show_default=True,
                 help="Feature-extraction batch of the fidelity metrics.",
+            ),
+            click.option(
+                "--feature-weights",
+                type=click.Path(dir_okay=False),
+                help="Local weights of the fidelity metrics' extractor when it is not the default "
+                "(eval.features, evaluate --features): DINOv2's state dict (the official "
+                "dinov2_vit?14_pretrain.pth or timm's weights; needs timm) or CLIP's .pt file. "
+                "Without it they are read from torch's hub cache, downloaded there at first use.",
             ),
         ]
     ):
@@ -122,6 +138,7 @@ def list_cmd() -> None:
         ("models", MODELS.names()),
         ("datasets", DATASETS.names()),
         ("metrics", METRICS.names()),
+        ("fidelity feature extractors (eval.features; the first is the default)", FEATURE_EXTRACTORS),
     ]:
         click.echo(f"{title}: {', '.join(names)}")
     click.echo("what each metric value sees (gdpp-bench calibrate; results/calibration/):")
@@ -329,6 +346,7 @@ def _options_from(params: dict[str, Any]) -> Any:
         protocol=params["protocol"],
         inception_weights=params.get("inception_weights"),
         batch_size=params["batch_size"],
+        feature_weights=params.get("feature_weights"),
         progress=choose_style("auto", workers if executor == "local" else 2),
         allow_underpowered=params.get("allow_underpowered", False),
     )
@@ -456,6 +474,18 @@ def tune(**params: Any) -> None:
     help="Real data for the metrics' instruments (MNIST classifiers).",
 )
 @click.option("--force", is_flag=True, help="Recompute metrics that are already in metrics.json.")
+@click.option(
+    "--features",
+    type=click.Choice(FEATURE_EXTRACTORS),
+    metavar="NAME",
+    help="Feature extractor of the fidelity metrics, instead of the suite's eval.features: "
+    "inception-v3-compat (the default: each dataset's standard one, Inception-v3, or the project "
+    "classifier for the MNIST family), dinov2-vit-{s,b,l,g}-14 or torch-fidelity's clip-* models "
+    "(clip-vit-b-32, clip-vit-l-14, ...; `gdpp-bench list`). Another than the default names its "
+    "values (dinov2-vit-l-14: fd_dinov2, kid_dinov2, precision_dinov2, ...; no IS) and "
+    "re-measures the fidelity metric with it. DINOv2 and CLIP are ViTs (ViT-L/14: ~80 GFLOP an "
+    "image): a GPU's work.",
+)
 @_evaluation_options
 def evaluate(
     suite: str,
@@ -463,9 +493,11 @@ def evaluate(
     device: str,
     data_root: str,
     force: bool,
+    features: str | None,
     protocol: str,
     inception_weights: str | None,
     batch_size: int,
+    feature_weights: str | None,
 ) -> None:
     """Write metrics.json for every finished run of a suite (only what it lacks, unless --force)."""
     from gdpp_bench.api import echo_warning
@@ -473,7 +505,7 @@ def evaluate(
     from gdpp_bench.pipeline import evaluate_suite
 
     suite_dir = _suite_dir(results, suite)
-    options = EvalOptions(protocol, inception_weights, batch_size)
+    options = EvalOptions(protocol, inception_weights, batch_size, features, feature_weights)
     refused = False
     for outcome in evaluate_suite(suite_dir, device, force, data_root, options, warn=echo_warning):
         if outcome.get("user_error"):

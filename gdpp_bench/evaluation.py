@@ -16,6 +16,7 @@ from gdpp_bench.config import RunSpec
 from gdpp_bench.data import Dataset, dataset_of
 from gdpp_bench.data.images import Split
 from gdpp_bench.metrics import METRICS, SAMPLE_SEED_OFFSET, EvalContext, EvalOptions, compute_metrics
+from gdpp_bench.metrics.features import DEFAULT_FEATURES
 from gdpp_bench.models import build_models
 from gdpp_bench.progress import notice
 from gdpp_bench.rundir import (
@@ -63,7 +64,13 @@ def eval_context(
         ivom_images=evaluation.ivom_images,
         options=options,
         bn_batch=spec.train.batch_size if evaluation.sample_bn == "batch" else None,
+        features=features_of(spec, options),
     )
+
+
+def features_of(spec: RunSpec, options: EvalOptions) -> str:
+    """The fidelity metric's extractor: `evaluate --features`, else the suite's eval.features."""
+    return options.features or spec.eval.features
 
 
 @dataclass(frozen=True)
@@ -153,11 +160,17 @@ def _reusable(
     step: int,
     options: EvalOptions,
     settings: dict[str, Any],
+    features: str = DEFAULT_FEATURES,
 ) -> bool:
     """Whether metrics.json already holds `metric` measured on this checkpoint under this protocol
-    and these evaluation settings (sample counts, reference split)."""
+    and these evaluation settings (sample counts, reference split), and, for a metric measured with
+    the chosen feature extractor (`features` in its registration), with that extractor."""
     entry = (record or {}).get("protocol", {}).get(metric)
-    return bool(entry) and (
+    if not entry:
+        return False
+    if METRICS.meta(metric).get("features") and entry.get("features", DEFAULT_FEATURES) != features:
+        return False
+    return (
         entry.get("checkpoint"),
         entry.get("checkpoint_step"),
         entry.get("protocol"),
@@ -221,8 +234,11 @@ def pending_metrics(
     if force or (record is not None and record.get("status") != "done"):
         record = None
     settings = eval_settings(spec)
+    features = features_of(spec, options)
     missing = [
-        m for m in spec.eval.metrics if not _reusable(record, m, checkpoint.name, step, options, settings)
+        m
+        for m in spec.eval.metrics
+        if not _reusable(record, m, checkpoint.name, step, options, settings, features)
     ]
     return Pending(spec, checkpoint, step, record, missing)
 

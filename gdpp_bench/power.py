@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from gdpp_bench.config import RunSpec
 from gdpp_bench.errors import UserError
+from gdpp_bench.metrics.features import DEFAULT_FEATURES
 from gdpp_bench.report.stats import ALPHA, smallest_mann_whitney_p
 from gdpp_bench.report.tables import DEFAULT_BASELINE, comparisons
 from gdpp_bench.suites import declared_values
@@ -58,10 +59,13 @@ class DatasetPower:
         return self.family == 0 or self.smallest_holm_p < ALPHA
 
 
-def family_values(metrics: Iterable[str], primary: Iterable[str] = ()) -> tuple[str, ...]:
-    """The metric values in a dataset's Holm family: the compared values its eval metrics declare,
-    only the `primary` ones among them when [decision] primary is set."""
-    declared = declared_values(metrics)
+def family_values(
+    metrics: Iterable[str], primary: Iterable[str] = (), features: str = DEFAULT_FEATURES
+) -> tuple[str, ...]:
+    """The metric values in a dataset's Holm family: the compared values its eval metrics declare
+    (measured with `features`, eval.features), only the `primary` ones among them when [decision]
+    primary is set."""
+    declared = declared_values(metrics, features)
     chosen = set(primary)
     return tuple(v for v in declared if v in chosen) if chosen else declared
 
@@ -71,10 +75,11 @@ def family_size(
     metrics: Iterable[str],
     primary: Iterable[str] = (),
     baseline: str = DEFAULT_BASELINE,
+    features: str = DEFAULT_FEATURES,
 ) -> int:
     """The number of (comparison, metric value) pairs in one dataset's Holm family: the decision
     rule's comparisons of `variants` (see report.tables.comparisons) x `family_values`."""
-    return len(comparisons(list(variants), baseline)) * len(family_values(metrics, primary))
+    return len(comparisons(list(variants), baseline)) * len(family_values(metrics, primary, features))
 
 
 def design_power(specs: list[RunSpec], baseline: str = DEFAULT_BASELINE) -> list[DatasetPower]:
@@ -85,15 +90,17 @@ def design_power(specs: list[RunSpec], baseline: str = DEFAULT_BASELINE) -> list
     seeds: dict[str, dict[str, set[int]]] = {}
     metrics: dict[str, dict[str, None]] = {}
     primary: dict[str, dict[str, None]] = {}
+    features: dict[str, str] = {}
     for spec in specs:
         if spec.role not in COMPARED_ROLES:
             continue
+        features.setdefault(spec.dataset, spec.eval.features)
         seeds.setdefault(spec.dataset, {}).setdefault(spec.name, set()).add(spec.seed)
         metrics.setdefault(spec.dataset, {}).update(dict.fromkeys(spec.eval.metrics))
         primary.setdefault(spec.dataset, {}).update(dict.fromkeys(spec.decision.primary))
     powers = []
     for dataset, arms in seeds.items():
-        values = family_values(metrics[dataset], primary[dataset])
+        values = family_values(metrics[dataset], primary[dataset], features[dataset])
         pairs = comparisons(list(arms), baseline) if values else []
         m = len(pairs) * len(values)
         sizes = [

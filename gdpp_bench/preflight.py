@@ -14,6 +14,7 @@ measure is not comparable to published FID (gdpp_bench.metrics.inception_weights
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from gdpp_bench.errors import UserError
 from gdpp_bench.evaluation import check_data, pending_metrics, real_splits_read
 from gdpp_bench.metrics import METRICS, EvalOptions
 from gdpp_bench.metrics import inception_weights as published
+from gdpp_bench.metrics.features import DINOV2, is_default
 from gdpp_bench.rundir import RunDir, UnreadableFile, find_run_dirs
 
 JOINER = "; also: "  # between the missing things of one line
@@ -37,18 +39,26 @@ class Needs:
     splits: frozenset[str]
     classifiers: frozenset[str]  # datasets whose project classifier the metrics use
     inception: bool  # the fidelity metrics on a dataset without a classifier
+    features: frozenset[str] = frozenset()  # chosen extractors other than the default (DINOv2, CLIP)
 
 
-def needs_of(spec: RunSpec, metrics: Iterable[str] | None = None, training: bool = True) -> Needs:
+def needs_of(
+    spec: RunSpec, metrics: Iterable[str] | None = None, training: bool = True, features: str | None = None
+) -> Needs:
     """What `spec` reads when trained and evaluated (`training`), or when only `metrics` (default:
-    the suite's) are measured on its finished checkpoint."""
+    the suite's) are measured on its finished checkpoint (with the extractor `features`, default
+    the suite's eval.features)."""
     metrics = list(spec.eval.metrics if metrics is None else metrics)
-    classifiers, inception = set(), False
+    chosen = features or spec.eval.features
+    classifiers, inception, extractors = set(), False, set()
     for metric in metrics:
         meta = METRICS.meta(metric)
         if meta.get("classifier"):
             classifiers.add(meta["classifier"])
         if meta.get("extractor") and kind_of(spec.dataset) == "image":  # 2D: coordinates, no extractor
+            if meta.get("features") and not is_default(chosen):
+                extractors.add(chosen)
+                continue
             measured_by = classifier_of(spec.dataset)
             if measured_by:
                 classifiers.add(measured_by)
@@ -60,6 +70,7 @@ def needs_of(spec: RunSpec, metrics: Iterable[str] | None = None, training: bool
         frozenset(splits),
         frozenset(classifiers),
         inception,
+        frozenset(extractors),
     )
 
 
@@ -86,18 +97,26 @@ class Preflight:
             self.missing.append(message)
 
 
-def check(needs: Iterable[Needs], data_root: str | None, inception: str | Path | None) -> Preflight:
+def check(
+    needs: Iterable[Needs],
+    data_root: str | None,
+    inception: str | Path | None,
+    feature_weights: str | Path | None = None,
+) -> Preflight:
     """Look for everything `needs` name: each dataset's splits (downloaded where absent and
-    possible), each classifier (cached, or its dataset's data to train it from) and the
-    Inception-v3 weights (`inception`, else torch's hub cache, else downloaded there)."""
+    possible), each classifier (cached, or its dataset's data to train it from), the
+    Inception-v3 weights (`inception`, else torch's hub cache, else downloaded there) and those of
+    a chosen extractor (`feature_weights`, else the same)."""
     found = Preflight()
     splits: dict[tuple[str, str, int], set[str]] = {}
     classifiers: set[str] = set()
     wants_inception = False
+    extractors: set[str] = set()
     for need in needs:
         splits.setdefault(need.dataset, set()).update(need.splits)
         classifiers |= need.classifiers
         wants_inception |= need.inception
+        extractors |= need.features
     lacking: set[str] = set()  # datasets whose data are missing (their classifier's too, then)
     for (name, data_path, image_size), wanted in splits.items():
         try:
@@ -111,7 +130,34 @@ def check(needs: Iterable[Needs], data_root: str | None, inception: str | Path |
             found.add(message)
     if wants_inception:
         _check_inception(inception, found)
+    if feature_weights and len(extractors) > 1:
+        found.add(
+            f"--feature-weights names one file, but the runs measure with {', '.join(sorted(extractors))}; "
+            "evaluate them one extractor at a time (evaluate --features)"
+        )
+    else:
+        for features in sorted(extractors):
+            _check_extractor(features, feature_weights, found)
     return found
+
+
+def _check_extractor(features: str, path: str | Path | None, found: Preflight) -> None:
+    """`features`' weights file (found or downloaded, readable as its network) and, for DINOv2,
+    timm; a warning where the weights are not the named model's published ones."""
+    from gdpp_bench.metrics import feature_weights as chosen
+
+    if features in DINOV2 and importlib.util.find_spec("timm") is None:
+        found.add(f"{features} features need timm, which is not installed: pip install timm")
+        return
+    try:
+        weights = chosen.weights_file(features, path)
+        _, details = chosen.describe(features, weights, published.weights_sha256(weights))
+    except UserError as exc:
+        found.add(str(exc))
+        return
+    warning = chosen.warning(features, weights, details)
+    if warning:
+        found.warnings.append(warning)
 
 
 def _classifier_missing(dataset: str, data_root: str | None, lacking: set[str]) -> str:
@@ -153,7 +199,9 @@ def check_runs(
     without its data); returns it and those runs' keys."""
     unfinished = [spec for spec in specs if not RunDir.for_spec(results, spec).is_done()]
     inception = options.inception_weights if options else None
-    return check(map(needs_of, unfinished), data_root, inception), [spec.key for spec in unfinished]
+    weights = options.feature_weights if options else None
+    needs = [needs_of(spec, features=options.features if options else None) for spec in unfinished]
+    return check(needs, data_root, inception, weights), [spec.key for spec in unfinished]
 
 
 def check_evaluations(
@@ -169,8 +217,8 @@ def check_evaluations(
         except (UserError, UnreadableFile, KeyError, TypeError, ValueError):
             continue
         if pending is not None and pending.missing:
-            needs.append(needs_of(pending.spec, pending.missing, training=False))
-    return check(needs, data_root, options.inception_weights), len(needs)
+            needs.append(needs_of(pending.spec, pending.missing, training=False, features=options.features))
+    return check(needs, data_root, options.inception_weights, options.feature_weights), len(needs)
 
 
 def runs_word(count: int) -> str:

@@ -43,7 +43,7 @@ class Registry(Generic[T]):
     def meta(self, name: str) -> dict[str, Any]:
         """What `name` declared when it was registered ({} if nothing)."""
         self.get(name)
-        return self._meta[name]
+        return self._meta.get(name, {})
 
     def get(self, name: str) -> T:
         try:

@@ -48,6 +48,7 @@ from gdpp_bench.data import DATASETS, dataset_for, is_configurable, kind_of
 from gdpp_bench.errors import UserError
 from gdpp_bench.losses import parse_variant
 from gdpp_bench.metrics import HIGHER_IS_BETTER, METRICS
+from gdpp_bench.metrics.features import DEFAULT_FEATURES, check_features, fidelity_keys
 from gdpp_bench.models import MODELS
 from gdpp_bench.models.modifiers import check_batch_size, discriminator_options
 from gdpp_bench.rundir import check_plain_name
@@ -227,12 +228,15 @@ def constraint_holds(text: str, value: float) -> bool:
     return not math.isnan(value) and bool(CONSTRAINT_OPS[op](value, number))
 
 
-def declared_values(metrics: Iterable[str]) -> tuple[str, ...]:
-    """The compared values (HIGHER_IS_BETTER's keys) that the named metrics declare, in order."""
+def declared_values(metrics: Iterable[str], features: str = DEFAULT_FEATURES) -> tuple[str, ...]:
+    """The compared values (HIGHER_IS_BETTER's keys) that the named metrics declare, in order;
+    of a metric measured with the chosen extractor, those `features` gives (fd_dinov2, not fid)."""
     found: dict[str, None] = {}
     for metric in metrics:
-        for value in METRICS.meta(metric).get("values", {}):
-            if value in HIGHER_IS_BETTER:
+        meta = METRICS.meta(metric)
+        given = set(fidelity_keys(features)) if meta.get("features") else None
+        for value in meta.get("values", {}):
+            if value in HIGHER_IS_BETTER and (given is None or value in given):
                 found.setdefault(value)
     return tuple(found)
 
@@ -240,7 +244,10 @@ def declared_values(metrics: Iterable[str]) -> tuple[str, ...]:
 def _with_study(suite: Suite, study: dict[str, Any], raw: dict[str, str], where: str) -> Suite:
     """`suite` with its [decision], [search] and [budget] tables (`study`) parsed and checked; `raw`
     maps each canonical variant to the text the file wrote."""
-    declared = {d: declared_values(suite.settings(d).eval.metrics) for d in suite.datasets}
+    declared = {
+        d: declared_values(suite.settings(d).eval.metrics, suite.settings(d).eval.features)
+        for d in suite.datasets
+    }
     suite = dataclasses.replace(
         suite, decision=_decision(study.get("decision", {}), declared, f"{where} [decision]")
     )
@@ -744,6 +751,14 @@ def check_settings(train: TrainConfig, evaluation: EvalConfig, where: str = "run
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise UserError(f"{where}: {key} must be one of {', '.join(allowed)}, got {value!r}")
+    check_features(evaluation.features, f"{where}: eval.features")
+    given = fidelity_keys(evaluation.features)
+    fidelity = METRICS.meta("fidelity").get("values", {})
+    if "fidelity" in evaluation.metrics and evaluation.select in fidelity and evaluation.select not in given:
+        raise UserError(
+            f"{where}: eval.select = {evaluation.select!r} is not measured with eval.features = "
+            f"{evaluation.features!r}; its fidelity values: {', '.join(given)}"
+        )
     if (evaluation.select or evaluation.patience) and not evaluation.every:
         raise UserError(f"{where}: eval.select and eval.patience need eval.every > 0")
     for metric in evaluation.metrics:

@@ -687,7 +687,12 @@ def _check_needs(tuner: Tuner, warn: Callable[[str], None] | None) -> None:
     if options.executor == "slurm":
         return
     seeds = (*tuner.budget.tuning_seeds, *tuner.budget.confirm_seeds)
-    found = check(map(needs_of, tuner.base_specs(seeds)), options.root, options.inception_weights)
+    found = check(
+        map(needs_of, tuner.base_specs(seeds)),
+        options.root,
+        options.inception_weights,
+        options.feature_weights,
+    )
     found.tell(warn)
     if found.missing:
         raise UserError(f"{found.line()} (nothing tuned)")

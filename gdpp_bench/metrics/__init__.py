@@ -14,6 +14,7 @@ from gdpp_bench.config import PROTOCOLS
 from gdpp_bench.data.images import Split
 from gdpp_bench.data.mnist import STACKED_MODES, stacked_mode_labels
 from gdpp_bench.errors import UserError
+from gdpp_bench.metrics.features import DEFAULT_FEATURES, FEATURES, is_default, value_key
 from gdpp_bench.metrics.modes import kl_to_uniform
 from gdpp_bench.metrics.modes import modes2d as modes2d_values
 from gdpp_bench.registry import DeclaredView, Registry
@@ -54,6 +55,8 @@ class EvalOptions:
     protocol: str = "quick"
     inception_weights: str | None = None  # local Inception-v3 weights for FID/IS/KID on colour data
     batch_size: int = 256  # feature-extraction batch
+    features: str | None = None  # the fidelity metric's extractor (None: each suite's eval.features)
+    feature_weights: str | None = None  # local weights of that extractor (DINOv2, CLIP)
 
 
 @dataclass
@@ -73,6 +76,7 @@ class EvalContext:
     ivom_images: int = 1_000  # real test images IvOM reconstructs (quick protocol)
     options: EvalOptions = field(default_factory=EvalOptions)
     bn_batch: int | None = None  # sample with BatchNorm batch statistics over chunks of this size
+    features: str = DEFAULT_FEATURES  # the fidelity metric's extractor (eval.features)
     notes: dict[str, dict] = field(default_factory=dict)  # metric -> protocol details it adds
     _samples: dict[int, Tensor] = field(default_factory=dict, repr=False)
     # generated samples' features by (extractor, weights sha256, count): extracted once per evaluation
@@ -197,6 +201,17 @@ def _fidelity_of(sample: MeasuredSet) -> dict[str, float]:
     return fidelity_from_features(sample.features, sample.logits, sample.real, sample.grams)
 
 
+FIDELITY_VALUES = {
+    "fid": Value(False, (0, None)),
+    "is": Value(True, (1, None)),
+    "kid": Value(False),
+    "precision": Value(True, (0, 1)),
+    "recall": Value(True, (0, 1)),
+    "density": Value(True, (0, None)),
+    "coverage": Value(True, (0, 1)),
+}
+
+
 @METRICS.register(
     "fidelity",
     reads_real="reference",  # the real images of the evaluation's reference split
@@ -204,24 +219,29 @@ def _fidelity_of(sample: MeasuredSet) -> dict[str, float]:
     count="fidelity_samples",
     sees={},  # not in the committed table yet
     extractor=True,  # the dataset's feature extractor: its classifier, else Inception-v3's weights
+    features=True,  # ... or the one eval.features names, whose values carry its name (fd_dinov2)
     values={
-        "fid": Value(False, (0, None)),
-        "is": Value(True, (1, None)),
-        "kid": Value(False),
-        "precision": Value(True, (0, 1)),
-        "recall": Value(True, (0, 1)),
-        "density": Value(True, (0, None)),
-        "coverage": Value(True, (0, 1)),
+        value_key(key, features): value
+        for features in FEATURES
+        for key, value in FIDELITY_VALUES.items()
+        if is_default(features) or key != "is"  # IS needs a classifier: DINOv2 and CLIP have none
     },
 )
 def fidelity_metric(ctx: EvalContext) -> dict[str, float]:
     """FID, IS, KID and precision/recall (k = 3) via torch-fidelity, and density/coverage (k = 5,
     Naeem et al. 2020) on the same features, generated samples against the real reference split;
-    Inception-v3 features for colour data, the project classifier's for the MNIST family."""
+    Inception-v3 features for colour data, the project classifier's for the MNIST family, or the
+    extractor eval.features names (DINOv2, CLIP: keys fd_dinov2, kid_dinov2, ...; no IS)."""
     from gdpp_bench.metrics import fidelity as measure
 
     n_fake, n_real = ctx.fidelity_counts()
-    extractor = measure.extractor_for(ctx.dataset.name, ctx.data_root, ctx.options.inception_weights)
+    extractor = measure.extractor_for(
+        ctx.dataset.name,
+        ctx.data_root,
+        ctx.options.inception_weights,
+        ctx.features,
+        ctx.options.feature_weights,
+    )
     real = measure.real_reference(ctx.dataset, ctx.data_root, ctx.reference_split, n_real)
     fake = to_uint8(ctx.samples(n_fake)).cpu()  # torch-fidelity batches from a CPU dataset
     name = measure.reference_name(ctx.dataset, ctx.data_root, ctx.reference_split, real, extractor)

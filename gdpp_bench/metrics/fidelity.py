@@ -14,6 +14,9 @@ Extractors: torch-fidelity's `inception-v3-compat` (the standard; its weights co
 datasets, and the project's classifiers for the MNIST family (offline; trained on first use).
 Either is identified in the protocol by its weights' sha256; Inception weights other than the
 published file are marked not comparable to published FID (gdpp_bench.metrics.inception_weights).
+`eval.features` (`evaluate --features`) chooses DINOv2 or CLIP instead, for every image dataset:
+their values carry the extractor's short name (`fd_dinov2`, `kid_dinov2`; no IS), their real
+statistics are cached under a name that holds it (gdpp_bench.metrics.features, feature_weights).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import gdpp_bench.metrics.torch_fidelity_api as tf
 from gdpp_bench.data import classifier_of
 from gdpp_bench.data.images import ImageDataset, Split
 from gdpp_bench.errors import UserError
+from gdpp_bench.metrics.features import DEFAULT_FEATURES, is_default, value_key
 from gdpp_bench.metrics.fidelity_extractor import extractor_name
 from gdpp_bench.metrics.inception_weights import (
     INCEPTION,
@@ -119,13 +123,29 @@ class Extractor:
     weights: Path
     weights_sha256: str
     details: dict[str, Any]
+    features: str = DEFAULT_FEATURES  # what the user chose (eval.features): names the values' keys
 
     def kwargs(self) -> dict[str, Any]:
         return {"feature_extractor": self.name, "feature_extractor_weights_path": str(self.weights)}
 
 
-def extractor_for(dataset: str, data_root: str | None, inception: str | Path | None) -> Extractor:
-    """The project classifier for the MNIST family (trained on first use), Inception-v3 otherwise."""
+def extractor_for(
+    dataset: str,
+    data_root: str | None,
+    inception: str | Path | None,
+    features: str = DEFAULT_FEATURES,
+    feature_weights: str | Path | None = None,
+) -> Extractor:
+    """`features`' extractor (its weights: `feature_weights`, else torch's hub cache, else
+    downloaded); by default, the project classifier for the MNIST family (trained on first use),
+    Inception-v3 (`inception`) otherwise."""
+    if not is_default(features):
+        from gdpp_bench.metrics import feature_weights as chosen
+
+        weights = chosen.weights_file(features, feature_weights)
+        digest = weights_sha256(weights)
+        name, described = chosen.describe(features, weights, digest)
+        return Extractor(name, weights, digest, described, features)
     if classifier_of(dataset):
         _, info = load_or_train_classifier(dataset, data_root)
         if info.path is None or info.weights_sha256 is None:
@@ -190,8 +210,9 @@ def fidelity_metrics(
         "prc_neighborhood": PRC_NEIGHBOURS,
         **extractor.kwargs(),
     }
+    scores = is_default(extractor.features)  # IS needs a classifier's logits: DINOv2 and CLIP have none
     try:
-        values = tf.calculate_metrics(isc=True, fid=True, kid=False, prc=False, **kwargs)
+        values = tf.calculate_metrics(isc=scores, fid=True, kid=False, prc=False, **kwargs)
         layer = tf.resolve_feature_layer_for_metric("prc", **kwargs)
         features = tf.create_feature_extractor(extractor.name, [layer], **kwargs)
         fake_features, real_features = (
@@ -218,10 +239,13 @@ def fidelity_metrics(
     kid, kid_std = kernel_inception_distance(
         fake_features, real_features, KID_SUBSETS, min(KID_SUBSET_SIZE, len(fake), len(real))
     )
-    return {
+    measured = {
         "fid": float(values["frechet_inception_distance"]),
-        "is": float(values["inception_score_mean"]),
-        "is_std": float(values["inception_score_std"]),
+        **(
+            {"is": float(values["inception_score_mean"]), "is_std": float(values["inception_score_std"])}
+            if scores
+            else {}
+        ),
         "kid": kid,
         "kid_std": kid_std,
         "precision": precision,
@@ -229,6 +253,7 @@ def fidelity_metrics(
         "density": coverage["density"],
         "coverage": coverage["coverage"],
     }
+    return {value_key(key, extractor.features): value for key, value in measured.items()}
 
 
 def kernel_inception_distance(fake: Tensor, real: Tensor, subsets: int, size: int) -> tuple[float, float]:
@@ -326,10 +351,12 @@ def reference_name(
     dataset: ImageDataset, data_root: str | None, split: Split, images: Tensor, extractor: Extractor
 ) -> str:
     """Cache name of a real reference set: what it holds (the dataset's reference id: its name, or
-    a folder's identity) and what measures it."""
+    a folder's identity) and what measures it (a chosen extractor's name, and its weights' sha256;
+    the default's name is left out, so that the caches written before the choice stay valid)."""
     size = images.shape[-1]
     held = f"{dataset.reference_id(data_root, split)}-{split}-{size}px-n{len(images)}-s{SUBSET_SEED}"
-    return f"{held}-{extractor.weights_sha256[:16]}"
+    measured_by = "" if is_default(extractor.features) else f"{extractor.features}-"
+    return f"{held}-{measured_by}{extractor.weights_sha256[:16]}"
 
 
 def protocol(

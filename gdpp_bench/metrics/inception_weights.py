@@ -113,6 +113,15 @@ def comparability(protocols: Mapping[str, Any]) -> str:
     return NON_STANDARD_INCEPTION if digest and not is_published(digest) else ""
 
 
+def feature_comparability(protocols: Mapping[str, Any]) -> str:
+    """The note of a run's fidelity values measured with a chosen extractor (eval.features: DINOv2,
+    CLIP) whose weights are not that model's published ones (a stand-in), else ""."""
+    for entry in protocols.values():
+        if isinstance(entry, dict) and entry.get("features") and entry.get("extractor") != INCEPTION:
+            return str(entry.get("comparability") or "")
+    return ""
+
+
 __all__ = [
     "INCEPTION",
     "NON_STANDARD_INCEPTION",
@@ -120,6 +129,7 @@ __all__ = [
     "PUBLISHED_INCEPTION_SHA256",
     "file_sha256",
     "comparability",
+    "feature_comparability",
     "inception_sha256",
     "is_published",
     "warning",

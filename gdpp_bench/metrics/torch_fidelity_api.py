@@ -10,8 +10,11 @@ from __future__ import annotations
 from torch_fidelity import FeatureExtractorBase, calculate_metrics, register_feature_extractor
 from torch_fidelity import __version__ as version
 from torch_fidelity.defaults import DEFAULTS
+from torch_fidelity.feature_extractor_clip import MODEL_METADATA as CLIP_METADATA
+from torch_fidelity.feature_extractor_clip import MODEL_URLS as CLIP_URLS
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from torch_fidelity.helpers import vassert
+from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 from torch_fidelity.metric_fid import fid_features_to_statistics
 from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD, isc_features_to_metric
 from torch_fidelity.metric_kid import (
@@ -29,6 +32,8 @@ from torch_fidelity.utils import (
 )
 
 __all__ = [
+    "CLIP_METADATA",
+    "CLIP_URLS",
     "DEFAULTS",
     "FEATURE_EXTRACTORS_REGISTRY",
     "KEY_METRIC_ISC_MEAN",
@@ -42,6 +47,7 @@ __all__ = [
     "create_feature_extractor",
     "extract_featuresdict_from_input_id_cached",
     "fid_features_to_statistics",
+    "interpolate_bilinear_2d_like_tensorflow1x",
     "isc_features_to_metric",
     "kernel_poly",
     "kid_features_to_metric",

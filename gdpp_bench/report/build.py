@@ -8,7 +8,8 @@ from pathlib import Path
 import pandas as pd
 
 from gdpp_bench.errors import UserError
-from gdpp_bench.metrics import METRICS
+from gdpp_bench.metrics import HIGHER_IS_BETTER
+from gdpp_bench.metrics.features import DEFAULT_FEATURES, fidelity_keys
 from gdpp_bench.metrics.inception_weights import NON_STANDARD_INCEPTION, PUBLISHED_INCEPTION_FILE
 from gdpp_bench.report import figures
 from gdpp_bench.report.claims import claims_markdown, decisions, settings_notes
@@ -174,12 +175,13 @@ def inception_notes(runs: pd.DataFrame, markdown: bool = True) -> list[str]:
     """One line per dataset whose summarised runs measured their fidelity values with Inception-v3
     weights other than the published ones (runs.csv's fidelity_note), marking those values; none
     where every run used the published weights (`markdown`: summary.md, index.html's claims;
-    else plain text)."""
+    else plain text). Then one per dataset and note of values measured with a chosen extractor's
+    stand-in weights (eval.features; runs.csv's feature_note)."""
     bold, code = ("**", "`") if markdown else ("", "")
     if "fidelity_note" not in runs.columns:
         return []
     marked = runs[(runs["fidelity_note"].fillna("") != "") & (roles(runs) != TRIAL)]
-    values = [v for v in METRICS.meta("fidelity").get("values", {}) if v in runs.columns]
+    values = [v for v in fidelity_keys(DEFAULT_FEATURES) if v in runs.columns and v in HIGHER_IS_BETTER]
     notes = []
     for dataset, block in marked.groupby("dataset", sort=True):
         total = int(((runs["dataset"] == dataset) & (roles(runs) != TRIAL)).sum())
@@ -191,6 +193,14 @@ def inception_notes(runs: pd.DataFrame, markdown: bool = True) -> list[str]:
             f"{total} runs measured with Inception-v3 weights of sha256 {digests}..., not "
             f"torch-fidelity's published {PUBLISHED_INCEPTION_FILE}; runs.csv: fidelity_note)."
         )
+    if "feature_note" in runs.columns:
+        compared = runs[(runs["feature_note"].fillna("") != "") & (roles(runs) != TRIAL)]
+        for (dataset, note), block in compared.groupby(["dataset", "feature_note"], sort=True):
+            total = int(((runs["dataset"] == dataset) & (roles(runs) != TRIAL)).sum())
+            notes.append(
+                f"{bold}{dataset}: fidelity values {note}{bold} ({len(block)} of {total} runs; "
+                "runs.csv: feature_note)."
+            )
     return notes
 
 

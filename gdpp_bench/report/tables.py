@@ -20,7 +20,7 @@ from gdpp_bench.config import RunSpec
 from gdpp_bench.errors import UserError
 from gdpp_bench.losses import Variant, parse_variant
 from gdpp_bench.metrics import HIGHER_IS_BETTER
-from gdpp_bench.metrics.inception_weights import comparability, inception_sha256
+from gdpp_bench.metrics.inception_weights import comparability, feature_comparability, inception_sha256
 from gdpp_bench.plugins import load_recorded_plugins
 from gdpp_bench.report.collapsed import describe, fill_frame, fill_values, metric_bounds
 from gdpp_bench.report.numbers import round_sig
@@ -270,6 +270,8 @@ def _run_row(run_dir: RunDir, last_k: int = DEFAULT_LAST_K) -> dict:
         # the Inception-v3 weights the fidelity values were measured with, and whether they compare
         "inception_weights_sha256": inception_sha256(protocols),
         "fidelity_note": comparability(protocols),
+        # values of a chosen extractor (eval.features) measured with stand-in weights
+        "feature_note": feature_comparability(protocols),
         "git": environment.get("git", ""),
         "train_wall_s": status.get("train_wall_s"),
         "train_cpu_s": status.get("train_cpu_s"),
