@@ -113,13 +113,13 @@ def cli(ctx: click.Context, plugins: tuple[str, ...]) -> None:
 def calibration_lines() -> list[str]:
     """'entry.value: sees only D1, D2' for every metric value the calibration ladder ran (the
     other defects it was given, it is blind to or moves the wrong way with)."""
-    from gdpp_bench.metrics import METRICS
+    from gdpp_bench.metrics import METRICS, entry_sees, sees_phrase
 
-    lines = []
-    for name in METRICS.names():
-        for value, seen in METRICS.meta(name).get("sees", {}).items():
-            lines.append(f"{name}.{value}: " + (f"sees only {', '.join(seen)}" if seen else "sees none"))
-    return lines
+    return [
+        f"{name}.{value}: {sees_phrase(seen)}"
+        for name in METRICS.names()
+        for value, seen in entry_sees(name).items()
+    ]
 
 
 @cli.command("list")

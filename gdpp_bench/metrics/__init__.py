@@ -183,6 +183,19 @@ def modes2d(ctx: EvalContext) -> dict[str, float]:
     return modes2d_values(ctx.samples(), centers, ctx.dataset.std)
 
 
+def sees_phrase(seen: tuple[str, ...] | list[str]) -> str:
+    """What the calibration ladder found a metric value sees: 'sees only D1, D2' or 'sees none'."""
+    return f"sees only {', '.join(seen)}" if seen else "sees none"
+
+
+def entry_sees(entry: str) -> dict[str, tuple[str, ...]]:
+    """value -> the defects the calibration ladder (gdpp-bench calibrate) found metric `entry`'s
+    value sees; values it never ran are absent (an unknown or uncalibrated entry: {})."""
+    if entry not in METRICS:
+        return {}
+    return {value: tuple(seen) for value, seen in METRICS.meta(entry).get("sees", {}).items()}
+
+
 def compute_metrics(names: tuple[str, ...] | list[str], ctx: EvalContext) -> dict[str, float]:
     """Every named metric's values; each metric's wall time and value names go into ctx.notes[name]."""
     values: dict[str, float] = {}

@@ -12,6 +12,7 @@ from gdpp_bench.metrics import HIGHER_IS_BETTER
 from gdpp_bench.metrics.features import DEFAULT_FEATURES, fidelity_keys
 from gdpp_bench.metrics.inception_weights import NON_STANDARD_INCEPTION, PUBLISHED_INCEPTION_FILE
 from gdpp_bench.report import figures
+from gdpp_bench.report.calibrated import dataset_sees
 from gdpp_bench.report.claims import claims_markdown, decisions, settings_notes
 from gdpp_bench.report.collapsed import collapse_note
 from gdpp_bench.report.html import claims_html, figures_html, page, suite_page, summary_tables_html
@@ -124,7 +125,7 @@ def _suite_report(
             f"CPU s: mean training CPU seconds per run; stars: "
             f"{STARS_NOTE.format(baseline=baseline)} (verdicts in claims.md)\n\n"
             + "".join(f"{note}\n\n" for note in inception_notes(runs))
-            + summary_markdown(summary, decided, runs, baseline),
+            + summary_markdown(summary, decided, runs, baseline, dataset_sees(runs, suite_dir)),
         ),
         "summary.tex": _write_text(
             out_dir / "summary.tex", summary_latex(summary, decided, baseline, suite, trials)

@@ -15,7 +15,7 @@ from PIL import Image
 
 from gdpp_bench.data import kind_of
 from gdpp_bench.errors import UserError
-from gdpp_bench.metrics import HIGHER_IS_BETTER
+from gdpp_bench.metrics import HIGHER_IS_BETTER, entry_sees, sees_phrase
 from gdpp_bench.report.figures import FIGURES
 from gdpp_bench.report.figures.base import DPI, FULL_WIDTH, PART
 from gdpp_bench.report.recipes import (
@@ -251,8 +251,11 @@ def protocol_html(runs: pd.DataFrame, suite_dir: Path) -> str:
                     )
                     if key in entry
                 )
+                seen = "; ".join(f"{v} {sees_phrase(d)}" for v, d in entry_sees(metric).items())
+                calibrated = f"; calibration: {html.escape(seen)}" if seen else ""
                 items.append(
-                    f"<b>{html.escape(metric)}</b>: {html.escape(entry.get('description', ''))} ({details})"
+                    f"<b>{html.escape(metric)}</b>: {html.escape(entry.get('description', ''))} "
+                    f"({details}){calibrated}"
                 )
         parts.append(
             f"<h3>{html.escape(dataset)}</h3><ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"

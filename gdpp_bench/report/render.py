@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 import pandas as pd
 
 from gdpp_bench.metrics import HIGHER_IS_BETTER
+from gdpp_bench.report.calibrated import sees_note
 from gdpp_bench.report.numbers import fmt
 from gdpp_bench.report.published import published
 from gdpp_bench.report.recipes import CONFIRM, TRIAL, budget_of, recipe_title, roles
@@ -116,11 +117,16 @@ def summary_heading(dataset: str, role: str, trials: int | None = None) -> str:
 
 
 def summary_markdown(
-    summary: pd.DataFrame, decided: pd.DataFrame, runs: pd.DataFrame, baseline: str | None
+    summary: pd.DataFrame,
+    decided: pd.DataFrame,
+    runs: pd.DataFrame,
+    baseline: str | None,
+    sees: Mapping[str, Mapping[str, tuple[str, ...]]] | None = None,
 ) -> str:
     """One table per dataset and recipe: variants as rows (baseline first), metrics as columns
     with their direction; cells mean ± std [95% CI], best in bold, stars from the decision rule
-    (`decided`: decisions.csv)."""
+    (`decided`: decisions.csv); under each, what its values can see (`sees`: dataset -> value ->
+    defects, report.calibrated.dataset_sees)."""
     parts = []
     trials = budget_of(runs[roles(runs) == CONFIRM])
     for dataset, role, block, family in summary_blocks(summary, decided):
@@ -147,6 +153,8 @@ def summary_markdown(
                 + " |"
             )
         note = f"\n{reference_note(dataset, metrics)}\n" if references else ""
+        seen = sees_note((sees or {}).get(dataset, {}), metrics)
+        note += f"\n{seen}\n" if seen else ""
         parts.append(f"### {summary_heading(dataset, role, trials)}\n\n" + "\n".join(lines) + "\n" + note)
     compared = runs[roles(runs) != TRIAL]
     not_done = compared[compared["status"] != "done"]
