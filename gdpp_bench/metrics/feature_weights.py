@@ -56,6 +56,14 @@ def weights_file(features: str, path: str | Path | None) -> Path:
         return weights
     if cached.is_file():
         return cached
+    return download_weights(
+        url, cached, f"{features} weights for the fidelity metrics", "--feature-weights", digest
+    )
+
+
+def download_weights(url: str, cached: Path, what: str, option: str, digest: str | None = None) -> Path:
+    """`url` downloaded to `cached` (checked against the sha256 prefix `digest` when given); any
+    failure removes the partial file and is one UserError naming `what`, the URL and `option`."""
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # a network that drops packets would hang the check
     try:
@@ -65,9 +73,9 @@ def weights_file(features: str, path: str | Path | None) -> Path:
         cached.unlink(missing_ok=True)
         first_line = (str(exc).strip().splitlines() or [""])[0]
         raise UserError(
-            f"{features} weights for the fidelity metrics are missing: {cached} not found and "
-            f"downloading {url} failed ({type(exc).__name__}: {first_line}); download it where "
-            "there is internet and pass --feature-weights PATH (or copy it to that path)"
+            f"{what} are missing: {cached} not found and downloading {url} failed "
+            f"({type(exc).__name__}: {first_line}); download it where there is internet and pass "
+            f"{option} PATH (or copy it to that path)"
         ) from exc
     finally:
         socket.setdefaulttimeout(previous)

@@ -22,7 +22,6 @@ statistics are cached under a name that holds it (gdpp_bench.metrics.features, f
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ import gdpp_bench.metrics.torch_fidelity_api as tf
 from gdpp_bench.data import classifier_of
 from gdpp_bench.data.images import ImageDataset, Split
 from gdpp_bench.errors import UserError
+from gdpp_bench.metrics.feature_weights import download_weights
 from gdpp_bench.metrics.features import DEFAULT_FEATURES, is_default, value_key
 from gdpp_bench.metrics.fidelity_extractor import extractor_name
 from gdpp_bench.metrics.inception_weights import (
@@ -59,7 +59,6 @@ KID_SUBSET_SIZE = 1000
 KID_FULL_KERNEL_ENTRIES = 150_000_000  # the largest whole kernel matrices computed at once (600 MB)
 IS_SPLITS = 10
 SUBSET_SEED = 0  # which real images form the reference subset when it is smaller than the split
-DOWNLOAD_TIMEOUT_S = 60  # seconds without an answer before downloading the Inception weights fails
 
 
 class UInt8Images(torch.utils.data.Dataset):
@@ -95,24 +94,11 @@ def inception_weights(path: str | Path | None) -> Path:
             )
         return weights
     cached = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
-    if not cached.is_file():
-        # a network that drops packets would otherwise hang the check that runs before training
-        previous = socket.getdefaulttimeout()
-        socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
-        try:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            torch.hub.download_url_to_file(tf.URL_INCEPTION_V3, str(cached), progress=False)
-        except Exception as exc:  # offline, proxy, read-only home: all need the same fix
-            cached.unlink(missing_ok=True)
-            first_line = (str(exc).strip().splitlines() or [""])[0]
-            raise UserError(
-                f"Inception-v3 weights for FID/IS/KID are missing: {cached} not found and downloading "
-                f"{tf.URL_INCEPTION_V3} failed ({type(exc).__name__}: {first_line}); download it where "
-                "there is internet and pass --inception-weights PATH (or copy it to that path)"
-            ) from exc
-        finally:
-            socket.setdefaulttimeout(previous)
-    return cached
+    if cached.is_file():
+        return cached
+    return download_weights(
+        tf.URL_INCEPTION_V3, cached, "Inception-v3 weights for FID/IS/KID", "--inception-weights"
+    )
 
 
 @dataclass(frozen=True)
