@@ -17,7 +17,8 @@ from gdpp_bench.rundir import RunDir, read_json, write_json
 def _ring_suite(suite_dir):
     for variant in ("bce", "bce+gdpp@1"):
         for seed in range(3):
-            write_run(suite_dir, spec(variant, seed), ring(kl=0.1 * seed + (variant == "bce"), modes=6 + seed))
+            values = ring(kl=0.1 * seed + (variant == "bce"), modes=6 + seed)
+            write_run(suite_dir, spec(variant, seed), values)
 
 
 def test_summary_and_protocol_say_what_each_value_sees(tmp_path):

@@ -86,18 +86,6 @@ class RealFeatures:
         return pick_x, pick_y, within
 
 
-@dataclass(frozen=True)
-class SetGrams:
-    """A generated set's Gram blocks, generated x generated [n, n] and generated x reference [n, R],
-    when they come cheaper from blocks computed once (PoolGrams) than from the set's features."""
-
-    fake_fake: Tensor
-    fake_real: Tensor
-
-    def prefix(self, count: int) -> SetGrams:
-        return SetGrams(self.fake_fake[:count, :count], self.fake_real[:count])
-
-
 class PoolGrams:
     """Gram blocks of a pool of measured samples, computed once, for sets that are index subsets of
     the pool: a set's blocks are then gathered, not multiplied (at 10,000 samples and 1,024
@@ -114,7 +102,11 @@ class PoolGrams:
         self.pool_pool = self.pool @ self.pool.T if len(real_parts) > 1 else None
 
     def grams(self, index: Tensor) -> SetGrams:
-        """Blocks of the set whose samples are the pool members `index` [n] (one part) or [n, parts]."""
+        """The set whose samples are the pool members `index` [n] (one part) or [n, parts]."""
+        return SetGrams(self, index)
+
+    def blocks(self, index: Tensor) -> tuple[Tensor, Tensor]:
+        """(generated x generated [n, n], generated x reference [n, R]) of the set `index`."""
         if self.pool_pool is None:
             distinct, inverse = index.unique(return_inverse=True)
             if len(distinct) == len(index):
@@ -123,7 +115,7 @@ class PoolGrams:
             else:
                 members = self.pool[distinct]
                 fake_fake = (members @ members.T)[inverse][:, inverse]
-            return SetGrams(fake_fake, self.pool_real[0][index])
+            return fake_fake, self.pool_real[0][index]
         index = index.reshape(len(index), -1)
         fake_fake = torch.zeros(len(index), len(index))
         fake_real = torch.zeros(len(index), self.pool_real[0].shape[1])
@@ -131,7 +123,23 @@ class PoolGrams:
             chosen = index[:, part]
             fake_real += block[chosen]
             fake_fake += self.pool_pool[chosen][:, chosen]
-        return SetGrams(fake_fake, fake_real)
+        return fake_fake, fake_real
+
+
+@dataclass(frozen=True)
+class SetGrams:
+    """A generated set drawn from a PoolGrams's pool (`index`): its Gram blocks are gathered when
+    asked for, so a prefix (the fidelity count of a larger set) gathers only its own."""
+
+    pool: PoolGrams
+    index: Tensor
+
+    def prefix(self, count: int) -> SetGrams:
+        return SetGrams(self.pool, self.index[:count])
+
+    def blocks(self) -> tuple[Tensor, Tensor]:
+        """(generated x generated [n, n], generated x reference [n, R]), new tensors."""
+        return self.pool.blocks(self.index)
 
 
 def frechet_distance(features: Tensor, real: RealFeatures) -> float:
@@ -162,7 +170,7 @@ def fidelity_from_features(
     )
     pick_x, pick_y, within_y = real.kid_within(n)
     size = int(pick_x[:, 0].sum())
-    gram_xx = fake @ fake.T if grams is None else grams.fake_fake.clone()
+    gram_xx, gram_xy = (fake @ fake.T, fake @ real.features.T) if grams is None else grams.blocks()
     kernel_xx = _poly_kernel(gram_xx.clone(), real.dim)
     within_x = _pair_sums(kernel_xx, pick_x, pick_x) - pick_x.T @ kernel_xx.diagonal().double().numpy()
     del kernel_xx
@@ -171,7 +179,6 @@ def fidelity_from_features(
     # the (k+1)-th smallest, self included: topk is ~8x faster than kthvalue on CPU
     fake_radii = fake_distances.topk(PRC_NEIGHBOURS + 1, dim=1, largest=False).values[:, -1]
     del fake_distances, gram_xx
-    gram_xy = fake @ real.features.T if grams is None else grams.fake_real.clone()
     across = _pair_sums(_poly_kernel(gram_xy.clone(), real.dim), pick_x, pick_y)
     mmds = (within_x + within_y) / (size * (size - 1)) - 2 * across / (size * size)
     distances = _distances(gram_xy, fake_norms, real.norms)  # [fake, real]
