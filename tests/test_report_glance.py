@@ -118,6 +118,15 @@ def test_a_metric_constant_in_every_run_is_one_line_not_figures(tmp_path):
     page = summary_table_html(summary, EMPTY_DECISIONS, "bce", constant_metrics(runs))
     assert "<th>fid" in page and "<th>precision" not in page and "<th>recall" not in page
     assert "The same value in every run, so no column or figure: precision = 0, recall = 0." in page
+    # summary.md and summary.tex drop the columns as the page does, and say why in one line
+    markdown = summary_markdown(summary, EMPTY_DECISIONS, runs, "bce")
+    header = next(line for line in markdown.splitlines() if line.startswith("| variant"))
+    assert "fid" in header and "precision" not in header and "recall" not in header
+    assert "The same value in every run, so no column or figure: precision = 0, recall = 0." in markdown
+    latex = summary_latex(summary, EMPTY_DECISIONS, "bce", "study", runs=runs)
+    header = next(line for line in latex.splitlines() if line.startswith("variant"))
+    assert "fid" in header and "precision" not in header
+    assert "The same value in every run, so no column or figure: precision = 0, recall = 0." in latex
 
 
 def test_evaluation_curves_leave_out_metrics_that_never_vary(tmp_path, drawn):

@@ -128,7 +128,7 @@ def _suite_report(
             + summary_markdown(summary, decided, runs, baseline, dataset_sees(runs, suite_dir)),
         ),
         "summary.tex": _write_text(
-            out_dir / "summary.tex", summary_latex(summary, decided, baseline, suite, trials)
+            out_dir / "summary.tex", summary_latex(summary, decided, baseline, suite, trials, runs)
         ),
     }
     tuning = mark_selected(trial_table(runs), runs)

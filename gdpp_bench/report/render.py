@@ -13,7 +13,7 @@ from gdpp_bench.report.calibrated import sees_note
 from gdpp_bench.report.numbers import fmt
 from gdpp_bench.report.published import published
 from gdpp_bench.report.recipes import CONFIRM, TRIAL, budget_of, recipe_title, roles
-from gdpp_bench.report.tables import variant_order
+from gdpp_bench.report.tables import constant_metrics, variant_order
 
 __all__ = ["fmt"]  # the number format of every table (gdpp_bench.report.numbers)
 
@@ -109,6 +109,14 @@ def summary_blocks(
                 yield dataset, role, block, family
 
 
+def block_constant(runs: pd.DataFrame | None, dataset: str, role: str) -> dict[str, float]:
+    """The metrics with one value in every run of a table (`constant_metrics`), which the table
+    shows as a line instead of a column."""
+    if runs is None or runs.empty:
+        return {}
+    return constant_metrics(runs[(runs["dataset"] == dataset) & (roles(runs) == role)])
+
+
 def summary_heading(dataset: str, role: str, trials: int | None = None) -> str:
     """A summary table's title: the dataset, and for confirmation runs the recipe they hold under."""
     if role != CONFIRM:
@@ -130,7 +138,8 @@ def summary_markdown(
     parts = []
     trials = budget_of(runs[roles(runs) == CONFIRM])
     for dataset, role, block, family in summary_blocks(summary, decided):
-        metrics = [m for m in HIGHER_IS_BETTER if m in set(block["metric"])]
+        constant = block_constant(runs, dataset, role)
+        metrics = [m for m in HIGHER_IS_BETTER if m in set(block["metric"]) and m not in constant]
         cells = cell_texts(block, family, baseline, ("**", "**"), "±", " {}")
         header = ["variant", "n", "CPU s", *(_arrow(m, "↑", "↓") for m in metrics)]
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -153,7 +162,8 @@ def summary_markdown(
                 + " |"
             )
         note = f"\n{reference_note(dataset, metrics)}\n" if references else ""
-        seen = sees_note((sees or {}).get(dataset, {}), metrics)
+        note += f"\n{constant_note(constant)}\n" if constant else ""
+        seen = sees_note((sees or {}).get(dataset, {}), [*metrics, *constant])
         note += f"\n{seen}\n" if seen else ""
         parts.append(f"### {summary_heading(dataset, role, trials)}\n\n" + "\n".join(lines) + "\n" + note)
     compared = runs[roles(runs) != TRIAL]
@@ -185,13 +195,20 @@ def _latex(text: str) -> str:
 
 
 def summary_latex(
-    summary: pd.DataFrame, decided: pd.DataFrame, baseline: str | None, suite: str, trials: int | None = None
+    summary: pd.DataFrame,
+    decided: pd.DataFrame,
+    baseline: str | None,
+    suite: str,
+    trials: int | None = None,
+    runs: pd.DataFrame | None = None,
 ) -> str:
     """The summary tables as booktabs LaTeX (one table per dataset and recipe), stars from the
-    decision rule (`decided`: decisions.csv)."""
+    decision rule (`decided`: decisions.csv); a metric with one value in every run of `runs` is a
+    sentence of the caption, not a column."""
     parts = []
     for dataset, role, block, family in summary_blocks(summary, decided):
-        metrics = [m for m in HIGHER_IS_BETTER if m in set(block["metric"])]
+        constant = block_constant(runs, dataset, role)
+        metrics = [m for m in HIGHER_IS_BETTER if m in set(block["metric"]) and m not in constant]
         cells = cell_texts(block, family, baseline, (r"\textbf{", "}"), r"$\pm$", "$^{{{}}}$")
         header = ["variant", "$n$", *(_arrow(_latex(m), r"$\uparrow$", r"$\downarrow$") for m in metrics)]
         lines = [
@@ -203,6 +220,7 @@ def summary_latex(
             rf"seeds; best in bold; stars: {_latex(STARS_NOTE.format(baseline=baseline or 'n/a'))}"
             r" ($^{*}$ $p<0.05$, $^{**}$ $p<0.01$, $^{***}$ $p<0.001$)."
             + (f" {_latex(reference_note(dataset, metrics))}" if reference_rows(dataset, metrics) else "")
+            + (f" {_latex(constant_note(constant))}" if constant else "")
             + "}",
             r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
             r"\toprule",
