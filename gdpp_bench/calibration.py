@@ -31,6 +31,7 @@ from gdpp_bench.errors import UserError
 from gdpp_bench.metrics import HIGHER_IS_BETTER, METRICS, EvalContext, MeasuredSet
 from gdpp_bench.metrics.feature_fidelity import PoolGrams, RealFeatures
 from gdpp_bench.progress import say
+from gdpp_bench.rundir import write_atomic
 
 CALIBRATED = ("ring8", "grid25", "mnist", "fashion-mnist", "stacked-mnist")
 DEFECTS = ("mode dropping", "mode imbalance", "within-mode collapse", "noise", "blur")
@@ -294,10 +295,18 @@ class StackedSource(Source):
         say(f"{dataset.name}: measuring {len(self.digits)} MNIST test digits (once)")
         self.measured = measure_images(model, self.digits)
         self.real_parts: list[Tensor] = []
+        self.blurred: dict[float, tuple[Tensor, Measured, PoolGrams | None]] = {}  # the last level's
 
     def attach(self, real: RealFeatures) -> None:
         self.real_parts = list(real.features.chunk(3, dim=1))
         self.pool = PoolGrams(self.measured.features, self.real_parts)
+
+    def _degraded(
+        self, defect: str, level: float, rng: torch.Generator
+    ) -> tuple[Tensor, Measured, PoolGrams | None]:
+        digits = degrade(self.digits, defect, level, rng)
+        measured = measure_images(self.model, digits)
+        return digits, measured, PoolGrams(measured.features, self.real_parts) if self.real_parts else None
 
     def draw(self, defect: str, level: float, n: int, rng: torch.Generator) -> tuple[MeasuredSet, Any]:
         weights = mode_weights(defect, level, self.modes, rng)
@@ -316,10 +325,12 @@ class StackedSource(Source):
             members = [torch.arange(k * distinct, (k + 1) * distinct) for k in range(self.modes)]
             index = index[draw_members(weights, members, n, distinct, rng)]
         measured, digits, pool = self.measured, self.digits, self.pool
-        if defect in ("noise", "blur") and level:  # every digit degraded and measured again
-            digits = degrade(self.digits, defect, level, rng)
-            measured = measure_images(self.model, digits)
-            pool = PoolGrams(measured.features, self.real_parts) if self.real_parts else None
+        if defect == "blur" and level:  # deterministic: the blurred digits are measured once a level
+            if level not in self.blurred:
+                self.blurred = {level: self._degraded(defect, level, rng)}
+            digits, measured, pool = self.blurred[level]
+        elif defect == "noise" and level:  # every digit with its own noise, measured again
+            digits, measured, pool = self._degraded(defect, level, rng)
         features, joint, labels = _stacked_measurements(measured, index)
         grams = None if pool is None else pool.grams(index)
 
@@ -398,12 +409,53 @@ def reduced_protocol(protocol: Protocol, size: int = 1000) -> Protocol:
     )
 
 
+class Partial:
+    """A dataset's finished ladder steps, saved after each (OUT/partial/DATASET.csv, atomically) so
+    that an interrupted ladder resumes where it stopped; kept only while its design (protocol,
+    draws, levels) is the one asked for. A step's sets are seeded by (draw, defect, step) alone,
+    so a resumed ladder gives the values of an uninterrupted one."""
+
+    def __init__(self, folder: Path | None, dataset: str, design: dict[str, Any]) -> None:
+        self.path = None if folder is None else folder / f"{dataset}.csv"
+        self.design_path = None if folder is None else folder / f"{dataset}.json"
+        self.design = json.loads(json.dumps(design))  # as it reads back from JSON
+        self.rows: list[dict[str, Any]] = []
+        if self.path is None or self.design_path is None or not self.path.is_file():
+            return
+        try:
+            same = json.loads(self.design_path.read_text()) == self.design
+            saved = pd.read_csv(self.path).to_dict("records") if same else []
+        except (OSError, ValueError, pd.errors.ParserError):
+            saved = []  # unreadable: the ladder starts again
+        self.rows = saved
+        if saved:
+            say(f"{dataset}: resuming after {len(self.done())} finished steps ({self.path})")
+
+    def done(self) -> set[tuple[str, int]]:
+        return {(row["defect"], int(row["step"])) for row in self.rows}
+
+    def step(self, defect: str, step: int) -> list[dict[str, Any]]:
+        return [r for r in self.rows if r["defect"] == defect and int(r["step"]) == step]
+
+    def save(self, rows: list[dict[str, Any]]) -> None:
+        if self.path is None or self.design_path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.design_path.write_text(json.dumps(self.design) + "\n")
+        write_atomic(self.path, lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))
+
+
 def ladder_values(
-    dataset: str, data_root: str | None, draws: int = DRAWS, reduced: bool = False
+    dataset: str,
+    data_root: str | None,
+    draws: int = DRAWS,
+    reduced: bool = False,
+    partial: Path | None = None,
 ) -> tuple[pd.DataFrame, Protocol]:
     """Long table (dataset, defect, step, level, draw, entry, metric, value) of one dataset's ladder
     and the protocol it ran under; `reduced`: 1,000 samples and three levels per defect (tests).
-    The undistorted set of a draw is drawn once and shared by every defect's first step."""
+    The undistorted set of a draw is drawn once and shared by every defect's first step.
+    `partial`: the folder of finished steps (Partial) to resume from and save to."""
     protocol = suite_protocol(dataset)
     if reduced:
         protocol = reduced_protocol(protocol)
@@ -412,10 +464,20 @@ def ladder_values(
     levels = default_levels(source.modes, max(1, n // source.modes), kind_of(dataset) == "image")
     if reduced:
         levels = reduced_levels(levels)
+    saved = Partial(
+        partial, dataset, {"protocol": dataclasses.asdict(protocol), "draws": draws, "levels": levels}
+    )
     rows: list[dict[str, Any]] = []
-    clean: dict[int, list[dict[str, Any]]] = {}
+    clean: dict[int, list[dict[str, Any]]] = {}  # the undistorted sets' values, by draw
+    finished = saved.done()
+    first = next(((d, 0) for d in levels if (d, 0) in finished), None)
+    for row in saved.step(*first) if first else []:
+        clean.setdefault(int(row["draw"]), []).append(row)
     for defect, ladder in levels.items():
         for step, level in enumerate(ladder):
+            if (defect, step) in finished:
+                rows += saved.step(defect, step)
+                continue
             for draw in range(draws):
                 if step == 0 and draw in clean:
                     rows += [{**row, "defect": defect, "level": level} for row in clean[draw]]
@@ -443,6 +505,7 @@ def ladder_values(
                 if step == 0:
                     clean[draw] = here
                 rows += here
+            saved.save(rows)
             say(f"{dataset}: {defect} level {level:g} done")
     return pd.DataFrame(rows), protocol
 
@@ -624,7 +687,7 @@ def calibrate(
     table = pd.DataFrame()
     for dataset in datasets:
         started = time.process_time()
-        values, protocol = ladder_values(dataset, data_root, draws, reduced)
+        values, protocol = ladder_values(dataset, data_root, draws, reduced, out / "partial")
         levels = {
             d: list(g.drop_duplicates("step")["level"]) for d, g in values.groupby("defect", sort=False)
         }
@@ -646,6 +709,8 @@ def calibrate(
             values.to_csv(path, index=False)
             (out / "runs" / f"{dataset}.json").write_text(json.dumps(record, indent=1) + "\n")
             table = write_outputs(out)
+        for suffix in (".csv", ".json"):  # the finished steps are in values.csv now
+            (out / "partial" / f"{dataset}{suffix}").unlink(missing_ok=True)
     return table
 
 

@@ -63,6 +63,31 @@ def test_reduced_ladder_on_ring8(tmp_path):
     ]
 
 
+def test_an_interrupted_ladder_resumes_to_the_values_of_an_uninterrupted_one(tmp_path, monkeypatch):
+    calibrate(["ring8"], tmp_path / "whole", draws=2, reduced=True)
+    real_draw, calls = MixtureSource.draw, []
+
+    def draw_then_stop(self, *args):
+        calls.append(args)
+        if len(calls) == 9:  # partway through the third defect's levels
+            raise KeyboardInterrupt
+        return real_draw(self, *args)
+
+    monkeypatch.setattr(MixtureSource, "draw", draw_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        calibrate(["ring8"], tmp_path / "resumed", draws=2, reduced=True)
+    assert (tmp_path / "resumed" / "partial" / "ring8.csv").is_file()
+    interrupted = len(calls)
+    calibrate(["ring8"], tmp_path / "resumed", draws=2, reduced=True)
+    drawn_again = len(calls) - interrupted
+    whole = pd.read_csv(tmp_path / "whole" / "values.csv")
+    resumed = pd.read_csv(tmp_path / "resumed" / "values.csv")
+    pd.testing.assert_frame_equal(resumed, whole)
+    total = len(whole[["defect", "step", "draw"]].drop_duplicates()) - 2 * (whole["defect"].nunique() - 1)
+    assert drawn_again < total  # the finished steps were not drawn again
+    assert not list((tmp_path / "resumed" / "partial").iterdir())
+
+
 def test_reduced_ladder_on_mnist(tmp_path, mnist_root, mnist_classifier):
     table = calibrate(["mnist"], tmp_path, str(mnist_root), draws=2, reduced=True)
     collapse = _verdicts(table, "mnist", "within-mode collapse")
