@@ -584,7 +584,7 @@ def figure(summary: pd.DataFrame, dataset: str, path: Path) -> None:
                 ax.set_ylabel(metric, fontsize=9)
             ax.tick_params(labelsize=7)
     fig.suptitle(f"{dataset}: metric (mean ± sd over draws) against defect level", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))  # room for the title
     fig.savefig(path, dpi=90)
     plt.close(fig)
 

@@ -178,6 +178,21 @@ def test_registered_sees_equal_the_committed_table():
         assert METRICS.meta(entry)["sees"] == values, entry
 
 
+def test_the_committed_ladder_shows_what_each_metric_can_see():
+    table = pd.read_csv(COMMITTED)
+    for dataset in ("mnist", "fashion-mnist"):
+        collapse = _verdicts(table, dataset, "within-mode collapse")
+        assert collapse["classes"] == "blind" and collapse["class_kl_uniform"] == "blind", dataset
+        for metric in ("recall", "coverage", "vendi", "fid"):
+            assert collapse[metric] == "sees it", (dataset, metric)
+        assert collapse["is"] == "blind", dataset  # IS rewards confident classes, not distinct images
+        assert _verdicts(table, dataset, "blur")["precision"] == "sees it", dataset  # quality loss
+        assert _verdicts(table, dataset, "mode dropping")["classes"] == "sees it", dataset
+    for dataset in ("ring8", "grid25"):
+        collapse = _verdicts(table, dataset, "within-mode collapse")
+        assert collapse["modes"] == "blind" and collapse["kl_uniform"] == "blind", dataset
+
+
 def test_cli_refuses_a_dataset_without_known_modes(tmp_path):
     result = gdpp_bench("calibrate", "--datasets", "cifar10", "--out", str(tmp_path))
     assert result.returncode == 2

@@ -230,7 +230,17 @@ FIDELITY_VALUES = {
     reads_real="reference",  # the real images of the evaluation's reference split
     from_set=_fidelity_of,
     count="fidelity_samples",
-    sees={},  # not in the committed table yet
+    # the calibration ladder on MNIST and Fashion-MNIST (results/calibration/): precision and density
+    # see blur but not noise on MNIST, where mild noise raises them; IS is blind to within-mode collapse
+    sees={
+        "fid": ("mode dropping", "mode imbalance", "within-mode collapse", "noise", "blur"),
+        "is": ("mode dropping", "mode imbalance", "noise", "blur"),
+        "kid": ("mode dropping", "mode imbalance", "within-mode collapse", "noise", "blur"),
+        "precision": ("blur",),
+        "recall": ("mode dropping", "within-mode collapse", "noise", "blur"),
+        "density": ("blur",),
+        "coverage": ("mode dropping", "mode imbalance", "within-mode collapse", "noise", "blur"),
+    },
     extractor=True,  # the dataset's feature extractor: its classifier, else Inception-v3's weights
     features=True,  # ... or the one eval.features names, whose values carry its name (fd_dinov2)
     values={
@@ -389,7 +399,9 @@ CLASS_VALUES = {"classes": Value(True, (0, 10), count=True), "class_kl_uniform":
     values=CLASS_VALUES,
     from_set=_classes_of,
     count="samples",
-    sees={},
+    # the calibration ladder (results/calibration/): a class count sees only classes missing; neither
+    # sees a class drawn from a few images
+    sees={"classes": ("mode dropping",), "class_kl_uniform": ("mode dropping", "mode imbalance")},
 )
 def mnist_classes(ctx: EvalContext) -> dict[str, float]:
     """MNIST: generated samples classified by the MNIST classifier; classes covered (of 10) and
@@ -403,7 +415,11 @@ def mnist_classes(ctx: EvalContext) -> dict[str, float]:
     values=CLASS_VALUES,
     from_set=_classes_of,
     count="samples",
-    sees={},
+    # noisy or blurred garments are misread as some classes more than others, so KL sees them too
+    sees={
+        "classes": ("mode dropping",),
+        "class_kl_uniform": ("mode dropping", "mode imbalance", "noise", "blur"),
+    },
 )
 def fashion_mnist_classes(ctx: EvalContext) -> dict[str, float]:
     """Fashion-MNIST: as mnist_classes, with the Fashion-MNIST classifier."""
