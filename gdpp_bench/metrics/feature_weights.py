@@ -94,7 +94,7 @@ def describe(features: str, weights: Path, digest: str) -> tuple[str, dict[str, 
         "inception_score": f"not measured: {features} has no classifier logits",
     }
     if features in DINOV2:
-        from gdpp_bench.metrics import dinov2
+        import gdpp_bench.metrics.dinov2 as dinov2  # timm, imported only for DINOv2
 
         details.update(dinov2.describe(features, weights))
         if not details["official_architecture"]:

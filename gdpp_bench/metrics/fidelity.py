@@ -36,7 +36,7 @@ import gdpp_bench.metrics.torch_fidelity_api as tf
 from gdpp_bench.data import classifier_of
 from gdpp_bench.data.images import ImageDataset, Split
 from gdpp_bench.errors import UserError
-from gdpp_bench.metrics.feature_weights import download_weights
+from gdpp_bench.metrics.feature_weights import describe, download_weights, weights_file
 from gdpp_bench.metrics.features import DEFAULT_FEATURES, is_default, value_key
 from gdpp_bench.metrics.fidelity_extractor import extractor_name
 from gdpp_bench.metrics.inception_weights import (
@@ -126,11 +126,9 @@ def extractor_for(
     downloaded); by default, the project classifier for the MNIST family (trained on first use),
     Inception-v3 (`inception`) otherwise."""
     if not is_default(features):
-        from gdpp_bench.metrics import feature_weights as chosen
-
-        weights = chosen.weights_file(features, feature_weights)
+        weights = weights_file(features, feature_weights)
         digest = weights_sha256(weights)
-        name, described = chosen.describe(features, weights, digest)
+        name, described = describe(features, weights, digest)
         return Extractor(name, weights, digest, described, features)
     if classifier_of(dataset):
         _, info = load_or_train_classifier(dataset, data_root)
