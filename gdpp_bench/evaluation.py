@@ -217,6 +217,12 @@ class Pending:
     missing: list[str]
 
 
+def measured_checkpoint(run_dir: RunDir) -> Path:
+    """The checkpoint a finished run's metrics measure: best.pt, which exists only when the suite
+    selects a checkpoint by a metric (eval.select), else the last one."""
+    return run_dir.best if run_dir.best.exists() else run_dir.checkpoint
+
+
 def pending_metrics(
     run_dir: RunDir, options: EvalOptions, force: bool = False, state: dict[str, Any] | None = None
 ) -> Pending | None:
@@ -227,8 +233,7 @@ def pending_metrics(
         return None
     record = _read_record(run_dir)
     spec = RunSpec.from_dict(run_dir.read_config()["spec"])
-    # best.pt exists only when the suite selects a checkpoint by a metric (eval.select)
-    checkpoint = run_dir.best if run_dir.best.exists() else run_dir.checkpoint
+    checkpoint = measured_checkpoint(run_dir)
     state = state if state is not None else load_checkpoint(checkpoint, mmap=True)
     step = int(state["step"])
     if force or (record is not None and record.get("status") != "done"):
@@ -268,7 +273,7 @@ def evaluate_run(
             record = {**status, "values": {}}
             write_json(run_dir.metrics, record)
         return record
-    checkpoint = run_dir.best if run_dir.best.exists() else run_dir.checkpoint
+    checkpoint = measured_checkpoint(run_dir)
     state = load_checkpoint(checkpoint, map_location=device)
     pending = pending_metrics(run_dir, options, force, state)
     assert pending is not None  # done: checked above

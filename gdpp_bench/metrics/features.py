@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from gdpp_bench.config import CLIP_FEATURES, DINOV2_FEATURES, FEATURE_EXTRACTORS
 from gdpp_bench.errors import UserError
+from gdpp_bench.metrics.inception_weights import INCEPTION
 
-INCEPTION = "inception-v3-compat"
 DEFAULT_FEATURES = INCEPTION
 # torch-fidelity 0.4's DINOv2 names -> the official hub model (and weights file) names
 DINOV2 = {name: "dinov2_vit" + name.split("-")[2] + "14" for name in DINOV2_FEATURES}

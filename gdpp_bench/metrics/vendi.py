@@ -58,9 +58,8 @@ def vendi_cosine(features: Tensor) -> float:
     x = features.double()
     x = x / x.norm(dim=1, keepdim=True).clamp(min=torch.finfo(torch.float64).tiny)
     n, d = x.shape
-    if (
-        x.device.type == "cpu"
-    ):  # numpy multiplies a matrix by its own transpose as one (BLAS syrk): half the work
+    if x.device.type == "cpu":
+        # numpy computes A.T @ A as one BLAS syrk: half the work of torch's general product
         rows = x.numpy()
         gram = torch.from_numpy(rows.T @ rows if d < n else rows @ rows.T)
     else:
