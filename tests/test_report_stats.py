@@ -83,6 +83,12 @@ def tiny_results(tmp_path_factory):
     return results
 
 
+@pytest.fixture(scope="module")
+def tiny_report(tiny_results):
+    """The tiny suite's report with its figures, built once for the tests that only read it."""
+    return build_report(tiny_results / "tiny")
+
+
 RING8_MODES = 8
 
 
@@ -103,8 +109,8 @@ def test_a_mode_counts_interval_stops_at_the_datasets_mode_count():
         assert summary.loc[dataset, "ci_low"] >= 0
 
 
-def test_summary_numbers_are_pandas_and_scipy_on_runs_csv(tiny_results):
-    written = build_report(tiny_results / "tiny")
+def test_summary_numbers_are_pandas_and_scipy_on_runs_csv(tiny_report):
+    written = tiny_report
     runs = pd.read_csv(written["runs.csv"])
     summary = pd.read_csv(written["summary.csv"])
     assert len(runs) == 10 and set(runs["status"]) == {"done", "failed: diverged"}
@@ -157,8 +163,8 @@ class _Links(HTMLParser):
         self.links += [value for name, value in attrs if name in ("src", "href")]
 
 
-def test_index_html_references_only_existing_files_and_lists_the_failed_run(tiny_results):
-    written = build_report(tiny_results / "tiny")
+def test_index_html_references_only_existing_files_and_lists_the_failed_run(tiny_report):
+    written = tiny_report
     index = written["index.html"]
     text = index.read_text()
     parser = _Links()
@@ -186,7 +192,7 @@ def test_one_seed_renders_with_ci_not_available(tmp_path):
 
 
 def test_overview_covers_every_suite(tiny_results, tmp_path):
-    written = build_overview(tiny_results)
+    written = build_overview(tiny_results, with_figures=False)  # the suites' figures: tested above
     assert "tiny/index.html" in written and written["index.html"].parent == tiny_results / "report"
     text = written["index.html"].read_text()
     assert "tiny" in text
