@@ -22,7 +22,7 @@ from gdpp_bench.data import dataset_of, describe_data
 from gdpp_bench.errors import UserError
 from gdpp_bench.losses import TERM_DIAGNOSTICS
 from gdpp_bench.progress import RunProgress, say
-from gdpp_bench.rundir import RunDir
+from gdpp_bench.rundir import RunDir, write_atomic
 from gdpp_bench.samples import fixed_noise_samples, save_samples
 from gdpp_bench.training.board import Board
 from gdpp_bench.training.interrupts import HeldSignals, held_signals
@@ -158,6 +158,7 @@ class Run:
     eval_hook: EvalHook | None
     start: int  # the step it resumed at (0: a fresh start)
     board: Board | None = None  # TensorBoard events (eval.tensorboard)
+    pictured: int | None = None  # the step of the sample picture this session drew last
 
     @classmethod
     def open(
@@ -181,7 +182,7 @@ class Run:
     def evaluate(self, number: int, session: TrainSession) -> bool:
         """The periodic evaluation at step `number`; True when patience ran out."""
         with session.evaluating():
-            return periodic_evaluation(
+            stop = periodic_evaluation(
                 self.spec,
                 self.run_dir,
                 self.step,
@@ -190,6 +191,8 @@ class Run:
                 self.progress.selection,
                 self.board,
             )
+        self.pictured = number
+        return stop
 
     def save(self, number: int, session: TrainSession) -> None:
         """The checkpoint at step `number` (the caller has put the loop's sums into progress)."""
@@ -198,7 +201,12 @@ class Run:
     def finish(self, number: int, session: TrainSession, stopped_early: bool, execution: str) -> None:
         """The final sample picture and DONE of a run that trained to its end (or ran out of patience)."""
         times = session.times()
-        _save_samples(self.spec, self.step.generator, self.step.rng.device, self.run_dir.samples_png, number)
+        if self.pictured == number:  # the final evaluation drew this picture: the same bytes
+            drawn = self.run_dir.sample_grid(number).read_bytes()
+            write_atomic(self.run_dir.samples_png, lambda tmp: tmp.write_bytes(drawn))
+        else:
+            generator, device = self.step.generator, self.step.rng.device
+            _save_samples(self.spec, generator, device, self.run_dir.samples_png, number)
         details: dict[str, Any] = (
             {"stopped_early": True, "patience": self.spec.eval.patience} if stopped_early else {}
         )
