@@ -17,7 +17,8 @@ from gdpp_bench.rundir import RunDir, find_run_dirs
 from gdpp_bench.suites import load_suite
 from gdpp_bench.tuning import STORAGE_FILE, counted_trials, draw_budget, search_space
 
-# 2 variants x 3 trials x 1 tuning seed, then 2 confirmation seeds: a study in miniature
+# 2 variants x 3 trials x 1 tuning seed, then 2 confirmation seeds: a study in miniature (at a
+# batch of 16, evaluated once in 50 steps: a run's cost is mostly its evaluations' sample plots)
 SUITE = """name = "tiny-tune"
 dataset = "ring8"
 model = "mlp2d"
@@ -25,10 +26,10 @@ variants = ["bce", "bce+gdpp"]
 seeds = [0]
 [train]
 steps = STEPS
-batch_size = 64
+batch_size = 16
 update = "simultaneous"
-log_every = 50
-checkpoint_every = 50
+log_every = 25
+checkpoint_every = 25
 [eval]
 every = 50
 metrics = ["modes2d"]
@@ -48,7 +49,7 @@ descriptive = true
 """
 
 
-def write_suite(tmp_path: Path, steps: int = 100) -> Path:
+def write_suite(tmp_path: Path, steps: int = 50) -> Path:
     path = tmp_path / "tiny-tune.toml"
     path.write_text(SUITE.replace("STEPS", str(steps)))
     return path
