@@ -2,8 +2,8 @@
 
 The default MNIST classifier is trained once per machine (into the persistent cache, then copied into the
 session's temporary cache) and shared by the tests; the training path, determinism, cache and corruption
-tests use a tiny config (1 epoch on 500 images) and measure its test accuracy on the first 1,000 test
-images (the full test split costs 5x the training; the default classifier's test is on all of it).
+tests use a tiny config (1 epoch on 256 images) and measure its test accuracy on the first 500 test
+images (the full test split costs many times their training; the default classifier's test is on all of it).
 """
 
 from __future__ import annotations
@@ -38,10 +38,10 @@ pytestmark = [
     pytest.mark.usefixtures("mnist_root"),
 ]
 
-TINY = ClassifierConfig(epochs=1, train_size=500, seed=3)
+TINY = ClassifierConfig(epochs=1, train_size=256, seed=3)
 FASHION_QUICK = ClassifierConfig(epochs=1, train_size=600)
 N_FID = 1500  # > the 1024 feature dimensions
-QUICK_TEST_IMAGES = 1000
+QUICK_TEST_IMAGES = 500
 
 
 @contextlib.contextmanager

@@ -24,15 +24,16 @@ from gdpp_bench.checkpoint import load_checkpoint
 from gdpp_bench.rundir import RunDir, find_run_dirs, read_json
 from gdpp_bench.training.interrupts import held_signals
 
-# The runs are signalled at step 100 (past the checkpoint at step 50): the 400 steps they still
-# have to go leave seconds for the second worker to reach step 100 while the first trains on, and
-# the rerun that completes the three runs (the cost of these tests) trains only 1,300 steps.
+# The runs are signalled at step 100 (past the checkpoint at step 50): the 300 steps they still
+# have to go leave seconds for the second worker to reach step 100 while the first trains on (it
+# does so some 20 steps later), and the rerun that completes the three runs (the cost of these
+# tests) trains only 1,000 steps.
 SUITE = """name = "interrupt"
 dataset = "ring8"
 variants = ["bce"]
 seeds = [0, 1, 2]
 [train]
-steps = 500
+steps = 400
 batch_size = 16
 log_every = 50
 checkpoint_every = 50
@@ -97,7 +98,7 @@ def test_one_ctrl_c_stops_the_suite_and_every_run_resumes(tmp_path, workers):
     results = tmp_path / "results"
     with started(suite, results, "--workers", str(workers)) as process:
         # a run is past a checkpoint (step 50) and still training: Ctrl-C now
-        lines = read_until(process, "step 100/500", count=workers)
+        lines = read_until(process, "step 100/400", count=workers)
         os.killpg(process.pid, signal.SIGINT)
         stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
@@ -122,7 +123,7 @@ def test_one_ctrl_c_stops_the_suite_and_every_run_resumes(tmp_path, workers):
     assert again.returncode == 0, again.stderr
     assert "resuming at step" in again.stdout
     assert all(
-        RunDir(results / "interrupt" / "bce" / f"seed-{seed}").status()["step"] == 500 for seed in (0, 1, 2)
+        RunDir(results / "interrupt" / "bce" / f"seed-{seed}").status()["step"] == 400 for seed in (0, 1, 2)
     )
 
 
@@ -157,7 +158,7 @@ def test_workers_end_when_the_main_process_is_killed(tmp_path):
     suite.write_text(SUITE)
     results = tmp_path / "results"
     with started(suite, results, "--workers", "2") as process:
-        read_until(process, "step 100/500", count=2)
+        read_until(process, "step 100/400", count=2)
         workers = [
             int(pid)
             for pid in subprocess.run(
@@ -191,7 +192,7 @@ dataset = "ring8"
 variants = ["bce"]
 seeds = [0]
 [train]
-steps = 300
+steps = 200
 batch_size = 16
 log_every = 50
 [eval]
@@ -225,7 +226,7 @@ def test_a_signal_before_the_first_checkpoint_keeps_the_steps_and_the_resumed_ru
     suite.write_text(HELD_SUITE)
     results = tmp_path / "results"
     with started(suite, results) as process:
-        read_until(process, "step 50/300")
+        read_until(process, "step 50/200")
         os.killpg(process.pid, signum)
         stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
@@ -234,15 +235,15 @@ def test_a_signal_before_the_first_checkpoint_keeps_the_steps_and_the_resumed_ru
     assert line.startswith("interrupted: stopped the run in progress; every run folder resumes")
     run = RunDir(results / "held" / "bce" / "seed-0")
     step = load_checkpoint(run.checkpoint)["step"]
-    assert 50 <= step < 300 and not run.is_done()
+    assert 50 <= step < 200 and not run.is_done()
     assert not list(results.glob("**/.*.tmp"))  # written through a temp file renamed into place
     plan = gdpp_bench("run", "--suite", str(suite), "--device", "cpu", "--results", str(results), "--dry-run")
-    assert f"bce/seed-0: would resume at step {step} of 300 in {run.path}" in plan.stdout
+    assert f"bce/seed-0: would resume at step {step} of 200 in {run.path}" in plan.stdout
 
     with torch_threads(1):  # resumed in this process, as the uninterrupted run was trained
         again = gdpp_bench("run", "--suite", str(suite), "--device", "cpu", "--results", str(results))
     assert again.returncode == 0, again.stderr
-    assert f"resuming at step {step} of 300" in again.stdout
+    assert f"resuming at step {step} of 200" in again.stdout
     resumed, straight = tensors(run.checkpoint), tensors(uninterrupted.checkpoint)
     assert resumed.keys() == straight.keys() and len(resumed) > 10
     assert all(torch.equal(resumed[k], straight[k]) for k in resumed), [
