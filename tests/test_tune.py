@@ -31,7 +31,7 @@ update = "simultaneous"
 log_every = 25
 checkpoint_every = 25
 [eval]
-every = 50
+every = EVERY
 metrics = ["modes2d"]
 samples = 300
 [search]
@@ -49,9 +49,9 @@ descriptive = true
 """
 
 
-def write_suite(tmp_path: Path, steps: int = 50) -> Path:
+def write_suite(tmp_path: Path, steps: int = 50, every: int = 50) -> Path:
     path = tmp_path / "tiny-tune.toml"
-    path.write_text(SUITE.replace("STEPS", str(steps)))
+    path.write_text(SUITE.replace("STEPS", str(steps)).replace("EVERY", str(every)))
     return path
 
 
@@ -153,7 +153,8 @@ def test_tune_end_to_end_equal_budget_then_confirmation(tmp_path):
 def test_tune_refuses_what_it_cannot_do(tmp_path):
     suite, results = write_suite(tmp_path), tmp_path / "results"
     plain = tmp_path / "plain.toml"
-    plain.write_text(SUITE.split("[search]")[0].replace("STEPS", "10") + "[decision]\ndescriptive = true\n")
+    head = SUITE.split("[search]")[0].replace("STEPS", "10").replace("EVERY", "10")
+    plain.write_text(head + "[decision]\ndescriptive = true\n")
     for args, message in [
         (tune_args(plain, results), "has no [search] and [budget]"),
         (tune_args(suite, results, "--seeds", "1"), "No such option"),
