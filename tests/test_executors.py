@@ -329,6 +329,24 @@ def test_run_specs_takes_a_slurm_executor_as_it_is(tmp_path, monkeypatch, one_th
     assert len(made[0].jobs) == len(specs) and all(o["status"] == "done" for o in outcomes)
 
 
+# the ring8 suite at a batch of 64 (its own 512 makes GDPP's eigendecompositions the cost)
+RING8_SMALL = """name = "ring8"
+dataset = "ring8"
+model = "mlp2d"
+variants = ["bce", "bce+gdpp", "bce+gdpp-si"]
+seeds = [0, 1, 2]
+[train]
+steps = 1000
+batch_size = 64
+update = "simultaneous"
+log_every = 10
+checkpoint_every = 10
+[eval]
+metrics = ["modes2d"]
+samples = 500
+"""
+
+
 def test_workers_2_on_the_command_line_give_the_runs_of_a_sequential_call(tmp_path, monkeypatch):
     """Bit-identical at the same CPU threads per run: 2 workers on 2 cores get 1 thread each, so the
     sequential reference runs with 1 thread too (float sums depend on the thread count)."""
@@ -336,10 +354,12 @@ def test_workers_2_on_the_command_line_give_the_runs_of_a_sequential_call(tmp_pa
 
     from gdpp_bench.rundir import find_run_dirs, read_json
 
+    suite = tmp_path / "ring8.toml"
+    suite.write_text(RING8_SMALL)
     args = [
         "run",
         "--suite",
-        "ring8",
+        str(suite),
         "--device",
         "cpu",
         "--steps",
@@ -378,7 +398,9 @@ def _without_rate(log) -> list[list[str]]:
 # --- Ctrl-C ---------------------------------------------------------------------------------------
 
 
-def test_abort_cancels_the_array_tasks_and_submits_nothing_more(tmp_path):
+def test_abort_cancels_the_array_tasks_and_submits_nothing_more(tmp_path, monkeypatch):
+    # the cancelled task writes no result: submitit would wait 15 s for one (shared-disk lag)
+    monkeypatch.setattr(submitit.core.core.Job, "_results_timeout_s", 1)
     executor = SlurmExecutor(tmp_path / "%j", cluster="local", gpus_per_run=0, time_min=10, poll_s=0.2)
     started = tmp_path / "started"
     sleeping = executor.submit(subprocess.call, ["sh", "-c", f"touch {started}; sleep 600"])

@@ -18,21 +18,25 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import gdpp_bench, gdpp_bench_process, tensors
+from conftest import gdpp_bench, tensors, torch_threads
 
 from gdpp_bench.checkpoint import load_checkpoint
 from gdpp_bench.rundir import RunDir, find_run_dirs, read_json
 from gdpp_bench.training.interrupts import held_signals
 
+# The runs are signalled at step 100 (past the checkpoint at step 50): the 300 steps they still
+# have to go leave seconds for the second worker to reach step 100 while the first trains on (it
+# does so some 20 steps later), and the rerun that completes the three runs (the cost of these
+# tests) trains only 1,000 steps.
 SUITE = """name = "interrupt"
 dataset = "ring8"
 variants = ["bce"]
 seeds = [0, 1, 2]
 [train]
-steps = 1000
-batch_size = 64
-log_every = 100
-checkpoint_every = 100
+steps = 400
+batch_size = 16
+log_every = 50
+checkpoint_every = 50
 [eval]
 metrics = ["modes2d"]
 samples = 200
@@ -40,7 +44,8 @@ samples = 200
 
 
 def start(suite: Path, results: Path, *extra: str) -> subprocess.Popen:
-    """`gdpp-bench run` in a process group of its own, as a shell runs a foreground job."""
+    """`gdpp-bench run` in a process group of its own, as a shell runs a foreground job, with one
+    torch thread (the runs the tests compare bit for bit with it train in this process on one)."""
     return subprocess.Popen(
         [
             sys.executable,
@@ -59,6 +64,7 @@ def start(suite: Path, results: Path, *extra: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
 
 
@@ -91,8 +97,8 @@ def test_one_ctrl_c_stops_the_suite_and_every_run_resumes(tmp_path, workers):
     suite.write_text(SUITE)
     results = tmp_path / "results"
     with started(suite, results, "--workers", str(workers)) as process:
-        # a run is past a checkpoint (step 100) and still training: Ctrl-C now
-        lines = read_until(process, "step 200/1000", count=workers)
+        # a run is past a checkpoint (step 50) and still training: Ctrl-C now
+        lines = read_until(process, "step 100/400", count=workers)
         os.killpg(process.pid, signal.SIGINT)
         stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
@@ -117,7 +123,7 @@ def test_one_ctrl_c_stops_the_suite_and_every_run_resumes(tmp_path, workers):
     assert again.returncode == 0, again.stderr
     assert "resuming at step" in again.stdout
     assert all(
-        RunDir(results / "interrupt" / "bce" / f"seed-{seed}").status()["step"] == 1000 for seed in (0, 1, 2)
+        RunDir(results / "interrupt" / "bce" / f"seed-{seed}").status()["step"] == 400 for seed in (0, 1, 2)
     )
 
 
@@ -152,7 +158,7 @@ def test_workers_end_when_the_main_process_is_killed(tmp_path):
     suite.write_text(SUITE)
     results = tmp_path / "results"
     with started(suite, results, "--workers", "2") as process:
-        read_until(process, "step 200/1000", count=2)
+        read_until(process, "step 100/400", count=2)
         workers = [
             int(pid)
             for pid in subprocess.run(
@@ -186,8 +192,8 @@ dataset = "ring8"
 variants = ["bce"]
 seeds = [0]
 [train]
-steps = 600
-batch_size = 64
+steps = 200
+batch_size = 16
 log_every = 50
 [eval]
 metrics = ["modes2d"]
@@ -197,12 +203,14 @@ samples = 200
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory) -> RunDir:
-    """The run trained in one go, in a process of its own as the interrupted one (same threads)."""
+    """The run trained in one go, in this process on one torch thread as the interrupted process
+    (float sums depend on the thread count)."""
     root = tmp_path_factory.mktemp("uninterrupted")
     (root / "held.toml").write_text(HELD_SUITE)
-    done = gdpp_bench_process(
-        "run", "--suite", str(root / "held.toml"), "--device", "cpu", "--results", str(root / "results")
-    )
+    with torch_threads(1):
+        done = gdpp_bench(
+            "run", "--suite", str(root / "held.toml"), "--device", "cpu", "--results", str(root / "results")
+        )
     assert done.returncode == 0, done.stderr
     return RunDir(root / "results" / "held" / "bce" / "seed-0")
 
@@ -218,7 +226,7 @@ def test_a_signal_before_the_first_checkpoint_keeps_the_steps_and_the_resumed_ru
     suite.write_text(HELD_SUITE)
     results = tmp_path / "results"
     with started(suite, results) as process:
-        read_until(process, "step 50/600")
+        read_until(process, "step 50/200")
         os.killpg(process.pid, signum)
         stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
@@ -227,14 +235,15 @@ def test_a_signal_before_the_first_checkpoint_keeps_the_steps_and_the_resumed_ru
     assert line.startswith("interrupted: stopped the run in progress; every run folder resumes")
     run = RunDir(results / "held" / "bce" / "seed-0")
     step = load_checkpoint(run.checkpoint)["step"]
-    assert 50 <= step < 600 and not run.is_done()
+    assert 50 <= step < 200 and not run.is_done()
     assert not list(results.glob("**/.*.tmp"))  # written through a temp file renamed into place
     plan = gdpp_bench("run", "--suite", str(suite), "--device", "cpu", "--results", str(results), "--dry-run")
-    assert f"bce/seed-0: would resume at step {step} of 600 in {run.path}" in plan.stdout
+    assert f"bce/seed-0: would resume at step {step} of 200 in {run.path}" in plan.stdout
 
-    again = gdpp_bench_process("run", "--suite", str(suite), "--device", "cpu", "--results", str(results))
+    with torch_threads(1):  # resumed in this process, as the uninterrupted run was trained
+        again = gdpp_bench("run", "--suite", str(suite), "--device", "cpu", "--results", str(results))
     assert again.returncode == 0, again.stderr
-    assert f"resuming at step {step} of 600" in again.stdout
+    assert f"resuming at step {step} of 200" in again.stdout
     resumed, straight = tensors(run.checkpoint), tensors(uninterrupted.checkpoint)
     assert resumed.keys() == straight.keys() and len(resumed) > 10
     assert all(torch.equal(resumed[k], straight[k]) for k in resumed), [

@@ -278,13 +278,33 @@ def test_patience_stops_each_seed_as_a_sequential_run_stops(tmp_path):
         assert load_checkpoint(par_dir.best)["step"] == 10
 
 
+# the ring8 suite at a batch of 64 (its own 512 makes GDPP's eigendecompositions the cost)
+RING8_SMALL = """name = "ring8"
+dataset = "ring8"
+model = "mlp2d"
+variants = ["bce", "bce+gdpp"]
+seeds = [0]
+[train]
+steps = 1000
+batch_size = 64
+update = "simultaneous"
+log_every = 10
+checkpoint_every = 10
+[eval]
+metrics = ["modes2d"]
+samples = 500
+"""
+
+
 def test_seed_parallel_from_the_command_line_writes_every_run(tmp_path):
     from conftest import gdpp_bench, result_lines
 
+    suite = tmp_path / "ring8.toml"
+    suite.write_text(RING8_SMALL)
     done = gdpp_bench(
         "run",
         "--suite",
-        "ring8",
+        str(suite),
         "--device",
         "cpu",
         "--steps",
@@ -294,14 +314,14 @@ def test_seed_parallel_from_the_command_line_writes_every_run(tmp_path):
         "--variants",
         "bce,bce+gdpp-si",
         "--results",
-        str(tmp_path),
+        str(tmp_path / "results"),
         "--seed-parallel",
     )
     assert done.returncode == 0, done.stderr
     lines = result_lines(done.stdout)
     assert len(lines) == 6 and all(": done  " in line for line in lines)
     assert "bce/seed-0, bce/seed-1, bce/seed-2: training 3 seeds as one batched model" in done.stdout
-    for run_dir in (tmp_path / "ring8").glob("*/seed-*"):
+    for run_dir in (tmp_path / "results" / "ring8").glob("*/seed-*"):
         status = RunDir(run_dir).status()
         assert status["status"] == "done" and status["step_execution"].startswith("seed-parallel")
         assert RunDir(run_dir).metrics.is_file()

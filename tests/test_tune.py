@@ -17,7 +17,8 @@ from gdpp_bench.rundir import RunDir, find_run_dirs
 from gdpp_bench.suites import load_suite
 from gdpp_bench.tuning import STORAGE_FILE, counted_trials, draw_budget, search_space
 
-# 2 variants x 3 trials x 1 tuning seed, then 2 confirmation seeds: a study in miniature
+# 2 variants x 3 trials x 1 tuning seed, then 2 confirmation seeds: a study in miniature (at a
+# batch of 16, evaluated once in 50 steps: a run's cost is mostly its evaluations' sample plots)
 SUITE = """name = "tiny-tune"
 dataset = "ring8"
 model = "mlp2d"
@@ -25,12 +26,12 @@ variants = ["bce", "bce+gdpp"]
 seeds = [0]
 [train]
 steps = STEPS
-batch_size = 64
+batch_size = 16
 update = "simultaneous"
-log_every = 50
-checkpoint_every = 50
+log_every = 25
+checkpoint_every = 25
 [eval]
-every = 50
+every = EVERY
 metrics = ["modes2d"]
 samples = 300
 [search]
@@ -48,9 +49,9 @@ descriptive = true
 """
 
 
-def write_suite(tmp_path: Path, steps: int = 100) -> Path:
+def write_suite(tmp_path: Path, steps: int = 50, every: int = 50) -> Path:
     path = tmp_path / "tiny-tune.toml"
-    path.write_text(SUITE.replace("STEPS", str(steps)))
+    path.write_text(SUITE.replace("STEPS", str(steps)).replace("EVERY", str(every)))
     return path
 
 
@@ -152,7 +153,8 @@ def test_tune_end_to_end_equal_budget_then_confirmation(tmp_path):
 def test_tune_refuses_what_it_cannot_do(tmp_path):
     suite, results = write_suite(tmp_path), tmp_path / "results"
     plain = tmp_path / "plain.toml"
-    plain.write_text(SUITE.split("[search]")[0].replace("STEPS", "10") + "[decision]\ndescriptive = true\n")
+    head = SUITE.split("[search]")[0].replace("STEPS", "10").replace("EVERY", "10")
+    plain.write_text(head + "[decision]\ndescriptive = true\n")
     for args, message in [
         (tune_args(plain, results), "has no [search] and [budget]"),
         (tune_args(suite, results, "--seeds", "1"), "No such option"),

@@ -19,7 +19,9 @@ from gdpp_bench.tuning import BUDGET_INDEX
 
 
 def test_sigkill_during_a_trial_then_the_same_command_completes_the_budget_exactly(tmp_path):
-    suite, results = write_suite(tmp_path, steps=250), tmp_path / "results"
+    # killed at trial 1's first checkpoint (step 25), 125 steps before the trial's end; evaluated
+    # at the end only (an evaluation's sample plot costs as much as a hundred steps)
+    suite, results = write_suite(tmp_path, steps=150, every=150), tmp_path / "results"
     args = tune_args(suite, results, "--heartbeat", "1", "--variants", "bce")
     command = [sys.executable, "-m", "gdpp_bench.cli", *args]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
