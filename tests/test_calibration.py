@@ -42,8 +42,15 @@ def test_verdict_follows_the_declared_direction():
     assert verdict(float("nan"), higher_is_better=True) == "blind"
 
 
-def test_reduced_ladder_on_ring8(tmp_path):
-    table = calibrate(["ring8"], tmp_path, draws=2, reduced=True)
+@pytest.fixture(scope="module")
+def ring8_ladder(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
+    """One reduced ring8 ladder (its folder and verdicts) for the tests that only read it."""
+    out = tmp_path_factory.mktemp("ring8-ladder")
+    return out, calibrate(["ring8"], out, draws=2, reduced=True)
+
+
+def test_reduced_ladder_on_ring8(ring8_ladder):
+    tmp_path, table = ring8_ladder
     collapse = _verdicts(table, "ring8", "within-mode collapse")
     assert collapse["modes"] == "blind" and collapse["kl_uniform"] == "blind"
     dropping = _verdicts(table, "ring8", "mode dropping")
@@ -75,9 +82,9 @@ def no_figures(monkeypatch):
 
 
 def test_an_interrupted_ladder_resumes_to_the_values_of_an_uninterrupted_one(
-    tmp_path, monkeypatch, no_figures
+    tmp_path, monkeypatch, no_figures, ring8_ladder
 ):
-    calibrate(["ring8"], tmp_path / "whole", draws=2, reduced=True)
+    whole_ladder, _ = ring8_ladder  # uninterrupted
     real_draw, calls = MixtureSource.draw, []
 
     def draw_then_stop(self, *args):
@@ -93,7 +100,7 @@ def test_an_interrupted_ladder_resumes_to_the_values_of_an_uninterrupted_one(
     interrupted = len(calls)
     calibrate(["ring8"], tmp_path / "resumed", draws=2, reduced=True)
     drawn_again = len(calls) - interrupted
-    whole = pd.read_csv(tmp_path / "whole" / "values.csv")
+    whole = pd.read_csv(whole_ladder / "values.csv")
     resumed = pd.read_csv(tmp_path / "resumed" / "values.csv")
     pd.testing.assert_frame_equal(resumed, whole)
     total = len(whole[["defect", "step", "draw"]].drop_duplicates()) - 2 * (whole["defect"].nunique() - 1)
