@@ -37,7 +37,8 @@ def test_real_digits_score_well_and_one_repeated_digit_badly(mnist_root, mnist_c
     _, info = mnist_classifier
     train, _ = load_split("mnist", DATA_ROOT, "train")
     real, protocol = _fidelity(train[:N])  # against a 1,000-image subset of the test split
-    collapsed, _ = _fidelity(train[:1].repeat(N, 1, 1, 1))
+    # one image repeated: its features are one point whatever the count (KID's subsets 100 wide)
+    collapsed, _ = _fidelity(train[:1].repeat(100, 1, 1, 1))
     print({k: round(v, 4) for k, v in real.items()}, {k: round(v, 4) for k, v in collapsed.items()})
     assert set(real) == {
         "fid",
@@ -116,11 +117,17 @@ def test_stacked_mnist_features_cover_all_three_channels(mnist_root, mnist_class
     assert real["is"] > 25 and partly["is"] < 0.9 * real["is"]
 
 
-def test_inception_path_runs_with_a_local_weights_file(random_inception_weights, offline):
+def test_inception_path_runs_with_a_local_weights_file(
+    random_inception_weights, offline, tmp_path, monkeypatch
+):
     weights = random_inception_weights
+    # both sets extracted here (no real features left in a cache by an earlier session), as few as
+    # the metrics take: IS's 10 splits need 10 generated images, density/coverage's k = 5 six real
+    # ones; Inception resizes every image to 299 px, so each costs the same whatever its size
+    monkeypatch.setattr(measure, "fidelity_cache_dir", lambda: tmp_path / "fidelity")
     generator = torch.Generator().manual_seed(0)
-    fake = torch.randint(0, 256, (12, 3, 32, 32), dtype=torch.uint8, generator=generator)
-    real = torch.randint(0, 256, (12, 3, 32, 32), dtype=torch.uint8, generator=generator)
+    fake = torch.randint(0, 256, (10, 3, 32, 32), dtype=torch.uint8, generator=generator)
+    real = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8, generator=generator)
     extractor = measure.extractor_for("cifar10", None, weights)
     assert extractor.name == "inception-v3-compat"
     assert extractor.weights_sha256 == measure.weights_sha256(weights)

@@ -64,16 +64,18 @@ def test_stacked_mnist_modes_of_real_and_collapsed_samples(mnist_classifier):
 
     images, labels = load_split("stacked-mnist", DATA_ROOT, "test")  # 26,000, uniform digits
     assert len(images) == 26_000 and len(torch.unique(labels)) == 1000
-    # a quarter of them (the test's CPU seconds): each triple ~6.5 times, so about 1000 exp(-6.5)
-    # = 1.5 triples are absent by chance, and the histogram's KL to uniform is about
-    # 999 / (2 x 6,500) = 0.077 from sampling alone; misreads only move counts
-    real = _context(images[:6_500], "stacked-mnist")
+    # 4,000 of them (the test's CPU seconds): each triple ~4 times, so about 1000 exp(-4) = 18
+    # triples (sd ~4) are absent by chance, and the histogram's KL to uniform is about
+    # 999 / (2 x 4,000) = 0.125 from sampling alone; misreads only move counts
+    real = _context(images[:4_000], "stacked-mnist")
     values = stacked_mnist_modes(real)
-    assert values["modes"] >= 990
-    assert values["kl_uniform"] < 0.15
+    assert values["modes"] >= 960
+    assert values["kl_uniform"] < 0.2
     protocol = real.notes["stacked_mnist_modes"]["classifier"]
     assert protocol["test_accuracy"] >= 0.99 and len(protocol["weights_sha256"]) == 64
-    one_triple = images[:1].repeat(2_600, 1, 1, 1)  # a tenth: each count is 0 or all of them anyway
+    # one image repeated: each count is 0 or all of them, whatever their number (100: 0.4 % of the
+    # real set's CPU seconds, and ten times the 10 modes the assertion allows)
+    one_triple = images[:1].repeat(100, 1, 1, 1)
     collapsed = stacked_mnist_modes(_context(one_triple, "stacked-mnist"))
     assert collapsed["modes"] <= 10
     assert collapsed["kl_uniform"] > math.log(1000) - 1
@@ -86,12 +88,13 @@ def test_mnist_classes_of_real_and_collapsed_samples(mnist_classifier):
     from gdpp_bench.metrics import mnist_classes
 
     images, labels = load_split("mnist", DATA_ROOT, "test")
+    images, labels = images[:5_000], labels[:5_000]  # half the split: ~50 misread, as many as 1 %
     values = mnist_classes(_context(images, "mnist"))
     true_p = torch.bincount(labels, minlength=10).double() / len(labels)
     true_kl = float((true_p * (true_p * 10).log()).sum())
     assert values["classes"] == 10
     assert values["class_kl_uniform"] == pytest.approx(true_kl, abs=2e-3)  # 99 % right labels
-    one_digit = images[:1].repeat(2_000, 1, 1, 1)
+    one_digit = images[:1].repeat(100, 1, 1, 1)  # one image: one class, whatever the count
     assert mnist_classes(_context(one_digit, "mnist")) == {
         "classes": 1.0,
         "class_kl_uniform": pytest.approx(math.log(10)),

@@ -48,7 +48,9 @@ run() {
     gunzip -c "$file" > "$work/data/MNIST/raw/$(basename "$file" .gz)"
   done
   cp "$CARRY"/instruments/*.pt "$work/cache/instruments/"
-  if ! "$PYTHON" -c "import torch_fidelity" 2>/dev/null; then  # a pure-Python wheel: unpack it
+  # found, not imported: importing it imports torch (~5 CPU-s)
+  if ! "$PYTHON" -c "import importlib.util as u, sys; sys.exit(u.find_spec('torch_fidelity') is None)"; then
+    # a pure-Python wheel: unpack it
     for wheel in "$CARRY"/wheels/*.whl; do "$PYTHON" -m zipfile -e "$wheel" "$work/site"; done
     export PYTHONPATH="$PYTHONPATH:$work/site"
   fi
