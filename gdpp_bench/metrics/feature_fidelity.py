@@ -26,6 +26,8 @@ from gdpp_bench.metrics.fidelity import (
     KID_SUBSET_SIZE,
     KID_SUBSETS,
     PRC_NEIGHBOURS,
+    frechet_from_statistics,
+    psd_sqrt,
 )
 
 
@@ -73,8 +75,7 @@ class RealFeatures:
         del distances, ordered
         stats = tf.fid_features_to_statistics(self.features)
         self.mu, self.sigma = stats["mu"], stats["sigma"]
-        values, vectors = np.linalg.eigh(self.sigma)
-        self.sigma_root = (vectors * np.sqrt(values.clip(min=0))) @ vectors.T
+        self.sigma_root = psd_sqrt(self.sigma)
 
     @functools.lru_cache(maxsize=4)  # noqa: B019 (one reference per dataset, kept for the ladder)
     def kid_within(self, n_fake: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -143,16 +144,14 @@ class SetGrams:
 
 
 def frechet_distance(features: Tensor, real: RealFeatures) -> float:
-    """FID as torch-fidelity's formula, with tr sqrt(S1 S2) = sum sqrt(eig(R S1 R)), R = sqrt(S2):
-    the symmetric eigenproblem instead of a general one (3072 dimensions for Stacked-MNIST)."""
+    """FID as the evaluation path computes it (`frechet_from_statistics`), from features."""
     rows = features.double().numpy()
     mu = rows.mean(axis=0)
     centred = rows - mu
     sigma = centred.T @ centred / (len(rows) - 1)  # np.cov's value; numpy computes A.T @ A as one syrk
-    diff = mu - real.mu
-    inner = real.sigma_root @ sigma @ real.sigma_root
-    tr_covmean = np.sqrt(np.linalg.eigvalsh((inner + inner.T) / 2).clip(min=0)).sum()
-    return float(diff.dot(diff) + np.trace(sigma) + np.trace(real.sigma) - 2 * tr_covmean)
+    return frechet_from_statistics(
+        {"mu": mu, "sigma": sigma}, {"mu": real.mu, "sigma": real.sigma}, real.sigma_root
+    )
 
 
 @torch.no_grad()

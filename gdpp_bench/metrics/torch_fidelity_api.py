@@ -15,7 +15,7 @@ from torch_fidelity.feature_extractor_clip import MODEL_URLS as CLIP_URLS
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from torch_fidelity.helpers import vassert
 from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
-from torch_fidelity.metric_fid import fid_features_to_statistics
+from torch_fidelity.metric_fid import fid_features_to_statistics, fid_featuresdict_to_statistics_cached
 from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD, isc_features_to_metric
 from torch_fidelity.metric_kid import (
     KEY_METRIC_KID_MEAN,
@@ -27,6 +27,7 @@ from torch_fidelity.metric_prc import calc_cdist_part
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from torch_fidelity.utils import (
     create_feature_extractor,
+    extract_featuresdict_from_input_id,
     extract_featuresdict_from_input_id_cached,
     resolve_feature_layer_for_metric,
 )
@@ -45,8 +46,10 @@ __all__ = [
     "calc_cdist_part",
     "calculate_metrics",
     "create_feature_extractor",
+    "extract_featuresdict_from_input_id",
     "extract_featuresdict_from_input_id_cached",
     "fid_features_to_statistics",
+    "fid_featuresdict_to_statistics_cached",
     "interpolate_bilinear_2d_like_tensorflow1x",
     "isc_features_to_metric",
     "kernel_poly",
