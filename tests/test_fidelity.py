@@ -248,9 +248,9 @@ def test_kid_agrees_with_torch_fidelity(n_fake, n_real, size):
     [(64, 500, 800), (256, 40, 900), (512, 10, 12)],  # full rank; fewer samples than dimensions
 )
 def test_fid_from_the_symmetric_eigenproblem_equals_torch_fidelitys(dim, n_fake, n_real):
-    """The evaluation path's FID (tr sqrt(S1 S2) from R S1 R, R = sqrt(S2)) against torch-fidelity's
-    own formula (the general eigenvalues of S1 S2) on the same statistics, including the
-    rank-deficient covariances of small sample sets."""
+    """The evaluation path's FID (tr sqrt(S1 S2) from X S2 X^T or R S1 R, R = sqrt(S2)) against
+    torch-fidelity's own formula (the general eigenvalues of S1 S2) on the same statistics, including
+    the rank-deficient covariances of small sample sets."""
     import numpy as np
     from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
 
@@ -260,8 +260,14 @@ def test_fid_from_the_symmetric_eigenproblem_equals_torch_fidelitys(dim, n_fake,
     real = torch.randn(n_real, dim, generator=generator) @ mixing.T
     fake_stats, real_stats = fid_features_to_statistics(fake), fid_features_to_statistics(real)
     expected = fid_statistics_to_metric(fake_stats, real_stats, verbose=False)["frechet_inception_distance"]
-    ours = measure.frechet_from_statistics(fake_stats, real_stats, measure.psd_sqrt(real_stats["sigma"]))
+    roots = []
+
+    def root():
+        roots.append(measure.psd_sqrt(real_stats["sigma"]))
+        return roots[-1]
+
+    ours = measure.frechet_distance(fake.numpy(), real_stats, root)
     assert ours == pytest.approx(expected, rel=1e-6)
-    assert measure.frechet_from_statistics(real_stats, real_stats, measure.psd_sqrt(real_stats["sigma"])) == (
-        pytest.approx(0, abs=1e-6 * np.trace(real_stats["sigma"]))
-    )
+    assert len(roots) == (n_fake > dim)  # the real root only where the set has more samples than dimensions
+    itself = measure.frechet_distance(real.numpy(), real_stats, root)
+    assert itself == pytest.approx(0, abs=1e-6 * np.trace(real_stats["sigma"]))

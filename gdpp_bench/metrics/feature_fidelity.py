@@ -26,8 +26,10 @@ from gdpp_bench.metrics.fidelity import (
     KID_SUBSET_SIZE,
     KID_SUBSETS,
     PRC_NEIGHBOURS,
-    frechet_from_statistics,
     psd_sqrt,
+)
+from gdpp_bench.metrics.fidelity import (
+    frechet_distance as evaluation_fid,
 )
 
 
@@ -144,13 +146,9 @@ class SetGrams:
 
 
 def frechet_distance(features: Tensor, real: RealFeatures) -> float:
-    """FID as the evaluation path computes it (`frechet_from_statistics`), from features."""
-    rows = features.double().numpy()
-    mu = rows.mean(axis=0)
-    centred = rows - mu
-    sigma = centred.T @ centred / (len(rows) - 1)  # np.cov's value; numpy computes A.T @ A as one syrk
-    return frechet_from_statistics(
-        {"mu": mu, "sigma": sigma}, {"mu": real.mu, "sigma": real.sigma}, real.sigma_root
+    """FID as the evaluation path computes it (gdpp_bench.metrics.fidelity.frechet_distance)."""
+    return evaluation_fid(
+        features.double().numpy(), {"mu": real.mu, "sigma": real.sigma}, lambda: real.sigma_root
     )
 
 
