@@ -67,6 +67,29 @@ def tiny_suite(**overrides) -> Suite:
     return dataclasses.replace(suite, train=dataclasses.replace(suite.train, **train_overrides))
 
 
+def small_ring8_suite(path: Path, variants: tuple[str, ...], seeds: tuple[int, ...]) -> Path:
+    """A suite file named ring8 with the registered suite's model and updates at batch 64 and 1,000
+    steps (its own batch of 512 makes GDPP's eigendecompositions a test's cost)."""
+    path.write_text(
+        f"""name = "ring8"
+dataset = "ring8"
+model = "mlp2d"
+variants = {list(variants)!r}
+seeds = {list(seeds)!r}
+[train]
+steps = 1000
+batch_size = 64
+update = "simultaneous"
+log_every = 10
+checkpoint_every = 10
+[eval]
+metrics = ["modes2d"]
+samples = 500
+""".replace("'", '"')
+    )
+    return path
+
+
 @pytest.fixture
 def results(tmp_path: Path) -> Path:
     return tmp_path / "results"

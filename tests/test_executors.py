@@ -329,33 +329,14 @@ def test_run_specs_takes_a_slurm_executor_as_it_is(tmp_path, monkeypatch, one_th
     assert len(made[0].jobs) == len(specs) and all(o["status"] == "done" for o in outcomes)
 
 
-# the ring8 suite at a batch of 64 (its own 512 makes GDPP's eigendecompositions the cost)
-RING8_SMALL = """name = "ring8"
-dataset = "ring8"
-model = "mlp2d"
-variants = ["bce", "bce+gdpp", "bce+gdpp-si"]
-seeds = [0, 1, 2]
-[train]
-steps = 1000
-batch_size = 64
-update = "simultaneous"
-log_every = 10
-checkpoint_every = 10
-[eval]
-metrics = ["modes2d"]
-samples = 500
-"""
-
-
 def test_workers_2_on_the_command_line_give_the_runs_of_a_sequential_call(tmp_path, monkeypatch):
     """Bit-identical at the same CPU threads per run: 2 workers on 2 cores get 1 thread each, so the
     sequential reference runs with 1 thread too (float sums depend on the thread count)."""
-    from conftest import gdpp_bench, torch_threads
+    from conftest import gdpp_bench, small_ring8_suite, torch_threads
 
     from gdpp_bench.rundir import find_run_dirs, read_json
 
-    suite = tmp_path / "ring8.toml"
-    suite.write_text(RING8_SMALL)
+    suite = small_ring8_suite(tmp_path / "ring8.toml", ("bce", "bce+gdpp", "bce+gdpp-si"), (0, 1, 2))
     args = [
         "run",
         "--suite",

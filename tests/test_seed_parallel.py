@@ -278,29 +278,10 @@ def test_patience_stops_each_seed_as_a_sequential_run_stops(tmp_path):
         assert load_checkpoint(par_dir.best)["step"] == 10
 
 
-# the ring8 suite at a batch of 64 (its own 512 makes GDPP's eigendecompositions the cost)
-RING8_SMALL = """name = "ring8"
-dataset = "ring8"
-model = "mlp2d"
-variants = ["bce", "bce+gdpp"]
-seeds = [0]
-[train]
-steps = 1000
-batch_size = 64
-update = "simultaneous"
-log_every = 10
-checkpoint_every = 10
-[eval]
-metrics = ["modes2d"]
-samples = 500
-"""
-
-
 def test_seed_parallel_from_the_command_line_writes_every_run(tmp_path):
-    from conftest import gdpp_bench, result_lines
+    from conftest import gdpp_bench, result_lines, small_ring8_suite
 
-    suite = tmp_path / "ring8.toml"
-    suite.write_text(RING8_SMALL)
+    suite = small_ring8_suite(tmp_path / "ring8.toml", ("bce", "bce+gdpp"), (0,))
     done = gdpp_bench(
         "run",
         "--suite",
