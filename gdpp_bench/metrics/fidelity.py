@@ -25,8 +25,6 @@ statistics are cached under a name that holds it (gdpp_bench.metrics.features, f
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -203,22 +201,28 @@ def fidelity_metrics(
     real_stats = tf.fid_featuresdict_to_statistics_cached(
         real_dict, real_name, module, layer["fid"], **kwargs
     )
-    root_file = cache / f"{real_name}-fid-sigma-root-{layer['fid']}.npy"
-    real_root = functools.partial(
-        _cached_array, root_file, real_stats["sigma"].shape, lambda: psd_sqrt(real_stats["sigma"])
-    )
+    sigma = real_stats["sigma"]
+
+    def real_root() -> np.ndarray:  # needed only for a set larger than the features' width
+        path = cache / f"{real_name}-fid-sigma-root-{layer['fid']}.pt"
+        root = _cached_real(path, sigma.shape, torch.device("cpu"), lambda: torch.from_numpy(psd_sqrt(sigma)))
+        return root.numpy()
+
     fake_features, real_features = (features[layer["prc"]].to(device) for features in (fake_dict, real_dict))
     if generated is not None:
         generated["features"] = fake_features
-    prc_radii = _cached_radii(
+    real_rows = (len(real_features),)
+    prc_radii = _cached_real(
         cache / f"{real_name}-prc-radii-k{PRC_NEIGHBOURS}.pt",
-        real_features,
+        real_rows,
+        device,
         lambda: kth_neighbour_distances(real_features, PRC_NEIGHBOURS),
     )
     precision, recall = precision_recall(fake_features, real_features, prc_radii)
-    radii = _cached_radii(
+    radii = _cached_real(
         cache / f"{real_name}-radii-k{DC_NEIGHBOURS}.pt",
-        real_features,
+        real_rows,
+        device,
         lambda: knn_radii(real_features, DC_NEIGHBOURS),
     )
     coverage = density_coverage(real_features, fake_features, k=DC_NEIGHBOURS, radii=radii)
@@ -358,32 +362,18 @@ def inception_score(logits: Tensor) -> dict[str, float]:
     return {"is": float(values[tf.KEY_METRIC_ISC_MEAN]), "is_std": float(values[tf.KEY_METRIC_ISC_STD])}
 
 
-def _cached_array(path: Path, shape: tuple[int, ...], compute: Callable[[], np.ndarray]) -> np.ndarray:
-    """An array computed from the real set alone, cached beside its torch-fidelity statistics."""
+def _cached_real(
+    path: Path, shape: tuple[int, ...], device: torch.device, compute: Callable[[], Tensor]
+) -> Tensor:
+    """A tensor computed from the real set alone (its k-NN radii, its covariance's square root),
+    cached beside its torch-fidelity statistics."""
     if path.is_file():
-        with contextlib.suppress(OSError, ValueError):
-            array = np.load(path, allow_pickle=False)
-            if array.shape == shape:
-                return array
-    array = compute()
-
-    def save(tmp: Path) -> None:
-        with tmp.open("wb") as handle:  # a path would get ".npy" appended
-            np.save(handle, array)
-
-    write_atomic(path, save)
-    return array
-
-
-def _cached_radii(path: Path, real_features: Tensor, compute: Callable[[], Tensor]) -> Tensor:
-    """The real set's k-NN radii, cached beside its torch-fidelity statistics."""
-    if path.is_file():
-        radii = torch.load(path, map_location=real_features.device, weights_only=True)
-        if torch.is_tensor(radii) and radii.shape == (len(real_features),):
-            return radii
-    radii = compute()
-    write_atomic(path, lambda tmp: torch.save(radii.cpu(), tmp))
-    return radii
+        cached = torch.load(path, map_location=device, weights_only=True)
+        if torch.is_tensor(cached) and cached.shape == shape:
+            return cached
+    value = compute()
+    write_atomic(path, lambda tmp: torch.save(value.cpu(), tmp))
+    return value
 
 
 def reference_name(
