@@ -77,7 +77,11 @@ class RealFeatures:
         del distances, ordered
         stats = tf.fid_features_to_statistics(self.features)
         self.mu, self.sigma = stats["mu"], stats["sigma"]
-        self.sigma_root = psd_sqrt(self.sigma)
+
+    @functools.cached_property
+    def sigma_root(self) -> np.ndarray:
+        """sqrt(sigma), which FID needs only for a set larger than the features' width."""
+        return psd_sqrt(self.sigma)
 
     @functools.lru_cache(maxsize=4)  # noqa: B019 (one reference per dataset, kept for the ladder)
     def kid_within(self, n_fake: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
