@@ -634,12 +634,23 @@ def report(
     for name, path in written.items():
         if not name.endswith(".pdf"):
             click.echo(f"wrote {path}")
-    click.echo(_report_closing_line(f"report {suite}" if suite else "report", written))
+    counts = _report_status_counts(written)
+    what = f"report {suite}" if suite else "report"
+    line = f"{what}: {sum(counts.values())} runs, " + ", ".join(f"{n} {s}" for s, n in counts.items())
+    if counts["unreadable"]:
+        line += " (runs.csv and index.html give each unreadable run's reason)"
+    click.echo(line)
+    if counts["unreadable"]:
+        # The report is written, but it leaves runs out: a script or CI must not take it as whole.
+        sys.exit(EXIT_REPORT_INCOMPLETE)
 
 
-def _report_closing_line(what: str, written: dict[str, Path]) -> str:
-    """How many runs the report's runs.csv files list, by status; unreadable ones said, never only
-    listed (a plug-in file gone, a truncated file)."""
+EXIT_REPORT_INCOMPLETE = 1  # report written; some run could not be read and is left out of its statistics
+
+
+def _report_status_counts(written: dict[str, Path]) -> dict[str, int]:
+    """How many runs the report's runs.csv files list, by status (a plug-in file gone or a
+    truncated file makes a run unreadable)."""
     import csv
 
     counts = dict.fromkeys(("done", "failed", "incomplete", "unreadable"), 0)
@@ -649,10 +660,7 @@ def _report_closing_line(what: str, written: dict[str, Path]) -> str:
                 for row in csv.DictReader(handle):
                     status = row["status"].split(":")[0]  # failed: diverged..., unreadable: FILE
                     counts[status] = counts.get(status, 0) + 1
-    line = f"{what}: {sum(counts.values())} runs, " + ", ".join(f"{n} {s}" for s, n in counts.items())
-    if counts["unreadable"]:
-        line += " (runs.csv and index.html give each unreadable run's reason)"
-    return line
+    return counts
 
 
 @cli.command("archive")

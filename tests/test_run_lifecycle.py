@@ -154,7 +154,10 @@ def test_truncated_metrics_json_is_set_aside_and_measured_again(tmp_path):
     good = read_json(run.metrics)
     run.metrics.write_text(run.metrics.read_text()[:40])
     report = gdpp_bench("report", "--suite", "ring8", "--results", str(tmp_path), "--no-figures")
-    assert report.returncode == 0 and "Traceback" not in report.stderr
+    assert report.returncode == 1 and "Traceback" not in report.stderr  # written, a run left out
+    assert report.stdout.splitlines()[-1].startswith(
+        "report ring8: 2 runs, 1 done, 0 failed, 0 incomplete, 1 unreadable"
+    )
     runs = (tmp_path / "ring8" / "report" / "runs.csv").read_text()
     assert "unreadable: metrics.json" in runs
     again = ring8(tmp_path, *args)
@@ -172,7 +175,7 @@ def test_truncated_done_is_set_aside_and_the_run_resumes(tmp_path):
     run.done.write_text('{"status": "do')
     report = gdpp_bench("report", "--suite", "ring8", "--results", str(tmp_path), "--no-figures")
     assert (
-        report.returncode == 0
+        report.returncode == 1
         and "unreadable: DONE" in (tmp_path / "ring8" / "report" / "runs.csv").read_text()
     )
     again = ring8(tmp_path, *args)
@@ -204,7 +207,7 @@ def test_report_lists_a_run_with_an_unreadable_log(tmp_path, name):
     path.write_text(header + "12,abc\n")
     # with figures: they read the logs too
     report = gdpp_bench("report", "--suite", "ring8", "--results", str(tmp_path))
-    assert report.returncode == 0 and "Traceback" not in report.stderr
+    assert report.returncode == 1 and "Traceback" not in report.stderr
     runs = (tmp_path / "ring8" / "report" / "runs.csv").read_text()
     assert f"unreadable: {name}" in runs
     assert f"unreadable: {name}" in (tmp_path / "ring8" / "report" / "index.html").read_text()
@@ -255,7 +258,7 @@ def test_report_lists_a_run_whose_config_holds_a_null_setting(tmp_path):
     config["spec"]["train"]["lr_g"] = None  # what an older version wrote for lr = inf
     run.config.write_text(json.dumps(config))
     report = gdpp_bench("report", "--suite", "ring8", "--results", str(tmp_path), "--no-figures")
-    assert report.returncode == 0 and "Traceback" not in report.stderr
+    assert report.returncode == 1 and "Traceback" not in report.stderr
     assert "train.lr_g must be a finite number" in (tmp_path / "ring8" / "report" / "runs.csv").read_text()
 
 
