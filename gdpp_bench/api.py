@@ -18,7 +18,6 @@ from typing import Any
 import pandas as pd
 
 from gdpp_bench.config import RunSpec, Suite
-from gdpp_bench.environment import default_data_root
 from gdpp_bench.errors import UserError
 from gdpp_bench.executors import Executor, make_executor
 from gdpp_bench.metrics import EvalOptions
@@ -28,6 +27,7 @@ from gdpp_bench.power import check_design
 from gdpp_bench.report.tables import DEFAULT_LAST_K, ID_COLUMNS, collect_runs, metric_columns
 from gdpp_bench.rundir import find_run_dirs, suite_dirs
 from gdpp_bench.suites import expand, load_suite
+from gdpp_bench.user_paths import default_data_root
 
 Outcome = dict[str, Any]  # how one run ended: key, status, skipped, reason, values (pipeline.run_one)
 

@@ -24,9 +24,9 @@ from gdpp_bench.config import (
     PROTOCOLS,
     SEED_LIMIT,
 )
-from gdpp_bench.environment import default_data_root
 from gdpp_bench.errors import INTERRUPTED_BEFORE_ANY_RUN, Interrupted, UserError
 from gdpp_bench.export import BN_MODES, CHECKPOINT_CHOICES, EXPORT_FORMATS
+from gdpp_bench.user_paths import default_data_root
 
 
 def _split(text: str | None) -> list[str] | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
 import platform
 import subprocess
 from importlib import metadata
@@ -32,15 +31,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "mps" and not torch.backends.mps.is_available():
         raise UserError("--device mps asked for, but MPS is not available; use --device cpu")
     return torch.device(name)
-
-
-def default_data_root() -> str:
-    """$GDPP_BENCH_DATA, else the team's shared copy ../shared/datasets when it exists, else the
-    user cache (where torchvision downloads what is missing, on machines with internet)."""
-    if os.environ.get("GDPP_BENCH_DATA"):
-        return os.environ["GDPP_BENCH_DATA"]
-    shared = Path("..") / "shared" / "datasets"
-    return str(shared) if shared.is_dir() else str(Path("~/.cache/gdpp-bench/data").expanduser())
 
 
 def device_type(device: torch.device | str, on_cluster_node: bool = False) -> str:

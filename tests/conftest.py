@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from gdpp_bench.environment import default_data_root
 from gdpp_bench.suites import EvalConfig, Suite, TrainConfig
+from gdpp_bench.user_paths import default_data_root
 
 if os.environ.get("PYTEST_XDIST_WORKER"):  # parallel test processes share the cores: one thread each
     os.environ["OMP_NUM_THREADS"] = "1"  # and the processes they start
@@ -296,9 +296,10 @@ def replay_context(images_uint8: torch.Tensor, dataset, data_root: Path = DATA_R
 
 
 @pytest.fixture(scope="session")
-def random_inception_weights(tmp_path_factory):
+def random_inception_weights(tmp_path_factory, instrument_cache):
     """A weights file of torch-fidelity's Inception-v3 with its exact structure and random values: the
-    real loading path runs offline (the numbers it gives mean nothing)."""
+    real loading path runs offline (the numbers it gives mean nothing). With the session's cache, so
+    that the statistics these meaningless features give never reach the user's cache."""
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
     path = tmp_path_factory.mktemp("inception") / "weights-inception-2015-12-05-6726825d.pth"

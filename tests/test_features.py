@@ -7,12 +7,11 @@ from __future__ import annotations
 import json
 import math
 import socket
-import textwrap
 
 import pytest
 import torch
 from conftest import gdpp_bench
-from image_fixtures import write_image_folder
+from image_fixtures import write_folder_suite, write_image_folder
 
 from gdpp_bench.config import CLIP_FEATURES, DINOV2_FEATURES, FEATURE_EXTRACTORS
 from gdpp_bench.errors import UserError
@@ -180,33 +179,7 @@ def test_missing_weights_without_a_network_name_the_url_and_the_option(tmp_path,
 
 
 def _suite(tmp_path, extra: str = "") -> str:
-    path = tmp_path / "mine.toml"
-    path.write_text(
-        textwrap.dedent(
-            f"""
-            name = "mine"
-            dataset = "folder"
-            data_path = "mine"
-            image_size = 32
-            variants = ["bce"]
-            seeds = [0]
-            [train]
-            steps = 2
-            batch_size = 8
-            log_every = 1
-            checkpoint_every = 2
-            [eval]
-            metrics = ["fidelity"]
-            samples = 16
-            fidelity_samples = 16
-            real_samples = 16
-            grid_samples = 4
-            reference_split = "test"
-            {extra}
-            """
-        )
-    )
-    return str(path)
+    return str(write_folder_suite(tmp_path / "mine.toml", extra=f'reference_split = "test"\n{extra}'))
 
 
 def test_a_suite_measures_with_dinov2_and_evaluate_switches_extractor(

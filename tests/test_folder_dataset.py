@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import textwrap
 
 import pytest
 import torch
 from conftest import gdpp_bench
-from image_fixtures import CELEBA_BAND_COLOR, write_image_folder
+from image_fixtures import CELEBA_BAND_COLOR, write_folder_suite, write_image_folder
 
 from gdpp_bench.data import dataset_for
 from gdpp_bench.errors import UserError
@@ -147,32 +146,9 @@ def test_suite_settings_of_the_folder_dataset_are_checked_at_load(fields, messag
 
 
 def _suite_file(tmp_path, data_path, extra=""):
-    path = tmp_path / "mine.toml"
-    path.write_text(
-        textwrap.dedent(
-            f"""
-            name = "mine"
-            dataset = "folder"
-            data_path = "{data_path}"
-            image_size = 32
-            variants = ["bce", "bce+gdpp"]
-            seeds = [0]
-            [train]
-            steps = 4
-            batch_size = 8
-            log_every = 2
-            checkpoint_every = 2
-            [eval]
-            metrics = ["fidelity"]
-            samples = 16
-            fidelity_samples = 16
-            real_samples = 16
-            grid_samples = 4
-            {extra}
-            """
-        )
+    return write_folder_suite(
+        tmp_path / "mine.toml", data_path=data_path, variants=("bce", "bce+gdpp"), steps=4, extra=extra
     )
-    return path
 
 
 def test_a_folder_suite_trains_evaluates_and_reports(tmp_path, cache, random_inception_weights):

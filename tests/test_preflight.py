@@ -17,7 +17,7 @@ import urllib.error
 import pytest
 import torch
 from conftest import gdpp_bench
-from image_fixtures import write_image_folder
+from image_fixtures import write_folder_suite, write_image_folder
 
 from gdpp_bench.config import RunSpec
 from gdpp_bench.metrics import fidelity as measure
@@ -52,33 +52,12 @@ def _folder_suite(tmp_path, extra: str = "") -> tuple[str, ...]:
     README's own-images example; returns the run options that find its data."""
     write_image_folder(tmp_path / "root" / "mine" / "train", 12, ".png")
     write_image_folder(tmp_path / "root" / "mine" / "test", 6, ".png", first_color=60)
-    path = tmp_path / "mine.toml"
-    path.write_text(
-        textwrap.dedent(
-            """
-            name = "mine"
-            dataset = "folder"
-            data_path = "mine"
-            image_size = 32
-            variants = ["bce", "bce+gdpp"]
-            seeds = [0]
-            [train]
-            steps = 2
-            batch_size = 8
-            log_every = 1
-            checkpoint_every = 2
-            [eval]
-            metrics = ["fidelity"]
-            samples = 12
-            fidelity_samples = 12
-            real_samples = 6
-            grid_samples = 4
-            reference_split = "test"
-            [decision]
-            descriptive = true
-            """
-        )
-        + textwrap.dedent(extra)
+    path = write_folder_suite(
+        tmp_path / "mine.toml",
+        variants=("bce", "bce+gdpp"),
+        samples=12,
+        real_samples=6,
+        extra='reference_split = "test"\n[decision]\ndescriptive = true\n' + textwrap.dedent(extra),
     )
     return (
         "--suite",

@@ -22,9 +22,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gdpp_bench.data.image_files import CACHE_FORMAT, MemmapSampler, cache_root, decoded_images
+from gdpp_bench.data.image_files import CACHE_FORMAT, MemmapSampler, decoded_images
 from gdpp_bench.data.images import ImageDataset, Sampler, Split, check_split, missing_data, require_root
 from gdpp_bench.errors import UserError
+from gdpp_bench.user_paths import cache_root
 
 PARTITION_CODES: dict[Split, int] = {"train": 0, "test": 2}
 

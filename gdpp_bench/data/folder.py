@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gdpp_bench.data.image_files import CACHE_FORMAT, MemmapSampler, cache_root, decoded_images
+from gdpp_bench.data.image_files import CACHE_FORMAT, MemmapSampler, decoded_images
 from gdpp_bench.data.images import (
     SPLITS,
     ImageDataset,
@@ -38,6 +38,7 @@ from gdpp_bench.data.images import (
     require_root,
 )
 from gdpp_bench.errors import UserError
+from gdpp_bench.user_paths import cache_root
 
 NAME = "folder"
 MODEL_OF_SIZE = {32: "dcgan32", 64: "dcgan64"}

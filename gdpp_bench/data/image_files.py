@@ -20,15 +20,9 @@ from tqdm import tqdm
 from gdpp_bench.data.images import to_signed_unit
 from gdpp_bench.errors import UserError
 
-CACHE_ENV = "GDPP_BENCH_CACHE"
 DECODE_BATCH = 256
 # bump when the crop/resize recipe changes so old caches are not reused
 CACHE_FORMAT = 1
-
-
-def cache_root() -> Path:
-    """$GDPP_BENCH_CACHE (default ~/.cache/gdpp-bench)."""
-    return Path(os.environ.get(CACHE_ENV) or "~/.cache/gdpp-bench").expanduser()
 
 
 def decode_image(path: str, resolution: int) -> Tensor:

@@ -25,7 +25,6 @@ statistics are cached under a name that holds it (gdpp_bench.metrics.features, f
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +51,7 @@ from gdpp_bench.metrics.instruments import load_or_train_classifier
 from gdpp_bench.metrics.prdc import density_coverage, knn_radii
 from gdpp_bench.progress import say
 from gdpp_bench.rundir import write_atomic
+from gdpp_bench.user_paths import cache_root
 
 INCEPTION_FILE = tf.URL_INCEPTION_V3.rsplit("/", 1)[-1]
 PRC_NEIGHBOURS = 3  # Kynkaanniemi et al. 2019
@@ -80,8 +80,7 @@ class UInt8Images(torch.utils.data.Dataset):
 
 
 def fidelity_cache_dir() -> Path:
-    root = os.environ.get("GDPP_BENCH_CACHE") or "~/.cache/gdpp-bench"
-    return Path(root).expanduser() / "fidelity"
+    return cache_root() / "fidelity"
 
 
 def inception_weights(path: str | Path | None) -> Path:

@@ -13,10 +13,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from gdpp_bench.user_paths import cache_root
 
 INCEPTION = "inception-v3-compat"  # torch-fidelity's name of the standard extractor
 PUBLISHED_INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's release file
@@ -32,8 +33,7 @@ SHA256_CACHE_FILE = "sha256-cache.json"  # under $GDPP_BENCH_CACHE: path -> size
 
 
 def _cache_file() -> Path:
-    root = os.environ.get("GDPP_BENCH_CACHE") or "~/.cache/gdpp-bench"
-    return Path(root).expanduser() / SHA256_CACHE_FILE
+    return cache_root() / SHA256_CACHE_FILE
 
 
 def file_sha256(path: Path) -> str:

@@ -16,7 +16,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from gdpp_bench.errors import UserError
 from gdpp_bench.metrics.inception_weights import file_sha256
 from gdpp_bench.progress import say
 from gdpp_bench.rundir import write_atomic
+from gdpp_bench.user_paths import cache_root
 
 # Bump whenever the architecture or the training recipe changes: it is part of every cache key.
 ARCH_VERSION = 1
@@ -166,8 +166,7 @@ def instruments_dir(cache_dir: str | Path | None = None) -> Path:
     """`cache_dir`, else $GDPP_BENCH_CACHE/instruments, else ~/.cache/gdpp-bench/instruments."""
     if cache_dir is not None:
         return Path(cache_dir).expanduser()
-    root = os.environ.get("GDPP_BENCH_CACHE") or "~/.cache/gdpp-bench"
-    return Path(root).expanduser() / "instruments"
+    return cache_root() / "instruments"
 
 
 def classifier_path(dataset: str, config: ClassifierConfig, cache_dir: str | Path | None = None) -> Path:
