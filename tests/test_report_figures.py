@@ -145,6 +145,25 @@ def test_multi_panel_figures_are_full_width_rows_and_mode_shares_start_at_zero(r
         tops = {round(ax.get_position().y1, 3) for ax in fig.axes}
         assert len(tops) == 1 and 1 < len(fig.axes) <= base.ROW_PANELS  # one row of panels
     assert [ax.get_title() for ax in evals.axes] == ["modes", "hq_percent", "kl_uniform"]
+    # the paper's ring values as black lines inside each panel's range (none for KL), in the legend
+    published = {
+        ax.get_title(): sorted(line.get_ydata()[0] for line in ax.get_lines() if line.get_color() == "black")
+        for ax in evals.axes
+    }
+    assert published == {"modes": [1, 8], "hq_percent": [71.7, 99.3], "kl_uniform": []}
+    for ax in evals.axes[:2]:
+        low, high = ax.get_ylim()
+        assert low < min(published[ax.get_title()]) and max(published[ax.get_title()]) < high
+    (legend,) = evals.legends
+    labels = [text.get_text() for text in legend.get_texts()]
+    assert labels[: len(RING_VARIANTS)] == RING_VARIANTS
+    assert labels[len(RING_VARIANTS) :] == [
+        "GAN (published): 1",
+        "GDPP-GAN (published): 8",
+        "GAN (published): 99.3",
+        "GDPP-GAN (published): 71.7",
+    ]
+    assert "black lines: GDPP paper (Elfeki et al., ICML 2019), not our runs" in evals._suptitle.get_text()
     assert all(ax.get_ylim()[0] == 0 for ax in shares.axes)  # a share is never below 0 %
     assert [ax.get_title().split()[0] for ax in shares.axes] == RING_VARIANTS
 

@@ -21,9 +21,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import LogFormatter  # noqa: E402
 
 from gdpp_bench.metrics import HIGHER_IS_BETTER  # noqa: E402
+from gdpp_bench.report import numbers  # noqa: E402
+from gdpp_bench.report.published import published  # noqa: E402
 from gdpp_bench.report.stats import mean_ci  # noqa: E402
 from gdpp_bench.report.tables import (  # noqa: E402
     read_run_csv,
@@ -271,6 +274,24 @@ def slant_labels(labels: list[plt.Text], align: Literal["left", "center", "right
         label.set_rotation(30)
         label.set_horizontalalignment(align)
         label.set_rotation_mode("anchor")
+
+
+# the published values' dash styles, one per value of a metric (at most three per dataset)
+PUBLISHED_STYLES: tuple[Any, ...] = (":", "-.", (0, (6, 2, 1, 2, 1, 2)), (0, (1, 4)))
+
+
+def published_lines(ax: plt.Axes, dataset: str, metric: str) -> tuple[list[Line2D], list[str]]:
+    """The published values of `metric` on `dataset` as black horizontal lines, one dash style
+    each: (legend handles, the title notes naming their sources and protocols)."""
+    references = published(dataset, metric)
+    handles = []
+    for reference, style in zip(references, PUBLISHED_STYLES, strict=False):
+        ax.axhline(reference.value, color="black", linestyle=style, linewidth=1.2, zorder=1)
+        label = f"{reference.method} (published): {numbers.fmt(reference.value)}"
+        handles.append(Line2D([], [], color="black", linestyle=style, label=label))
+    protocols = dict.fromkeys((r.source, r.protocol) for r in references)
+    notes = [f"black lines: {source}, not our runs: {protocol}" for source, protocol in protocols]
+    return handles, notes
 
 
 def legend_outside(

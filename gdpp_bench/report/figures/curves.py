@@ -26,6 +26,7 @@ from gdpp_bench.report.figures.base import (  # noqa: E402
     panel_parts,
     panel_row,
     part_stem,
+    published_lines,
     run_csvs,
     save_figure,
     styled,
@@ -33,6 +34,7 @@ from gdpp_bench.report.figures.base import (  # noqa: E402
     widen_flat_axis,
 )
 from gdpp_bench.report.numbers import fmt  # noqa: E402
+from gdpp_bench.report.published import published  # noqa: E402
 from gdpp_bench.report.tables import (  # noqa: E402
     DEFAULT_BASELINE,
     DEFAULT_LAST_K,
@@ -58,12 +60,14 @@ def _curve_panels(
     baseline: str,
     window: tuple[float, float] | None = None,
     notes: list[str] | None = None,
+    references: bool = False,
 ) -> list[Path]:
     """One panel per column of `curves` against step, in figures of one row each (`panel_parts`):
     per variant the mean over seeds and its 95% band (and each seed faintly where `per_seed`);
-    one legend per figure. The y axis spans the seeds' values: with two or three seeds a t band
-    can be many times wider and would flatten every mean line, so a band is cut at the panel's
-    edge (and the title says so)."""
+    with `references`, each column's published values as black lines; one legend per figure. The
+    y axis spans the seeds' values (and the published ones): with two or three seeds a t band can
+    be many times wider and would flatten every mean line, so a band is cut at the panel's edge
+    (and the title says so)."""
     parts = panel_parts(columns)
     written: list[Path] = []
     for number, part in enumerate(parts, start=1):
@@ -80,6 +84,7 @@ def _curve_panels(
             baseline,
             window,
             notes or [],
+            references,
         )
     return written
 
@@ -96,12 +101,15 @@ def _curve_row(
     baseline: str,
     window: tuple[float, float] | None,
     notes: list[str],
+    references: bool,
 ) -> list[Path]:
     """One figure of `_curve_panels`: a row of panels."""
     order = variant_order(curves["variant"], baseline)
     colors = palette(order)
     fig, axes = panel_row(len(columns), 3.2)
     clipped = few_seeds = False
+    published_handles: dict[str, Line2D] = {}
+    published_notes: dict[str, None] = {}
     for ax, column in zip(axes, columns, strict=True):
         present = curves.dropna(subset=[column])
         bands = []
@@ -126,9 +134,14 @@ def _curve_row(
                         alpha=0.3,
                         linewidth=0.8,
                     )
-        low, high = present[column].min(), present[column].max()
+        levels = [*present[column], *(r.value for r in published(dataset, column) if references)]
+        low, high = min(levels), max(levels)
         pad = 0.08 * (high - low) or max(0.05 * abs(high), 0.05)
         ax.set_ylim(low - pad, high + pad)
+        if references:
+            handles, reference_notes = published_lines(ax, dataset, column)
+            published_handles.update((str(h.get_label()), h) for h in handles)
+            published_notes.update(dict.fromkeys(reference_notes))
         widen_flat_axis(ax, metric_bounds(column, dataset))
         bottom, top = ax.get_ylim()
         clipped |= any(((band["low"] < bottom) | (band["high"] > top)).any() for band in bands)
@@ -138,13 +151,16 @@ def _curve_row(
         ax.set_xlabel("training step")
         ax.set_ylabel(labels.get(column, column))
     handles = [Line2D([], [], color=colors[v], linewidth=2) for v in order]
-    legend_outside(fig, handles, order, title="variant")
+    legend_outside(
+        fig, [*handles, *published_handles.values()], [*order, *published_handles], title="variant"
+    )
     shown = finished_runs(runs, dataset)
     notes = [
         "lines: mean over seeds, bands: 95% t interval"
         + (f" (variants with {MIN_SEEDS_FOR_BAND}+ seeds)" if few_seeds else "")
         + (" (cut at the seeds' range)" if clipped else ""),
         *notes,
+        *published_notes,
     ]
     if per_seed or few_seeds:
         notes.append("faint lines: single seeds")
@@ -222,4 +238,5 @@ def evaluation_curves(
         [f"the same in every evaluation: {', '.join(f'{m} = {fmt(v)}' for m, v in flat.items())}"]
         if flat
         else [],
+        references=True,
     )

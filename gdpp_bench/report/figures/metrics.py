@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
@@ -25,14 +24,13 @@ from gdpp_bench.report.figures.base import (  # noqa: E402
     metric_label,
     palette,
     plain_log_axis,
+    published_lines,
     save_figure,
     styled,
     suptitle,
     variant_ticks,
     widen_flat_axis,
 )
-from gdpp_bench.report.numbers import fmt  # noqa: E402
-from gdpp_bench.report.published import published  # noqa: E402
 from gdpp_bench.report.stats import mean_ci  # noqa: E402
 from gdpp_bench.report.tables import (  # noqa: E402
     DEFAULT_BASELINE,
@@ -40,23 +38,6 @@ from gdpp_bench.report.tables import (  # noqa: E402
     metric_bounds,
     variant_order,
 )
-
-# the published values' dash styles, one per value of a metric (at most three per dataset)
-PUBLISHED_STYLES: tuple[Any, ...] = (":", "-.", (0, (6, 2, 1, 2, 1, 2)), (0, (1, 4)))
-
-
-def _published_lines(ax: plt.Axes, dataset: str, metric: str) -> tuple[list[Line2D], list[str]]:
-    """The published values of `metric` on `dataset` as black horizontal lines, one dash style
-    each: (legend handles, the title notes naming their sources and protocols)."""
-    references = published(dataset, metric)
-    handles = []
-    for reference, style in zip(references, PUBLISHED_STYLES, strict=False):
-        ax.axhline(reference.value, color="black", linestyle=style, linewidth=1.2, zorder=1)
-        label = f"{reference.method} (published): {fmt(reference.value)}"
-        handles.append(Line2D([], [], color="black", linestyle=style, label=label))
-    protocols = dict.fromkeys((r.source, r.protocol) for r in references)
-    notes = [f"black lines: {source}, not our runs: {protocol}" for source, protocol in protocols]
-    return handles, notes
 
 
 def _drawn(done: pd.DataFrame, metric: str) -> bool:
@@ -128,7 +109,7 @@ def metric_points(
     if baseline in stats.index:
         ax.axhline(stats.loc[baseline, "mean"], color="grey", linestyle="--", linewidth=1, zorder=1)
         handles.append(Line2D([], [], color="grey", linestyle="--", label=f"{baseline} mean"))
-    references, notes = _published_lines(ax, dataset, metric)
+    references, notes = published_lines(ax, dataset, metric)
     widen_flat_axis(ax, metric_bounds(metric, dataset))
     ax.set_xlabel("variant")
     ax.set_ylabel(metric_label(metric))
@@ -200,7 +181,7 @@ def metric_vs_weight(
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlabel("weight w of the diversity term (log scale)")
     ax.set_ylabel(metric_label(metric))
-    references, notes = _published_lines(ax, dataset, metric)
+    references, notes = published_lines(ax, dataset, metric)
     widen_flat_axis(ax, metric_bounds(metric, dataset))
     handles, labels = ax.get_legend_handles_labels()
     legend_outside(fig, handles + references, labels + [str(h.get_label()) for h in references])
@@ -250,7 +231,7 @@ def metric_vs_cpu(
     plain_log_axis(ax.xaxis)
     ax.set_xlabel("training CPU seconds per run (process time, log scale)")
     ax.set_ylabel(metric_label(metric))
-    references, notes = _published_lines(ax, dataset, metric)
+    references, notes = published_lines(ax, dataset, metric)
     widen_flat_axis(ax, metric_bounds(metric, dataset))
     handles, labels = ax.get_legend_handles_labels()
     legend_outside(
