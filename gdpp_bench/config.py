@@ -31,6 +31,7 @@ SEED_LIMIT = 2**32  # seeds are integers in [0, 2**32): what every generator a r
 # the fidelity metrics' feature extractor (eval.features, evaluate --features): the default is each
 # dataset's standard one (Inception-v3; the MNIST family's project classifier), the others are
 # torch-fidelity 0.4's DINOv2 and CLIP models (gdpp_bench.metrics.features)
+INCEPTION = "inception-v3-compat"  # torch-fidelity's name of the standard extractor
 DINOV2_FEATURES = ("dinov2-vit-s-14", "dinov2-vit-b-14", "dinov2-vit-l-14", "dinov2-vit-g-14")
 CLIP_FEATURES = (
     "clip-rn50",
@@ -43,7 +44,7 @@ CLIP_FEATURES = (
     "clip-vit-l-14",
     "clip-vit-l-14-336px",
 )
-FEATURE_EXTRACTORS = ("inception-v3-compat", *DINOV2_FEATURES, *CLIP_FEATURES)
+FEATURE_EXTRACTORS = (INCEPTION, *DINOV2_FEATURES, *CLIP_FEATURES)
 
 
 def check_seeds(seeds: tuple[int, ...] | list[int], where: str) -> None:
@@ -112,9 +113,9 @@ class EvalConfig:
     real_samples: int = 10_000  # real reference samples for them (the whole split if fewer)
     reference_split: str = "train"  # or "test"
     ivom_images: int = 1_000  # real test images for IvOM (metric "ivom"; the paper: 2,000)
-    # the fidelity metric's feature extractor (FEATURE_EXTRACTORS): "inception-v3-compat" is each
-    # dataset's standard one; another names its values (fd_dinov2, not fid) and its real statistics
-    features: str = "inception-v3-compat"
+    # the fidelity metric's feature extractor (FEATURE_EXTRACTORS): INCEPTION is each dataset's
+    # standard one; another names its values (fd_dinov2, not fid) and its real statistics
+    features: str = INCEPTION
     # also write TensorBoard events into RUN/tensorboard/ (log.csv scalars, periodic metrics,
     # sample pictures); logging only: changing it never retrains or re-evaluates
     tensorboard: bool = False

@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from gdpp_bench.config import INCEPTION
 from gdpp_bench.user_paths import cache_root
 
-INCEPTION = "inception-v3-compat"  # torch-fidelity's name of the standard extractor
 PUBLISHED_INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's release file
 # sha256 of that file (95,628,359 bytes; the Inception-v3 graph of 2015-12-05 that TF's FID code
 # uses, converted to PyTorch). torch-fidelity downloads it without checking any hash, so it is
