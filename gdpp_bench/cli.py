@@ -575,6 +575,9 @@ def sample(
     )
 
 
+EXIT_REPORT_INCOMPLETE = 1  # report written; some run could not be read and is left out of its statistics
+
+
 @cli.command()
 @click.option("--suite", help="One suite's report; default: every suite under --results and an overview.")
 @click.option("--results", default="results", show_default=True, type=click.Path(path_type=Path))
@@ -643,9 +646,6 @@ def report(
     if counts["unreadable"]:
         # The report is written, but it leaves runs out: a script or CI must not take it as whole.
         sys.exit(EXIT_REPORT_INCOMPLETE)
-
-
-EXIT_REPORT_INCOMPLETE = 1  # report written; some run could not be read and is left out of its statistics
 
 
 def _report_status_counts(written: dict[str, Path]) -> dict[str, int]:
