@@ -622,7 +622,9 @@ def report(
     pdf: bool,
     last_k: int,
 ) -> None:
-    """Tables with statistics, figures and index.html from the run folders (nothing is recomputed)."""
+    """Tables with statistics, figures and index.html from the run folders (nothing is recomputed).
+
+    Exit code 1 when some run folder could not be read: the report is written without it."""
     from gdpp_bench.losses import parse_variant
     from gdpp_bench.report import build_overview, build_report
     from gdpp_bench.report.figures.base import figure_formats
