@@ -55,8 +55,12 @@ def main(suite_dir: Path, out: Path, keys: list[str]) -> int:
         recorded = RunDir(suite_dir / key)
         config = json.loads(recorded.config.read_text())
         spec = RunSpec.from_dict(config["spec"])
+        threads = torch.get_num_threads()
         torch.set_num_threads(int(config["environment"]["torch_threads"]))
-        run_one(spec, out, None)
+        try:
+            run_one(spec, out, None)
+        finally:
+            torch.set_num_threads(threads)
         equal = compare(recorded, RunDir.for_spec(out, spec))
         different += not all(equal.values())
         recorded_git = config["environment"]["git"]
