@@ -1,5 +1,5 @@
-"""Where the user's files are by default: the caches and the image datasets (no torch import:
-the CLI reads its defaults from here)."""
+"""Where the user's files are by default: the caches and the image datasets. Imports nothing of
+the project, so that data, metrics and the CLI read these without an import cycle."""
 
 from __future__ import annotations
 
