@@ -274,7 +274,7 @@ def test_api_evaluate_refuses_an_unknown_extractor(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::torch.jit.TracerWarning")
-def test_clip_takes_a_local_file(tmp_path, offline):
+def test_clip_takes_a_local_file(tmp_path, offline, monkeypatch):
     """torch-fidelity's CLIP extractor reads a TorchScript file: a one-layer ViT of CLIP's layout,
     traced; its digest is not OpenAI's, so the protocol marks it."""
     from torch import nn
@@ -295,6 +295,7 @@ def test_clip_takes_a_local_file(tmp_path, offline):
     assert extractor.name == "clip-vit-b-32" and extractor.weights == path
     assert extractor.details["weights_published"] is False and "FD_clip" in extractor.details["comparability"]
     fake, real = (torch.randint(0, 256, (10, 3, 32, 32), dtype=torch.uint8) for _ in range(2))
+    monkeypatch.setattr(measure, "fidelity_cache_dir", lambda: tmp_path / "fidelity")  # not the user's
     values = measure.fidelity_metrics(fake, real, "test-clip", extractor, torch.device("cpu"), batch_size=5)
     assert set(values) == set(names.fidelity_keys("clip-vit-b-32")) and "fid" not in values
     assert math.isfinite(values["fd_clip"])
