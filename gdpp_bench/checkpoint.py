@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,23 @@ def load_checkpoint(
             "delete it to restart that run from scratch"
         )
     return state
+
+
+def flat_tensors(state: Any, prefix: str = "") -> dict[str, torch.Tensor]:
+    """Every tensor of a checkpoint's state, flattened to '.key.sub.name' -> tensor (to compare
+    two checkpoints bit for bit)."""
+    if torch.is_tensor(state):
+        return {prefix: state}
+    items: Iterable[tuple[Any, Any]]
+    if isinstance(state, dict):
+        items = state.items()
+    elif isinstance(state, list | tuple):
+        items = enumerate(state)
+    else:
+        return {}
+    return {
+        name: value for key, item in items for name, value in flat_tensors(item, f"{prefix}.{key}").items()
+    }
 
 
 def rng_state(generator: torch.Generator) -> dict[str, Any]:

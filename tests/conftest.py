@@ -234,21 +234,10 @@ def gdpp_bench_process(
 
 
 def tensors(path) -> dict[str, torch.Tensor]:
-    """Every tensor of a checkpoint, flattened to 'key.sub.name' -> tensor."""
-    flat = {}
+    """Every tensor of a checkpoint file, flattened to '.key.sub.name' -> tensor."""
+    from gdpp_bench.checkpoint import flat_tensors
 
-    def walk(prefix: str, value) -> None:
-        if torch.is_tensor(value):
-            flat[prefix] = value
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                walk(f"{prefix}.{key}", item)
-        elif isinstance(value, list | tuple):
-            for index, item in enumerate(value):
-                walk(f"{prefix}.{index}", item)
-
-    walk("", torch.load(path, weights_only=True))
-    return flat
+    return flat_tensors(torch.load(path, weights_only=True))
 
 
 @contextlib.contextmanager

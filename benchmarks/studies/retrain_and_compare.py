@@ -14,31 +14,21 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import torch
 
+from gdpp_bench.checkpoint import flat_tensors, load_checkpoint
 from gdpp_bench.config import RunSpec
 from gdpp_bench.pipeline import run_one
 from gdpp_bench.rundir import RunDir
-
-
-def _tensors(value: Any, prefix: str = "") -> dict[str, torch.Tensor]:
-    if isinstance(value, torch.Tensor):
-        return {prefix: value}
-    if isinstance(value, dict):
-        return {k: v for key, item in value.items() for k, v in _tensors(item, f"{prefix}.{key}").items()}
-    if isinstance(value, list | tuple):
-        return {k: v for i, item in enumerate(value) for k, v in _tensors(item, f"{prefix}.{i}").items()}
-    return {}
 
 
 def compare(recorded: RunDir, again: RunDir) -> dict[str, bool]:
     """Which of the two runs' records are equal."""
     logs = [pd.read_csv(run.log) for run in (recorded, again)]
     columns = [c for c in logs[0].columns if c != "imgs_per_s"]  # a speed, not a result
-    weights = [_tensors(torch.load(run.checkpoint, weights_only=True)) for run in (recorded, again)]
+    weights = [flat_tensors(load_checkpoint(run.checkpoint)) for run in (recorded, again)]
     return {
         "metrics": json.loads(recorded.metrics.read_text())["values"]
         == json.loads(again.metrics.read_text())["values"],
