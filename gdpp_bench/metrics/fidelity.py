@@ -338,7 +338,7 @@ def frechet_distance(
     covariances are rank-deficient, 1e-15 where not (tests/test_fidelity.py), for a twelfth to a
     thirty-seventh of its CPU where n <= d and half once the root is cached
     (benchmarks/perf/fid_formula.py)."""
-    rows = features.astype(np.float64)
+    rows = np.asarray(features, dtype=np.float64)  # no copy of rows that are float64 already
     count, dim = rows.shape
     mu = rows.mean(axis=0)
     centred = rows - mu
