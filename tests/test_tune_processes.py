@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -64,3 +65,41 @@ def test_two_processes_on_one_storage_draw_disjoint_trials_that_spend_the_budget
     assert taken[0] and taken[1] and not taken[0] & taken[1]  # both drew, never the same trial
     assert taken[0] | taken[1] == {(v, str(i)) for v in ("bce", "bce+gdpp") for i in range(3)}
     assert_budget_exactly_spent(results)
+
+
+def test_a_killed_study_continues_from_its_archive_in_a_fresh_results_folder(tmp_path):
+    # A study's run folders may be lost between working sessions; its archive (the small records
+    # and the storage, committed with the repository) is where it continues from: finished runs are
+    # skipped, the run killed mid-trial (no checkpoint archived) trains again from step 0.
+    suite, results = write_suite(tmp_path, steps=150, every=150), tmp_path / "results"
+    args = tune_args(suite, results, "--heartbeat", "1", "--variants", "bce")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gdpp_bench.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        checkpoint = results / "tiny-tune" / "bce" / "trial-001" / "seed-100" / "checkpoint.pt"
+        while not checkpoint.exists():
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    archived = gdpp_bench(
+        "archive", "--suite", "tiny-tune", "--results", str(results), "--out", str(tmp_path / "repo")
+    )
+    assert archived.returncode == 0, archived.stderr
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    shutil.copytree(tmp_path / "repo" / "tiny-tune", fresh / "tiny-tune")
+    again = gdpp_bench(*tune_args(suite, fresh, "--heartbeat", "1", "--variants", "bce"))
+    assert again.returncode == 0, again.stderr
+    trained = set(re.findall(r"(bce/\S+/seed-\d+): training of 150", again.stdout))
+    assert "bce/trial-000/seed-100" not in trained and "bce/trial-001/seed-100" in trained
+    assert "resuming at step" not in again.stdout
+    assert_budget_exactly_spent(fresh, ("bce",))
