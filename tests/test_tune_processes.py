@@ -1,6 +1,7 @@
 """`gdpp-bench tune` across processes: a trial left running by a killed process is retried with
-its values and its runs resume; two processes on one storage share the budget without drawing a
-trial twice. These start real processes: the processes are the point."""
+its values and its runs resume, also from the study's archive in a fresh results folder; two
+processes on one storage share the budget without drawing a trial twice. These start real
+processes: the processes are the point."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import optuna
 from conftest import gdpp_bench
@@ -19,17 +21,19 @@ from test_tune import assert_budget_exactly_spent, storage_trials, tune_args, wr
 from gdpp_bench.tuning import BUDGET_INDEX
 
 
-def test_sigkill_during_a_trial_then_the_same_command_completes_the_budget_exactly(tmp_path):
-    # killed at trial 1's first checkpoint (step 25), 125 steps before the trial's end; evaluated
-    # at the end only (an evaluation's sample plot costs as much as a hundred steps)
-    suite, results = write_suite(tmp_path, steps=150, every=150), tmp_path / "results"
-    args = tune_args(suite, results, "--heartbeat", "1", "--variants", "bce")
-    command = [sys.executable, "-m", "gdpp_bench.cli", *args]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def tune_killed_at_trial_1_checkpoint(args: list[str], results: Path) -> None:
+    """Run `gdpp-bench ARGS` and SIGKILL it once trial 1's run has its first checkpoint and is
+    still training."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gdpp_bench.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 120
         checkpoint = results / "tiny-tune" / "bce" / "trial-001" / "seed-100" / "checkpoint.pt"
-        while not checkpoint.exists():  # trial 1 has a checkpoint and is still training: kill it
+        while not checkpoint.exists():
             assert process.poll() is None and time.monotonic() < deadline, process.communicate()
             time.sleep(0.05)
         process.send_signal(signal.SIGKILL)
@@ -37,6 +41,14 @@ def test_sigkill_during_a_trial_then_the_same_command_completes_the_budget_exact
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_sigkill_during_a_trial_then_the_same_command_completes_the_budget_exactly(tmp_path):
+    # killed at trial 1's first checkpoint (step 25), 125 steps before the trial's end; evaluated
+    # at the end only (an evaluation's sample plot costs as much as a hundred steps)
+    suite, results = write_suite(tmp_path, steps=150, every=150), tmp_path / "results"
+    args = tune_args(suite, results, "--heartbeat", "1", "--variants", "bce")
+    tune_killed_at_trial_1_checkpoint(args, results)
     running = [
         t
         for trials in storage_trials(results).values()
@@ -73,23 +85,7 @@ def test_a_killed_study_continues_from_its_archive_in_a_fresh_results_folder(tmp
     # skipped, the run killed mid-trial (no checkpoint archived) trains again from step 0.
     suite, results = write_suite(tmp_path, steps=150, every=150), tmp_path / "results"
     args = tune_args(suite, results, "--heartbeat", "1", "--variants", "bce")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gdpp_bench.cli", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        checkpoint = results / "tiny-tune" / "bce" / "trial-001" / "seed-100" / "checkpoint.pt"
-        while not checkpoint.exists():
-            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
-            time.sleep(0.05)
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    tune_killed_at_trial_1_checkpoint(args, results)
     archived = gdpp_bench(
         "archive", "--suite", "tiny-tune", "--results", str(results), "--out", str(tmp_path / "repo")
     )
