@@ -15,6 +15,7 @@ from gdpp_bench.checkpoint import load_checkpoint
 from gdpp_bench.config import RunSpec
 from gdpp_bench.data import Dataset, dataset_of
 from gdpp_bench.data.images import Split
+from gdpp_bench.errors import UserError
 from gdpp_bench.metrics import METRICS, SAMPLE_SEED_OFFSET, EvalContext, EvalOptions, compute_metrics
 from gdpp_bench.metrics.features import DEFAULT_FEATURES
 from gdpp_bench.models import build_models
@@ -156,26 +157,33 @@ def _points(ctx: EvalContext) -> Tensor | None:
 def _reusable(
     record: dict[str, Any] | None,
     metric: str,
-    checkpoint: str,
-    step: int,
+    checkpoint: str | None,
+    step: int | None,
     options: EvalOptions,
     settings: dict[str, Any],
     features: str = DEFAULT_FEATURES,
 ) -> bool:
     """Whether metrics.json already holds `metric` measured on this checkpoint under this protocol
     and these evaluation settings (sample counts, reference split), and, for a metric measured with
-    the chosen feature extractor (`features` in its registration), with that extractor."""
+    the chosen feature extractor (`features` in its registration), with that extractor.
+    `checkpoint` and `step` None: the run keeps no checkpoint (an archive), so the recorded one is
+    the only one there was."""
     entry = (record or {}).get("protocol", {}).get(metric)
     if not entry:
         return False
     if METRICS.meta(metric).get("features") and entry.get("features", DEFAULT_FEATURES) != features:
         return False
+    measured = (
+        (checkpoint, step)
+        if checkpoint is not None
+        else (entry.get("checkpoint"), entry.get("checkpoint_step"))
+    )
     return (
         entry.get("checkpoint"),
         entry.get("checkpoint_step"),
         entry.get("protocol"),
         entry.get("settings"),
-    ) == (checkpoint, step, options.protocol, settings)
+    ) == (*measured, options.protocol, settings)
 
 
 def eval_settings(spec: RunSpec) -> dict[str, Any]:
@@ -212,7 +220,7 @@ class Pending:
 
     spec: RunSpec
     checkpoint: Path
-    step: int
+    step: int | None  # None: the run keeps no checkpoint (archived)
     record: dict[str, Any] | None
     missing: list[str]
 
@@ -228,22 +236,27 @@ def pending_metrics(
 ) -> Pending | None:
     """The metrics a finished run still lacks (all of them with `force`) for this protocol and
     these settings; None for a run that is not done. `state`: its checkpoint, if already loaded
-    (otherwise only its step is read, from a memory map)."""
+    (otherwise only its step is read, from a memory map). A finished run without its checkpoint
+    (archived: small records only) has the metrics it recorded and can measure no other
+    (`Pending.step` None)."""
     if run_dir.status()["status"] != "done":
         return None
     record = _read_record(run_dir)
     spec = RunSpec.from_dict(run_dir.read_config()["spec"])
     checkpoint = measured_checkpoint(run_dir)
-    state = state if state is not None else load_checkpoint(checkpoint, mmap=True)
-    step = int(state["step"])
+    kept = state is not None or checkpoint.exists()
+    step = (
+        int((state if state is not None else load_checkpoint(checkpoint, mmap=True))["step"])
+        if kept
+        else None
+    )
     if force or (record is not None and record.get("status") != "done"):
         record = None
     settings = eval_settings(spec)
     features = features_of(spec, options)
+    name = checkpoint.name if kept else None
     missing = [
-        m
-        for m in spec.eval.metrics
-        if not _reusable(record, m, checkpoint.name, step, options, settings, features)
+        m for m in spec.eval.metrics if not _reusable(record, m, name, step, options, settings, features)
     ]
     return Pending(spec, checkpoint, step, record, missing)
 
@@ -274,7 +287,7 @@ def evaluate_run(
             write_json(run_dir.metrics, record)
         return record
     checkpoint = measured_checkpoint(run_dir)
-    state = load_checkpoint(checkpoint, map_location=device)
+    state = load_checkpoint(checkpoint, map_location=device) if checkpoint.exists() else None
     pending = pending_metrics(run_dir, options, force, state)
     assert pending is not None  # done: checked above
     spec, step, record, missing = pending.spec, pending.step, pending.record, pending.missing
@@ -282,9 +295,17 @@ def evaluate_run(
     settings = eval_settings(spec)
     if record is not None and not missing and set(record.get("protocol", {})) == set(wanted):
         return record
+    if missing and (state is None or step is None):
+        raise UserError(
+            f"{run_dir.path} finished without keeping its checkpoint ({checkpoint.name}; an archive keeps "
+            f"none), so {', '.join(missing)} cannot be measured here: evaluate it where "
+            "its checkpoint is, or move the folder away to train the run again"
+        )
 
     periodic_split, final_split = reference_splits(spec)
-    if (
+    if not missing:  # the record only lists metrics the suite no longer asks for
+        computed, notes, points = {}, {}, None
+    elif (
         measured is not None
         and measured.step == step
         and checkpoint == run_dir.checkpoint
@@ -292,6 +313,7 @@ def evaluate_run(
     ):
         computed, notes, points = measured.values, measured.notes, measured.points
     else:
+        assert state is not None  # metrics to measure without a checkpoint were refused above
         generator, _ = build_models(spec.model, dataset_of(spec).shape)
         generator.load_state_dict(state["generator"])
         generator.to(device)

@@ -71,3 +71,22 @@ def test_archive_refuses_a_missing_suite_and_an_out_inside_the_results(tuned, tm
     )
     assert inside.returncode == 2 and "overlaps the results being archived" in inside.stderr
     assert not (tuned / "tiny-tune" / "copy").exists()
+
+
+def test_an_archived_run_keeps_its_recorded_metrics_and_refuses_to_be_measured_again(tuned, tmp_path):
+    archive = tmp_path / "archive"
+    assert (
+        gdpp_bench(
+            "archive", "--suite", "tiny-tune", "--results", str(tuned), "--out", str(archive)
+        ).returncode
+        == 0
+    )
+    before = {run.path: run.metrics.read_text() for run in find_run_dirs(archive / "tiny-tune")}
+    kept = gdpp_bench("evaluate", "--suite", "tiny-tune", "--results", str(archive), "--device", "cpu")
+    assert kept.returncode == 0, kept.stderr
+    forced = gdpp_bench(
+        "evaluate", "--suite", "tiny-tune", "--results", str(archive), "--device", "cpu", "--force"
+    )
+    assert forced.returncode == 2 and "Traceback" not in forced.stderr
+    assert "finished without keeping its checkpoint (checkpoint.pt; an archive keeps none)" in forced.stderr
+    assert {run.path: run.metrics.read_text() for run in find_run_dirs(archive / "tiny-tune")} == before

@@ -18,12 +18,13 @@ import optuna
 from conftest import gdpp_bench
 from test_tune import assert_budget_exactly_spent, storage_trials, tune_args, write_suite
 
-from gdpp_bench.tuning import BUDGET_INDEX
+from gdpp_bench.rundir import find_run_dirs
+from gdpp_bench.tuning import BUDGET_INDEX, counted_trials
 
 
-def tune_killed_at_trial_1_checkpoint(args: list[str], results: Path) -> None:
-    """Run `gdpp-bench ARGS` and SIGKILL it once trial 1's run has its first checkpoint and is
-    still training."""
+def tune_killed_at_trial_1_checkpoint(args: list[str], results: Path, seed: int = 100) -> None:
+    """Run `gdpp-bench ARGS` and SIGKILL it once trial 1's run at tuning seed `seed` has its first
+    checkpoint and is still training."""
     process = subprocess.Popen(
         [sys.executable, "-m", "gdpp_bench.cli", *args],
         stdout=subprocess.PIPE,
@@ -32,7 +33,7 @@ def tune_killed_at_trial_1_checkpoint(args: list[str], results: Path) -> None:
     )
     try:
         deadline = time.monotonic() + 120
-        checkpoint = results / "tiny-tune" / "bce" / "trial-001" / "seed-100" / "checkpoint.pt"
+        checkpoint = results / "tiny-tune" / "bce" / "trial-001" / f"seed-{seed}" / "checkpoint.pt"
         while not checkpoint.exists():
             assert process.poll() is None and time.monotonic() < deadline, process.communicate()
             time.sleep(0.05)
@@ -81,11 +82,13 @@ def test_two_processes_on_one_storage_draw_disjoint_trials_that_spend_the_budget
 
 def test_a_killed_study_continues_from_its_archive_in_a_fresh_results_folder(tmp_path):
     # A study's run folders may be lost between working sessions; its archive (the small records
-    # and the storage, committed with the repository) is where it continues from: finished runs are
-    # skipped, the run killed mid-trial (no checkpoint archived) trains again from step 0.
+    # and the storage, committed with the repository) is where it continues from. Killed in trial 1's
+    # second tuning seed: the trial is retried from the archive, its finished first seed (archived
+    # without its checkpoint) is kept as recorded, the killed seed trains again from step 0.
     suite, results = write_suite(tmp_path, steps=150, every=150), tmp_path / "results"
+    suite.write_text(suite.read_text().replace("tuning_seeds = [100]", "tuning_seeds = [100, 101]"))
     args = tune_args(suite, results, "--heartbeat", "1", "--variants", "bce")
-    tune_killed_at_trial_1_checkpoint(args, results)
+    tune_killed_at_trial_1_checkpoint(args, results, seed=101)
     archived = gdpp_bench(
         "archive", "--suite", "tiny-tune", "--results", str(results), "--out", str(tmp_path / "repo")
     )
@@ -93,9 +96,15 @@ def test_a_killed_study_continues_from_its_archive_in_a_fresh_results_folder(tmp
     fresh = tmp_path / "fresh"
     fresh.mkdir()
     shutil.copytree(tmp_path / "repo" / "tiny-tune", fresh / "tiny-tune")
+    recorded = (fresh / "tiny-tune" / "bce" / "trial-001" / "seed-100" / "metrics.json").read_text()
     again = gdpp_bench(*tune_args(suite, fresh, "--heartbeat", "1", "--variants", "bce"))
-    assert again.returncode == 0, again.stderr
+    assert again.returncode == 0, again.stdout + again.stderr
     trained = set(re.findall(r"(bce/\S+/seed-\d+): training of 150", again.stdout))
-    assert "bce/trial-000/seed-100" not in trained and "bce/trial-001/seed-100" in trained
+    assert trained == {"bce/trial-001/seed-101", "bce/trial-002/seed-100", "bce/trial-002/seed-101"} | {
+        f"bce/confirm/seed-{seed}" for seed in (0, 1)
+    }
     assert "resuming at step" not in again.stdout
-    assert_budget_exactly_spent(fresh, ("bce",))
+    assert (fresh / "tiny-tune" / "bce" / "trial-001" / "seed-100" / "metrics.json").read_text() == recorded
+    assert sorted(counted_trials(storage_trials(fresh)["tiny-tune/ring8/bce"])) == [0, 1, 2]
+    runs = find_run_dirs(fresh / "tiny-tune")
+    assert len(runs) == 3 * 2 + 2 and all(run.is_done() for run in runs)
