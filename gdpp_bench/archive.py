@@ -18,7 +18,12 @@ STORAGE_FILES = ("tuning.db",)
 
 
 def record_files(run_dir: RunDir) -> tuple[Path, ...]:
-    """The files of a run that an archive keeps: what the report and an audit of it read."""
+    """The files of a run that an archive keeps: what the report and an audit of it read. A run
+    that has finished training but not yet written its metrics (an archive taken while a study
+    runs) is kept without its DONE: its checkpoint is not archived, so a study continued from the
+    archive trains it again rather than find a finished run it can never measure."""
+    if run_dir.done.exists() and not run_dir.metrics.exists():
+        return (run_dir.config, run_dir.log, run_dir.evals)
     return (run_dir.config, run_dir.metrics, run_dir.done, run_dir.log, run_dir.evals)
 
 

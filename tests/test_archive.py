@@ -3,6 +3,7 @@ regenerated with the same tables and verdicts as from the run folders themselves
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import optuna
@@ -90,3 +91,20 @@ def test_an_archived_run_keeps_its_recorded_metrics_and_refuses_to_be_measured_a
     assert forced.returncode == 2 and "Traceback" not in forced.stderr
     assert "finished without keeping its checkpoint (checkpoint.pt; an archive keeps none)" in forced.stderr
     assert {run.path: run.metrics.read_text() for run in find_run_dirs(archive / "tiny-tune")} == before
+
+
+def test_a_run_archived_between_training_and_evaluation_is_kept_unfinished(tuned, tmp_path):
+    # a study archived while it runs can catch a run whose DONE is written and metrics.json not yet:
+    # without its checkpoint such a run could never be measured, so it is archived to train again
+    results = tmp_path / "results"
+    shutil.copytree(tuned, results)
+    caught = find_run_dirs(results / "tiny-tune")[0]
+    caught.metrics.unlink()
+    done = gdpp_bench(
+        "archive", "--suite", "tiny-tune", "--results", str(results), "--out", str(tmp_path / "a")
+    )
+    assert done.returncode == 0, done.stderr
+    archived = tmp_path / "a" / "tiny-tune" / caught.path.relative_to(results / "tiny-tune")
+    assert sorted(p.name for p in archived.iterdir()) == ["config.json", "evals.csv", "log.csv"]
+    others = [run for run in find_run_dirs(tmp_path / "a" / "tiny-tune") if run.path != archived]
+    assert others and all(run.is_done() and run.metrics.exists() for run in others)
