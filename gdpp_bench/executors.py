@@ -13,6 +13,7 @@ array's pending and running tasks; split apart, each half would only make sense 
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -98,6 +99,7 @@ _stopping = False  # in a pool worker: the suite was stopped; calls still queued
 _events: Any = None  # in a pool worker: where it tells the main process its pid and each run it starts
 _parent_pid = 0  # in a pool worker: the main process's pid
 EXIT_ORPHANED = 143  # a worker whose main process died (128 + SIGTERM)
+ABORT_WAIT_S = 120  # how long Ctrl-C waits for the workers to unwind their runs before killing them
 
 
 def _init_worker(threads: int, device_queue: Any, events: Any) -> None:
@@ -217,16 +219,26 @@ class PoolExecutor:
             (self._worker_pids.append if kind == "pid" else self._started.add)(value)
 
     def abort(self) -> str:
+        workers = multiprocessing.active_children()  # the pool's, started ones still booting included
         for future in self._futures:
             future.cancel()
         self._pool.shutdown(wait=False, cancel_futures=True)
-        self._read_events()
-        for pid in self._worker_pids:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        self._pool.shutdown(wait=True)
+        # shutdown(wait=False) lets go of the pool's thread, so a later shutdown(wait=True) waits for
+        # nothing: wait for the workers here. One still booting (importing torch) registers later and
+        # is stopped then; had this process exited first, its queues' semaphores would be gone and
+        # the booting worker would die with a traceback.
+        stopped: set[int] = set()
+        deadline = time.monotonic() + ABORT_WAIT_S
+        while any(worker.is_alive() for worker in workers) and time.monotonic() < deadline:
+            self._read_events()
+            for pid in set(self._worker_pids) - stopped:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+                stopped.add(pid)
+            time.sleep(0.02)
+        for worker in workers:
+            if worker.is_alive():  # past the deadline (a run that does not unwind): as SIGKILL would
+                worker.kill()
         self._read_events()
         finished = {
             i for i, f in enumerate(self._futures) if f.done() and not f.cancelled() and f.exception() is None

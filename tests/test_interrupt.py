@@ -127,14 +127,18 @@ def test_one_ctrl_c_stops_the_suite_and_every_run_resumes(tmp_path, workers):
     )
 
 
-def test_ctrl_c_while_the_workers_start_stops_cleanly(tmp_path):
-    """Ctrl-C before any worker has begun a run (they are still importing torch): no run starts,
-    the pool is not broken (no BrokenProcessPool, no traceback), one line, exit 130."""
+@pytest.mark.parametrize("delay_s", [0.0, 0.5])
+def test_ctrl_c_while_the_workers_start_stops_cleanly(tmp_path, delay_s):
+    """Ctrl-C before any worker has begun a run: as the pool is made (0 s), or while its workers
+    are still importing torch (0.5 s later; the main process once exited without waiting for them,
+    and they died with tracebacks): no run starts, the pool is not broken (no BrokenProcessPool, no
+    traceback), one line, exit 130."""
     suite = tmp_path / "interrupt.toml"
     suite.write_text(SUITE)
     results = tmp_path / "results"
     with started(suite, results, "--workers", "2") as process:
         read_until(process, "suite interrupt: 3 runs")
+        time.sleep(delay_s)
         os.killpg(process.pid, signal.SIGINT)
         stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
