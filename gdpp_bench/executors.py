@@ -227,14 +227,14 @@ class PoolExecutor:
         # nothing: wait for the workers here. One still booting (importing torch) registers later and
         # is stopped then; had this process exited first, its queues' semaphores would be gone and
         # the booting worker would die with a traceback.
-        stopped: set[int] = set()
+        signalled: set[int] = set()
         deadline = time.monotonic() + ABORT_WAIT_S
         while any(worker.is_alive() for worker in workers) and time.monotonic() < deadline:
             self._read_events()
-            for pid in set(self._worker_pids) - stopped:
+            for pid in set(self._worker_pids) - signalled:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGTERM)
-                stopped.add(pid)
+                signalled.add(pid)
             time.sleep(0.02)
         for worker in workers:
             if worker.is_alive():  # past the deadline (a run that does not unwind): as SIGKILL would
