@@ -173,17 +173,12 @@ def _reusable(
         return False
     if METRICS.meta(metric).get("features") and entry.get("features", DEFAULT_FEATURES) != features:
         return False
-    measured = (
-        (checkpoint, step)
-        if checkpoint is not None
-        else (entry.get("checkpoint"), entry.get("checkpoint_step"))
-    )
-    return (
-        entry.get("checkpoint"),
-        entry.get("checkpoint_step"),
-        entry.get("protocol"),
-        entry.get("settings"),
-    ) == (*measured, options.protocol, settings)
+    if checkpoint is not None and (entry.get("checkpoint"), entry.get("checkpoint_step")) != (
+        checkpoint,
+        step,
+    ):
+        return False
+    return (entry.get("protocol"), entry.get("settings")) == (options.protocol, settings)
 
 
 def eval_settings(spec: RunSpec) -> dict[str, Any]:
@@ -244,17 +239,14 @@ def pending_metrics(
     record = _read_record(run_dir)
     spec = RunSpec.from_dict(run_dir.read_config()["spec"])
     checkpoint = measured_checkpoint(run_dir)
-    kept = state is not None or checkpoint.exists()
-    step = (
-        int((state if state is not None else load_checkpoint(checkpoint, mmap=True))["step"])
-        if kept
-        else None
-    )
+    if state is None and checkpoint.exists():
+        state = load_checkpoint(checkpoint, mmap=True)
+    step = int(state["step"]) if state is not None else None
     if force or (record is not None and record.get("status") != "done"):
         record = None
     settings = eval_settings(spec)
     features = features_of(spec, options)
-    name = checkpoint.name if kept else None
+    name = checkpoint.name if state is not None else None
     missing = [
         m for m in spec.eval.metrics if not _reusable(record, m, name, step, options, settings, features)
     ]
