@@ -287,7 +287,7 @@ def evaluate_run(
     settings = eval_settings(spec)
     if record is not None and not missing and set(record.get("protocol", {})) == set(wanted):
         return record
-    if missing and (state is None or step is None):
+    if missing and state is None:
         raise UserError(
             f"{run_dir.path} finished without keeping its checkpoint ({checkpoint.name}; an archive keeps "
             f"none), so {', '.join(missing)} cannot be measured here: evaluate it where "

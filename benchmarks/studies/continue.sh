@@ -63,11 +63,12 @@ snapshot() {
 }
 
 cd "$studies"
-nohup bash -c "$(declare -f worker); suites=(${suites[*]}); studies='$studies' venv='$venv'; worker A" >/dev/null 2>&1 &
-echo "continue: worker A (pid $!), logs $studies/SUITE.A.log"
-sleep 20 # the first worker creates the storage and enqueues the budget
-nohup bash -c "$(declare -f worker); suites=(${suites[*]}); studies='$studies' venv='$venv'; worker B" >/dev/null 2>&1 &
-echo "continue: worker B (pid $!), logs $studies/SUITE.B.log"
+for name in A B; do
+    nohup bash -c "$(declare -f worker); suites=(${suites[*]}); studies='$studies' venv='$venv'; worker $name" \
+        >/dev/null 2>&1 &
+    echo "continue: worker $name (pid $!), logs $studies/SUITE.$name.log"
+    [ "$name" = B ] || sleep 20 # the first worker creates the storage and enqueues the budget
+done
 nohup bash -c "$(declare -f snapshot); suites=(${suites[*]}); studies='$studies' venv='$venv' repo='$repo' minutes=$minutes; snapshot" \
     >"$studies/snapshot.log" 2>&1 &
 echo "continue: snapshots every $minutes min into results/SUITE/runs (pid $!)"
