@@ -8,8 +8,8 @@ as written, so a recording run cannot pass a mismatch silently.
 
 Bit-exact float results hold on one machine kind only, and the instruction set alone does not
 name it: an AMD EPYC with AVX-512 ended the 40-step runs with other bits than the AVX-512 CPU
-that recorded them, and an AVX2 AMD EPYC ends the GDPP run at 2 modes where an AVX-512 machine
-ends it at 1. So the file keeps one record per machine key (see `machine_key`): CPU vendor,
+that recorded them, and the GDPP run ends at 2 modes on two AMD EPYCs (AVX2, AVX-512) but at 1
+on an Intel Xeon with AVX-512. So the file keeps one record per machine key (see `machine_key`): CPU vendor,
 family, model and stepping, the instruction set torch dispatches to, the torch version, and the
 MKL and oneDNN versions torch was built with. A machine whose key has no record skips the test,
 printing its key, the recorded keys and the command that records it."""
