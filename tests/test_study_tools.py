@@ -113,3 +113,32 @@ def test_retrained_runs_equal_their_records_and_a_changed_record_is_found(record
     record.metrics.write_text(json.dumps(metrics))
     assert retrain.main(recorded, tmp_path / "again", keys[1:]) == 1
     assert "metrics DIFFERENT, evals equal, log equal, checkpoint equal" in capsys.readouterr().out
+
+
+def test_answer_cells_print_the_tuned_rows_words_from_decisions_csv(tmp_path, capsys, monkeypatch):
+    answer_cells = _script("answer_cells")
+    columns = "dataset,role,variant,reference,metric,n,n_reference,difference,difference_low,difference_high"
+    columns += ",mannwhitney_p_holm,verdict\n"
+    undecided = "no detectable difference at n = 10"
+    rows = [
+        "grid25,confirm,bce+gdpp,bce,modes,10,10,9.9,6.3,13.44,0.00312,better",
+        "grid25,confirm,bce+gdpp,bce,kl_uniform,10,10,-0.824,-1.12,-0.53,0.0000652,better",
+        "grid25,confirm,bce+gdpp,bce,hq_percent,10,10,5,1,9,,descriptive (not primary)",
+        "grid25,confirm,bce+gdpp-si,bce,modes,10,10,-0.5,-1.15,0.125,1.0," + undecided,
+        "grid25,confirm,bce+gdpp-si,bce,kl_uniform,10,10,0.051,-0.1,0.2,0.1234," + undecided,
+        "grid25,confirm,bce+gdpp-si,bce+gdpp,modes,10,10,3,1,5,0.01,better",  # not against bce: left out
+        "grid25,trial,bce+gdpp,bce,modes,2,2,1,0,2,1.0,no detectable difference",  # not a confirmation
+    ]
+    (tmp_path / "decisions.csv").write_text(columns + "\n".join(rows) + "\n")
+    monkeypatch.setattr(sys, "argv", ["answer_cells.py", str(tmp_path)])
+    answer_cells.main()
+    assert capsys.readouterr().out.splitlines() == [
+        "bce+gdpp: modes: **better**, Δ +9.90 [6.30, 13.44], p 0.0031; "
+        "KL: **better**, Δ -0.82 [-1.12, -0.53], p 7e-5; n 10 vs 10",
+        "bce+gdpp-si: modes: no detectable difference, Δ -0.50 [-1.15, 0.12], p 1; "
+        "KL: no detectable difference, Δ +0.05 [-0.10, 0.20], p 0.12; n 10 vs 10",
+    ]
+
+    monkeypatch.setattr(sys, "argv", ["answer_cells.py", str(tmp_path / "missing")])
+    with pytest.raises(SystemExit, match="no .*decisions.csv: run `gdpp-bench report"):
+        answer_cells.main()

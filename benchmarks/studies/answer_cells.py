@@ -31,7 +31,8 @@ def format_p(p: float) -> str:
 
 
 def format_verdict(verdict: str) -> str:
-    """'better' and 'worse' in bold; 'no detectable difference at n = 10' without its n (the cell ends with n)."""
+    """'better' and 'worse' in bold; 'no detectable difference at n = 10' without its n (the cell
+    ends with n)."""
     if verdict in ("better", "worse"):
         return f"**{verdict}**"
     return verdict.split(" at n = ")[0]
