@@ -223,6 +223,9 @@ def test_published_values_are_one_table_of_source_protocol_dataset_metric_value(
     assert by_key[("stacked-mnist", "modes", "WGAN-GP")] == 995
     assert all(p.source.startswith("GDPP paper") and "samples" in p.protocol for p in PUBLISHED)
     assert published("mnist") == []  # no comparable published number
+    # only the official ring has 7 distinct means (angle 0 repeated); its grid has all 25
+    assert all("its ring: 7 distinct means" in p.protocol for p in published("ring8"))
+    assert not any("ring" in p.protocol for p in published("grid25"))
 
 
 def test_published_values_are_rows_beside_ours_and_never_in_our_statistics(tmp_path):
