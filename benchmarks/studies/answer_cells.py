@@ -15,27 +15,22 @@ from pathlib import Path
 
 import pandas as pd
 
+from gdpp_bench.report.claims import verdict_kind
+from gdpp_bench.report.numbers import fmt
+
 METRIC_NAMES = {"modes": "modes", "kl_uniform": "KL"}
 
 
 def format_p(p: float) -> str:
-    """Holm p as the table writes it: '1', two decimals above 0.1, else two significant digits."""
-    if p >= 0.995:
-        return "1"
-    if p >= 0.1:
-        return f"{p:.2f}"
-    if p >= 0.001:
-        return f"{p:.2g}"
-    mantissa, exponent = f"{p:.0e}".split("e")
-    return f"{mantissa}e{int(exponent)}"
+    """Holm p as the table writes it: the report's number format, two significant digits (one
+    below 0.001: '7e-5')."""
+    return fmt(p, 2 if p >= 0.001 else 1)
 
 
 def format_verdict(verdict: str) -> str:
-    """'better' and 'worse' in bold; 'no detectable difference at n = 10' without its n (the cell
-    ends with n)."""
-    if verdict in ("better", "worse"):
-        return f"**{verdict}**"
-    return verdict.split(" at n = ")[0]
+    """The verdict's kind (the cell ends with n), 'better' and 'worse' in bold."""
+    kind = verdict_kind(verdict)
+    return f"**{kind}**" if kind in ("better", "worse") else kind
 
 
 def answer_cell(rows: pd.DataFrame) -> str:

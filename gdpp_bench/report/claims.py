@@ -153,6 +153,14 @@ def _verdict(row: dict, p_holm: float, smallest_holm_p: float, settings: Decisio
     return f"no detectable difference at {sizes}"
 
 
+def verdict_kind(verdict: str) -> str:
+    """A verdict without its sizes and notes: 'better', 'worse', 'no detectable difference',
+    'n too small to decide', or the descriptive ones as written."""
+    if verdict in ("better", "worse"):
+        return verdict
+    return verdict.split(" at ")[0].split(":")[0]
+
+
 def claims_markdown(table: pd.DataFrame, runs: pd.DataFrame, suite: str, baseline: str, last_k: int) -> str:
     """claims.md: the fixed decision rule, what the runs recorded of their suite's [decision]
     table, then one line per comparison and metric; a suite with confirmation runs has a section

@@ -16,6 +16,7 @@ from PIL import Image
 from gdpp_bench.data import kind_of
 from gdpp_bench.errors import UserError
 from gdpp_bench.metrics import HIGHER_IS_BETTER, entry_sees, sees_phrase
+from gdpp_bench.report.claims import verdict_kind
 from gdpp_bench.report.figures import FIGURES
 from gdpp_bench.report.figures.base import DPI, FULL_WIDTH, PART
 from gdpp_bench.report.recipes import (
@@ -349,9 +350,7 @@ def claims_html(
         .rename(columns=columns)
         .to_html(index=False, float_format=fmt, na_rep="n/a", classes="claims", border=0)
     )
-    kinds = decided["verdict"].map(
-        lambda v: v if v in ("better", "worse") else v.split(" at ")[0].split(":")[0]
-    )
+    kinds = decided["verdict"].map(verdict_kind)
     counts = ", ".join(f"{count} {kind}" for kind, count in kinds.value_counts().items())
     separate = f" each recipe's runs are a Holm family of their own ({SELECTION_NOTE});" if tuned else ""
     return noted + (
